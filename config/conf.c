@@ -1,0 +1,437 @@
+/* conf.c: the configuration loader: libconfig settings dispatched on directive tables. */
+#include "conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pool.h"
+
+static const char *ctx_name(unsigned ctx)
+{
+    switch (ctx) {
+    case PT_CTX_MAIN:
+        return "the main context";
+    case PT_CTX_HTTP:
+        return "http";
+    case PT_CTX_SRV:
+        return "server";
+    case PT_CTX_LOC:
+        return "location";
+    case PT_CTX_UPS:
+        return "upstream";
+    }
+    return "?";
+}
+
+static int conf_verror(struct pt_conf *cf, const config_setting_t *s, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    const char *file;
+    int line = 0;
+
+    cf->failed = 1;
+    if (cf->err == NULL || cf->err[0] != '\0')
+        return PT_ERROR;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    file = s ? config_setting_source_file(s) : NULL;
+    if (file == NULL)
+        file = cf->file;
+    if (s)
+        line = (int)config_setting_source_line(s);
+    snprintf(cf->err, cf->errlen, "%s:%d: %s", file ? file : "?", line, msg);
+    return PT_ERROR;
+}
+
+int pt_conf_error(struct pt_conf *cf, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    conf_verror(cf, cf->setting, fmt, ap);
+    va_end(ap);
+    return PT_ERROR;
+}
+
+int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    conf_verror(cf, s, fmt, ap);
+    va_end(ap);
+    return PT_ERROR;
+}
+
+const struct pt_directive *pt_conf_find_directive(const char *name, unsigned ctx,
+                                                  struct pt_module **mod)
+{
+    const struct pt_directive *found = NULL;
+
+    /* Two modules may use one name in different contexts ("server" in http is a block, in
+     * an upstream a peer): prefer the one allowed where we are. */
+    for (int i = 0; pt_modules[i]; i++) {
+        const struct pt_directive *d = pt_modules[i]->directives;
+        for (; d && d->name; d++) {
+            if (strcmp(d->name, name) != 0)
+                continue;
+            if (found == NULL || (d->where & ctx)) {
+                found = d;
+                if (mod)
+                    *mod = pt_modules[i];
+            }
+            if (d->where & ctx)
+                return d;
+        }
+    }
+    return found;
+}
+
+/* Edit distance, bounded: enough to suggest "proxy_pass" for "proxy_pas". */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+
+    if (la >= 63 || lb >= 63)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            row[j] = pt_min(pt_min(row[j] + 1, row[j - 1] + 1), prev + cost);
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+static const char *closest_directive(const char *name, unsigned ctx)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+
+    for (int i = 0; pt_modules[i]; i++) {
+        const struct pt_directive *d = pt_modules[i]->directives;
+        for (; d && d->name; d++) {
+            size_t dist = distance(name, d->name);
+            if ((d->where & ctx) && dist < best_d) {
+                best = d->name;
+                best_d = dist;
+            }
+        }
+    }
+    return best;
+}
+
+static void *level_conf(struct pt_conf *cf, const struct pt_directive *d, struct pt_module *m)
+{
+    switch (d->level) {
+    case PT_MAIN_CONF:
+        return cf->conf->main_conf ? cf->conf->main_conf[m->index] : NULL;
+    case PT_SRV_CONF:
+        return cf->conf->srv_conf ? cf->conf->srv_conf[m->index] : NULL;
+    case PT_LOC_CONF:
+        return cf->conf->loc_conf ? cf->conf->loc_conf[m->index] : NULL;
+    case PT_UPS_CONF:
+        return cf->block;
+    }
+    return NULL;
+}
+
+/* Renders a scalar setting as the string its setter reads. */
+static const char *scalar_value(struct pt_conf *cf, const config_setting_t *s)
+{
+    char num[32];
+
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_STRING:
+        return config_setting_get_string(s);
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        snprintf(num, sizeof(num), "%lld", (long long)config_setting_get_int64(s));
+        return pt_pstrdup(cf->pool, num);
+    case CONFIG_TYPE_BOOL:
+        return config_setting_get_bool(s) ? "on" : "off";
+    case CONFIG_TYPE_FLOAT:
+        snprintf(num, sizeof(num), "%g", config_setting_get_float(s));
+        return pt_pstrdup(cf->pool, num);
+    }
+    return NULL;
+}
+
+static int set_values(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    const config_setting_t *s = cf->setting;
+    int type = config_setting_type(s);
+
+    if (type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST) {
+        int n = config_setting_length(s);
+        if (!(d->flags & PT_DIR_MULTI))
+            return pt_conf_error(cf, "\"%s\" takes one value, not a list", d->name);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            cf->value = scalar_value(cf, e);
+            if (cf->value == NULL)
+                return pt_conf_error_at(cf, e, "\"%s\" takes strings, not groups or lists",
+                                        d->name);
+            if (d->set(cf, d, conf) != PT_OK)
+                return PT_ERROR;
+        }
+        return PT_OK;
+    }
+    cf->value = scalar_value(cf, s);
+    if (cf->value == NULL)
+        return pt_conf_error(cf, "\"%s\" takes a value, not a group", d->name);
+    return d->set(cf, d, conf);
+}
+
+static int dispatch(struct pt_conf *cf, const config_setting_t *s, unsigned ctx)
+{
+    struct pt_module *m = NULL;
+    const char *name = config_setting_name(s);
+    const struct pt_directive *d = pt_conf_find_directive(name, ctx, &m);
+    void *conf;
+
+    cf->setting = s;
+    cf->name = name;
+    if (d == NULL) {
+        const char *hint = closest_directive(name, ctx);
+        if (hint)
+            return pt_conf_error(cf, "unknown directive \"%s\" in %s (did you mean \"%s\"?)",
+                                 name, ctx_name(ctx), hint);
+        return pt_conf_error(cf, "unknown directive \"%s\" in %s", name, ctx_name(ctx));
+    }
+    if (!(d->where & ctx))
+        return pt_conf_error(cf, "\"%s\" directive is not allowed in %s", name, ctx_name(ctx));
+    conf = level_conf(cf, d, m);
+    if (conf == NULL)
+        return pt_conf_error(cf, "\"%s\" directive has no configuration in %s", name,
+                             ctx_name(ctx));
+    if (d->flags & PT_DIR_BLOCK)
+        return d->set(cf, d, conf);
+    return set_values(cf, d, conf);
+}
+
+static int skipped(const char *name, const char *const *skip)
+{
+    for (; skip && *skip; skip++)
+        if (strcmp(name, *skip) == 0)
+            return 1;
+    return 0;
+}
+
+int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsigned ctx,
+                       struct pt_conf_ctx *conf, const char *const *skip)
+{
+    struct pt_conf_ctx *saved_conf = cf->conf;
+    unsigned saved_ctx = cf->ctx;
+    int n = config_setting_length(group), rc = PT_OK;
+
+    cf->conf = conf;
+    cf->ctx = ctx;
+    for (int i = 0; i < n && rc == PT_OK; i++) {
+        const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+        if (skipped(config_setting_name(s), skip))
+            continue;
+        rc = dispatch(cf, s, ctx);
+    }
+    cf->conf = saved_conf;
+    cf->ctx = saved_ctx;
+    return rc;
+}
+
+int pt_conf_create_level(struct pt_conf *cf, enum pt_conf_level level, void ***arr)
+{
+    int n = pt_modules_count();
+    void **a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(void *));
+
+    if (a == NULL)
+        return PT_ERROR;
+    for (int i = 0; i < n; i++) {
+        struct pt_module *m = pt_modules[i];
+        void *(*create)(struct pt_conf *) = level == PT_MAIN_CONF  ? m->create_main_conf
+                                            : level == PT_SRV_CONF ? m->create_srv_conf
+                                                                   : m->create_loc_conf;
+        if (create && (a[i] = create(cf)) == NULL)
+            return pt_conf_error(cf, "out of memory");
+    }
+    *arr = a;
+    return PT_OK;
+}
+
+int pt_conf_merge_level(struct pt_conf *cf, enum pt_conf_level level, void **parent, void **child)
+{
+    for (int i = 0; pt_modules[i]; i++) {
+        struct pt_module *m = pt_modules[i];
+        int (*merge)(struct pt_conf *, void *, void *) =
+            level == PT_SRV_CONF ? m->merge_srv_conf : m->merge_loc_conf;
+        if (merge && child[i] && merge(cf, parent[i], child[i]) != PT_OK)
+            return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+const char *pt_conf_path(struct pt_conf *cf, const char *path)
+{
+    size_t n;
+    char *p;
+
+    if (path[0] == '/' || cf->cycle->prefix == NULL)
+        return path;
+    n = strlen(cf->cycle->prefix) + strlen(path) + 2;
+    p = pt_palloc(cf->pool, n);
+    if (p)
+        snprintf(p, n, "%s/%s", cf->cycle->prefix, path);
+    return p;
+}
+
+int pt_conf_split(struct pt_conf *cf, const char *s, char **words, int max)
+{
+    int n = 0;
+
+    while (*s) {
+        const char *start;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s == '\0')
+            break;
+        start = s;
+        while (*s && *s != ' ' && *s != '\t')
+            s++;
+        if (n == max)
+            return -1;
+        words[n++] = pt_pstrndup(cf->pool, start, (size_t)(s - start));
+    }
+    return n;
+}
+
+/* --- value parsers --- */
+
+int pt_parse_int(const char *s, int64_t *n)
+{
+    int64_t v = 0;
+
+    if (*s == '\0')
+        return PT_ERROR;
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s) || v > (INT64_MAX - 9) / 10)
+            return PT_ERROR;
+        v = v * 10 + (*s - '0');
+    }
+    *n = v;
+    return PT_OK;
+}
+
+/* Parses digits followed by a unit from <units> (NULL-terminated names with multipliers). */
+static int parse_unit(const char *s, const char *const *names, const int64_t *mult, int64_t *out)
+{
+    char digits[32];
+    size_t n = 0;
+    int64_t v;
+
+    while (isdigit((unsigned char)s[n]) && n < sizeof(digits) - 1) {
+        digits[n] = s[n];
+        n++;
+    }
+    digits[n] = '\0';
+    if (pt_parse_int(digits, &v) != PT_OK)
+        return PT_ERROR;
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(s + n, names[i]) == 0) {
+            if (v > INT64_MAX / mult[i])
+                return PT_ERROR;
+            *out = v * mult[i];
+            return PT_OK;
+        }
+    }
+    return PT_ERROR;
+}
+
+int pt_parse_msec(const char *s, int64_t *ms)
+{
+    static const char *const names[] = {"", "ms", "s", "m", "h", "d", NULL};
+    static const int64_t mult[] = {1000, 1, 1000, 60000, 3600000, 86400000};
+
+    return parse_unit(s, names, mult, ms);
+}
+
+int pt_parse_size(const char *s, int64_t *bytes)
+{
+    static const char *const names[] = {"", "k", "K", "m", "M", "g", "G", NULL};
+    static const int64_t mult[] = {1, 1024, 1024, 1 << 20, 1 << 20, 1 << 30, 1 << 30};
+
+    return parse_unit(s, names, mult, bytes);
+}
+
+/* --- generic setters --- */
+
+#define FIELD(conf, d, type) ((type *)((char *)(conf) + (d)->offset))
+
+int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    int *f = FIELD(conf, d, int);
+
+    if (*f != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    if (strcmp(cf->value, "on") == 0)
+        *f = 1;
+    else if (strcmp(cf->value, "off") == 0)
+        *f = 0;
+    else
+        return pt_conf_error(cf, "invalid value \"%s\" for \"%s\": use true/false or \"on\"/\"off\"",
+                             cf->value, d->name);
+    return PT_OK;
+}
+
+typedef int (*value_parser)(const char *, int64_t *);
+
+static int set_int64(struct pt_conf *cf, const struct pt_directive *d, void *conf,
+                     value_parser parse, const char *what)
+{
+    int64_t *f = FIELD(conf, d, int64_t), v;
+    const int64_t *bounds = d->post;
+
+    if (*f != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    if (parse(cf->value, &v) != PT_OK)
+        return pt_conf_error(cf, "invalid %s \"%s\" for \"%s\"", what, cf->value, d->name);
+    if (bounds && (v < bounds[0] || v > bounds[1]))
+        return pt_conf_error(cf, "\"%s\" must be between %lld and %lld, not %lld", d->name,
+                             (long long)bounds[0], (long long)bounds[1], (long long)v);
+    *f = v;
+    return PT_OK;
+}
+
+int pt_conf_set_num(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    return set_int64(cf, d, conf, pt_parse_int, "number");
+}
+
+int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    return set_int64(cf, d, conf, pt_parse_size, "size (like 512, 8k, 1m)");
+}
+
+int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    return set_int64(cf, d, conf, pt_parse_msec, "time (like 500ms, 5s, 2m)");
+}
+
+int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    char **f = FIELD(conf, d, char *);
+
+    if (*f != NULL)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    *f = pt_pstrdup(cf->pool, cf->value);
+    return PT_OK;
+}

@@ -1,0 +1,98 @@
+/*
+ * conf.h: reading the libconfig file into the modules' typed configuration.  Each
+ * directive is dispatched on its module's table; errors are "file:line: message".
+ */
+#ifndef PT_CONF_H
+#define PT_CONF_H
+
+#include <libconfig.h>
+#include <stdint.h>
+
+#include "cycle.h"
+#include "module.h"
+
+/* Unset markers for merge. */
+#define PT_CONF_UNSET (-1)
+#define PT_CONF_UNSET_PTR NULL
+
+/* The configuration arrays of one context (main, a server, a location): one slot per module. */
+struct pt_conf_ctx {
+    void **main_conf;
+    void **srv_conf;
+    void **loc_conf;
+};
+
+struct pt_conf {
+    struct pt_cycle *cycle;
+    struct pt_pool *pool;
+    const char *file;           /* of the setting being read */
+    const config_setting_t *setting; /* the directive being set */
+    const char *name;           /* its name */
+    const char *value;          /* its (current element's) value as a string */
+    unsigned ctx;               /* PT_CTX_* bit of where we are */
+    struct pt_conf_ctx *conf;   /* the arrays of the context being read */
+    void *block;                /* the object of the enclosing block (an upstream, say) */
+    char *err;                  /* first error goes here */
+    size_t errlen;
+    int failed;
+};
+
+/* Formats "<file>:<line>: <message>" for the setting being read into cf->err (the first
+ * error wins).  Always returns PT_ERROR. */
+int pt_conf_error(struct pt_conf *cf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Like pt_conf_error but for another setting <s>. */
+int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Reads every directive in <group> as context <ctx> with the arrays <conf>, dispatching
+ * each to its module's setter.  Settings named in <skip> (NULL-terminated, may be NULL)
+ * are left to the caller.  Returns PT_OK or PT_ERROR. */
+int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsigned ctx,
+                       struct pt_conf_ctx *conf, const char *const *skip);
+
+/* Creates, for every module, a configuration of the given level into <arr> (allocated from
+ * the cycle pool).  Returns PT_OK or PT_ERROR. */
+int pt_conf_create_level(struct pt_conf *cf, enum pt_conf_level level, void ***arr);
+
+/* Merges every module's <level> configuration from <parent> into <child>. */
+int pt_conf_merge_level(struct pt_conf *cf, enum pt_conf_level level, void **parent, void **child);
+
+/* Resolves <path> against the prefix unless it is absolute; allocated from the cycle pool. */
+const char *pt_conf_path(struct pt_conf *cf, const char *path);
+
+/* Parsers shared by setters.  Each returns PT_OK or PT_ERROR (nothing reported). */
+int pt_parse_msec(const char *s, int64_t *ms);   /* "500ms" "5s" "2m" "1h" "1d" or bare seconds */
+int pt_parse_size(const char *s, int64_t *bytes); /* "512" "8k" "1m" "1g" */
+int pt_parse_int(const char *s, int64_t *n);
+
+/* Generic setters; the field at d->offset is: flag int; num/size/msec int64_t; str char *.
+ * d->post for num is an optional int64_t[2] {min, max}. */
+int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_conf_set_num(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+#define pt_conf_merge_int(conf, prev, def)                                                         \
+    do {                                                                                           \
+        if ((conf) == PT_CONF_UNSET)                                                               \
+            (conf) = ((prev) == PT_CONF_UNSET) ? (def) : (prev);                                   \
+    } while (0)
+
+#define pt_conf_merge_ptr(conf, prev, def)                                                         \
+    do {                                                                                           \
+        if ((conf) == NULL)                                                                        \
+            (conf) = ((prev) == NULL) ? (def) : (prev);                                            \
+    } while (0)
+
+/* Finds the directive named <name>, preferring one allowed in <ctx>; *<mod> receives its
+ * module.  NULL if no module has it. */
+const struct pt_directive *pt_conf_find_directive(const char *name, unsigned ctx,
+                                                  struct pt_module **mod);
+
+/* Splits <s> on spaces into at most <max> words (copied into the cycle pool); returns the
+ * count, or -1 if there were more. */
+int pt_conf_split(struct pt_conf *cf, const char *s, char **words, int max);
+
+#endif

@@ -1,0 +1,160 @@
+/* cycle.c: loading a configuration generation and registering its handlers. */
+#include "cycle.h"
+
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+#include "pool.h"
+#include "shm.h"
+
+struct pt_cycle *pt_cycle;
+
+int pt_modules_count(void)
+{
+    int n = 0;
+
+    for (; pt_modules[n]; n++)
+        pt_modules[n]->index = n;
+    return n;
+}
+
+int pt_phase_add(struct pt_cycle *c, enum pt_phase ph, pt_phase_handler h)
+{
+    if (c->nphase[ph] == PT_MAX_PHASE_HANDLERS)
+        return PT_ERROR;
+    c->phases[ph][c->nphase[ph]++] = h;
+    return PT_OK;
+}
+
+int pt_header_filter_add(struct pt_cycle *c, pt_header_filter f)
+{
+    if (c->nheader_filters == PT_MAX_FILTERS)
+        return PT_ERROR;
+    c->header_filters[c->nheader_filters++] = f;
+    return PT_OK;
+}
+
+int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f)
+{
+    if (c->nbody_filters == PT_MAX_FILTERS)
+        return PT_ERROR;
+    c->body_filters[c->nbody_filters++] = f;
+    return PT_OK;
+}
+
+struct pt_shm_zone *pt_cycle_add_zone(struct pt_cycle *c, const char *name, size_t size,
+                                      uint32_t version,
+                                      int (*init)(struct pt_shm_zone *zone, int reused),
+                                      void *ctx)
+{
+    struct pt_shm_zone *z = pt_shm_zone_find(c->zones, name);
+
+    if (z)
+        return z->size == size && z->version == version ? z : NULL;
+    if (strlen(name) >= PT_SHM_NAME_MAX || (z = pt_palloc(c->pool, sizeof(*z))) == NULL)
+        return NULL;
+    snprintf(z->name, sizeof(z->name), "%s", name);
+    z->size = size;
+    z->version = version;
+    z->init = init;
+    z->ctx = ctx;
+    z->fd = -1;
+    z->next = c->zones;
+    c->zones = z;
+    return z;
+}
+
+static int read_file(config_t *lc, const char *file, char *err, size_t errlen)
+{
+    char dir[4096];
+    const char *slash = strrchr(file, '/');
+
+    config_init(lc);
+    /* @include paths are relative to the including file's directory. */
+    if (slash) {
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - file), file);
+        config_set_include_dir(lc, dir);
+    }
+    if (config_read_file(lc, file) == CONFIG_TRUE)
+        return PT_OK;
+    if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
+        snprintf(err, errlen, "%s: cannot read the configuration file", file);
+    else
+        snprintf(err, errlen, "%s:%d: %s", config_error_file(lc) ? config_error_file(lc) : file,
+                 config_error_line(lc), config_error_text(lc));
+    config_destroy(lc);
+    return PT_ERROR;
+}
+
+static int finish(struct pt_conf *cf)
+{
+    for (int i = 0; pt_modules[i]; i++) {
+        struct pt_module *m = pt_modules[i];
+        if (m->init_main_conf && m->init_main_conf(cf, cf->cycle->main_conf[i]) != PT_OK)
+            return PT_ERROR;
+    }
+    for (int i = 0; pt_modules[i]; i++) {
+        struct pt_module *m = pt_modules[i];
+        cf->setting = NULL;
+        if (m->postconfig && m->postconfig(cf) != PT_OK)
+            return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+struct pt_cycle *pt_cycle_load(const char *file, const char *prefix, char *err, size_t errlen)
+{
+    static unsigned generation;
+    config_t lc;
+    struct pt_cycle *c;
+    struct pt_conf cf = {0};
+    struct pt_conf_ctx root = {0};
+    int rc;
+
+    err[0] = '\0';
+    pt_modules_count();
+    if (read_file(&lc, file, err, errlen) != PT_OK)
+        return NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->pool = pt_pool_create(16384)) == NULL) {
+        free(c);
+        config_destroy(&lc);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->generation = ++generation;
+    c->conf_file = pt_pstrdup(c->pool, file);
+    c->prefix = prefix ? pt_pstrdup(c->pool, prefix) : NULL;
+    cf.cycle = c;
+    cf.pool = c->pool;
+    cf.file = file;
+    cf.err = err;
+    cf.errlen = errlen;
+
+    rc = pt_conf_create_level(&cf, PT_MAIN_CONF, &c->main_conf);
+    root.main_conf = c->main_conf;
+    if (rc == PT_OK)
+        rc = pt_conf_read_block(&cf, config_root_setting(&lc), PT_CTX_MAIN, &root, NULL);
+    if (rc == PT_OK)
+        rc = finish(&cf);
+    config_destroy(&lc);
+    if (rc != PT_OK || cf.failed) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "%s: invalid configuration", file);
+        pt_cycle_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void pt_cycle_free(struct pt_cycle *c)
+{
+    if (c == NULL)
+        return;
+    pt_pool_destroy(c->pool);
+    free(c);
+}

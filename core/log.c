@@ -1,0 +1,118 @@
+/* log.c: the error log. */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pt.h"
+
+int pt_log_level = PT_LOG_NOTICE;
+
+static int log_fd = 2;
+static char log_path[4096] = "stderr";
+static const char *log_role = "master";
+
+static const char *const level_names[] = {"debug", "info", "notice", "warn", "error", "crit"};
+
+static int open_path(const char *path)
+{
+    if (strcmp(path, "stderr") == 0)
+        return 2;
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+int pt_log_open(const char *path, int level)
+{
+    int fd = open_path(path);
+
+    if (fd < 0)
+        return PT_ERROR;
+    if (log_fd > 2)
+        close(log_fd);
+    log_fd = fd;
+    snprintf(log_path, sizeof(log_path), "%s", path);
+    pt_log_level = level;
+    return PT_OK;
+}
+
+int pt_log_reopen(void)
+{
+    int fd = open_path(log_path);
+
+    if (fd < 0)
+        return PT_ERROR;
+    if (fd == log_fd)
+        return PT_OK;
+    /* dup2 keeps the descriptor number stable for anyone who inherited it. */
+    if (log_fd > 2) {
+        dup2(fd, log_fd);
+        close(fd);
+    } else {
+        log_fd = fd;
+    }
+    return PT_OK;
+}
+
+int pt_log_fd(void)
+{
+    return log_fd;
+}
+
+int pt_log_level_parse(const char *name, int *level)
+{
+    for (size_t i = 0; i < pt_nelems(level_names); i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            *level = (int)i;
+            return PT_OK;
+        }
+    }
+    if (strcmp(name, "err") == 0) {
+        *level = PT_LOG_ERR;
+        return PT_OK;
+    }
+    return PT_ERROR;
+}
+
+void pt_log_set_role(const char *role)
+{
+    log_role = role;
+}
+
+void pt_vlog(int level, const char *fmt, va_list ap)
+{
+    char line[2048];
+    struct tm tm;
+    time_t now = time(NULL);
+    int saved = errno;
+    size_t n;
+
+    if (level < pt_log_level)
+        return;
+    localtime_r(&now, &tm);
+    n = strftime(line, sizeof(line), "%Y/%m/%d %H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " [%s] %d %s: ", level_names[level],
+                          (int)getpid(), log_role);
+    if (n < sizeof(line))
+        n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    if (n > sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    /* One write per line so that lines from several processes never interleave. */
+    if (write(log_fd, line, n) < 0) {
+        /* nowhere left to report it */
+    }
+    errno = saved;
+}
+
+void pt_log(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    pt_vlog(level, fmt, ap);
+    va_end(ap);
+}

@@ -1,0 +1,160 @@
+/* core_module.c: main-context directives. */
+#include "core_module.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "cycle.h"
+#include "log.h"
+#include "pool.h"
+
+static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+static const int64_t connections_bounds[2] = {8, 1048576};
+
+static const struct pt_directive core_directives[] = {
+    {"worker_processes", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_worker_processes,
+     offsetof(struct pt_core_conf, worker_processes), NULL,
+     "number of worker processes, or \"auto\" for one per CPU (default auto)"},
+    {"user", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_str, offsetof(struct pt_core_conf, user),
+     NULL, "\"user [group]\" the workers run as when started as root (default nobody)"},
+    {"daemon", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_flag,
+     offsetof(struct pt_core_conf, daemon), NULL,
+     "detach from the terminal (default false: stay in the foreground)"},
+    {"pid", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_str, offsetof(struct pt_core_conf, pid),
+     NULL, "pid file (default <prefix>/logs/portier.pid)"},
+    {"error_log", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_error_log,
+     offsetof(struct pt_core_conf, error_log), NULL,
+     "\"FILE [LEVEL]\": FILE or stderr; LEVEL debug|info|notice|warn|error|crit (default notice)"},
+    {"worker_connections", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
+     offsetof(struct pt_core_conf, worker_connections), connections_bounds,
+     "most client and upstream connections one worker holds (default 1024)"},
+    {"worker_shutdown_timeout", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_msec,
+     offsetof(struct pt_core_conf, worker_shutdown_timeout), NULL,
+     "how long a draining worker may finish in-flight requests (default 60s)"},
+    {"worker_rlimit_nofile", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
+     offsetof(struct pt_core_conf, worker_rlimit_nofile), NULL,
+     "RLIMIT_NOFILE of worker processes (default: 2 x worker_connections + 64)"},
+    {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static void *create_main_conf(struct pt_conf *cf)
+{
+    struct pt_core_conf *cc = pt_palloc(cf->pool, sizeof(*cc));
+
+    if (cc == NULL)
+        return NULL;
+    cc->worker_processes = PT_CONF_UNSET;
+    cc->daemon = PT_CONF_UNSET;
+    cc->error_log_level = PT_CONF_UNSET;
+    cc->worker_connections = PT_CONF_UNSET;
+    cc->worker_shutdown_timeout = PT_CONF_UNSET;
+    cc->worker_rlimit_nofile = PT_CONF_UNSET;
+    return cc;
+}
+
+static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_core_conf *cc = conf;
+    int64_t n;
+
+    if (strcmp(cf->value, "auto") == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cc->worker_processes = cpus > 0 ? cpus : 1;
+        return PT_OK;
+    }
+    if (pt_parse_int(cf->value, &n) != PT_OK || n < 1 || n > 1024)
+        return pt_conf_error(cf, "invalid worker_processes \"%s\": a number from 1 to 1024 or \"auto\"",
+                             cf->value);
+    cc->worker_processes = n;
+    return PT_OK;
+}
+
+static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_core_conf *cc = conf;
+    char *w[2];
+    int n = pt_conf_split(cf, cf->value, w, 2);
+
+    if (n < 1)
+        return pt_conf_error(cf, "\"error_log\" takes \"FILE [LEVEL]\"");
+    cc->error_log = (char *)(strcmp(w[0], "stderr") == 0 ? "stderr" : pt_conf_path(cf, w[0]));
+    cc->error_log_level = PT_LOG_NOTICE;
+    if (n == 2 && pt_log_level_parse(w[1], &cc->error_log_level) != PT_OK)
+        return pt_conf_error(cf, "unknown log level \"%s\" (debug, info, notice, warn, error, crit)",
+                             w[1]);
+    return PT_OK;
+}
+
+static int resolve_user(struct pt_conf *cf, struct pt_core_conf *cc)
+{
+    char *w[2];
+    int n = pt_conf_split(cf, cc->user, w, 2);
+    struct passwd *pw;
+    struct group *gr;
+
+    if (n < 1)
+        return pt_conf_error(cf, "\"user\" takes \"USER [GROUP]\"");
+    pw = getpwnam(w[0]);
+    if (pw == NULL)
+        return pt_conf_error(cf, "user \"%s\" does not exist", w[0]);
+    cc->uid = pw->pw_uid;
+    cc->gid = pw->pw_gid;
+    if (n == 2) {
+        gr = getgrnam(w[1]);
+        if (gr == NULL)
+            return pt_conf_error(cf, "group \"%s\" does not exist", w[1]);
+        cc->gid = gr->gr_gid;
+    }
+    cc->user_set = 1;
+    return PT_OK;
+}
+
+static int init_main_conf(struct pt_conf *cf, void *conf)
+{
+    struct pt_core_conf *cc = conf;
+
+    if (cc->worker_processes == PT_CONF_UNSET) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cc->worker_processes = cpus > 0 ? cpus : 1;
+    }
+    if (cc->daemon == PT_CONF_UNSET)
+        cc->daemon = 0;
+    if (cc->pid == NULL)
+        cc->pid = (char *)pt_conf_path(cf, "logs/portier.pid");
+    else
+        cc->pid = (char *)pt_conf_path(cf, cc->pid);
+    if (cc->error_log == NULL) {
+        cc->error_log = "stderr";
+        cc->error_log_level = PT_LOG_NOTICE;
+    }
+    if (cc->worker_connections == PT_CONF_UNSET)
+        cc->worker_connections = 1024;
+    if (cc->worker_shutdown_timeout == PT_CONF_UNSET)
+        cc->worker_shutdown_timeout = 60000;
+    if (cc->worker_rlimit_nofile == PT_CONF_UNSET)
+        cc->worker_rlimit_nofile = 2 * cc->worker_connections + 64;
+    /* The user only matters when we can switch to it; a non-root master keeps its own. */
+    if (geteuid() != 0)
+        return PT_OK;
+    if (cc->user == NULL)
+        cc->user = "nobody";
+    return resolve_user(cf, cc);
+}
+
+struct pt_core_conf *pt_core_conf(struct pt_cycle *c)
+{
+    return c->main_conf[pt_core_module.index];
+}
+
+struct pt_module pt_core_module = {
+    .name = "core",
+    .directives = core_directives,
+    .create_main_conf = create_main_conf,
+    .init_main_conf = init_main_conf,
+};

@@ -1,0 +1,33 @@
+/*
+ * core_module.h: the main-context directives every process obeys (worker_processes, user,
+ * daemon, pid, error_log, worker_connections, worker_shutdown_timeout).
+ */
+#ifndef PT_CORE_MODULE_H
+#define PT_CORE_MODULE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "module.h"
+
+struct pt_core_conf {
+    int64_t worker_processes; /* "auto" resolves to the number of online CPUs */
+    char *user;               /* "user [group]" */
+    uid_t uid;
+    gid_t gid;
+    int user_set;             /* user resolved to uid/gid (only meaningful as root) */
+    int daemon;
+    char *pid;
+    char *error_log;          /* path, and the level below */
+    int error_log_level;
+    int64_t worker_connections;
+    int64_t worker_shutdown_timeout; /* ms */
+    int64_t worker_rlimit_nofile;
+};
+
+extern struct pt_module pt_core_module;
+
+/* The core configuration of cycle <c>. */
+struct pt_core_conf *pt_core_conf(struct pt_cycle *c);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * main.c: the command line.  portier [-c FILE] [-p PREFIX] [-t] [-s SIGNAL] [-V] [-h]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <openssl/crypto.h>
+#include <pcre2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core_module.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+#include "module.h"
+
+#ifndef PT_DEFAULT_PREFIX
+#define PT_DEFAULT_PREFIX "/usr/local/portier"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: portier [-c FILE] [-p PREFIX] [-t] [-s reload|reopen|quit|stop] [-V] [-h]\n"
+               "  -c FILE    configuration file (default PREFIX/conf/portier.conf)\n"
+               "  -p PREFIX  prefix for relative paths (default " PT_DEFAULT_PREFIX ")\n"
+               "  -t         test the configuration and exit (0 ok, 1 invalid)\n"
+               "  -s SIGNAL  send SIGNAL to the running master named in the pid file\n"
+               "  -V         print the version, the modules built in and library versions\n"
+               "  -h         this help\n");
+}
+
+static void version(void)
+{
+    char pcre[64] = "";
+
+    pcre2_config(PCRE2_CONFIG_VERSION, pcre);
+    printf("portier %s\nmodules:", PORTIER_VERSION);
+    for (int i = 0; pt_modules[i]; i++)
+        printf(" %s", pt_modules[i]->name);
+    printf("\nlibraries: %s, zlib %s, PCRE2 %s, libconfig %d.%d.%d\n",
+           OpenSSL_version(OPENSSL_VERSION), zlibVersion(), pcre, LIBCONFIG_VER_MAJOR,
+           LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
+}
+
+static int send_signal(struct pt_cycle *cycle, const char *name)
+{
+    static const struct {
+        const char *name;
+        int signo;
+    } sigs[] = {{"reload", SIGHUP}, {"reopen", SIGUSR1}, {"quit", SIGQUIT}, {"stop", SIGTERM}};
+    const char *path = pt_core_conf(cycle)->pid;
+    char buf[32] = "";
+    long pid;
+    FILE *f;
+
+    for (size_t i = 0; i < pt_nelems(sigs); i++) {
+        if (strcmp(name, sigs[i].name) != 0)
+            continue;
+        f = fopen(path, "r");
+        if (f == NULL || fgets(buf, sizeof(buf), f) == NULL || (pid = atol(buf)) <= 0) {
+            fprintf(stderr, "portier: cannot read a pid from %s: %s\n", path,
+                    f ? "empty or invalid" : strerror(errno));
+            if (f)
+                fclose(f);
+            return 1;
+        }
+        fclose(f);
+        if (kill((pid_t)pid, sigs[i].signo) < 0) {
+            fprintf(stderr, "portier: kill(%ld, SIG%s) failed: %s\n", pid, name, strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "portier: unknown signal \"%s\" (reload, reopen, quit, stop)\n", name);
+    return 1;
+}
+
+static int write_pid(const char *path)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+    if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+        pt_log(PT_LOG_CRIT, "cannot write pid file %s: %m", path);
+        if (fd >= 0)
+            close(fd);
+        return PT_ERROR;
+    }
+    close(fd);
+    return PT_OK;
+}
+
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid < 0)
+        return PT_ERROR;
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        return PT_ERROR;
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        if (pt_log_fd() != 2)
+            dup2(fd, 2);
+        if (fd > 2)
+            close(fd);
+    }
+    return PT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL, *prefix = PT_DEFAULT_PREFIX, *sig = NULL;
+    struct pt_master_args args;
+    struct pt_cycle *cycle;
+    struct pt_core_conf *cc;
+    char err[1024], path[4096];
+    int opt, test = 0, rc;
+
+    while ((opt = getopt(argc, argv, "c:p:ts:Vh")) != -1) {
+        switch (opt) {
+        case 'c': conf = optarg; break;
+        case 'p': prefix = optarg; break;
+        case 't': test = 1; break;
+        case 's': sig = optarg; break;
+        case 'V': version(); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (conf == NULL) {
+        snprintf(path, sizeof(path), "%s/conf/portier.conf", prefix);
+        conf = path;
+    }
+    cycle = pt_cycle_load(conf, prefix, err, sizeof(err));
+    if (cycle == NULL) {
+        fprintf(stderr, "portier: %s\n", err);
+        if (test)
+            fprintf(stderr, "portier: configuration file %s test failed\n", conf);
+        return 1;
+    }
+    if (sig)
+        return send_signal(cycle, sig);
+    if (test) {
+        printf("portier: configuration file %s test is successful\n", conf);
+        return 0;
+    }
+    cc = pt_core_conf(cycle);
+    if (pt_log_open(cc->error_log, cc->error_log_level) != PT_OK) {
+        fprintf(stderr, "portier: cannot open error log %s: %s\n", cc->error_log, strerror(errno));
+        return 1;
+    }
+    pt_listen_inherit_from_env();
+    pt_cycle = cycle;
+    if (pt_master_prepare(cycle, NULL, err, sizeof(err)) != PT_OK) {
+        pt_log(PT_LOG_CRIT, "%s", err);
+        if (pt_log_fd() != 2)
+            fprintf(stderr, "portier: %s\n", err);
+        return 1;
+    }
+    if (cc->daemon && daemonize() != PT_OK) {
+        pt_log(PT_LOG_CRIT, "cannot become a daemon: %m");
+        return 1;
+    }
+    if (write_pid(cc->pid) != PT_OK)
+        return 1;
+    args = (struct pt_master_args){conf, prefix, argv};
+    pt_log(PT_LOG_NOTICE, "portier %s started, %lld workers", PORTIER_VERSION,
+           (long long)cc->worker_processes);
+    rc = pt_master_run(cycle, &args);
+    unlink(pt_core_conf(pt_cycle)->pid);
+    pt_log(PT_LOG_NOTICE, "exit");
+    return rc;
+}

@@ -1,0 +1,293 @@
+/*
+ * master.c: the master loop.  It does no client I/O: it forks workers, watches them,
+ * and turns signals into reloads, log reopens and stops.  Signals are blocked except in
+ * sigsuspend(), and handlers only set flags.
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core_module.h"
+#include "listen.h"
+#include "files.h"
+#include "log.h"
+#include "module.h"
+#include "shm.h"
+#include "worker.h"
+
+#define MAX_WORKERS 2048
+
+struct worker {
+    pid_t pid;
+    unsigned generation;
+    int slot;
+    unsigned exiting : 1; /* told to stop: do not respawn */
+    time_t started;
+};
+
+static struct worker workers[MAX_WORKERS];
+static int nworkers;
+
+static volatile sig_atomic_t sig_child, sig_reload, sig_reopen, sig_quit, sig_term, sig_alarm;
+
+/* Respawn backoff: a worker that dies within a second of its start doubles the delay. */
+static unsigned respawn_delay_ms;
+static int respawn_pending;
+
+static void on_signal(int signo)
+{
+    switch (signo) {
+    case SIGCHLD:
+        sig_child = 1;
+        break;
+    case SIGHUP:
+        sig_reload = 1;
+        break;
+    case SIGUSR1:
+        sig_reopen = 1;
+        break;
+    case SIGQUIT:
+        sig_quit = 1;
+        break;
+    case SIGTERM:
+    case SIGINT:
+        sig_term = 1;
+        break;
+    case SIGALRM:
+        sig_alarm = 1;
+        break;
+    }
+}
+
+static void setup_signals(void)
+{
+    static const int sigs[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT, SIGALRM};
+    struct sigaction sa;
+    sigset_t set;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&set);
+    for (size_t i = 0; i < pt_nelems(sigs); i++) {
+        sigaction(sigs[i], &sa, NULL);
+        sigaddset(&set, sigs[i]);
+    }
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGWINCH, &sa, NULL);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+static pid_t spawn(struct pt_cycle *cycle, int slot)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        pt_log(PT_LOG_CRIT, "fork() failed: %m");
+        return -1;
+    }
+    if (pid == 0)
+        pt_worker_main(cycle, slot);
+    if (nworkers < MAX_WORKERS) {
+        workers[nworkers++] = (struct worker){pid, cycle->generation, slot, 0, time(NULL)};
+    }
+    pt_log(PT_LOG_NOTICE, "started worker process %d", (int)pid);
+    return pid;
+}
+
+static void spawn_all(struct pt_cycle *cycle)
+{
+    struct pt_core_conf *cc = pt_core_conf(cycle);
+
+    for (int i = 0; i < (int)cc->worker_processes; i++)
+        spawn(cycle, i);
+}
+
+static void signal_workers(int signo, int only_old_generation, unsigned current)
+{
+    for (int i = 0; i < nworkers; i++) {
+        if (only_old_generation && workers[i].generation == current)
+            continue;
+        if (signo == SIGQUIT || signo == SIGTERM)
+            workers[i].exiting = 1;
+        kill(workers[i].pid, signo);
+    }
+}
+
+static void arm_alarm(unsigned ms)
+{
+    struct itimerval it = {{0, 0}, {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000}};
+
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* Collects exited workers; returns how many of the current generation must be respawned. */
+static void reap(struct pt_cycle *cycle)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < nworkers; i++) {
+            struct worker w = workers[i];
+            if (w.pid != pid)
+                continue;
+            workers[i] = workers[--nworkers];
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                pt_log(PT_LOG_NOTICE, "worker process %d exited", (int)pid);
+                if (!w.exiting && w.generation == cycle->generation)
+                    respawn_pending = 1; /* a worker is not meant to exit by itself */
+                break;
+            }
+            if (WIFEXITED(status) && WEXITSTATUS(status) == PT_EXIT_FATAL) {
+                pt_log(PT_LOG_CRIT, "worker process %d exited with a fatal error, not respawning",
+                       (int)pid);
+                break;
+            }
+            if (WIFSIGNALED(status))
+                pt_log(PT_LOG_ERR, "worker process %d exited on signal %d", (int)pid,
+                       WTERMSIG(status));
+            else
+                pt_log(PT_LOG_ERR, "worker process %d exited with code %d", (int)pid,
+                       WEXITSTATUS(status));
+            if (w.exiting || w.generation != cycle->generation)
+                break;
+            /* Backoff against a respawn storm: a worker that dies right after its start
+             * doubles the wait before the next one, up to 30 s. */
+            if (time(NULL) - w.started < 2)
+                respawn_delay_ms = respawn_delay_ms ? pt_min(respawn_delay_ms * 2, 30000u) : 100;
+            else
+                respawn_delay_ms = 0;
+            respawn_pending = 1;
+            break;
+        }
+    }
+}
+
+static void respawn_missing(struct pt_cycle *cycle)
+{
+    struct pt_core_conf *cc = pt_core_conf(cycle);
+    char used[MAX_WORKERS] = {0};
+
+    respawn_pending = 0;
+    for (int i = 0; i < nworkers; i++)
+        if (workers[i].generation == cycle->generation && !workers[i].exiting &&
+            workers[i].slot < MAX_WORKERS)
+            used[workers[i].slot] = 1;
+    for (int s = 0; s < (int)cc->worker_processes && s < MAX_WORKERS; s++)
+        if (!used[s])
+            spawn(cycle, s);
+}
+
+static struct pt_cycle *reload(struct pt_cycle *cycle, const struct pt_master_args *args)
+{
+    char err[1024];
+    struct pt_cycle *fresh;
+    struct pt_core_conf *cc;
+
+    pt_log(PT_LOG_NOTICE, "reloading configuration %s", args->conf_file);
+    fresh = pt_cycle_load(args->conf_file, args->prefix, err, sizeof(err));
+    if (fresh == NULL) {
+        pt_log(PT_LOG_ERR, "reload failed, keeping the running configuration: %s", err);
+        return cycle;
+    }
+    if (pt_master_prepare(fresh, cycle, err, sizeof(err)) != PT_OK) {
+        pt_log(PT_LOG_ERR, "reload failed, keeping the running configuration: %s", err);
+        pt_cycle_free(fresh);
+        return cycle;
+    }
+    cc = pt_core_conf(fresh);
+    if (pt_log_open(cc->error_log, cc->error_log_level) != PT_OK)
+        pt_log(PT_LOG_ERR, "cannot open error log %s: %m", cc->error_log);
+    pt_cycle = fresh;
+    /* New workers first, so that the listeners are never without an accepting process. */
+    spawn_all(fresh);
+    signal_workers(SIGQUIT, 1, fresh->generation);
+    pt_master_release(cycle);
+    pt_cycle_free(cycle);
+    pt_log(PT_LOG_NOTICE, "reload done: %s, %lld workers", args->conf_file,
+           (long long)cc->worker_processes);
+    return fresh;
+}
+
+static void wait_all_exit(struct pt_cycle *cycle, int signo)
+{
+    sigset_t empty;
+
+    sigemptyset(&empty);
+    signal_workers(signo, 0, 0);
+    while (nworkers > 0) {
+        if (sig_term && signo != SIGTERM) {
+            /* A second, harder signal during a graceful stop. */
+            signo = SIGTERM;
+            signal_workers(SIGTERM, 0, 0);
+        }
+        sig_child = 0;
+        reap(cycle);
+        if (nworkers == 0)
+            break;
+        sigsuspend(&empty);
+    }
+}
+
+int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
+{
+    sigset_t empty;
+
+    pt_log_set_role("master");
+    setup_signals();
+    sigemptyset(&empty);
+    spawn_all(cycle);
+    for (;;) {
+        sigsuspend(&empty);
+        if (sig_term) {
+            pt_log(PT_LOG_NOTICE, "fast shutdown");
+            wait_all_exit(cycle, SIGTERM);
+            break;
+        }
+        if (sig_quit) {
+            pt_log(PT_LOG_NOTICE, "graceful shutdown");
+            wait_all_exit(cycle, SIGQUIT);
+            break;
+        }
+        if (sig_child) {
+            sig_child = 0;
+            reap(cycle);
+            if (nworkers == 0 && !respawn_pending) {
+                pt_log(PT_LOG_CRIT, "no worker process left, exiting");
+                break;
+            }
+            if (respawn_pending && respawn_delay_ms)
+                arm_alarm(respawn_delay_ms);
+            else if (respawn_pending)
+                respawn_missing(cycle);
+        }
+        if (sig_alarm) {
+            sig_alarm = 0;
+            if (respawn_pending)
+                respawn_missing(cycle);
+        }
+        if (sig_reload) {
+            sig_reload = 0;
+            cycle = reload(cycle, args);
+        }
+        if (sig_reopen) {
+            sig_reopen = 0;
+            pt_log(PT_LOG_NOTICE, "reopening logs");
+            pt_log_reopen();
+            pt_files_reopen_master(cycle);
+            signal_workers(SIGUSR1, 0, 0);
+        }
+    }
+    pt_cycle = cycle;
+    return 0;
+}

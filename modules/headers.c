@@ -1,0 +1,207 @@
+/*
+ * headers.c: the headers module: add_header, nginx's meaning.  A header filter adds the
+ * configured headers to responses with a success or redirect status (any status with
+ * "always").  As in nginx, a level that has any add_header does not inherit its parent's.
+ *
+ * Values are templates, compiled in postconfig once every module has registered its
+ * variables.
+ */
+#include <string.h>
+
+#include "http.h"
+#include "pool.h"
+#include "var.h"
+#include "var_http.h"
+
+struct add_header {
+    struct pt_str name;
+    const char *src;
+    struct pt_template *value;
+    unsigned always : 1;
+    const config_setting_t *setting; /* for errors found when compiling in postconfig */
+    struct add_header *next_all;     /* every add_header of the cycle */
+};
+
+/* The add_header lines of one level; shared by the levels that inherit it. */
+struct header_list {
+    struct add_header **h;
+    int n;
+};
+
+struct headers_main_conf {
+    struct add_header *all;
+};
+
+struct headers_loc_conf {
+    struct header_list *list; /* NULL: not set here, inherit */
+};
+
+static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+static const struct pt_directive headers_directives[] = {
+    {"add_header", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF,
+     set_add_header, 0, NULL,
+     "\"NAME VALUE [always]\": adds a response header (VALUE may use variables) to 2xx/3xx "
+     "responses, or to all with always; a level with add_header does not inherit its parent's"},
+    {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+extern struct pt_module pt_headers_module;
+
+static void *create_main_conf(struct pt_conf *cf)
+{
+    return pt_palloc(cf->pool, sizeof(struct headers_main_conf));
+}
+
+static void *create_loc_conf(struct pt_conf *cf)
+{
+    return pt_palloc(cf->pool, sizeof(struct headers_loc_conf));
+}
+
+static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
+{
+    struct headers_loc_conf *p = parent, *c = child;
+
+    pt_unused(cf);
+    if (c->list == NULL)
+        c->list = p->list;
+    return PT_OK;
+}
+
+/* RFC 9110 5.1: a field name is a token. */
+static int is_token(const char *s, size_t len)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+              (c && strchr(extra, c))))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Splits "NAME VALUE [always]" <s>: NAME is the first word, "always" an optional last
+ * word, VALUE all between (a VALUE wrapped in double quotes loses them, so that it may be
+ * empty or end in " always").  Fills <h>; PT_OK or PT_ERROR (nothing reported).
+ */
+static int parse_add_header(struct pt_conf *cf, const char *s, struct add_header *h)
+{
+    const char *name, *v, *end;
+
+    while (*s == ' ')
+        s++;
+    for (name = s; *s && *s != ' ' && *s != '\t'; s++)
+        ;
+    if (!is_token(name, (size_t)(s - name)))
+        return PT_ERROR;
+    h->name.p = pt_pstrndup(cf->pool, name, (size_t)(s - name));
+    h->name.len = (size_t)(s - name);
+    for (v = s; *v == ' ' || *v == '\t'; v++)
+        ;
+    end = v + strlen(v);
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (end - v >= 6 && strncmp(end - 6, "always", 6) == 0 &&
+        (end - 6 == v || end[-7] == ' ' || end[-7] == '\t')) {
+        h->always = 1;
+        for (end -= 6; end > v && (end[-1] == ' ' || end[-1] == '\t');)
+            end--;
+    }
+    if (end - v >= 2 && v[0] == '"' && end[-1] == '"')
+        v++, end--;
+    else if (end == v)
+        return PT_ERROR; /* no value at all: "NAME" alone is a mistake, '""' is not */
+    h->src = pt_pstrndup(cf->pool, v, (size_t)(end - v));
+    return h->name.p && h->src && !strpbrk(h->src, "\r\n") ? PT_OK : PT_ERROR;
+}
+
+static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct headers_main_conf *mc = pt_cycle_main_conf(cf->cycle, pt_headers_module);
+    struct headers_loc_conf *hlc = conf;
+    struct header_list *l = hlc->list;
+    struct add_header *h = pt_palloc(cf->pool, sizeof(*h)), **a;
+
+    pt_unused(d);
+    if (l == NULL && (l = hlc->list = pt_palloc(cf->pool, sizeof(*l))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (h == NULL || (a = pt_palloc(cf->pool, (size_t)(l->n + 1) * sizeof(*a))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (parse_add_header(cf, cf->value, h) != PT_OK)
+        return pt_conf_error(cf, "invalid add_header \"%s\" (use \"NAME VALUE [always]\", NAME "
+                             "a token, VALUE without CR or LF)", cf->value);
+    h->setting = cf->setting;
+    h->next_all = mc->all;
+    mc->all = h;
+    if (l->n)
+        memcpy(a, l->h, (size_t)l->n * sizeof(*a));
+    a[l->n++] = h;
+    l->h = a;
+    return PT_OK;
+}
+
+/* nginx adds headers without "always" to these statuses only. */
+static int status_allowed(int status)
+{
+    switch (status) {
+    case 200: case 201: case 204: case 206:
+    case 301: case 302: case 303: case 304: case 307: case 308:
+        return 1;
+    }
+    return 0;
+}
+
+static int headers_filter(struct pt_request *r)
+{
+    struct headers_loc_conf *hlc = r->loc_conf ? pt_http_loc_conf(r, pt_headers_module) : NULL;
+    struct header_list *l = hlc ? hlc->list : NULL;
+    int allowed = status_allowed(r->status);
+
+    for (int i = 0; l && i < l->n; i++) {
+        struct add_header *h = l->h[i];
+        struct pt_str v;
+        if (!allowed && !h->always)
+            continue;
+        if (pt_template_eval(r, h->value, &v) != PT_OK)
+            return PT_ERROR;
+        /* Empty adds nothing (nginx); CR/LF/NUL from a variable would split the header. */
+        if (v.len == 0 || memchr(v.p, '\r', v.len) || memchr(v.p, '\n', v.len) ||
+            memchr(v.p, '\0', v.len))
+            continue;
+        if (pt_header_add(r, &r->out, h->name, v) != PT_OK)
+            return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+static int postconfig(struct pt_conf *cf)
+{
+    struct headers_main_conf *mc = pt_cycle_main_conf(cf->cycle, pt_headers_module);
+
+    /* Idempotent; makes sure the core variables exist whatever the http core did. */
+    if (pt_http_vars_register() != PT_OK)
+        return pt_conf_error(cf, "cannot register the HTTP variables");
+    for (struct add_header *h = mc->all; h; h = h->next_all) {
+        cf->setting = h->setting;
+        if ((h->value = pt_template_compile(cf, h->src, PT_ESCAPE_NONE)) == NULL)
+            return PT_ERROR;
+    }
+    cf->setting = NULL;
+    if (pt_header_filter_add(cf->cycle, headers_filter) != PT_OK)
+        return pt_conf_error(cf, "too many header filters");
+    return PT_OK;
+}
+
+struct pt_module pt_headers_module = {
+    .name = "headers",
+    .directives = headers_directives,
+    .create_main_conf = create_main_conf,
+    .create_loc_conf = create_loc_conf,
+    .merge_loc_conf = merge_loc_conf,
+    .postconfig = postconfig,
+};

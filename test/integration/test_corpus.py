@@ -1,0 +1,252 @@
+"""
+Replays the http-desync-guardian request corpus (../shared/corpus, Apache-2.0,
+written outside this project) against portier proxying to a recording backend,
+one fresh client connection per case.
+
+What each tier requires (corpus README):
+  Severe     a 4xx from portier, the client connection closed, not a byte forwarded.
+  Ambiguous  refused like Severe (any 4xx/5xx from portier), or forwarded and then
+             both the client and the upstream connection closed.
+  Compliant  forwarded: the backend's 200 comes back and the backend got the body.
+  Acceptable either; the outcome is recorded in the summary.
+
+Building a request from a case: "METHOD URI VERSION" (version "" is HTTP/0.9: no
+version), a Host header when the case has none (the corpus cases carry none, and
+HTTP/1.1 requires it), then the case's headers as "name: value" with their raw
+bytes.  A small body follows when the headers announce one: a chunked body when a
+header spelled like Transfer-Encoding names chunked, otherwise as many bytes as the
+largest number in a header spelled like Content-Length.
+"""
+
+import glob
+import os
+import re
+import sys
+import unittest
+
+import harness
+from harness import location, server, upstream
+
+CORPUS = os.path.join(harness.CORPUS_DIR, "http-desync-guardian")
+
+# Cases portier refuses on purpose although the corpus files them as Compliant,
+# keyed by case name, with the reason.  Keep it empty unless there is a reason an
+# nginx/HAProxy user would accept.
+STRICTER_ON_PURPOSE = {
+}
+
+# Cases that cannot be put on the wire as written, with the reason.
+NOT_REPLAYABLE = {
+    ("GET", ""): "an empty request-target cannot be sent: the request line would be 'GET  HTTP/1.1'",
+}
+
+CHUNKED_BODY = b"5\r\nhello\r\n0\r\n\r\n"  # decodes to 5 bytes
+MAX_BODY = 4 * 1000 * 1000  # the largest Content-Length in the corpus
+
+
+def wire(s):
+    """Bytes for a corpus string: latin-1 when it fits (\\xNN escapes are bytes),
+    UTF-8 otherwise."""
+    s = str(s)
+    try:
+        return s.encode("latin-1")
+    except UnicodeEncodeError:
+        return s.encode("utf-8")
+
+
+def letters(name):
+    return re.sub(r"[^a-z-]", "", str(name).lower())
+
+
+def body_for(headers):
+    """(raw body bytes to send, length of the body once de-chunked)."""
+    te = [str(v).lower() for n, v in headers if letters(n) == "transfer-encoding"]
+    if any("chunked" in v for v in te):
+        return CHUNKED_BODY, 5
+    lengths = [int(x) for n, v in headers if letters(n) == "content-length"
+               for x in re.findall(r"\d+", str(v))]
+    lengths = [x for x in lengths if x <= MAX_BODY]
+    n = max(lengths) if lengths else 0
+    return b"a" * n, n
+
+
+def build(case):
+    headers = [(h["name"], h["value"]) for h in (case.get("headers") or [])]
+    line = wire(case["method"]) + b" " + wire(case["uri"])
+    if case["version"]:
+        line += b" " + wire(case["version"])
+    out = [line]
+    if not any(str(n).lower() == "host" for n, _ in headers):
+        out.append(b"Host: corpus.test")
+    out += [wire(n) + b": " + wire(v) for n, v in headers]
+    body, body_len = body_for(headers)
+    return b"\r\n".join(out) + b"\r\n\r\n" + body, body_len
+
+
+def load_cases():
+    import yaml  # Debian: python3-yaml
+    cases = []
+    for path in sorted(glob.glob(os.path.join(CORPUS, "*.yaml"))):
+        with open(path, "rb") as f:
+            for case in yaml.safe_load(f) or []:
+                case["file"] = os.path.basename(path)
+                cases.append(case)
+    return cases
+
+
+class Outcome:
+    def __init__(self, case):
+        self.case = case
+        self.status = None
+        self.from_backend = False
+        self.closed = False
+        self.forwarded = []      # RecordedRequests that reached the backend
+        self.bytes_forwarded = 0
+        self.upstream_closed = True
+        self.error = None
+
+    @property
+    def refused(self):
+        if self.from_backend or self.bytes_forwarded:
+            return False
+        if self.status is not None:
+            return self.status >= 400
+        # An HTTP/0.9 request may be answered without a status line.
+        return self.closed and self.case["version"] in ("", "HTTP/0.9")
+
+    def describe(self):
+        return ("status=%s from_backend=%s client_closed=%s forwarded_requests=%d "
+                "forwarded_bytes=%d upstream_closed=%s error=%s"
+                % (self.status, self.from_backend, self.closed, len(self.forwarded),
+                   self.bytes_forwarded, self.upstream_closed, self.error))
+
+
+@unittest.skipUnless(os.path.isdir(CORPUS), "corpus not found at %s" % CORPUS)
+class Corpus(harness.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            import yaml  # noqa: F401
+        except ImportError:
+            raise RuntimeError("PyYAML missing: install python3-yaml (scripts/deps)")
+        cls.rec = cls.class_recorder("recorder")
+        cls.port = harness.free_port()
+        cls.p = cls.class_portier({
+            "client_max_body_size": 0,
+            "upstream": {"app": upstream(cls.rec.addr, keepalive=4)},
+            "server": [server(cls.port, [location("/", proxy_pass="http://app")])],
+        })
+
+    def replay(self, case):
+        """Sends <case> on a fresh connection and observes what happens.  Closing
+        is waited for only where the tier makes it matter, to keep the run short."""
+        tier = case["expected"]["tier"]
+        raw, body_len = build(case)
+        out = Outcome(case)
+        mark = self.rec.mark()
+        try:
+            with self.p.client(timeout=5) as c:
+                c.send(raw)
+                try:
+                    r = c.read_response("HEAD" if case["method"] == "HEAD" else "GET", timeout=3)
+                    out.status = r.status
+                    out.from_backend = r.header("X-Backend") == self.rec.name
+                except (harness.ProtocolError, TimeoutError) as e:
+                    out.error = str(e)[:120]
+                must_close = tier in ("Severe", "Ambiguous") or (out.status or 400) >= 400
+                out.closed = c.wait_closed(1.0) if must_close else c.wait_closed(0)
+        except OSError as e:
+            out.error = "socket: %s" % e
+        out.forwarded, out.bytes_forwarded = self.rec.since(mark)
+        if out.forwarded and tier == "Ambiguous":
+            cids = {q.conn_id for q in out.forwarded}
+            try:
+                harness.wait_until(lambda: all(self.rec.conn_closed(i) for i in cids), 1.0)
+                out.upstream_closed = True
+            except AssertionError:
+                out.upstream_closed = False
+        out.body_len = body_len
+        return out
+
+    def verdict(self, tier, o):
+        """None if <o> is what <tier> requires, else why not.  Also the kind of
+        outcome for the summary."""
+        name = o.case["name"]
+        if tier == "Severe":
+            if not (o.status is not None and 400 <= o.status < 500 and not o.from_backend):
+                return "refuse", "no 4xx from portier"
+            if o.bytes_forwarded:
+                return "refuse", "bytes reached the backend"
+            if not o.closed:
+                return "refuse", "client connection left open"
+            return "refuse", None
+        if tier == "Ambiguous":
+            if o.refused:
+                return "refuse", None if o.closed else "refused but client connection left open"
+            if o.forwarded and o.from_backend:
+                if not o.closed:
+                    return "forward", "forwarded but client connection left open"
+                if not o.upstream_closed:
+                    return "forward", "forwarded but upstream connection left open"
+                return "forward", None
+            return "?", "neither refused nor forwarded"
+        if tier == "Compliant":
+            if o.refused and name in STRICTER_ON_PURPOSE:
+                return "refuse", None
+            if not (o.status == 200 and o.from_backend and len(o.forwarded) == 1):
+                return "forward", "not forwarded"
+            if len(o.forwarded[0].body) != o.body_len:
+                return "forward", "backend got %d body bytes, sent %d" % (len(o.forwarded[0].body), o.body_len)
+            return "forward", None
+        # Acceptable: either
+        if o.refused:
+            return "refuse", None
+        if o.forwarded and (o.from_backend or o.status is None):
+            return "forward", None
+        return "?", "neither refused nor forwarded"
+
+    def test_corpus_replay(self):
+        cases = load_cases()
+        self.assertGreater(len(cases), 100, "corpus looks truncated")
+        tiers = ["Severe", "Ambiguous", "Compliant", "Acceptable"]
+        summary = {t: {"refuse": 0, "forward": 0, "?": 0, "fail": 0, "skip": 0} for t in tiers}
+        failures, notes = [], []
+        worker = self.p.worker()
+        for case in cases:
+            tier = case["expected"]["tier"]
+            key = (case["method"], case["uri"])
+            if key in NOT_REPLAYABLE:
+                summary[tier]["skip"] += 1
+                notes.append("skipped %s/%r: %s" % (case["file"], case["name"], NOT_REPLAYABLE[key]))
+                continue
+            o = self.replay(case)
+            kind, why = self.verdict(tier, o)
+            summary[tier][kind] += 1
+            if why:
+                summary[tier]["fail"] += 1
+                failures.append("%s %s/%r: %s (%s)" % (tier, case["file"], case["name"], why, o.describe()))
+            elif tier == "Acceptable":
+                notes.append("Acceptable %s/%r: %s" % (case["file"], case["name"], kind))
+            if not harness.pid_alive(worker):
+                failures.append("worker %d died on %s/%r" % (worker, case["file"], case["name"]))
+                break
+        self.print_summary(summary, notes, failures, tiers)
+        self.assertEqual(failures, [], "%d corpus cases failed:\n  %s" % (len(failures), "\n  ".join(failures)))
+
+    @staticmethod
+    def print_summary(summary, notes, failures, tiers):
+        w = sys.stderr.write
+        w("\nhttp-desync-guardian replay (%s)\n" % CORPUS)
+        w("%-11s %8s %8s %8s %8s %8s\n" % ("tier", "refused", "forwarded", "unclear", "skipped", "FAILED"))
+        for t in tiers:
+            s = summary[t]
+            w("%-11s %8d %8d %8d %8d %8d\n" % (t, s["refuse"], s["forward"], s["?"], s["skip"], s["fail"]))
+        for n in notes:
+            w("  %s\n" % n)
+        for f in failures:
+            w("  FAIL %s\n" % f)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,395 @@
+/*
+ * test_http_framing.c: what the request parser (worker/http_parse.c) derives from fields:
+ * Host, Content-Length, Transfer-Encoding, bodies on bodyless methods, Connection, Upgrade
+ * and Expect.  One behaviour per test.
+ */
+#include "test_http_util.h"
+
+/* --- Host ------------------------------------------------------------------------------ */
+
+START_TEST(http_1_1_without_host_is_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(http_1_0_without_host_is_accepted)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.0\r\n\r\n"), PT_OK);
+    ck_assert_uint_eq(req.host.len, 0);
+}
+END_TEST
+
+START_TEST(two_host_fields_are_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(empty_host_is_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.0\r\nHost: \r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(host_with_invalid_chars_is_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a\xe9\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(host_with_reg_name_chars_and_port_is_accepted)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a-b.c_d~!$&'()*+,;=%41:8080\r\n\r\n"), PT_OK);
+    ck_assert_slice(req.host, "a-b.c_d~!$&'()*+,;=%41:8080");
+}
+END_TEST
+
+START_TEST(host_with_bad_percent_escape_is_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a%4\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(host_ipv4_and_ipv6_literals_are_accepted)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"), PT_OK);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n"), PT_OK);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\n\r\n"), PT_OK);
+    ck_assert_slice(req.host, "[2001:db8::1]:8443");
+}
+END_TEST
+
+START_TEST(host_with_bad_ipv6_literal_is_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: []\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(host_with_bad_port_is_400)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a:\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a:000080\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: :80\r\n\r\n"), 400);
+    ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: a:65535\r\n\r\n"), PT_OK);
+}
+END_TEST
+
+/* --- Content-Length -------------------------------------------------------------------- */
+
+START_TEST(content_length_is_parsed)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length:  42 \r\n")), PT_OK);
+    ck_assert_int_eq(req.content_length, 42);
+    ck_assert(!req.chunked);
+}
+END_TEST
+
+START_TEST(content_length_of_2_pow_62_is_accepted)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 4611686018427387904\r\n")),
+                     PT_OK);
+    ck_assert_int_eq(req.content_length, (int64_t)1 << 62);
+}
+END_TEST
+
+START_TEST(content_length_over_2_pow_62_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 4611686018427387905\r\n")),
+                     400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 18446744073709551616\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(empty_content_length_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: \r\n")), 400);
+}
+END_TEST
+
+START_TEST(signed_content_length_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: +5\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: -5\r\n")), 400);
+}
+END_TEST
+
+START_TEST(non_digit_content_length_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 0x5\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5.0\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5\xa0\r\n")), 400);
+}
+END_TEST
+
+START_TEST(content_length_with_inner_space_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5 5\r\n")), 400);
+}
+END_TEST
+
+START_TEST(content_length_list_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5,5\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5, 6\r\n")), 400);
+}
+END_TEST
+
+START_TEST(repeated_identical_content_length_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5\r\nContent-Length: 5\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(conflicting_content_lengths_are_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 5\r\ncontent-length: 6\r\n")),
+                     400);
+}
+END_TEST
+
+/* --- Transfer-Encoding ----------------------------------------------------------------- */
+
+START_TEST(chunked_is_recognized_case_insensitively)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "transfer-encoding: ChUnKeD\r\n")), PT_OK);
+    ck_assert(req.chunked);
+    ck_assert_int_eq(req.content_length, -1);
+}
+END_TEST
+
+START_TEST(empty_list_elements_around_chunked_are_ignored)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: , chunked ,\r\n")), PT_OK);
+    ck_assert(req.chunked);
+}
+END_TEST
+
+START_TEST(content_length_with_transfer_encoding_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1",
+                               "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(content_length_with_other_coding_is_400_not_501)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1",
+                               "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(transfer_encoding_on_http_1_0_is_400)
+{
+    ck_assert_int_eq(parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+}
+END_TEST
+
+START_TEST(final_coding_not_chunked_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: gzip\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: chunked, gzip\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: xchunked\r\n")), 400);
+}
+END_TEST
+
+START_TEST(chunked_with_parameters_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: chunked;x=1\r\n")), 400);
+}
+END_TEST
+
+START_TEST(empty_transfer_encoding_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding:\r\n")), 400);
+}
+END_TEST
+
+START_TEST(chunked_twice_in_one_field_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: chunked, chunked\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(chunked_in_two_fields_is_400)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1",
+                               "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(other_coding_before_chunked_is_501)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: gzip, chunked\r\n")), 501);
+}
+END_TEST
+
+START_TEST(other_coding_in_earlier_field_is_501)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1",
+                               "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n")),
+                     501);
+}
+END_TEST
+
+/* --- bodies on bodyless methods -------------------------------------------------------- */
+
+START_TEST(get_with_zero_content_length_is_accepted)
+{
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Content-Length: 0\r\n")), PT_OK);
+    ck_assert_int_eq(req.content_length, 0);
+}
+END_TEST
+
+START_TEST(get_with_content_is_400)
+{
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Content-Length: 3\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Transfer-Encoding: chunked\r\n")), 400);
+}
+END_TEST
+
+START_TEST(head_and_trace_with_content_are_400)
+{
+    ck_assert_int_eq(parse(REQ("HEAD / HTTP/1.1", "Transfer-Encoding: chunked\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("TRACE / HTTP/1.1", "Content-Length: 1\r\n")), 400);
+}
+END_TEST
+
+/* --- Connection, Upgrade, Expect ------------------------------------------------------- */
+
+START_TEST(connection_close_ends_keep_alive)
+{
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Connection: foo, Close\r\n")), PT_OK);
+    ck_assert(!req.keep_alive);
+}
+END_TEST
+
+START_TEST(http_1_0_keep_alive_token_keeps_alive)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), PT_OK);
+    ck_assert(req.keep_alive);
+}
+END_TEST
+
+START_TEST(close_wins_over_keep_alive)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"),
+                     PT_OK);
+    ck_assert(!req.keep_alive);
+}
+END_TEST
+
+START_TEST(upgrade_needs_connection_token_and_upgrade_field)
+{
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Connection: keep-alive, Upgrade\r\n"
+                                                  "Upgrade: websocket\r\n")),
+                     PT_OK);
+    ck_assert(req.upgrade);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Upgrade: websocket\r\n")), PT_OK);
+    ck_assert(!req.upgrade);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Connection: upgrade\r\n")), PT_OK);
+    ck_assert(!req.upgrade);
+}
+END_TEST
+
+START_TEST(upgrade_is_ignored_on_http_1_0)
+{
+    ck_assert_int_eq(parse("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
+                     PT_OK);
+    ck_assert(!req.upgrade);
+}
+END_TEST
+
+START_TEST(expect_100_continue_is_flagged_case_insensitively)
+{
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Expect: 100-Continue\r\nContent-Length: 1\r\n")),
+                     PT_OK);
+    ck_assert(req.expect_continue);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Expect: something\r\n")), PT_OK);
+    ck_assert(!req.expect_continue);
+}
+END_TEST
+
+START_TEST(expect_is_ignored_on_http_1_0)
+{
+    ck_assert_int_eq(parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"), PT_OK);
+    ck_assert(!req.expect_continue);
+}
+END_TEST
+
+static Suite *http_framing_suite(void)
+{
+    Suite *s = suite_create("http_framing");
+    TCase *host = tcase_create("host");
+    TCase *framing = tcase_create("framing");
+    TCase *conn = tcase_create("connection");
+
+    tcase_add_test(host, http_1_1_without_host_is_400);
+    tcase_add_test(host, http_1_0_without_host_is_accepted);
+    tcase_add_test(host, two_host_fields_are_400);
+    tcase_add_test(host, empty_host_is_400);
+    tcase_add_test(host, host_with_invalid_chars_is_400);
+    tcase_add_test(host, host_with_reg_name_chars_and_port_is_accepted);
+    tcase_add_test(host, host_with_bad_percent_escape_is_400);
+    tcase_add_test(host, host_ipv4_and_ipv6_literals_are_accepted);
+    tcase_add_test(host, host_with_bad_ipv6_literal_is_400);
+    tcase_add_test(host, host_with_bad_port_is_400);
+    tcase_add_test(framing, content_length_is_parsed);
+    tcase_add_test(framing, content_length_of_2_pow_62_is_accepted);
+    tcase_add_test(framing, content_length_over_2_pow_62_is_400);
+    tcase_add_test(framing, empty_content_length_is_400);
+    tcase_add_test(framing, signed_content_length_is_400);
+    tcase_add_test(framing, non_digit_content_length_is_400);
+    tcase_add_test(framing, content_length_with_inner_space_is_400);
+    tcase_add_test(framing, content_length_list_is_400);
+    tcase_add_test(framing, repeated_identical_content_length_is_400);
+    tcase_add_test(framing, conflicting_content_lengths_are_400);
+    tcase_add_test(framing, chunked_is_recognized_case_insensitively);
+    tcase_add_test(framing, empty_list_elements_around_chunked_are_ignored);
+    tcase_add_test(framing, content_length_with_transfer_encoding_is_400);
+    tcase_add_test(framing, content_length_with_other_coding_is_400_not_501);
+    tcase_add_test(framing, transfer_encoding_on_http_1_0_is_400);
+    tcase_add_test(framing, final_coding_not_chunked_is_400);
+    tcase_add_test(framing, chunked_with_parameters_is_400);
+    tcase_add_test(framing, empty_transfer_encoding_is_400);
+    tcase_add_test(framing, chunked_twice_in_one_field_is_400);
+    tcase_add_test(framing, chunked_in_two_fields_is_400);
+    tcase_add_test(framing, other_coding_before_chunked_is_501);
+    tcase_add_test(framing, other_coding_in_earlier_field_is_501);
+    tcase_add_test(framing, get_with_zero_content_length_is_accepted);
+    tcase_add_test(framing, get_with_content_is_400);
+    tcase_add_test(framing, head_and_trace_with_content_are_400);
+    tcase_add_test(conn, connection_close_ends_keep_alive);
+    tcase_add_test(conn, http_1_0_keep_alive_token_keeps_alive);
+    tcase_add_test(conn, close_wins_over_keep_alive);
+    tcase_add_test(conn, upgrade_needs_connection_token_and_upgrade_field);
+    tcase_add_test(conn, upgrade_is_ignored_on_http_1_0);
+    tcase_add_test(conn, expect_100_continue_is_flagged_case_insensitively);
+    tcase_add_test(conn, expect_is_ignored_on_http_1_0);
+    suite_add_tcase(s, host);
+    suite_add_tcase(s, framing);
+    suite_add_tcase(s, conn);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(http_framing_suite());
+}

@@ -1,0 +1,281 @@
+/*
+ * conn.c: client connections: accepting, reading request heads, keepalive, closing, and
+ * draining when the worker is told to stop.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core_module.h"
+#include "http.h"
+#include "http_req.h"
+#include "listen.h"
+#include "log.h"
+#include "pool.h"
+
+static struct pt_http_conn *conns; /* every open client connection */
+static unsigned nconns;
+static int draining;
+
+unsigned pt_http_conn_count(void)
+{
+    return nconns;
+}
+
+static void conn_event(struct pt_event *ev, unsigned events);
+static void conn_timeout(struct pt_timer *t);
+
+static struct pt_http_srv_conf *default_srv_conf(struct pt_http_conn *c)
+{
+    return c->addr->default_server->srv_conf[pt_http_module.index];
+}
+
+static void link_conn(struct pt_http_conn *c)
+{
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    nconns++;
+}
+
+static void unlink_conn(struct pt_http_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    nconns--;
+}
+
+void pt_http_conn_close(struct pt_http_conn *c)
+{
+    if (c->r)
+        pt_http_request_free(c->r);
+    pt_timer_del(&c->timer);
+    pt_event_del(&c->ev);
+    close(c->ev.fd);
+    c->ev.fd = -1;
+    pt_buf_put(c->in);
+    pt_buf_put(c->out);
+    c->in = c->out = NULL;
+    unlink_conn(c);
+    pt_loop_defer_free(c);
+}
+
+static void peer_text(struct pt_http_conn *c)
+{
+    if (c->peer.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c->peer;
+        inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_text, sizeof(c->peer_text));
+        c->peer_port = ntohs(s6->sin6_port);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&c->peer;
+        inet_ntop(AF_INET, &s4->sin_addr, c->peer_text, sizeof(c->peer_text));
+        c->peer_port = ntohs(s4->sin_port);
+    }
+}
+
+static void accept_one(struct pt_listen *ls, int fd, struct sockaddr_storage *ss)
+{
+    struct pt_core_conf *cc = pt_core_conf(pt_cycle);
+    struct pt_http_conn *c;
+    int one = 1;
+
+    /* Upstream connections count against worker_connections too: leave them room. */
+    if (nconns >= (unsigned)cc->worker_connections || draining) {
+        if (!draining)
+            pt_log(PT_LOG_WARN, "%lld worker_connections are not enough, closing %s",
+                   (long long)cc->worker_connections, ls->text);
+        close(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->ev.fd = fd;
+    c->ev.handler = conn_event;
+    c->ev.data = c;
+    c->timer.handler = conn_timeout;
+    c->timer.data = c;
+    c->ls = ls;
+    c->addr = ls->servers;
+    c->peer = *ss;
+    c->writable = 1;
+    peer_text(c);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    link_conn(c);
+    if (pt_event_add(&c->ev, 0) != PT_OK) {
+        pt_http_conn_close(c);
+        return;
+    }
+    pt_timer_add(&c->timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
+    /* Data often arrives with the handshake: try to read at once and save a wake-up. */
+    c->readable = 1;
+}
+
+void pt_http_accept(struct pt_event *ev, unsigned events)
+{
+    struct pt_listen *ls = ev->data;
+
+    /* Bounded so that one busy listener does not starve the connections we already hold. */
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(ev->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                pt_log(PT_LOG_ERR, "accept() on %s failed: %m", ls->text);
+            return;
+        }
+        accept_one(ls, fd, &ss);
+    }
+}
+
+ssize_t pt_http_conn_read(struct pt_http_conn *c)
+{
+    ssize_t n;
+    size_t room = pt_buf_room(c->in);
+
+    if (room == 0)
+        return PT_AGAIN;
+    n = read(c->ev.fd, c->in->last, room);
+    if (n > 0) {
+        c->in->last += n;
+        /* A short read drained the socket: with edge-triggered epoll the next edge tells
+         * us when more arrives, so the extra read() that would return EAGAIN is saved. */
+        if ((size_t)n < room)
+            c->readable = 0;
+        return n;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        c->readable = 0;
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        c->readable = 0;
+        return PT_AGAIN;
+    }
+    c->error = 1;
+    c->readable = 0;
+    return PT_ERROR;
+}
+
+/* Closes after an error response: stop sending, read and drop what the client still sends
+ * for a moment, so that our response is not destroyed by an RST in flight. */
+void pt_http_conn_linger(struct pt_http_conn *c)
+{
+    if (c->out && pt_buf_len(c->out)) {
+        c->closing = 1;
+        return;
+    }
+    shutdown(c->ev.fd, SHUT_WR);
+    c->lingering = 1;
+    pt_timer_add(&c->timer, 2000);
+}
+
+static void linger_read(struct pt_http_conn *c)
+{
+    char junk[4096];
+
+    for (;;) {
+        ssize_t n = read(c->ev.fd, junk, sizeof(junk));
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        pt_http_conn_close(c);
+        return;
+    }
+}
+
+static void conn_timeout(struct pt_timer *t)
+{
+    struct pt_http_conn *c = t->data;
+
+    if (c->r && !c->lingering) {
+        pt_http_request_timeout(c->r);
+        return;
+    }
+    if (c->in && pt_buf_len(c->in) && !c->lingering) {
+        /* A partial head: nginx closes silently after client_header_timeout; we answer
+         * 408 so that the client knows why. */
+        pt_http_head_timeout(c);
+        return;
+    }
+    pt_http_conn_close(c);
+}
+
+static void conn_event(struct pt_event *ev, unsigned events)
+{
+    struct pt_http_conn *c = ev->data;
+
+    if (events & PT_EV_READ)
+        c->readable = 1;
+    if (events & PT_EV_WRITE)
+        c->writable = 1;
+    if (c->lingering) {
+        linger_read(c);
+        return;
+    }
+    if (c->r) {
+        pt_http_request_event(c->r, events);
+        return;
+    }
+    if (c->closing && c->out && pt_buf_len(c->out)) {
+        if (pt_http_flush(c) != PT_AGAIN)
+            pt_http_conn_close(c);
+        return;
+    }
+    if (c->readable)
+        pt_http_read_head(c);
+}
+
+/* Called when a request ends and the connection may serve another one. */
+void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
+{
+    if (draining) {
+        pt_http_conn_close(c);
+        return;
+    }
+    if (c->in && pt_buf_len(c->in)) {
+        /* A pipelined request is already here. */
+        pt_buf_compact(c->in);
+        pt_timer_add(&c->timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
+        pt_http_read_head(c);
+        return;
+    }
+    /* An idle connection holds no buffer. */
+    pt_buf_put(c->in);
+    c->in = NULL;
+    if (c->out && pt_buf_len(c->out) == 0) {
+        pt_buf_put(c->out);
+        c->out = NULL;
+    }
+    pt_timer_add(&c->timer, (uint64_t)keepalive_ms);
+    if (c->readable)
+        pt_http_read_head(c);
+}
+
+void pt_http_drain(void)
+{
+    struct pt_http_conn *c, *next;
+
+    draining = 1;
+    for (c = conns; c; c = next) {
+        next = c->next;
+        if (c->r == NULL && (c->in == NULL || pt_buf_len(c->in) == 0) && !c->lingering)
+            pt_http_conn_close(c);
+        else
+            c->closing = 1;
+    }
+}

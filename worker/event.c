@@ -1,0 +1,237 @@
+/* event.c: epoll and a timer heap. */
+#include "event.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_EVENTS 512
+
+static int epfd = -1;
+static uint64_t now_ms;
+static struct pt_timer **heap;
+static uint32_t heap_len, heap_cap;
+static void **deferred;
+static size_t deferred_len, deferred_cap;
+
+void pt_loop_defer_free(void *p)
+{
+    if (deferred_len == deferred_cap) {
+        size_t cap = deferred_cap ? deferred_cap * 2 : 256;
+        void **d = realloc(deferred, cap * sizeof(*d));
+        if (d == NULL) {
+            /* Leaking beats a use-after-free. */
+            return;
+        }
+        deferred = d;
+        deferred_cap = cap;
+    }
+    deferred[deferred_len++] = p;
+}
+
+static void run_deferred(void)
+{
+    for (size_t i = 0; i < deferred_len; i++)
+        free(deferred[i]);
+    deferred_len = 0;
+}
+
+uint64_t pt_now_ms(void)
+{
+    return now_ms;
+}
+
+void pt_time_update(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int pt_loop_init(void)
+{
+    if (epfd >= 0)
+        close(epfd);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    pt_time_update();
+    return epfd < 0 ? PT_ERROR : PT_OK;
+}
+
+static int event_add(struct pt_event *ev, uint32_t what, int exclusive)
+{
+    struct epoll_event ee = {.events = what, .data.ptr = ev};
+
+    /* EPOLLEXCLUSIVE accepts no other flag but EPOLLIN/EPOLLOUT/EPOLLET. */
+    if (exclusive)
+        ee.events |= EPOLLEXCLUSIVE;
+    else
+        ee.events |= EPOLLET | EPOLLRDHUP;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, ev->fd, &ee) == 0 ? PT_OK : PT_ERROR;
+}
+
+int pt_event_add(struct pt_event *ev, int exclusive)
+{
+    return event_add(ev, EPOLLIN | EPOLLOUT, exclusive);
+}
+
+int pt_event_add_read(struct pt_event *ev, int exclusive)
+{
+    return event_add(ev, EPOLLIN, exclusive);
+}
+
+void pt_event_del(struct pt_event *ev)
+{
+    epoll_ctl(epfd, EPOLL_CTL_DEL, ev->fd, NULL);
+}
+
+/* --- timers: a binary min-heap on <when>; each timer knows its slot for O(log n) moves --- */
+
+static void heap_set(uint32_t i, struct pt_timer *t)
+{
+    heap[i] = t;
+    t->slot = i + 1;
+}
+
+static void sift_up(uint32_t i)
+{
+    struct pt_timer *t = heap[i];
+
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (heap[parent]->when <= t->when)
+            break;
+        heap_set(i, heap[parent]);
+        i = parent;
+    }
+    heap_set(i, t);
+}
+
+static void sift_down(uint32_t i)
+{
+    struct pt_timer *t = heap[i];
+
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= heap_len)
+            break;
+        if (c + 1 < heap_len && heap[c + 1]->when < heap[c]->when)
+            c++;
+        if (heap[c]->when >= t->when)
+            break;
+        heap_set(i, heap[c]);
+        i = c;
+    }
+    heap_set(i, t);
+}
+
+void pt_timer_del(struct pt_timer *t)
+{
+    uint32_t i;
+
+    if (t->slot == 0)
+        return;
+    i = t->slot - 1;
+    t->slot = 0;
+    heap_len--;
+    if (i == heap_len)
+        return;
+    heap_set(i, heap[heap_len]);
+    sift_down(i);
+    sift_up(heap[i]->slot - 1);
+}
+
+void pt_timer_add(struct pt_timer *t, uint64_t ms)
+{
+    uint64_t when = now_ms + ms;
+
+    if (t->slot) {
+        /* Re-arming to a later time is the common case (activity on a connection), and
+         * sift_down handles it without removing the timer. */
+        uint64_t old = t->when;
+        t->when = when;
+        if (when >= old)
+            sift_down(t->slot - 1);
+        else
+            sift_up(t->slot - 1);
+        return;
+    }
+    if (heap_len == heap_cap) {
+        uint32_t cap = heap_cap ? heap_cap * 2 : 1024;
+        struct pt_timer **h = realloc(heap, cap * sizeof(*h));
+        if (h == NULL) {
+            pt_log(PT_LOG_CRIT, "out of memory for timers");
+            return;
+        }
+        heap = h;
+        heap_cap = cap;
+    }
+    t->when = when;
+    heap_set(heap_len++, t);
+    sift_up(heap_len - 1);
+}
+
+uint32_t pt_timer_count(void)
+{
+    return heap_len;
+}
+
+static int next_timeout(int max_wait_ms)
+{
+    uint64_t d;
+
+    if (heap_len == 0)
+        return max_wait_ms;
+    d = heap[0]->when > now_ms ? heap[0]->when - now_ms : 0;
+    if (max_wait_ms >= 0 && d > (uint64_t)max_wait_ms)
+        return max_wait_ms;
+    return d > 86400000 ? 86400000 : (int)d;
+}
+
+static void run_timers(void)
+{
+    while (heap_len && heap[0]->when <= now_ms) {
+        struct pt_timer *t = heap[0];
+        pt_timer_del(t);
+        t->handler(t);
+    }
+}
+
+void pt_loop_once(int max_wait_ms)
+{
+    struct epoll_event events[MAX_EVENTS];
+    sigset_t empty;
+    int n;
+
+    /* Signals are blocked everywhere else and let in only while we wait, so a signal can
+     * never slip in between checking the flags and going to sleep. */
+    sigemptyset(&empty);
+    n = epoll_pwait(epfd, events, MAX_EVENTS, next_timeout(max_wait_ms), &empty);
+
+    pt_time_update();
+    if (n < 0 && errno != EINTR)
+        pt_log(PT_LOG_ERR, "epoll_pwait() failed: %m");
+    for (int i = 0; i < n; i++) {
+        struct pt_event *ev = events[i].data.ptr;
+        uint32_t e = events[i].events;
+        unsigned what = 0;
+
+        if (ev->fd < 0)
+            continue;
+
+        if (e & (EPOLLIN | EPOLLRDHUP))
+            what |= PT_EV_READ;
+        if (e & EPOLLOUT)
+            what |= PT_EV_WRITE;
+        if (e & (EPOLLERR | EPOLLHUP))
+            what |= PT_EV_ERROR | PT_EV_READ | PT_EV_WRITE;
+        ev->handler(ev, what);
+    }
+    run_timers();
+    run_deferred();
+}

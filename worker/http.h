@@ -1,0 +1,266 @@
+/*
+ * http.h: the HTTP core's types: client connections, requests, and the http/server/
+ * location configuration every module reads.  The http core module (http_core.c) owns the
+ * http, server and location blocks; request.c runs the phases; response.c writes.
+ */
+#ifndef PT_HTTP_H
+#define PT_HTTP_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "cycle.h"
+#include "event.h"
+#include "http_parse.h"
+#include "module.h"
+#include "pt.h"
+
+struct pt_request;
+struct pt_listen;
+struct pt_names;
+struct pt_locations;
+
+typedef int (*pt_http_handler)(struct pt_request *r);
+typedef void (*pt_http_event_handler)(struct pt_request *r);
+
+/* An address/port in set_real_ip_from and similar lists. */
+struct pt_cidr {
+    int family;
+    uint8_t addr[16];
+    unsigned bits;
+};
+
+/* --- configuration --- */
+
+struct pt_http_server; /* a server {} block: its srv and loc arrays */
+
+struct pt_http_main_conf {
+    struct pt_http_server **servers;
+    int nservers, servers_cap;
+};
+
+struct pt_http_srv_conf {
+    struct pt_http_server *server;
+    char *server_name;          /* the first name, for $server_name */
+    struct pt_locations *locations;
+    int64_t client_header_timeout;
+    int64_t large_header_size;  /* of one buffer: the request line limit (414) */
+    int64_t large_header_num;   /* buffers: the head limit is num x size (431) */
+    int64_t max_headers;
+};
+
+struct pt_http_loc_conf {
+    char *name;                 /* the location's spec ("= /x"), "" at server level */
+    void **loc_conf;            /* this location's arrays */
+    pt_http_handler handler;    /* content handler set by proxy_pass, return, ... */
+    int64_t keepalive_timeout;
+    int64_t keepalive_requests;
+    int64_t client_body_timeout;
+    int64_t send_timeout;
+    int64_t client_max_body_size;
+    struct pt_cidr *real_ip_from;
+    int nreal_ip_from;
+};
+
+struct pt_http_server {
+    void **srv_conf;
+    void **loc_conf;
+    const char *file;
+    int line;
+};
+
+/* Per listen address: the servers listening there and the default one. */
+struct pt_http_addr {
+    struct pt_http_server *default_server;
+    struct pt_names *names;
+};
+
+extern struct pt_module pt_http_module;
+
+#define pt_http_srv_conf(r, m) ((r)->srv_conf[(m).index])
+#define pt_http_loc_conf(r, m) ((r)->loc_conf[(m).index])
+#define pt_http_main_conf_of(c, m) ((c)->main_conf[(m).index])
+
+/* Calls <fn> for the location configuration arrays of every server (its server level) and
+ * every location of the cycle being configured.  Stops at the first error. */
+int pt_http_foreach_loc(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void **loc_conf));
+
+/* --- connections and requests --- */
+
+struct pt_http_conn {
+    struct pt_event ev;
+    struct pt_timer timer;
+    struct pt_listen *ls;
+    struct pt_http_addr *addr;
+    struct sockaddr_storage peer;
+    struct pt_buf *in;          /* request bytes; NULL while idle between requests */
+    struct pt_buf *out;         /* response bytes the socket did not take yet */
+    struct pt_request *r;       /* the request being served */
+    unsigned nrequests;
+    unsigned readable : 1;      /* an edge arrived that we have not read up to EAGAIN */
+    unsigned writable : 1;
+    unsigned eof : 1;           /* the client closed its side */
+    unsigned closing : 1;       /* close once the current response is out */
+    unsigned error : 1;
+    unsigned lingering : 1;
+    struct pt_http_conn *prev, *next; /* the worker's list, for draining */
+    char peer_text[INET6_ADDRSTRLEN];
+    uint16_t peer_port;
+};
+
+/* A response header: name and value, both in the request pool (or static). */
+struct pt_header {
+    struct pt_str name, value;
+};
+
+struct pt_headers {
+    struct pt_header *h;
+    int n, cap;
+};
+
+struct pt_request {
+    struct pt_http_conn *c;
+    struct pt_pool *pool;
+    struct pt_http_request h;   /* the parsed head: slices into c->in */
+    struct pt_str uri;          /* normalized path, used for routing */
+    struct pt_str args;         /* query without '?' */
+    struct pt_http_server *server;
+    void **main_conf, **srv_conf, **loc_conf;
+    void **ctx;                 /* per-module request state */
+    size_t *captures;           /* regex location captures (offset pairs into uri) */
+    int ncaptures;
+
+    int phase, phase_index;
+
+    /* request body, as read from the client */
+    int64_t body_left;          /* Content-Length bytes still to come, or -1 with chunked */
+    struct pt_chunked chunk;
+    size_t chunk_ready;         /* decoded chunk bytes waiting at c->in->pos */
+    char *body_start;           /* where the body begins in c->in: the head stays before it */
+    unsigned has_body : 1;
+    unsigned body_done : 1;
+    unsigned expect_sent : 1;
+    int64_t body_received;
+
+    /* response */
+    int status;
+    struct pt_str status_line;  /* reason phrase override, e.g. from upstream */
+    struct pt_headers out;
+    int64_t out_length;         /* -1 when unknown */
+    unsigned header_sent : 1;
+    unsigned header_only : 1;   /* HEAD, 204, 304: no body on the wire */
+    unsigned chunked_out : 1;
+    unsigned keepalive : 1;
+    unsigned response_done : 1; /* the last body byte was handed to the writer */
+    unsigned finalized : 1;
+    unsigned logged : 1;
+    unsigned tunnel : 1;        /* after a 101: raw bytes both ways */
+    int64_t bytes_sent, body_bytes_sent;
+
+    pt_http_event_handler read_handler;  /* client readable while a module owns the request */
+    pt_http_event_handler write_handler; /* client output drained while a module owns it */
+    void (*cleanup)(struct pt_request *r); /* release upstream state when the request ends */
+
+    uint64_t start_ms;
+    struct timespec start_time;
+    char request_id[33];
+    struct pt_str upstream_addr, upstream_status, upstream_time; /* for the log */
+};
+
+/* Appends a response header to <r>; <name>/<value> must outlive the request (pool or
+ * static).  Returns PT_OK or PT_ERROR. */
+int pt_header_add(struct pt_request *r, struct pt_headers *hs, struct pt_str name,
+                  struct pt_str value);
+
+/* Removes every header of <hs> named <name> (case-insensitive). */
+void pt_header_remove(struct pt_headers *hs, const char *name);
+
+/* Finds a header of <hs> by name; NULL if none. */
+struct pt_header *pt_header_find(struct pt_headers *hs, const char *name);
+
+/* --- the request lifecycle (request.c) --- */
+
+/* Runs the phases of <r> from where it stands.  Handlers that return PT_AGAIN call it
+ * again (or finalize) when they resume. */
+void pt_http_run_phases(struct pt_request *r);
+
+/* Ends request <r> with <rc>: PT_OK/PT_DONE when the handler produced the response, an HTTP
+ * status to send a generated response (if the header was not sent yet), PT_ERROR for 500
+ * (or an abrupt close if the header was already sent). */
+void pt_http_finalize(struct pt_request *r, int rc);
+
+/* Closes the client connection of <r> at once, ending the request. */
+void pt_http_abort(struct pt_request *r);
+
+/* Request body: returns the next slice of decoded body bytes available in the client
+ * buffer (PT_OK, possibly empty; *<last> set when the body is complete), PT_AGAIN when
+ * nothing is buffered yet (reading is armed), or an HTTP status (400, 413) on a bad body.
+ * The slice stays valid until pt_http_body_consumed(r, n). */
+int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last);
+void pt_http_body_consumed(struct pt_request *r, size_t n);
+
+/* Sends "100 Continue" if the client asked for it and it was not sent. */
+void pt_http_send_continue(struct pt_request *r);
+
+/* --- the response (response.c) --- */
+
+/* Runs the header filters and queues the status line and headers of <r>.  Returns PT_OK or
+ * PT_ERROR. */
+int pt_http_send_header(struct pt_request *r);
+
+/* Passes <len> body bytes through the body filters to the client (<last> on the final
+ * call).  Returns PT_OK (all taken; some may wait in c->out), or PT_ERROR (client gone). */
+int pt_http_send_body(struct pt_request *r, const char *data, size_t len, int last);
+
+/* The next body filter after <self> (the last one writes to the client). */
+int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t len, int last);
+
+/* True when response bytes wait for the client socket: producers stop until the request's
+ * write_handler runs. */
+int pt_http_output_blocked(const struct pt_request *r);
+
+/* Sends a generated response for <status>: a small HTML page (or <text> when given) with
+ * Server: portier.  Returns PT_OK or PT_ERROR. */
+int pt_http_send_special(struct pt_request *r, int status, struct pt_str text);
+
+/* Tries to write c->out.  PT_OK when empty, PT_AGAIN when the socket is full, PT_ERROR. */
+int pt_http_flush(struct pt_http_conn *c);
+
+/* Standard reason phrase of <status> ("Not Found"), or "Unknown". */
+const char *pt_http_reason(int status);
+
+/* The cached "Date:" value for this second. */
+struct pt_str pt_http_date(void);
+
+/* Raw writes bypassing filters (tunnels): appends to c->out after trying the socket. */
+int pt_http_write_raw(struct pt_http_conn *c, const char *data, size_t len);
+
+/* --- connections (conn.c) --- */
+
+/* Accept handler of a listener. */
+void pt_http_accept(struct pt_event *ev, unsigned events);
+
+/* Starts draining: closes idle connections, marks busy ones to close after their request. */
+void pt_http_drain(void);
+
+/* Number of open client connections in this worker. */
+unsigned pt_http_conn_count(void);
+
+/* Reads from the client into c->in.  Returns bytes read (>0), 0 on EOF, PT_AGAIN, PT_ERROR
+ * (with the buffer full, PT_AGAIN too: the caller must consume first). */
+ssize_t pt_http_conn_read(struct pt_http_conn *c);
+
+/* Sets up the worker's per-process HTTP state for <cycle>. */
+int pt_http_worker_init(struct pt_cycle *cycle);
+
+/* True when <sa> is in the CIDR list. */
+int pt_cidr_match(const struct pt_cidr *list, int n, const struct sockaddr *sa);
+
+/* Parses "ip" or "ip/bits" into <out>.  PT_OK or PT_ERROR. */
+int pt_cidr_parse(const char *s, struct pt_cidr *out);
+
+#endif

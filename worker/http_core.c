@@ -1,0 +1,481 @@
+/*
+ * http_core.c: the http core module: the http, server and location blocks, listen and
+ * server_name, client limits and timeouts.  It builds, per listen address, the table that
+ * chooses a server by Host.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "listen.h"
+#include "log.h"
+#include "pool.h"
+#include "router.h"
+#include "var_http.h"
+
+/* The listen options of one server, kept until the server block is fully read. */
+struct listen_opt {
+    struct pt_listen addr;
+    unsigned default_server : 1;
+};
+
+struct srv_extra {
+    struct listen_opt *listens;
+    int nlistens;
+    char **names;
+    int nnames;
+    struct pt_http_loc_conf **locs; /* every location of the server, for merging */
+    int nlocs;
+};
+
+static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int location_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_server_name(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_header_buffers(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+#define SRV(f) offsetof(struct pt_http_srv_conf, f)
+#define LOC(f) offsetof(struct pt_http_loc_conf, f)
+#define HSL (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
+
+static const struct pt_directive http_directives[] = {
+    {"http", PT_CTX_MAIN, PT_DIR_BLOCK, PT_MAIN_CONF, http_block, 0, NULL,
+     "the HTTP context: upstreams, servers and their defaults"},
+    {"server", PT_CTX_HTTP, PT_DIR_BLOCK, PT_MAIN_CONF, server_block, 0, NULL,
+     "a list of virtual servers: ( { listen = ...; server_name = ...; location = (...); }, ... )"},
+    {"location", PT_CTX_SRV, PT_DIR_BLOCK, PT_SRV_CONF, location_block, 0, NULL,
+     "a list of locations, each with path = \"[=|^~|~|~*] PATTERN\""},
+    {"listen", PT_CTX_SRV, PT_DIR_MULTI, PT_SRV_CONF, set_listen, 0, NULL,
+     "\"[ADDR:]PORT [default_server] [backlog=N] [reuseport]\"; ADDR may be [IPv6]"},
+    {"server_name", PT_CTX_SRV, PT_DIR_MULTI, PT_SRV_CONF, set_server_name, 0, NULL,
+     "names: exact, *.wildcard, wildcard.*, .example.com, ~regex"},
+    {"client_header_timeout", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, pt_conf_set_msec,
+     SRV(client_header_timeout), NULL, "time to receive a request head (default 60s)"},
+    {"large_client_header_buffers", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, set_header_buffers,
+     0, NULL, "\"NUMBER SIZE\": request line limit SIZE (414), head limit NUMBER x SIZE (431); default \"4 8k\""},
+    {"keepalive_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(keepalive_timeout), NULL,
+     "idle time before a keepalive client connection is closed (default 75s; 0 disables keepalive)"},
+    {"keepalive_requests", HSL, 0, PT_LOC_CONF, pt_conf_set_num, LOC(keepalive_requests), NULL,
+     "requests served on one client connection (default 1000)"},
+    {"client_body_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(client_body_timeout), NULL,
+     "time between two reads of the request body (default 60s)"},
+    {"send_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(send_timeout), NULL,
+     "time between two writes to the client (default 60s)"},
+    {"client_max_body_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_max_body_size),
+     NULL, "largest request body; 413 past it; 0 = unlimited (default 1m)"},
+    {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
+     "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
+    {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static void *create_main_conf(struct pt_conf *cf)
+{
+    /* Variables exist before any directive is read, so that setters can compile
+     * templates at once. */
+    if (pt_http_vars_register() != PT_OK)
+        return NULL;
+    return pt_palloc(cf->pool, sizeof(struct pt_http_main_conf));
+}
+
+static void *create_srv_conf(struct pt_conf *cf)
+{
+    struct pt_http_srv_conf *sc = pt_palloc(cf->pool, sizeof(*sc) + sizeof(struct srv_extra));
+
+    if (sc == NULL)
+        return NULL;
+    sc->client_header_timeout = PT_CONF_UNSET;
+    sc->large_header_size = PT_CONF_UNSET;
+    sc->large_header_num = PT_CONF_UNSET;
+    sc->max_headers = PT_CONF_UNSET;
+    return sc;
+}
+
+static struct srv_extra *extra(struct pt_http_srv_conf *sc)
+{
+    return (struct srv_extra *)(sc + 1);
+}
+
+static int merge_srv_conf(struct pt_conf *cf, void *parent, void *child)
+{
+    struct pt_http_srv_conf *p = parent, *c = child;
+
+    pt_conf_merge_int(c->client_header_timeout, p->client_header_timeout, 60000);
+    pt_conf_merge_int(c->large_header_size, p->large_header_size, 8192);
+    pt_conf_merge_int(c->large_header_num, p->large_header_num, 4);
+    pt_conf_merge_int(c->max_headers, p->max_headers, PT_HTTP_MAX_HEADERS);
+    return PT_OK;
+}
+
+static void *create_loc_conf(struct pt_conf *cf)
+{
+    struct pt_http_loc_conf *lc = pt_palloc(cf->pool, sizeof(*lc));
+
+    if (lc == NULL)
+        return NULL;
+    lc->keepalive_timeout = PT_CONF_UNSET;
+    lc->keepalive_requests = PT_CONF_UNSET;
+    lc->client_body_timeout = PT_CONF_UNSET;
+    lc->send_timeout = PT_CONF_UNSET;
+    lc->client_max_body_size = PT_CONF_UNSET;
+    lc->nreal_ip_from = PT_CONF_UNSET;
+    return lc;
+}
+
+static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
+{
+    struct pt_http_loc_conf *p = parent, *c = child;
+
+    pt_conf_merge_int(c->keepalive_timeout, p->keepalive_timeout, 75000);
+    pt_conf_merge_int(c->keepalive_requests, p->keepalive_requests, 1000);
+    pt_conf_merge_int(c->client_body_timeout, p->client_body_timeout, 60000);
+    pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
+    pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);
+    if (c->nreal_ip_from == PT_CONF_UNSET) {
+        c->real_ip_from = p->real_ip_from;
+        c->nreal_ip_from = p->nreal_ip_from == PT_CONF_UNSET ? 0 : p->nreal_ip_from;
+    }
+    return PT_OK;
+}
+
+/* Appends <item> to a pool-allocated array that grows by doubling. */
+static int grow(struct pt_conf *cf, void **arr, int n, size_t size)
+{
+    void *a;
+
+    if (n && (n & (n - 1)))
+        return PT_OK; /* not a power of two: there is room */
+    a = pt_palloc(cf->pool, (size_t)(n ? 2 * n : 1) * size);
+    if (a == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (n)
+        memcpy(a, *arr, (size_t)n * size);
+    *arr = a;
+    return PT_OK;
+}
+
+/* --- listen and server_name --- */
+
+static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct srv_extra *x = extra(conf);
+    char *w[6];
+    int n = pt_conf_split(cf, cf->value, w, 6);
+    struct listen_opt *lo;
+
+    if (n < 1)
+        return pt_conf_error(cf, "\"listen\" takes \"[ADDR:]PORT [options]\"");
+    if (grow(cf, (void **)&x->listens, x->nlistens, sizeof(*lo)) != PT_OK)
+        return PT_ERROR;
+    lo = &x->listens[x->nlistens++];
+    memset(lo, 0, sizeof(*lo));
+    lo->addr.backlog = 511;
+    lo->addr.fd = -1;
+    if (pt_listen_parse_addr(w[0], &lo->addr) != PT_OK)
+        return pt_conf_error(cf, "invalid listen address \"%s\" (use PORT, ADDR:PORT or [IPv6]:PORT)",
+                             w[0]);
+    for (int i = 1; i < n; i++) {
+        int64_t v;
+        if (strcmp(w[i], "default_server") == 0 || strcmp(w[i], "default") == 0)
+            lo->default_server = 1;
+        else if (strcmp(w[i], "reuseport") == 0)
+            lo->addr.reuseport = 1;
+        else if (strncmp(w[i], "backlog=", 8) == 0 && pt_parse_int(w[i] + 8, &v) == PT_OK &&
+                 v > 0 && v <= 65535)
+            lo->addr.backlog = (int)v;
+        else
+            return pt_conf_error(cf, "invalid listen option \"%s\"", w[i]);
+    }
+    return PT_OK;
+}
+
+static int set_server_name(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_http_srv_conf *sc = conf;
+    struct srv_extra *x = extra(sc);
+
+    if (grow(cf, (void **)&x->names, x->nnames, sizeof(char *)) != PT_OK)
+        return PT_ERROR;
+    x->names[x->nnames++] = pt_pstrdup(cf->pool, cf->value);
+    if (sc->server_name == NULL)
+        sc->server_name = x->names[0];
+    return PT_OK;
+}
+
+static int set_header_buffers(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_http_srv_conf *sc = conf;
+    char *w[2];
+
+    if (pt_conf_split(cf, cf->value, w, 2) != 2 || pt_parse_int(w[0], &sc->large_header_num) != PT_OK ||
+        pt_parse_size(w[1], &sc->large_header_size) != PT_OK || sc->large_header_num < 1 ||
+        sc->large_header_size < 256)
+        return pt_conf_error(cf, "\"large_client_header_buffers\" takes \"NUMBER SIZE\" (like \"4 8k\")");
+    return PT_OK;
+}
+
+static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_http_loc_conf *lc = conf;
+    int n = lc->nreal_ip_from == PT_CONF_UNSET ? 0 : lc->nreal_ip_from;
+
+    if (grow(cf, (void **)&lc->real_ip_from, n, sizeof(struct pt_cidr)) != PT_OK)
+        return PT_ERROR;
+    if (pt_cidr_parse(cf->value, &lc->real_ip_from[n]) != PT_OK)
+        return pt_conf_error(cf, "invalid address \"%s\" (use IP or IP/BITS)", cf->value);
+    lc->nreal_ip_from = n + 1;
+    return PT_OK;
+}
+
+/* --- blocks --- */
+
+static int each_group(struct pt_conf *cf, const config_setting_t *s,
+                      int (*fn)(struct pt_conf *cf, const config_setting_t *group))
+{
+    int type = config_setting_type(s);
+
+    if (type == CONFIG_TYPE_GROUP)
+        return fn(cf, s);
+    if (type != CONFIG_TYPE_LIST)
+        return pt_conf_error(cf, "\"%s\" takes a group { ... } or a list of groups ( {...}, ... )",
+                             config_setting_name(s));
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+            return pt_conf_error_at(cf, g, "\"%s\" list elements must be groups { ... }",
+                                    config_setting_name(s));
+        if (fn(cf, g) != PT_OK)
+            return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+static int read_location(struct pt_conf *cf, const config_setting_t *g)
+{
+    static const char *const skip[] = {"path", NULL};
+    struct pt_http_srv_conf *sc = cf->conf->srv_conf[pt_http_module.index];
+    struct srv_extra *x = extra(sc);
+    const config_setting_t *path = config_setting_get_member(g, "path");
+    struct pt_conf_ctx ctx = {cf->conf->main_conf, cf->conf->srv_conf, NULL};
+    struct pt_http_loc_conf *lc;
+    char err[512];
+    int rc;
+
+    if (path == NULL || config_setting_type(path) != CONFIG_TYPE_STRING)
+        return pt_conf_error_at(cf, g, "location needs path = \"[=|^~|~|~*] PATTERN\"");
+    if (pt_conf_create_level(cf, PT_LOC_CONF, &ctx.loc_conf) != PT_OK)
+        return PT_ERROR;
+    lc = ctx.loc_conf[pt_http_module.index];
+    lc->name = pt_pstrdup(cf->pool, config_setting_get_string(path));
+    lc->loc_conf = ctx.loc_conf;
+    if (pt_conf_read_block(cf, g, PT_CTX_LOC, &ctx, skip) != PT_OK)
+        return PT_ERROR;
+    rc = pt_locations_add(sc->locations, lc->name, lc, err, sizeof(err));
+    if (rc == PT_DECLINED)
+        return pt_conf_error_at(cf, path, "duplicate location \"%s\"", lc->name);
+    if (rc != PT_OK)
+        return pt_conf_error_at(cf, path, "invalid location \"%s\": %s", lc->name, err);
+    if (grow(cf, (void **)&x->locs, x->nlocs, sizeof(lc)) != PT_OK)
+        return PT_ERROR;
+    x->locs[x->nlocs++] = lc;
+    return PT_OK;
+}
+
+static int location_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    return each_group(cf, cf->setting, read_location);
+}
+
+static void free_locations(void *p)
+{
+    pt_locations_free(p);
+}
+
+static int read_server(struct pt_conf *cf, const config_setting_t *g)
+{
+    struct pt_http_main_conf *mc = cf->conf->main_conf[pt_http_module.index];
+    struct pt_conf_ctx ctx = {cf->conf->main_conf, NULL, NULL};
+    struct pt_http_server *s = pt_palloc(cf->pool, sizeof(*s));
+    struct pt_http_srv_conf *sc;
+    struct pt_http_loc_conf *lc;
+
+    if (s == NULL || pt_conf_create_level(cf, PT_SRV_CONF, &ctx.srv_conf) != PT_OK ||
+        pt_conf_create_level(cf, PT_LOC_CONF, &ctx.loc_conf) != PT_OK)
+        return pt_conf_error(cf, "out of memory");
+    s->srv_conf = ctx.srv_conf;
+    s->loc_conf = ctx.loc_conf;
+    s->file = pt_pstrdup(cf->pool, config_setting_source_file(g) ? config_setting_source_file(g) : cf->file);
+    s->line = (int)config_setting_source_line(g);
+    sc = ctx.srv_conf[pt_http_module.index];
+    sc->server = s;
+    sc->locations = pt_locations_create();
+    if (sc->locations == NULL || pt_pool_cleanup(cf->pool, free_locations, sc->locations) != PT_OK)
+        return pt_conf_error(cf, "out of memory");
+    lc = ctx.loc_conf[pt_http_module.index];
+    lc->name = "";
+    lc->loc_conf = ctx.loc_conf;
+    if (grow(cf, (void **)&mc->servers, mc->nservers, sizeof(s)) != PT_OK)
+        return PT_ERROR;
+    mc->servers[mc->nservers++] = s;
+    return pt_conf_read_block(cf, g, PT_CTX_SRV, &ctx, NULL);
+}
+
+static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    return each_group(cf, cf->setting, read_server);
+}
+
+static int merge_server(struct pt_conf *cf, struct pt_http_server *s)
+{
+    struct pt_http_srv_conf *sc = s->srv_conf[pt_http_module.index];
+    struct srv_extra *x = extra(sc);
+
+    if (pt_conf_merge_level(cf, PT_SRV_CONF, cf->cycle->http_srv_conf, s->srv_conf) != PT_OK ||
+        pt_conf_merge_level(cf, PT_LOC_CONF, cf->cycle->http_loc_conf, s->loc_conf) != PT_OK)
+        return PT_ERROR;
+    for (int i = 0; i < x->nlocs; i++)
+        if (pt_conf_merge_level(cf, PT_LOC_CONF, s->loc_conf, x->locs[i]->loc_conf) != PT_OK)
+            return PT_ERROR;
+    return PT_OK;
+}
+
+static void free_names(void *p)
+{
+    pt_names_free(p);
+}
+
+/* Finds or creates the cycle's listener for <lo>'s address. */
+static struct pt_listen *listener_for(struct pt_conf *cf, struct listen_opt *lo)
+{
+    struct pt_listen *ls, **tail = &cf->cycle->listens;
+    struct pt_http_addr *a;
+
+    for (ls = cf->cycle->listens; ls; tail = &ls->next, ls = ls->next)
+        if (ls->addrlen == lo->addr.addrlen && memcmp(&ls->addr, &lo->addr.addr, ls->addrlen) == 0)
+            return ls;
+    ls = pt_palloc(cf->pool, sizeof(*ls));
+    a = pt_palloc(cf->pool, sizeof(*a));
+    if (ls == NULL || a == NULL || (a->names = pt_names_create()) == NULL ||
+        pt_pool_cleanup(cf->pool, free_names, a->names) != PT_OK)
+        return NULL;
+    *ls = lo->addr;
+    ls->next = NULL;
+    ls->servers = a;
+    *tail = ls;
+    return ls;
+}
+
+static int add_server_to_listen(struct pt_conf *cf, struct pt_http_server *s, struct listen_opt *lo)
+{
+    struct pt_http_srv_conf *sc = s->srv_conf[pt_http_module.index];
+    struct srv_extra *x = extra(sc);
+    struct pt_listen *ls = listener_for(cf, lo);
+    struct pt_http_addr *a;
+    char err[512];
+
+    if (ls == NULL)
+        return pt_conf_error(cf, "out of memory");
+    a = ls->servers;
+    ls->reuseport |= lo->addr.reuseport;
+    if (lo->addr.backlog != 511)
+        ls->backlog = lo->addr.backlog;
+    if (lo->default_server) {
+        if (a->default_server && a->default_server != s && ls->text[0])
+            return pt_conf_error(cf, "%s:%d: a duplicate default server for %s", s->file, s->line,
+                                 ls->text);
+        a->default_server = s;
+    } else if (a->default_server == NULL) {
+        a->default_server = s;
+    }
+    for (int i = 0; i < x->nnames; i++) {
+        int rc = pt_names_add(a->names, x->names[i], s, err, sizeof(err));
+        if (rc == PT_DECLINED)
+            pt_log(PT_LOG_WARN, "%s:%d: conflicting server name \"%s\" on %s, ignored", s->file,
+                   s->line, x->names[i], ls->text);
+        else if (rc != PT_OK)
+            return pt_conf_error(cf, "%s:%d: invalid server name \"%s\": %s", s->file, s->line,
+                                 x->names[i], err);
+    }
+    return PT_OK;
+}
+
+static int build_listens(struct pt_conf *cf, struct pt_http_main_conf *mc)
+{
+    cf->setting = NULL;
+    for (int i = 0; i < mc->nservers; i++) {
+        struct pt_http_server *s = mc->servers[i];
+        struct srv_extra *x = extra(s->srv_conf[pt_http_module.index]);
+        struct listen_opt def = {.addr = {.backlog = 511, .fd = -1}};
+
+        if (x->nlistens == 0) {
+            /* nginx's default: port 80 as root, 8000 otherwise. */
+            pt_listen_parse_addr(geteuid() == 0 ? "80" : "8000", &def.addr);
+            if (add_server_to_listen(cf, s, &def) != PT_OK)
+                return PT_ERROR;
+        }
+        for (int j = 0; j < x->nlistens; j++)
+            if (add_server_to_listen(cf, s, &x->listens[j]) != PT_OK)
+                return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_cycle *c = cf->cycle;
+    struct pt_http_main_conf *mc = conf;
+    struct pt_conf_ctx ctx = {c->main_conf, NULL, NULL};
+
+    if (c->http_srv_conf)
+        return pt_conf_error(cf, "\"http\" is duplicate");
+    if (config_setting_type(cf->setting) != CONFIG_TYPE_GROUP)
+        return pt_conf_error(cf, "\"http\" takes a group { ... }");
+    if (pt_conf_create_level(cf, PT_SRV_CONF, &c->http_srv_conf) != PT_OK ||
+        pt_conf_create_level(cf, PT_LOC_CONF, &c->http_loc_conf) != PT_OK)
+        return PT_ERROR;
+    ctx.srv_conf = c->http_srv_conf;
+    ctx.loc_conf = c->http_loc_conf;
+    ((struct pt_http_loc_conf *)ctx.loc_conf[pt_http_module.index])->loc_conf = ctx.loc_conf;
+    if (pt_conf_read_block(cf, cf->setting, PT_CTX_HTTP, &ctx, NULL) != PT_OK)
+        return PT_ERROR;
+    /* Merge after the whole block is read: a default given after a server still applies. */
+    {
+        struct pt_http_srv_conf *dflt = c->http_srv_conf[pt_http_module.index];
+        struct pt_http_loc_conf *dloc = c->http_loc_conf[pt_http_module.index];
+        merge_srv_conf(cf, create_srv_conf(cf), dflt);
+        merge_loc_conf(cf, create_loc_conf(cf), dloc);
+    }
+    for (int i = 0; i < mc->nservers; i++)
+        if (merge_server(cf, mc->servers[i]) != PT_OK)
+            return PT_ERROR;
+    return build_listens(cf, mc);
+}
+
+int pt_http_foreach_loc(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void **loc_conf))
+{
+    struct pt_http_main_conf *mc = cf->cycle->main_conf[pt_http_module.index];
+
+    for (int i = 0; i < mc->nservers; i++) {
+        struct pt_http_server *s = mc->servers[i];
+        struct srv_extra *x = extra(s->srv_conf[pt_http_module.index]);
+        if (fn(cf, s->loc_conf) != PT_OK)
+            return PT_ERROR;
+        for (int j = 0; j < x->nlocs; j++)
+            if (fn(cf, x->locs[j]->loc_conf) != PT_OK)
+                return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+struct pt_module pt_http_module = {
+    .name = "http",
+    .directives = http_directives,
+    .create_main_conf = create_main_conf,
+    .create_srv_conf = create_srv_conf,
+    .merge_srv_conf = merge_srv_conf,
+    .create_loc_conf = create_loc_conf,
+    .merge_loc_conf = merge_loc_conf,
+};

@@ -1,0 +1,915 @@
+/*
+ * http_parse.c: request head, response head and chunked body parsers.
+ *
+ * A head is read in two steps.  The scanner (scan_head) runs on every call over the new
+ * bytes only: it finds the line ends, refuses a bare LF the moment it sees it and enforces
+ * the limits as soon as they are crossed.  Once the empty line has arrived, one pass over
+ * the complete head splits and validates the start line and every field, and derives the
+ * framing.  Slices are therefore only ever taken from the buffer of the final call, which
+ * lets the caller move its bytes to a larger buffer between calls.
+ */
+#include "http_parse.h"
+
+#include <arpa/inet.h>
+
+const struct pt_http_limits pt_http_default_limits = {
+    .max_request_line = 8192,
+    .max_head = 32768,
+    .max_headers = PT_HTTP_MAX_HEADERS,
+};
+
+/* Returned by the per-line steps of the scanner: keep going. */
+#define NEXT_LINE 1
+
+/*
+ * Character classes.  TCHAR: RFC 9110 5.6.2 token characters.  VALUE: field-vchar, SP and
+ * HTAB, including obs-text (RFC 9110 5.5).  TARGET: what a request-target may hold: any
+ * VCHAR (the URI grammar is left to normalize.c; '#', '"', '{' ... are tolerated here as
+ * every common server does), no CTL, SP, DEL or byte >= 0x80.  REGNAME: RFC 3986 reg-name
+ * characters (unreserved, sub-delims and '%').
+ */
+enum { C_TCHAR = 1, C_VALUE = 2, C_TARGET = 4, C_REGNAME = 8, C_HEX = 16 };
+
+#define TVR (C_TCHAR | C_VALUE | C_TARGET | C_REGNAME)
+#define TV (C_TCHAR | C_VALUE | C_TARGET)
+#define VR (C_VALUE | C_TARGET | C_REGNAME)
+#define V (C_VALUE | C_TARGET)
+
+static const uint8_t cclass[256] = {
+    ['\t'] = C_VALUE, [' '] = C_VALUE,
+    ['!'] = TVR, ['"'] = V, ['#'] = TV, ['$'] = TVR, ['%'] = TVR, ['&'] = TVR, ['\''] = TVR,
+    ['('] = VR, [')'] = VR, ['*'] = TVR, ['+'] = TVR, [','] = VR, ['-'] = TVR, ['.'] = TVR,
+    ['/'] = V,
+    ['0' ... '9'] = TVR | C_HEX,
+    [':'] = V, [';'] = VR, ['<'] = V, ['='] = VR, ['>'] = V, ['?'] = V, ['@'] = V,
+    ['A' ... 'F'] = TVR | C_HEX,
+    ['G' ... 'Z'] = TVR,
+    ['['] = V, ['\\'] = V, [']'] = V, ['^'] = TV, ['_'] = TVR, ['`'] = TV,
+    ['a' ... 'f'] = TVR | C_HEX,
+    ['g' ... 'z'] = TVR,
+    ['{'] = V, ['|'] = TV, ['}'] = V, ['~'] = TVR,
+    [0x80 ... 0xff] = C_VALUE,
+};
+
+#undef TVR
+#undef TV
+#undef VR
+#undef V
+
+static inline int has_class(char c, int cls)
+{
+    return cclass[(unsigned char)c] & cls;
+}
+
+static inline int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static inline int is_alnum(char c)
+{
+    c = pt_lower(c);
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static inline int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    return pt_lower(c) - 'a' + 10;
+}
+
+/* Returns 1 if all of <s> is of class <cls> (and <s> is not empty when <nonempty>). */
+static int all_of_class(struct pt_str s, int cls, int nonempty)
+{
+    if (nonempty && s.len == 0)
+        return 0;
+    for (size_t i = 0; i < s.len; i++)
+        if (!has_class(s.p[i], cls))
+            return 0;
+    return 1;
+}
+
+static struct pt_str trim_ows(struct pt_str s)
+{
+    while (s.len && is_ows(s.p[0])) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len && is_ows(s.p[s.len - 1]))
+        s.len--;
+    return s;
+}
+
+/*
+ * Splits the next element off the comma-separated list <*rest>: returns it with OWS
+ * trimmed (possibly empty) and advances <*rest> past its comma.  Returns 0 when the list
+ * is exhausted.
+ */
+static int next_list_element(struct pt_str *rest, struct pt_str *elem)
+{
+    if (rest->p == NULL)
+        return 0;
+    const char *comma = memchr(rest->p, ',', rest->len);
+    size_t n = comma ? (size_t)(comma - rest->p) : rest->len;
+    *elem = trim_ows((struct pt_str){rest->p, n});
+    if (comma)
+        *rest = (struct pt_str){comma + 1, rest->len - n - 1};
+    else
+        *rest = PT_NULL_STR;
+    return 1;
+}
+
+int pt_http_has_token(struct pt_str value, const char *token)
+{
+    struct pt_str elem;
+
+    while (next_list_element(&value, &elem))
+        if (pt_str_ieq(elem, token))
+            return 1;
+    return 0;
+}
+
+const struct pt_http_header *pt_http_find_header(const struct pt_http_header *h, size_t n,
+                                                 const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pt_str_ieq(h[i].name, name))
+            return &h[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The head scanner: line framing and limits, over new bytes only.
+ */
+
+struct scan_limits {
+    size_t first_line; /* start line length without CRLF */
+    size_t head;       /* whole head */
+    size_t fields;     /* field lines */
+    int first_status;  /* status for a start line over first_line */
+    int is_request;    /* skip leading empty lines, check the method early */
+};
+
+/*
+ * Best-effort early refusal of a request line whose method is not a token, looking at
+ * <buf>[<from>..<to>): binary junk or a TLS handshake on a plain port gets its 400 at once
+ * instead of after 8k bytes or a timeout.  The full check is parse_request_line()'s.
+ * Bytes past the limits <lim> are not looked at: a caller feeding one byte at a time
+ * would have had its 414 or 431 before them, and the answer must not depend on that.
+ */
+static int method_prefix_bad(const char *buf, size_t from, size_t to,
+                             const struct scan_limits *lim, struct pt_http_scan *st)
+{
+    to = pt_min(to, pt_min(st->line_start + lim->first_line, lim->head) + 1);
+    for (size_t i = from; i < to && !st->method_seen; i++) {
+        if (buf[i] == ' ' || buf[i] == '\r')
+            st->method_seen = 1;
+        else if (!has_class(buf[i], C_TCHAR))
+            return 1;
+    }
+    return 0;
+}
+
+/* Limits that a line without its end yet may already cross. */
+static int check_partial_line(const char *buf, size_t len, const struct scan_limits *lim,
+                              const struct pt_http_scan *st)
+{
+    size_t line = len - st->line_start;
+
+    if (line && buf[len - 1] == '\r')
+        line--; /* may be the CR of the CRLF: not part of the line */
+    if (!st->in_fields && line > lim->first_line)
+        return lim->first_status;
+    if (len > lim->head)
+        return 431;
+    return PT_AGAIN;
+}
+
+/*
+ * Accounts for the complete line <buf>[line_start..<eol>) ending in CRLF at <eol>-1 (its
+ * length was checked by check_partial_line()).  Returns NEXT_LINE, PT_OK with *<head_len>
+ * set when it was the empty line ending the head, or an error status.
+ */
+static int end_line(size_t eol, const struct scan_limits *lim, struct pt_http_scan *st,
+                    size_t *head_len)
+{
+    size_t line_len = eol - 1 - st->line_start;
+
+    if (eol + 1 > lim->head)
+        return 431;
+    if (st->in_fields && line_len == 0) {
+        *head_len = eol + 1;
+        return PT_OK;
+    }
+    if (st->in_fields) {
+        if (++st->nfields > lim->fields)
+            return 431;
+    } else if (line_len == 0 && lim->is_request) {
+        /* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request
+         * line; a few, not an unbounded stream of them. */
+        if (++st->nempty > PT_HTTP_MAX_EMPTY_LINES)
+            return 400;
+        st->first_line = eol + 1;
+        st->method_seen = 0;
+    } else {
+        st->in_fields = 1;
+    }
+    st->line_start = eol + 1;
+    return NEXT_LINE;
+}
+
+/*
+ * Scans <buf>/<len> from *<pos> for the end of the head.  Returns PT_OK with *<head_len>
+ * set, PT_AGAIN, or an error status (400, the start-line status, 431).
+ */
+static int scan_head(const char *buf, size_t len, const struct scan_limits *lim, size_t *pos,
+                     struct pt_http_scan *st, size_t *head_len)
+{
+    while (*pos < len) {
+        const char *lf = memchr(buf + *pos, '\n', len - *pos);
+        size_t end = lf ? (size_t)(lf - buf) : len;
+
+        if (lim->is_request && !st->in_fields && method_prefix_bad(buf, *pos, end, lim, st))
+            return 400;
+        /* Limits before the line end: a caller feeding one byte at a time meets them
+         * before the LF, so one feeding all at once must get the same answer. */
+        int rc = check_partial_line(buf, end, lim, st);
+        *pos = lf ? end + 1 : len;
+        if (rc != PT_AGAIN || lf == NULL)
+            return rc;
+        /* RFC 9112 2.2: a bare LF is not a line terminator here.  Accepting one is how a
+         * proxy and its backend come to disagree on where a field ends. */
+        if (end == st->line_start || buf[end - 1] != '\r')
+            return 400;
+        rc = end_line(end, lim, st, head_len);
+        if (rc != NEXT_LINE)
+            return rc;
+    }
+    return check_partial_line(buf, len, lim, st);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Field lines, common to requests and responses.
+ */
+
+/* Returns the line at *<p> without its CRLF and moves *<p> past it.  The scanner has
+ * guaranteed that every line of the head, which ends at <end>, ends in CRLF. */
+static struct pt_str next_line(const char **p, const char *end)
+{
+    const char *lf = memchr(*p, '\n', (size_t)(end - *p));
+    struct pt_str line = {*p, (size_t)(lf - 1 - *p)};
+
+    *p = lf + 1;
+    return line;
+}
+
+/* Splits and validates the field line <line> into <h>.  Returns PT_OK or 400. */
+static int parse_field_line(struct pt_str line, struct pt_http_header *h)
+{
+    /* RFC 9112 5.2: obs-fold (a line starting with SP or HTAB) is refused; RFC 9112 2.2:
+     * so is whitespace between the start line and the first field. */
+    if (line.len == 0 || is_ows(line.p[0]))
+        return 400;
+    const char *colon = memchr(line.p, ':', line.len);
+    if (colon == NULL)
+        return 400;
+    h->name = (struct pt_str){line.p, (size_t)(colon - line.p)};
+    /* RFC 9110 5.1: field-name = token, so never empty.  RFC 9112 5.1: whitespace between
+     * the name and the colon MUST be rejected with 400; any non-tchar falls here too. */
+    if (!all_of_class(h->name, C_TCHAR, 1))
+        return 400;
+    h->value = trim_ows((struct pt_str){colon + 1, line.len - h->name.len - 1});
+    /* RFC 9110 5.5: CR, LF and NUL in a value MUST be rejected (or replaced); other CTLs
+     * are invalid too.  HTAB, SP, VCHAR and obs-text are fine. */
+    if (!all_of_class(h->value, C_VALUE, 0))
+        return 400;
+    return PT_OK;
+}
+
+/* Parses the field lines from <p> up to <end> (the final CRLF) into <h>/<*n>. */
+static int parse_fields(const char *p, const char *end, struct pt_http_header *h, size_t *n)
+{
+    *n = 0;
+    while (p < end) {
+        int rc = parse_field_line(next_line(&p, end), &h[*n]);
+        if (rc != PT_OK)
+            return rc;
+        (*n)++;
+    }
+    return PT_OK;
+}
+
+/* "HTTP/1.1" -> 11, "HTTP/1.0" -> 10, another "HTTP/d.d" -> 505, anything else -> 400
+ * (RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive). */
+static int parse_version(struct pt_str v)
+{
+    if (v.len != 8 || memcmp(v.p, "HTTP/", 5) != 0 || v.p[6] != '.')
+        return 400;
+    if (v.p[5] < '0' || v.p[5] > '9' || v.p[7] < '0' || v.p[7] > '9')
+        return 400;
+    if (v.p[5] == '1' && (v.p[7] == '0' || v.p[7] == '1'))
+        return 10 + (v.p[7] - '0');
+    return 505;
+}
+
+/* Parses a Content-Length value: 1*DIGIT (RFC 9110 8.6), at most 2^62.  Returns -1 when
+ * it is anything else: empty, signed, spaced, a list, hex, overflowing. */
+static int64_t parse_content_length(struct pt_str v)
+{
+    int64_t n = 0;
+
+    if (v.len == 0)
+        return -1;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return -1;
+        int d = v.p[i] - '0';
+        if (n > (PT_HTTP_MAX_CONTENT_LENGTH - d) / 10)
+            return -1;
+        n = n * 10 + d;
+    }
+    return n;
+}
+
+/*
+ * What the framing fields of a message say.  cl: -1 absent, else the value; cl_bad:
+ * malformed or repeated.  te: PT_OK (only a final chunked), 400 or 501, when te_seen.
+ */
+struct framing {
+    int64_t cl;
+    int cl_bad;
+    int te_seen, te;
+    int conn_close, conn_keep_alive, conn_upgrade;
+};
+
+/*
+ * Folds the Transfer-Encoding list <value> into <*st>: bit 1 chunked seen, bit 2 another
+ * coding seen, bit 4 something followed chunked.  Elements are compared whole, so
+ * "chunked;x" is another coding, not chunked.
+ */
+static void fold_transfer_encoding(struct pt_str value, unsigned *st)
+{
+    struct pt_str elem;
+
+    while (next_list_element(&value, &elem)) {
+        if (elem.len == 0)
+            continue; /* RFC 9110 5.6.1: empty list elements are ignored */
+        if (*st & 1)
+            *st |= 4;
+        *st |= pt_str_ieq(elem, "chunked") ? 1 : 2;
+    }
+}
+
+/* Returns the framing verdict for the folded Transfer-Encoding state <st>. */
+static int transfer_encoding_verdict(unsigned st)
+{
+    /* RFC 9112 6.1: chunked MUST NOT be applied more than once and MUST be final; RFC 9112
+     * 6.3 (4): when it is not final in a request, the length cannot be determined: 400. */
+    if ((st & 4) || !(st & 1))
+        return 400;
+    /* RFC 9112 6.1: a coding the server does not understand SHOULD get 501. */
+    if (st & 2)
+        return 501;
+    return PT_OK;
+}
+
+/* Reads the framing and connection fields of <h>/<n> into <f>. */
+static void read_framing(const struct pt_http_header *h, size_t n, struct framing *f)
+{
+    unsigned te = 0;
+
+    *f = (struct framing){.cl = -1};
+    for (size_t i = 0; i < n; i++) {
+        if (pt_str_ieq(h[i].name, "content-length")) {
+            /* RFC 9110 8.6 lets a recipient either refuse repeated identical values or
+             * merge them; the desync corpus ranks it ambiguous, so refuse. */
+            f->cl_bad |= f->cl != -1;
+            f->cl = parse_content_length(h[i].value);
+            f->cl_bad |= f->cl == -1;
+        } else if (pt_str_ieq(h[i].name, "transfer-encoding")) {
+            f->te_seen = 1;
+            fold_transfer_encoding(h[i].value, &te);
+        } else if (pt_str_ieq(h[i].name, "connection")) {
+            f->conn_close |= pt_http_has_token(h[i].value, "close");
+            f->conn_keep_alive |= pt_http_has_token(h[i].value, "keep-alive");
+            f->conn_upgrade |= pt_http_has_token(h[i].value, "upgrade");
+        }
+    }
+    f->te = f->te_seen ? transfer_encoding_verdict(te) : PT_OK;
+}
+
+/*
+ * Common framing rules of requests and responses.  Returns PT_OK, 400 or 501 (the latter
+ * only when every 400 rule passed).  Sets <*cl>, <*chunked> and <*keep_alive>.
+ */
+static int check_framing(const struct framing *f, int version, int64_t *cl, int *chunked,
+                         int *keep_alive)
+{
+    if (f->cl_bad)
+        return 400;
+    if (f->te_seen) {
+        /* RFC 9112 6.1: a server MAY reject a request with both Content-Length and
+         * Transfer-Encoding; a proxy in front of unknown backends must. */
+        if (f->cl != -1)
+            return 400;
+        /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing. */
+        if (version == 10)
+            return 400;
+        if (f->te != PT_OK)
+            return f->te;
+    }
+    *cl = f->cl;
+    *chunked = f->te_seen;
+    /* RFC 9112 9.3: persistence is the version's default unless Connection says. */
+    *keep_alive = !f->conn_close && (version == 11 || f->conn_keep_alive);
+    return PT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Requests.
+ */
+
+static int method_id(struct pt_str m)
+{
+    static const char *const names[] = {
+        [PT_HTTP_GET] = "GET",         [PT_HTTP_HEAD] = "HEAD",   [PT_HTTP_POST] = "POST",
+        [PT_HTTP_PUT] = "PUT",         [PT_HTTP_DELETE] = "DELETE",
+        [PT_HTTP_OPTIONS] = "OPTIONS", [PT_HTTP_PATCH] = "PATCH", [PT_HTTP_TRACE] = "TRACE",
+        [PT_HTTP_CONNECT] = "CONNECT",
+    };
+
+    for (int i = 0; i < (int)pt_nelems(names); i++)
+        if (pt_str_eq(m, names[i]))
+            return i;
+    return PT_HTTP_OTHER;
+}
+
+/* Returns 1 if <s> (no brackets) is an IPv6 address. */
+static int valid_ipv6(struct pt_str s)
+{
+    char tmp[INET6_ADDRSTRLEN];
+    struct in6_addr addr;
+
+    if (s.len == 0 || s.len >= sizeof(tmp))
+        return 0;
+    memcpy(tmp, s.p, s.len); /* inet_pton wants a C string; 45 bytes on the stack */
+    tmp[s.len] = '\0';
+    return inet_pton(AF_INET6, tmp, &addr) == 1;
+}
+
+/* Returns the length of the host part of authority <a> if it is a valid IP-literal, IPv4
+ * address or reg-name (RFC 3986 3.2.2, percent-escapes checked), else 0. */
+static size_t host_part_len(struct pt_str a)
+{
+    size_t i = 0;
+
+    if (a.len && a.p[0] == '[') {
+        const char *close = memchr(a.p, ']', a.len);
+        if (close == NULL || !valid_ipv6((struct pt_str){a.p + 1, (size_t)(close - a.p - 1)}))
+            return 0;
+        return (size_t)(close - a.p) + 1;
+    }
+    for (; i < a.len && a.p[i] != ':'; i++) {
+        if (!has_class(a.p[i], C_REGNAME))
+            return 0;
+        if (a.p[i] == '%' && (i + 2 >= a.len || !has_class(a.p[i + 1], C_HEX) ||
+                              !has_class(a.p[i + 2], C_HEX)))
+            return 0;
+    }
+    return i;
+}
+
+/* Returns 1 if <a> is host [":" port] (port 1-5 digits, <= 65535; required when
+ * <need_port>), the form of Host (RFC 9110 7.2) and of an authority-form target. */
+static int valid_authority(struct pt_str a, int need_port)
+{
+    size_t i = host_part_len(a);
+    unsigned port = 0;
+
+    if (i == 0)
+        return 0; /* RFC 9110 4.2.1: an empty host is invalid; we refuse an empty Host too */
+    if (i == a.len)
+        return !need_port;
+    if (a.p[i] != ':' || a.len - i - 1 == 0 || a.len - i - 1 > 5)
+        return 0;
+    for (i++; i < a.len; i++) {
+        if (a.p[i] < '0' || a.p[i] > '9')
+            return 0;
+        port = port * 10 + (unsigned)(a.p[i] - '0');
+    }
+    return port <= 65535;
+}
+
+/* Splits <t> (from the path on) into path and query. */
+static void split_query(struct pt_http_request *req, struct pt_str t)
+{
+    const char *q = memchr(t.p, '?', t.len);
+
+    req->path = (struct pt_str){t.p, q ? (size_t)(q - t.p) : t.len};
+    req->has_query = q != NULL;
+    req->query = q ? (struct pt_str){q + 1, t.len - req->path.len - 1}
+                   : (struct pt_str){t.p + t.len, 0};
+}
+
+/* Absolute-form (RFC 9112 3.2.2): "http://" or "https://" authority [path] [?query]. */
+static int parse_absolute_form(struct pt_http_request *req)
+{
+    struct pt_str t = req->target;
+    size_t skip = t.len > 7 && strncasecmp(t.p, "http://", 7) == 0    ? 7
+                  : t.len > 8 && strncasecmp(t.p, "https://", 8) == 0 ? 8
+                                                                      : 0;
+    if (skip == 0)
+        return 400;
+    t.p += skip;
+    t.len -= skip;
+    size_t n = 0;
+    while (n < t.len && t.p[n] != '/' && t.p[n] != '?')
+        n++;
+    req->host = (struct pt_str){t.p, n};
+    /* RFC 9110 4.2.1: an empty host MUST be rejected; 4.2.4: userinfo ('@') SHOULD be
+     * treated as an error; both fail the reg-name check. */
+    if (!valid_authority(req->host, 0))
+        return 400;
+    split_query(req, (struct pt_str){t.p + n, t.len - n});
+    if (req->path.len == 0)
+        req->path = PT_STR("/");
+    return PT_OK;
+}
+
+/* Classifies and splits the request target (RFC 9112 3.2). */
+static int parse_target(struct pt_http_request *req)
+{
+    struct pt_str t = req->target;
+
+    /* RFC 9112 3.2.3: authority-form is for CONNECT only, and CONNECT uses only it. */
+    if (req->method_id == PT_HTTP_CONNECT) {
+        if (!valid_authority(t, 1))
+            return 400;
+        req->host = t;
+        req->path = req->query = (struct pt_str){t.p, 0};
+        return PT_OK;
+    }
+    if (t.p[0] == '/') {
+        split_query(req, t);
+        return PT_OK;
+    }
+    /* RFC 9112 3.2.4: asterisk-form is for a server-wide OPTIONS only. */
+    if (pt_str_eq(t, "*")) {
+        if (req->method_id != PT_HTTP_OPTIONS)
+            return 400;
+        split_query(req, t);
+        return PT_OK;
+    }
+    return parse_absolute_form(req);
+}
+
+/*
+ * request-line = method SP request-target SP HTTP-version (RFC 9112 3): exactly one SP
+ * between the parts, none elsewhere, so "GET /a b HTTP/1.1" and "GET /a HTTP/1.1 " are
+ * malformed rather than guessed at.  A line without a version (HTTP/0.9) is 400.
+ */
+static int parse_request_line(struct pt_str line, struct pt_http_request *req)
+{
+    const char *sp1 = memchr(line.p, ' ', line.len);
+    if (sp1 == NULL)
+        return 400;
+    req->method = (struct pt_str){line.p, (size_t)(sp1 - line.p)};
+    if (!all_of_class(req->method, C_TCHAR, 1)) /* RFC 9110 9.1: method = token */
+        return 400;
+    const char *tp = sp1 + 1, *end = line.p + line.len;
+    const char *sp2 = memchr(tp, ' ', (size_t)(end - tp));
+    if (sp2 == NULL)
+        return 400;
+    req->target = (struct pt_str){tp, (size_t)(sp2 - tp)};
+    /* RFC 9112 3.2: no CTL, SP or DEL in a target (and no raw 8-bit byte, by policy). */
+    if (!all_of_class(req->target, C_TARGET, 1))
+        return 400;
+    /* Exactly 8 bytes, so a third SP ("HTTP/1.1 ", "HTTP/1.1 HTTP/1.1") is a 400 too. */
+    req->version = parse_version((struct pt_str){sp2 + 1, (size_t)(end - sp2 - 1)});
+    if (req->version > 11)
+        return req->version;
+    req->method_id = method_id(req->method);
+    return parse_target(req);
+}
+
+/* Returns 1 if the letters of <name>, its punctuation ignored, spell <letters>. */
+static int same_letters(struct pt_str name, const char *letters)
+{
+    for (size_t i = 0; i < name.len; i++) {
+        if (!is_alnum(name.p[i]))
+            continue;
+        if (pt_lower(name.p[i]) != *letters++)
+            return 0;
+    }
+    return *letters == '\0';
+}
+
+/* Returns 1 if <name> is a misspelling of a framing field that only its punctuation
+ * tells apart ("Content_Length", "Transfer---Encoding"): CGI-style backends map '-' and
+ * '_' to the same variable, others normalize names; either could see framing that
+ * portier did not. */
+static int is_framing_lookalike(struct pt_str name)
+{
+    if (pt_str_ieq(name, "content-length") || pt_str_ieq(name, "transfer-encoding"))
+        return 0;
+    return same_letters(name, "contentlength") || same_letters(name, "transferencoding");
+}
+
+/* Host (RFC 9112 3.2): exactly one on HTTP/1.1, at most one on HTTP/1.0, always valid.
+ * An absolute-form target's authority, already in req->host, wins over it (3.2.2). */
+static int check_host(struct pt_http_request *req)
+{
+    const struct pt_http_header *host = NULL;
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!pt_str_ieq(req->headers[i].name, "host"))
+            continue;
+        if (host)
+            return 400;
+        host = &req->headers[i];
+    }
+    if (host == NULL)
+        return req->version == 11 ? 400 : PT_OK;
+    if (!valid_authority(host->value, 0))
+        return 400;
+    if (req->host.p == NULL)
+        req->host = host->value;
+    return PT_OK;
+}
+
+/* Derives framing and connection semantics of the parsed request <req>. */
+static int request_semantics(struct pt_http_request *req)
+{
+    struct framing f;
+    int chunked = 0, keep_alive = 0;
+
+    int rc = check_host(req);
+    if (rc != PT_OK)
+        return rc;
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (is_framing_lookalike(req->headers[i].name))
+            return 400;
+    read_framing(req->headers, req->nheaders, &f);
+    /* RFC 9110 9.3.1, 9.3.2: content in GET or HEAD has no semantics and "might lead some
+     * implementations to reject the request ... because of its potential as a request
+     * smuggling attack"; 9.3.8: a client MUST NOT send content in TRACE. */
+    int bodyless = req->method_id == PT_HTTP_GET || req->method_id == PT_HTTP_HEAD ||
+                   req->method_id == PT_HTTP_TRACE;
+    if (bodyless && (f.te_seen || f.cl > 0))
+        return 400;
+    rc = check_framing(&f, req->version, &req->content_length, &chunked, &keep_alive);
+    if (rc != PT_OK)
+        return rc;
+    req->chunked = chunked;
+    req->keep_alive = keep_alive;
+    /* RFC 9110 10.1.1 and 7.8: Expect and Upgrade are ignored in HTTP/1.0 requests. */
+    const struct pt_http_header *h = pt_http_find_header(req->headers, req->nheaders, "expect");
+    req->expect_continue = req->version == 11 && h && pt_str_ieq(h->value, "100-continue");
+    h = pt_http_find_header(req->headers, req->nheaders, "upgrade");
+    req->upgrade = req->version == 11 && h && f.conn_upgrade;
+    return PT_OK;
+}
+
+/* Parses the complete head of <req> (the scanner has found its end) from <buf>. */
+static int parse_request_head(const char *buf, struct pt_http_request *req)
+{
+    const char *p = buf + req->scan.first_line;
+    const char *end = buf + req->head_len - 2;
+
+    int rc = parse_request_line(next_line(&p, end), req);
+    if (rc != PT_OK)
+        return rc;
+    rc = parse_fields(p, end, req->headers, &req->nheaders);
+    if (rc != PT_OK)
+        return rc;
+    return request_semantics(req);
+}
+
+int pt_http_parse_request(const char *buf, size_t len, const struct pt_http_limits *lim,
+                          struct pt_http_request *req)
+{
+    const struct pt_http_limits *d = &pt_http_default_limits;
+
+    if (lim == NULL)
+        lim = d;
+    struct scan_limits sl = {
+        .first_line = lim->max_request_line ? lim->max_request_line : d->max_request_line,
+        .head = lim->max_head ? lim->max_head : d->max_head,
+        .fields = lim->max_headers ? pt_min(lim->max_headers, (size_t)PT_HTTP_MAX_HEADERS)
+                                   : d->max_headers,
+        .first_status = 414,
+        .is_request = 1,
+    };
+    int rc = scan_head(buf, len, &sl, &req->scan_pos, &req->scan, &req->head_len);
+    if (rc != PT_OK)
+        return rc;
+    return parse_request_head(buf, req);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Responses.
+ */
+
+/* status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 4).  The SP
+ * before an empty reason is often missing in the wild and harmless: tolerated. */
+static int parse_status_line(struct pt_str line, struct pt_http_response *resp)
+{
+    if (line.len < 12 || line.p[8] != ' ')
+        return PT_ERROR;
+    resp->version = parse_version((struct pt_str){line.p, 8});
+    if (resp->version != 10 && resp->version != 11)
+        return PT_ERROR;
+    const char *s = line.p + 9;
+    resp->status = 0;
+    for (int i = 0; i < 3; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return PT_ERROR;
+        resp->status = resp->status * 10 + (s[i] - '0');
+    }
+    if (resp->status < 100 || resp->status > 599) /* RFC 9110 15 */
+        return PT_ERROR;
+    if (line.len > 12 && line.p[12] != ' ')
+        return PT_ERROR;
+    resp->reason = line.len > 12 ? (struct pt_str){line.p + 13, line.len - 13}
+                                 : (struct pt_str){line.p + 12, 0};
+    return all_of_class(resp->reason, C_VALUE, 0) ? PT_OK : PT_ERROR;
+}
+
+int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
+                           struct pt_http_response *resp)
+{
+    struct scan_limits sl = {
+        .head = max_head ? max_head : pt_http_default_limits.max_head,
+        .fields = PT_HTTP_MAX_HEADERS,
+        .first_status = PT_ERROR,
+    };
+    sl.first_line = sl.head;
+    int rc = scan_head(buf, len, &sl, &resp->scan_pos, &resp->scan, &resp->head_len);
+    if (rc == PT_AGAIN || rc == PT_ERROR)
+        return rc;
+    if (rc != PT_OK)
+        return PT_ERROR;
+
+    const char *p = buf + resp->scan.first_line, *end = buf + resp->head_len - 2;
+    if (parse_status_line(next_line(&p, end), resp) != PT_OK)
+        return PT_ERROR;
+    if (parse_fields(p, end, resp->headers, &resp->nheaders) != PT_OK)
+        return PT_ERROR;
+
+    struct framing f;
+    int chunked = 0, keep_alive = 0;
+    read_framing(resp->headers, resp->nheaders, &f);
+    /* The request rules, 501 included: a coding portier would have to forward untouched
+     * cannot be re-framed, so the upstream answer is unusable (502). */
+    if (check_framing(&f, resp->version, &resp->content_length, &chunked, &keep_alive) != PT_OK)
+        return PT_ERROR;
+    resp->chunked = chunked;
+    resp->keep_alive = keep_alive;
+    return PT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Chunked bodies (RFC 9112 7.1):
+ *   chunked-body = *chunk last-chunk trailer-section CRLF
+ *   chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+ *   chunk-ext    = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * One byte at a time for the framing, a whole slice for chunk-data.
+ */
+
+enum {
+    CK_SIZE,     /* chunk-size digits */
+    CK_SIZE_WS,  /* BWS after the size: only before a ';' */
+    CK_EXT,      /* chunk-ext outside quotes */
+    CK_EXT_Q,    /* inside a quoted-string */
+    CK_EXT_QP,   /* after a backslash inside a quoted-string */
+    CK_SIZE_LF,  /* CR seen at the end of the chunk line */
+    CK_DATA,     /* chunk-data */
+    CK_DATA_CR,  /* CRLF after chunk-data */
+    CK_DATA_LF,
+    CK_TR_START, /* start of a trailer line, or of the final CRLF */
+    CK_TR_NAME,  /* trailer field name */
+    CK_TR_VALUE, /* trailer field value */
+    CK_TR_LF,    /* CR seen at the end of a trailer line */
+    CK_END_LF,   /* CR of the final CRLF seen */
+};
+
+/* Chunk line: size digits, BWS, extensions.  Returns the next state or PT_ERROR. */
+static int chunk_line_byte(struct pt_chunked *ck, char c)
+{
+    if (ck->state == CK_SIZE && has_class(c, C_HEX)) {
+        /* Bounded digit count: 16 hex digits fit in 64 bits, so no overflow check. */
+        if (++ck->ndigits > PT_CHUNK_MAX_SIZE_DIGITS)
+            return PT_ERROR;
+        ck->remaining = ck->remaining << 4 | (uint64_t)hex_value(c);
+        return CK_SIZE;
+    }
+    if (ck->state == CK_SIZE && ck->ndigits == 0)
+        return PT_ERROR; /* chunk-size = 1*HEXDIG */
+    if (c == '\r' && (ck->state == CK_SIZE || ck->state == CK_EXT))
+        return CK_SIZE_LF;
+    /* The rest of the line is chunk-ext with its BWS.  Extensions are dropped, never
+     * forwarded: they are bounded and checked byte by byte (no CTL but HTAB, quoted-strings
+     * closed on the line), not parsed into names and values. */
+    if (++ck->ext_len > PT_CHUNK_MAX_EXT)
+        return PT_ERROR;
+    switch (ck->state) {
+    case CK_SIZE:
+    case CK_SIZE_WS: /* BWS is only allowed before a ';' */
+        if (is_ows(c))
+            return CK_SIZE_WS;
+        return c == ';' ? CK_EXT : PT_ERROR;
+    case CK_EXT_QP:
+        return has_class(c, C_VALUE) ? CK_EXT_Q : PT_ERROR;
+    case CK_EXT_Q:
+        if (c == '"')
+            return CK_EXT;
+        if (c == '\\')
+            return CK_EXT_QP;
+        return has_class(c, C_VALUE) ? CK_EXT_Q : PT_ERROR;
+    default:
+        if (c == '"')
+            return CK_EXT_Q;
+        return has_class(c, C_TCHAR) || is_ows(c) || c == ';' || c == '=' ? CK_EXT : PT_ERROR;
+    }
+}
+
+/* Trailer section: field lines checked like header fields, then dropped. */
+static int chunk_trailer_byte(struct pt_chunked *ck, char c)
+{
+    if (++ck->trailer_len > PT_CHUNK_MAX_TRAILERS)
+        return PT_ERROR;
+    switch (ck->state) {
+    case CK_TR_START:
+        if (c == '\r')
+            return CK_END_LF;
+        /* RFC 9112 5.2 (obs-fold) and RFC 9110 5.1 (token) as for header fields. */
+        return has_class(c, C_TCHAR) ? CK_TR_NAME : PT_ERROR;
+    case CK_TR_NAME:
+        if (c == ':')
+            return CK_TR_VALUE;
+        return has_class(c, C_TCHAR) ? CK_TR_NAME : PT_ERROR;
+    case CK_TR_VALUE:
+        if (c == '\r')
+            return CK_TR_LF;
+        return has_class(c, C_VALUE) ? CK_TR_VALUE : PT_ERROR;
+    case CK_TR_LF:
+        return c == '\n' ? CK_TR_START : PT_ERROR; /* RFC 9112 2.2: no bare CR */
+    default:
+        return PT_ERROR;
+    }
+}
+
+/* One framing byte <c>: returns the next state or PT_ERROR. */
+static int chunk_framing_byte(struct pt_chunked *ck, char c)
+{
+    switch (ck->state) {
+    case CK_SIZE_LF:
+        if (c != '\n')
+            return PT_ERROR; /* RFC 9112 2.2: CRLF, nothing else, ends a line */
+        ck->ext_len = 0;
+        ck->ndigits = 0;
+        return ck->remaining ? CK_DATA : CK_TR_START;
+    case CK_DATA_CR:
+        return c == '\r' ? CK_DATA_LF : PT_ERROR;
+    case CK_DATA_LF:
+        return c == '\n' ? CK_SIZE : PT_ERROR;
+    case CK_END_LF:
+        if (c != '\n')
+            return PT_ERROR;
+        ck->done = 1;
+        return CK_END_LF;
+    case CK_TR_START:
+    case CK_TR_NAME:
+    case CK_TR_VALUE:
+    case CK_TR_LF:
+        return chunk_trailer_byte(ck, c);
+    default:
+        return chunk_line_byte(ck, c);
+    }
+}
+
+ssize_t pt_chunked_parse(struct pt_chunked *ck, const char *buf, size_t len, struct pt_str *data)
+{
+    size_t i = 0;
+
+    *data = (struct pt_str){buf, 0};
+    while (i < len && !ck->done) {
+        if (ck->state != CK_DATA) {
+            int next = chunk_framing_byte(ck, buf[i++]);
+            if (next == PT_ERROR)
+                return PT_ERROR;
+            ck->state = next;
+            continue;
+        }
+        /* Stop right after the data: the caller may keep it in place, where it is, and
+         * resume with the bytes that follow it. */
+        size_t n = (size_t)pt_min((uint64_t)(len - i), ck->remaining);
+        *data = (struct pt_str){buf + i, n};
+        ck->remaining -= n;
+        if (ck->remaining == 0)
+            ck->state = CK_DATA_CR;
+        return (ssize_t)(i + n);
+    }
+    return (ssize_t)i;
+}

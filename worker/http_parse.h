@@ -1,0 +1,204 @@
+/*
+ * http_parse.h: the strict, incremental, zero-copy HTTP/1.1 parser (RFC 9112, RFC 9110).
+ *
+ * Three parsers share one set of field rules: the request head (client side), the response
+ * head (upstream side) and the chunked body decoder (both sides).  None of them allocates or
+ * copies: every slice they return points into the caller's buffer, except the path "/"
+ * substituted for an absolute-form target without a path, which points to a string literal.
+ *
+ * Strictness is the point: a front-door proxy that accepts a message its backend reads
+ * differently is how request smuggling works.  So every field is checked, whether portier
+ * uses it or not, and anything that two implementations could frame differently is refused.
+ * Each rejection in http_parse.c names the RFC clause behind it.
+ *
+ * Policy choices beyond the letter of the RFCs (the RFC allows each of them):
+ *  - Content-Length appearing more than once is refused, even with identical values
+ *    (RFC 9110 8.6 allows either; the desync corpus classes it as ambiguous).
+ *  - Transfer codings other than "chunked" are answered with 501: portier re-frames every
+ *    body it forwards and does not forward codings it does not decode (RFC 9112 6.1).
+ *  - GET, HEAD and TRACE requests with content (Content-Length > 0 or Transfer-Encoding)
+ *    are refused: a backend that ignores such a body reads it as the next request
+ *    (RFC 9110 9.3.1 and 9.3.2 name this very risk; 9.3.8 forbids content in TRACE).
+ *  - Field names spelling Content-Length or Transfer-Encoding with other punctuation
+ *    ("Content_Length", "Transfer---Encoding") are refused: CGI-style backends map '-'
+ *    and '_' to the same variable, so they could see framing that portier did not.
+ *  - Request targets must be ASCII: clients percent-encode UTF-8 (same policy as
+ *    normalize.h).
+ */
+#ifndef PT_HTTP_PARSE_H
+#define PT_HTTP_PARSE_H
+
+#include "pt.h"
+
+/* Size of the header array of a request or response: no limit may exceed it. */
+#define PT_HTTP_MAX_HEADERS 100
+
+/* Empty lines (CRLF) tolerated before a request line (RFC 9112 2.2: "at least one"). */
+#define PT_HTTP_MAX_EMPTY_LINES 4
+
+/* Largest Content-Length accepted: 2^62, far beyond any real body, far from overflow. */
+#define PT_HTTP_MAX_CONTENT_LENGTH ((int64_t)1 << 62)
+
+/* Bounds of the chunked decoder. */
+#define PT_CHUNK_MAX_SIZE_DIGITS 16 /* 16 hex digits cannot overflow a uint64_t */
+#define PT_CHUNK_MAX_EXT 4096       /* chunk-ext bytes per chunk line */
+#define PT_CHUNK_MAX_TRAILERS 8192  /* all trailer lines, with their CRLFs */
+
+/* A header field line: <value> has its leading and trailing OWS (SP, HTAB) trimmed. */
+struct pt_http_header {
+    struct pt_str name, value;
+};
+
+/*
+ * Limits of a request head.  A field set to 0 takes the default given in brackets;
+ * max_headers is capped at PT_HTTP_MAX_HEADERS.
+ */
+struct pt_http_limits {
+    size_t max_request_line; /* request line without its CRLF; longer -> 414 [8192] */
+    size_t max_head;         /* whole head incl. request line and final CRLF -> 431 [32768] */
+    size_t max_headers;      /* number of header field lines -> 431 [100] */
+};
+
+/* The defaults above, for callers that have no configuration at hand. */
+extern const struct pt_http_limits pt_http_default_limits;
+
+enum pt_http_method {
+    PT_HTTP_GET,
+    PT_HTTP_HEAD,
+    PT_HTTP_POST,
+    PT_HTTP_PUT,
+    PT_HTTP_DELETE,
+    PT_HTTP_OPTIONS,
+    PT_HTTP_PATCH,
+    PT_HTTP_TRACE,
+    PT_HTTP_CONNECT,
+    PT_HTTP_OTHER /* any other token; methods are case-sensitive (RFC 9110 9.1) */
+};
+
+/*
+ * Where the head scanner is between two calls.  Parser-private: the caller only zeroes it
+ * (with the struct that holds it) before the first call for a new message.
+ */
+struct pt_http_scan {
+    size_t line_start; /* offset of the line being scanned */
+    size_t first_line; /* offset of the start line (after skipped empty lines) */
+    unsigned nfields;  /* complete field lines seen so far */
+    unsigned nempty;   /* empty lines skipped before the request line */
+    unsigned in_fields : 1;   /* the start line is complete */
+    unsigned method_seen : 1; /* the early method check reached the first SP or CR */
+};
+
+struct pt_http_request {
+    size_t scan_pos; /* caller zeroes the struct before the first call for a new request;
+                        the parser keeps how far it has scanned so that re-calls with more
+                        data are not O(n^2) */
+    size_t head_len; /* set on PT_OK: bytes of the head incl. the blank line (and leading
+                        empty lines); the next pipelined request starts after the body */
+    struct pt_str method, target;
+    struct pt_str path;  /* origin-form: target up to '?'; absolute-form: the path part, "/"
+                            if empty; OPTIONS "*": "*"; CONNECT: empty */
+    struct pt_str query; /* after '?', without it, may be empty (see has_query) */
+    unsigned has_query : 1;
+    int method_id; /* enum pt_http_method */
+    int version;   /* 10 or 11 */
+    struct pt_http_header headers[PT_HTTP_MAX_HEADERS];
+    size_t nheaders;
+    struct pt_str host;     /* validated host[:port]: the authority of an absolute-form or
+                               authority-form target, else the Host field (RFC 9112 3.2.2);
+                               empty only for HTTP/1.0 without Host */
+    int64_t content_length; /* -1 when absent */
+    unsigned chunked : 1;   /* Transfer-Encoding: chunked */
+    unsigned keep_alive : 1;      /* version default (1.1 yes, 1.0 no) adjusted by Connection
+                                     close/keep-alive */
+    unsigned expect_continue : 1; /* HTTP/1.1 with Expect: 100-continue (case-insensitive) */
+    unsigned upgrade : 1;         /* HTTP/1.1, Connection has the "upgrade" token and an
+                                     Upgrade header is present */
+    struct pt_http_scan scan;     /* parser-private */
+};
+
+/*
+ * Parses the request head at the start of <buf>/<len> into <req>, using the limits <lim>
+ * (NULL: the defaults).  The caller zeroes <req> before the first call for a new request;
+ * when PT_AGAIN is returned it calls again, with the same <req>, once more bytes have been
+ * appended (the bytes already passed must be unchanged; <buf> may have moved to a larger
+ * buffer).  Each call scans only the new bytes; the fields are filled in one pass once the
+ * head is complete, so they always point into the <buf> of the call that returned PT_OK.
+ *
+ * Returns PT_OK (head complete: every field of <req> is set, head_len is the offset of
+ * the body), PT_AGAIN (need more bytes), or the HTTP status to answer before closing the
+ * connection: 400 (malformed or ambiguous), 414 (request line over the limit, reported as
+ * soon as it is exceeded), 431 (head or field count over the limit), 501 (a transfer coding
+ * other than chunked), 505 (an HTTP version other than 1.0 and 1.1).  After an error the
+ * contents of <req> are unspecified and nothing of the request may be used.
+ */
+int pt_http_parse_request(const char *buf, size_t len, const struct pt_http_limits *lim,
+                          struct pt_http_request *req);
+
+struct pt_http_response {
+    size_t scan_pos, head_len; /* as in struct pt_http_request */
+    int version, status;       /* version 10 or 11; status 100..599 */
+    struct pt_str reason;      /* may be empty */
+    struct pt_http_header headers[PT_HTTP_MAX_HEADERS];
+    size_t nheaders;
+    int64_t content_length;           /* -1 absent */
+    unsigned chunked : 1, keep_alive : 1; /* keep_alive: version default adjusted by
+                                             Connection; a response with neither length nor
+                                             chunked ends at close, which is the caller's
+                                             to see (it knows the request method) */
+    struct pt_http_scan scan;             /* parser-private */
+};
+
+/*
+ * Parses the upstream response head at the start of <buf>/<len> into <resp>, refusing a
+ * head longer than <max_head> bytes (0: 32768) or with more than PT_HTTP_MAX_HEADERS
+ * fields.  Same calling convention as pt_http_parse_request().  Returns PT_OK, PT_AGAIN,
+ * or PT_ERROR for anything malformed (the caller answers 502): the field rules are those
+ * of requests (no obs-fold, bare LF, CTLs, space before colon; Content-Length and
+ * Transfer-Encoding together, repeated Content-Length, a coding other than a final
+ * chunked, Transfer-Encoding in HTTP/1.0).  Skips nothing: a 1xx response is returned
+ * like any other; the caller handles 100 and 101 and parses the next head with a zeroed
+ * <resp>.
+ */
+int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
+                           struct pt_http_response *resp);
+
+/* State of a chunked body decoder: the caller zeroes it before the first byte of a body. */
+struct pt_chunked {
+    int state;
+    uint64_t remaining;   /* chunk-data bytes still to come in the current chunk */
+    size_t ext_len;       /* chunk-ext bytes seen on the current chunk line */
+    size_t trailer_len;   /* trailer bytes seen so far */
+    unsigned ndigits;     /* chunk-size digits seen on the current chunk line */
+    unsigned done : 1;    /* the last chunk and the trailer section have been read */
+};
+
+/*
+ * Decodes the chunked body bytes <buf>/<len> (RFC 9112 7.1) with decoder <ck>.  Returns
+ * the number of bytes consumed (>= 0) and sets *<data> to the body bytes found inside what
+ * was consumed (a slice of <buf>, possibly empty); returns PT_ERROR on malformed framing.
+ * A call returns at most one slice and stops right after it: when data.len > 0, the bytes
+ * consumed end exactly where the data ends, so the caller may leave the data in place and
+ * resume after it.  The caller loops while bytes remain and !ck->done, dropping the
+ * consumed bytes; it never needs to keep unconsumed bytes of a chunk line, as every byte
+ * is consumed unless the body is done (0 is returned only for <len> 0 or a done body).
+ * Bytes after the end of the body (ck->done) are not consumed: they are the next message.
+ * Bounds: chunk-size at most 16 hex digits, chunk extensions at most 4096 bytes per chunk
+ * line (checked character by character, then dropped), trailers at most 8192 bytes
+ * (validated like header fields, then dropped).
+ */
+ssize_t pt_chunked_parse(struct pt_chunked *ck, const char *buf, size_t len, struct pt_str *data);
+
+/*
+ * Returns the first of the <n> headers <h> whose name equals <name> case-insensitively,
+ * or NULL.
+ */
+const struct pt_http_header *pt_http_find_header(const struct pt_http_header *h, size_t n,
+                                                 const char *name);
+
+/*
+ * Returns 1 if the comma-separated list <value> has an element equal to <token>
+ * (case-insensitive, OWS around elements ignored, empty elements skipped), else 0.
+ */
+int pt_http_has_token(struct pt_str value, const char *token);
+
+#endif

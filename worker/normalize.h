@@ -1,0 +1,39 @@
+/*
+ * normalize.h: the one canonical form of a request path.
+ *
+ * A request path is normalized once, right after parsing, and that one canonical path is
+ * what routing (locations) and access rules see.  Two spellings of the same resource must
+ * not reach different rules, so the policy below is fixed and stated here:
+ *
+ *  - Percent-escapes of unreserved characters (RFC 3986 2.3: ALPHA DIGIT - . _ ~) are
+ *    decoded: "%7Euser" -> "~user", "%2e" -> ".".  Every other escape stays encoded, with
+ *    its hex digits upper-cased: "%2f" -> "%2F", "%3a" -> "%3A".
+ *  - An encoded slash is NOT a path separator: "/a%2Fb" is one segment "a%2Fb".  It stays
+ *    encoded, so a location "/a/" does not match it and a backend sees it as the client
+ *    sent it (modulo hex case).
+ *  - Encoded dots ARE dots: "%2e%2E" decodes to ".." and is treated as a dot segment.
+ *  - Runs of '/' are merged into one: "//a///b" -> "/a/b".
+ *  - "." segments are removed; ".." removes the previous segment; a trailing "/." or
+ *    "/.." leaves a trailing slash ("/a/b/.." -> "/a/", "/a/." -> "/a/").
+ *  - Rejected with 400: ".." above the root ("/.." , "/a/../.."), as nginx does;
+ *    a malformed escape ("%G1", a truncated "%4"); "%00"; a raw byte that RFC 3986 does
+ *    not allow in a path (anything but unreserved, sub-delims, ':', '@', '/' and '%'),
+ *    which includes '\', '"', '<', '>', '^', '`', '{', '|', '}' and every byte >= 0x80
+ *    (clients must percent-encode UTF-8); a path that does not start with '/'.
+ */
+#ifndef PT_NORMALIZE_H
+#define PT_NORMALIZE_H
+
+#include "pt.h"
+
+/*
+ * Normalizes the request path <in>/<len> (the target's path part, without the query,
+ * starting with '/') into <out>, following the policy above.  The caller gives <out> at
+ * least <len>+1 bytes: the canonical form is never longer than the input.  On success
+ * <out> is NUL-terminated, *<out_len> is set to its length (without the NUL) and PT_OK is
+ * returned.  Otherwise returns 400 and the contents of <out> are unspecified.  Does not
+ * allocate.
+ */
+int pt_path_normalize(const char *in, size_t len, char *out, size_t *out_len);
+
+#endif

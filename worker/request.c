@@ -1,0 +1,590 @@
+/*
+ * request.c: the request lifecycle: reading the head, choosing the server and location,
+ * running the phases, reading the body for whoever consumes it, and ending the request
+ * (log, keepalive or close).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "http_req.h"
+#include "log.h"
+#include "normalize.h"
+#include "pool.h"
+#include "router.h"
+
+static struct pt_http_srv_conf *srv_conf_of(struct pt_http_server *s)
+{
+    return s->srv_conf[pt_http_module.index];
+}
+
+static struct pt_request *request_create(struct pt_http_conn *c)
+{
+    struct pt_pool *pool = pt_pool_create(8192);
+    struct pt_request *r;
+
+    if (pool == NULL)
+        return NULL;
+    r = pt_palloc(pool, sizeof(*r));
+    if (r == NULL || (r->ctx = pt_palloc(pool, (size_t)pt_modules_count() * sizeof(void *))) == NULL) {
+        pt_pool_destroy(pool);
+        return NULL;
+    }
+    r->pool = pool;
+    r->c = c;
+    r->phase = -1; /* reading the head */
+    r->server = c->addr->default_server;
+    r->main_conf = pt_cycle->main_conf;
+    r->srv_conf = r->server->srv_conf;
+    r->loc_conf = r->server->loc_conf;
+    r->out_length = -1;
+    r->status = 0;
+    r->start_ms = pt_now_ms();
+    clock_gettime(CLOCK_REALTIME, &r->start_time);
+    c->r = r;
+    return r;
+}
+
+void pt_http_request_free(struct pt_request *r)
+{
+    if (r->cleanup) {
+        void (*cleanup)(struct pt_request *) = r->cleanup;
+        r->cleanup = NULL;
+        cleanup(r);
+    }
+    r->c->r = NULL;
+    pt_pool_destroy(r->pool);
+}
+
+/* --- reading the head --- */
+
+static void head_limits(struct pt_http_conn *c, struct pt_http_limits *lim)
+{
+    struct pt_http_srv_conf *sc = srv_conf_of(c->addr->default_server);
+
+    lim->max_request_line = (size_t)sc->large_header_size;
+    lim->max_head = (size_t)(sc->large_header_size * sc->large_header_num);
+    lim->max_headers = (size_t)sc->max_headers;
+}
+
+/* Makes room to read more of a head: a head may grow past one standard buffer up to the
+ * configured limit (the parser reports 431 past it). */
+static int head_room(struct pt_http_conn *c, size_t max_head)
+{
+    struct pt_buf *b;
+
+    if (pt_buf_room(c->in))
+        return PT_OK;
+    if (c->in->pos != c->in->start) {
+        pt_buf_compact(c->in);
+        return PT_OK;
+    }
+    if (pt_buf_size(c->in) >= max_head + 4096)
+        return PT_ERROR;
+    b = pt_buf_get(max_head + 4096);
+    if (b == NULL)
+        return PT_ERROR;
+    pt_buf_append(b, c->in->pos, pt_buf_len(c->in));
+    pt_buf_put(c->in);
+    c->in = b;
+    return PT_OK;
+}
+
+static void refuse(struct pt_request *r, int status)
+{
+    r->keepalive = 0;
+    r->phase = PT_PHASE_CONTENT;
+    pt_http_finalize(r, status);
+}
+
+static void process_request(struct pt_request *r);
+
+void pt_http_read_head(struct pt_http_conn *c)
+{
+    struct pt_http_limits lim;
+    struct pt_request *r = c->r;
+
+    if (r == NULL) {
+        if (c->in == NULL && (c->in = pt_buf_get(PT_BUF_SIZE)) == NULL) {
+            pt_http_conn_close(c);
+            return;
+        }
+        /* Nothing to read on a keepalive wake-up that was only an EOF: close quietly. */
+        if (pt_buf_len(c->in) == 0 && pt_http_conn_read(c) <= 0) {
+            if (c->eof || c->error)
+                pt_http_conn_close(c);
+            return;
+        }
+        if ((r = request_create(c)) == NULL) {
+            pt_http_conn_close(c);
+            return;
+        }
+        pt_timer_add(&c->timer, (uint64_t)srv_conf_of(c->addr->default_server)->client_header_timeout);
+    }
+    head_limits(c, &lim);
+    for (;;) {
+        int rc = pt_http_parse_request(c->in->pos, pt_buf_len(c->in), &lim, &r->h);
+        ssize_t n;
+
+        if (rc == PT_OK)
+            break;
+        if (rc != PT_AGAIN) {
+            refuse(r, rc);
+            return;
+        }
+        if (!c->readable)
+            return;
+        if (head_room(c, lim.max_head) != PT_OK) {
+            refuse(r, 431);
+            return;
+        }
+        n = pt_http_conn_read(c);
+        if (n == 0 || n == PT_ERROR) {
+            /* The client left in the middle of a head: nobody to answer. */
+            pt_http_conn_close(c);
+            return;
+        }
+        if (n == PT_AGAIN)
+            return;
+    }
+    process_request(r);
+}
+
+void pt_http_head_timeout(struct pt_http_conn *c)
+{
+    if (c->r == NULL) {
+        pt_http_conn_close(c);
+        return;
+    }
+    refuse(c->r, 408);
+}
+
+/* --- choosing the server and location --- */
+
+static struct pt_str host_without_port(struct pt_str h)
+{
+    size_t i = h.len;
+
+    if (h.len && h.p[0] == '[') {
+        const char *end = memchr(h.p, ']', h.len);
+        return (struct pt_str){h.p, end ? (size_t)(end - h.p + 1) : h.len};
+    }
+    while (i > 0 && h.p[i - 1] >= '0' && h.p[i - 1] <= '9')
+        i--;
+    if (i > 0 && i < h.len && h.p[i - 1] == ':')
+        return (struct pt_str){h.p, i - 1};
+    return h;
+}
+
+static int find_server(struct pt_request *r)
+{
+    struct pt_str host = host_without_port(r->h.host);
+    struct pt_http_server *s = NULL;
+
+    if (host.len)
+        s = pt_names_find(r->c->addr->names, host.p, host.len);
+    else
+        s = pt_names_find(r->c->addr->names, "", 0);
+    if (s == NULL)
+        s = r->c->addr->default_server;
+    r->server = s;
+    r->srv_conf = s->srv_conf;
+    r->loc_conf = s->loc_conf;
+    return PT_OK;
+}
+
+static int find_location(struct pt_request *r)
+{
+    struct pt_http_srv_conf *sc = srv_conf_of(r->server);
+    struct pt_http_loc_conf *lc;
+    size_t caps[2 * PT_LOC_MAX_CAPTURES];
+    int ncaps = 0;
+
+    lc = pt_locations_find(sc->locations, r->uri.p, r->uri.len, caps, &ncaps);
+    if (lc == NULL && ncaps == PT_ERROR)
+        return 500;
+    if (lc) {
+        r->loc_conf = lc->loc_conf;
+        if (ncaps > 0) {
+            r->captures = pt_palloc(r->pool, (size_t)ncaps * 2 * sizeof(size_t));
+            if (r->captures == NULL)
+                return PT_ERROR;
+            memcpy(r->captures, caps, (size_t)ncaps * 2 * sizeof(size_t));
+            r->ncaptures = ncaps;
+        }
+    }
+    lc = r->loc_conf[pt_http_module.index];
+    if (lc->client_max_body_size && r->h.content_length > lc->client_max_body_size)
+        return 413;
+    if (lc->keepalive_timeout == 0 || r->c->nrequests >= (unsigned)lc->keepalive_requests)
+        r->keepalive = 0;
+    return PT_OK;
+}
+
+static void process_request(struct pt_request *r)
+{
+    struct pt_http_conn *c = r->c;
+    char *uri;
+    size_t len;
+
+    pt_timer_del(&c->timer);
+    c->in->pos += r->h.head_len;
+    r->body_start = c->in->pos;
+    c->nrequests++;
+    r->keepalive = r->h.keep_alive;
+    r->args = r->h.query;
+    if (r->h.chunked) {
+        r->has_body = 1;
+        r->body_left = -1;
+    } else if (r->h.content_length > 0) {
+        r->has_body = 1;
+        r->body_left = r->h.content_length;
+    } else {
+        r->body_done = 1;
+    }
+    find_server(r);
+    r->phase = PT_PHASE_POST_READ;
+    uri = pt_palloc(r->pool, r->h.path.len + 1);
+    if (uri == NULL) {
+        pt_http_finalize(r, 500);
+        return;
+    }
+    /* OPTIONS * and CONNECT carry no path to normalize. */
+    if (r->h.path.len == 0 || r->h.path.p[0] != '/') {
+        r->uri = r->h.path;
+    } else {
+        if (pt_path_normalize(r->h.path.p, r->h.path.len, uri, &len) != PT_OK) {
+            refuse(r, 400);
+            return;
+        }
+        r->uri = (struct pt_str){uri, len};
+    }
+    pt_http_run_phases(r);
+}
+
+/* --- phases --- */
+
+static int run_content(struct pt_request *r)
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+
+    if (lc->handler)
+        return lc->handler(r);
+    for (int i = 0; i < pt_cycle->nphase[PT_PHASE_CONTENT]; i++) {
+        int rc = pt_cycle->phases[PT_PHASE_CONTENT][i](r);
+        if (rc != PT_DECLINED)
+            return rc;
+    }
+    return 404;
+}
+
+void pt_http_run_phases(struct pt_request *r)
+{
+    while (r->phase < PT_PHASE_CONTENT) {
+        int rc = PT_OK;
+
+        if (r->phase == PT_PHASE_FIND_CONFIG) {
+            rc = find_location(r);
+        } else {
+            for (; r->phase_index < pt_cycle->nphase[r->phase]; r->phase_index++) {
+                rc = pt_cycle->phases[r->phase][r->phase_index](r);
+                if (rc != PT_DECLINED)
+                    break;
+            }
+            if (rc == PT_DECLINED)
+                rc = PT_OK;
+        }
+        if (rc == PT_AGAIN || rc == PT_DONE)
+            return;
+        if (rc != PT_OK) {
+            pt_http_finalize(r, rc);
+            return;
+        }
+        r->phase++;
+        r->phase_index = 0;
+    }
+    {
+        int rc = run_content(r);
+        if (rc != PT_AGAIN && rc != PT_DONE)
+            pt_http_finalize(r, rc);
+    }
+}
+
+/* --- the request body --- */
+
+void pt_http_send_continue(struct pt_request *r)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    if (!r->h.expect_continue || r->expect_sent || r->header_sent)
+        return;
+    r->expect_sent = 1;
+    pt_http_write_raw(r->c, cont, sizeof(cont) - 1);
+}
+
+/* Decodes from the buffered bytes; see pt_http_body_peek. */
+static int body_from_buffer(struct pt_request *r, struct pt_str *data, int *last)
+{
+    struct pt_buf *in = r->c->in;
+    size_t avail = pt_buf_len(in);
+
+    if (r->body_left >= 0) {
+        size_t n = (size_t)pt_min((int64_t)avail, r->body_left);
+        *data = (struct pt_str){in->pos, n};
+        *last = (int64_t)n == r->body_left;
+        return n || *last ? PT_OK : PT_AGAIN;
+    }
+    while (avail) {
+        struct pt_str d = PT_NULL_STR;
+        ssize_t used = pt_chunked_parse(&r->chunk, in->pos, avail, &d);
+        if (used < 0)
+            return 400;
+        if (d.len) {
+            /* Skip the framing before the data; keep the data in place for the caller.
+             * The decoder consumed exactly up to the end of the data. */
+            in->pos = (char *)d.p;
+            r->chunk_ready = d.len;
+            *data = d;
+            *last = 0;
+            return PT_OK;
+        }
+        in->pos += used;
+        avail -= (size_t)used;
+        if (r->chunk.done) {
+            *data = (struct pt_str){in->pos, 0};
+            *last = 1;
+            r->body_done = 1;
+            return PT_OK;
+        }
+        if (used == 0)
+            break;
+    }
+    return PT_AGAIN;
+}
+
+int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
+{
+    struct pt_http_conn *c = r->c;
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+
+    *last = 0;
+    if (r->body_done) {
+        *data = (struct pt_str){c->in ? c->in->pos : NULL, 0};
+        *last = 1;
+        return PT_OK;
+    }
+    for (;;) {
+        int rc;
+        ssize_t n;
+
+        /* Chunked data decoded earlier and not consumed yet. */
+        if (r->chunk_ready) {
+            *data = (struct pt_str){c->in->pos, r->chunk_ready};
+            return PT_OK;
+        }
+        rc = body_from_buffer(r, data, last);
+        if (rc == PT_OK && lc->client_max_body_size &&
+            r->body_received + (int64_t)data->len > lc->client_max_body_size)
+            return 413;
+        if (rc != PT_AGAIN)
+            return rc;
+        /* Reuse the space after the head (which must stay readable for the log and the
+         * variables), keeping a partial chunk line that is still buffered. */
+        if (c->in->pos != r->body_start) {
+            size_t keep = pt_buf_len(c->in);
+            memmove(r->body_start, c->in->pos, keep);
+            c->in->pos = r->body_start;
+            c->in->last = r->body_start + keep;
+        }
+        if (!c->readable) {
+            pt_http_send_continue(r);
+            pt_timer_add(&c->timer, (uint64_t)lc->client_body_timeout);
+            return PT_AGAIN;
+        }
+        n = pt_http_conn_read(c);
+        if (n == 0 || n == PT_ERROR)
+            return 400;
+        if (n == PT_AGAIN) {
+            pt_http_send_continue(r);
+            pt_timer_add(&c->timer, (uint64_t)lc->client_body_timeout);
+            return PT_AGAIN;
+        }
+    }
+}
+
+void pt_http_body_consumed(struct pt_request *r, size_t n)
+{
+    r->c->in->pos += n;
+    r->body_received += (int64_t)n;
+    if (r->body_left >= 0) {
+        r->body_left -= (int64_t)n;
+        if (r->body_left == 0)
+            r->body_done = 1;
+    } else {
+        r->chunk_ready -= n;
+        if (r->chunk_ready == 0 && r->chunk.done)
+            r->body_done = 1;
+    }
+    if (r->body_done)
+        pt_timer_del(&r->c->timer);
+}
+
+/* --- ending a request --- */
+
+static void run_log_phase(struct pt_request *r)
+{
+    if (r->logged)
+        return;
+    r->logged = 1;
+    for (int i = 0; i < pt_cycle->nphase[PT_PHASE_LOG]; i++)
+        pt_cycle->phases[PT_PHASE_LOG][i](r);
+}
+
+/* Drops the rest of a request body that nobody consumed, as far as it is buffered.
+ * Returns 1 when the body is complete (the connection can serve the next request). */
+static int discard_buffered_body(struct pt_request *r)
+{
+    struct pt_http_conn *c = r->c;
+
+    while (!r->body_done && c->in) {
+        struct pt_str d;
+        int last = 0;
+        if (r->chunk_ready) {
+            pt_http_body_consumed(r, r->chunk_ready);
+            continue;
+        }
+        if (body_from_buffer(r, &d, &last) != PT_OK)
+            return 0;
+        if (d.len == 0 && !last)
+            return 0;
+        pt_http_body_consumed(r, d.len);
+        if (last)
+            r->body_done = 1;
+    }
+    return 1;
+}
+
+static void request_done(struct pt_request *r)
+{
+    struct pt_http_conn *c = r->c;
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    int keepalive = r->keepalive && !c->closing && !c->error && !c->eof;
+    int linger = r->status >= 400 && !r->body_done;
+
+    run_log_phase(r);
+    if (keepalive && !discard_buffered_body(r))
+        keepalive = 0;
+    pt_http_request_free(r);
+    if (keepalive) {
+        pt_http_conn_idle(c, lc->keepalive_timeout);
+        return;
+    }
+    if (linger && !c->error) {
+        pt_http_conn_linger(c);
+        return;
+    }
+    if (c->out && pt_buf_len(c->out) && !c->error) {
+        c->closing = 1;
+        return;
+    }
+    pt_http_conn_close(c);
+}
+
+void pt_http_abort(struct pt_request *r)
+{
+    struct pt_http_conn *c = r->c;
+
+    if (r->status == 0)
+        r->status = 499;
+    run_log_phase(r);
+    pt_http_conn_close(c);
+}
+
+void pt_http_finalize(struct pt_request *r, int rc)
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+
+    if (r->finalized)
+        return;
+    if (rc == PT_ERROR)
+        rc = 500;
+    if (rc >= 100) {
+        if (r->header_sent) {
+            pt_http_abort(r);
+            return;
+        }
+        if (pt_http_send_special(r, rc, PT_NULL_STR) != PT_OK) {
+            pt_http_abort(r);
+            return;
+        }
+    }
+    if (!r->response_done || r->c->error) {
+        pt_http_abort(r);
+        return;
+    }
+    r->finalized = 1;
+    r->read_handler = NULL;
+    r->write_handler = NULL;
+    if (pt_http_output_blocked(r)) {
+        pt_timer_add(&r->c->timer, (uint64_t)lc->send_timeout);
+        return;
+    }
+    request_done(r);
+}
+
+void pt_http_request_event(struct pt_request *r, unsigned events)
+{
+    struct pt_http_conn *c = r->c;
+
+    if (r->phase < 0) {
+        if (c->readable)
+            pt_http_read_head(c);
+        return;
+    }
+    if (c->out && pt_buf_len(c->out) && c->writable) {
+        int rc = pt_http_flush(c);
+        if (rc == PT_ERROR) {
+            pt_http_abort(r);
+            return;
+        }
+        if (rc == PT_OK) {
+            if (r->finalized) {
+                request_done(r);
+                return;
+            }
+            if (r->write_handler) {
+                r->write_handler(r);
+                if (c->ev.fd < 0 || c->r != r)
+                    return;
+            }
+        } else {
+            struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+            pt_timer_add(&c->timer, (uint64_t)lc->send_timeout);
+        }
+    }
+    if ((c->readable || (events & PT_EV_ERROR)) && r->read_handler)
+        r->read_handler(r);
+}
+
+void pt_http_request_timeout(struct pt_request *r)
+{
+    if (r->phase < 0) {
+        refuse(r, 408);
+        return;
+    }
+    pt_log(PT_LOG_INFO, "client %s timed out", r->c->peer_text);
+    if (!r->header_sent && !r->finalized) {
+        r->keepalive = 0;
+        if (r->cleanup) {
+            void (*cleanup)(struct pt_request *) = r->cleanup;
+            r->cleanup = NULL;
+            cleanup(r);
+        }
+        pt_http_finalize(r, 408);
+        return;
+    }
+    pt_http_abort(r);
+}

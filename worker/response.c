@@ -1,0 +1,362 @@
+/*
+ * response.c: writing responses: the status line and headers, the body filter chain and
+ * its last link (framing and the socket), generated error pages.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "pool.h"
+
+static const struct {
+    int status;
+    const char *reason;
+} reasons[] = {
+    {100, "Continue"}, {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"},
+    {202, "Accepted"}, {204, "No Content"}, {206, "Partial Content"},
+    {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
+    {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
+    {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
+    {405, "Method Not Allowed"}, {408, "Request Timeout"}, {411, "Length Required"},
+    {413, "Content Too Large"}, {414, "URI Too Long"}, {416, "Range Not Satisfiable"},
+    {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
+    {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
+const char *pt_http_reason(int status)
+{
+    for (size_t i = 0; i < pt_nelems(reasons); i++)
+        if (reasons[i].status == status)
+            return reasons[i].reason;
+    return "Unknown";
+}
+
+struct pt_str pt_http_date(void)
+{
+    static char buf[40];
+    static time_t cached;
+    time_t now = time(NULL);
+
+    if (now != cached) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached = now;
+    }
+    return (struct pt_str){buf, strlen(buf)};
+}
+
+int pt_header_add(struct pt_request *r, struct pt_headers *hs, struct pt_str name,
+                  struct pt_str value)
+{
+    if (hs->n == hs->cap) {
+        int cap = hs->cap ? hs->cap * 2 : 16;
+        struct pt_header *h = pt_palloc(r->pool, (size_t)cap * sizeof(*h));
+        if (h == NULL)
+            return PT_ERROR;
+        if (hs->n)
+            memcpy(h, hs->h, (size_t)hs->n * sizeof(*h));
+        hs->h = h;
+        hs->cap = cap;
+    }
+    hs->h[hs->n].name = name;
+    hs->h[hs->n].value = value;
+    hs->n++;
+    return PT_OK;
+}
+
+void pt_header_remove(struct pt_headers *hs, const char *name)
+{
+    int j = 0;
+
+    for (int i = 0; i < hs->n; i++)
+        if (!pt_str_ieq(hs->h[i].name, name))
+            hs->h[j++] = hs->h[i];
+    hs->n = j;
+}
+
+struct pt_header *pt_header_find(struct pt_headers *hs, const char *name)
+{
+    for (int i = 0; i < hs->n; i++)
+        if (pt_str_ieq(hs->h[i].name, name))
+            return &hs->h[i];
+    return NULL;
+}
+
+/* --- the output buffer --- */
+
+/* Makes room for <n> more bytes in c->out, growing it if needed.  PT_OK or PT_ERROR. */
+static int out_reserve(struct pt_http_conn *c, size_t n)
+{
+    struct pt_buf *b;
+
+    if (c->out == NULL) {
+        c->out = pt_buf_get(n);
+        return c->out ? PT_OK : PT_ERROR;
+    }
+    if (pt_buf_room(c->out) >= n)
+        return PT_OK;
+    pt_buf_compact(c->out);
+    if (pt_buf_room(c->out) >= n)
+        return PT_OK;
+    b = pt_buf_get(pt_buf_len(c->out) + n);
+    if (b == NULL)
+        return PT_ERROR;
+    pt_buf_append(b, c->out->pos, pt_buf_len(c->out));
+    pt_buf_put(c->out);
+    c->out = b;
+    return PT_OK;
+}
+
+static int out_append(struct pt_http_conn *c, const char *p, size_t n)
+{
+    if (out_reserve(c, n) != PT_OK)
+        return PT_ERROR;
+    return pt_buf_append(c->out, p, n);
+}
+
+/* Writes <iov> to the client, after whatever waits in c->out, and keeps what the socket
+ * does not take in c->out.  PT_OK or PT_ERROR (the connection is broken). */
+static int write_iov(struct pt_http_conn *c, struct iovec *iov, int n)
+{
+    struct iovec all[8];
+    int k = 0;
+    ssize_t w = 0;
+
+    if (c->out && pt_buf_len(c->out)) {
+        all[k].iov_base = c->out->pos;
+        all[k++].iov_len = pt_buf_len(c->out);
+    }
+    for (int i = 0; i < n; i++)
+        if (iov[i].iov_len)
+            all[k++] = iov[i];
+    if (k == 0)
+        return PT_OK;
+    if (c->writable && !c->error) {
+        w = writev(c->ev.fd, all, k);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                c->error = 1;
+                return PT_ERROR;
+            }
+            w = 0;
+            c->writable = 0;
+        }
+    }
+    /* Drop what was written, then keep the rest: first from c->out itself, then copied. */
+    for (int i = 0; i < k; i++) {
+        size_t len = all[i].iov_len;
+        if ((size_t)w >= len) {
+            w -= (ssize_t)len;
+            if (c->out && all[i].iov_base == c->out->pos)
+                c->out->pos = c->out->last;
+            continue;
+        }
+        if (c->out && all[i].iov_base == c->out->pos) {
+            c->out->pos += w;
+        } else if (out_append(c, (char *)all[i].iov_base + w, len - (size_t)w) != PT_OK) {
+            return PT_ERROR;
+        }
+        c->writable = 0;
+        w = 0;
+    }
+    if (c->out && pt_buf_len(c->out) == 0)
+        c->out->pos = c->out->last = c->out->start;
+    return PT_OK;
+}
+
+int pt_http_flush(struct pt_http_conn *c)
+{
+    if (c->out == NULL || pt_buf_len(c->out) == 0)
+        return PT_OK;
+    if (write_iov(c, NULL, 0) != PT_OK)
+        return PT_ERROR;
+    return pt_buf_len(c->out) ? PT_AGAIN : PT_OK;
+}
+
+int pt_http_output_blocked(const struct pt_request *r)
+{
+    /* Bytes queued while the socket still takes more (a header waiting for its body) do
+     * not block: the next write sends them along. */
+    return r->c->out && pt_buf_len(r->c->out) > 0 && (!r->c->writable || r->c->error);
+}
+
+int pt_http_write_raw(struct pt_http_conn *c, const char *data, size_t len)
+{
+    struct iovec iov = {(void *)data, len};
+
+    return write_iov(c, &iov, 1);
+}
+
+/* --- the header --- */
+
+static size_t put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return n;
+}
+
+static size_t header_size(struct pt_request *r)
+{
+    size_t n = 128 + r->status_line.len;
+
+    for (int i = 0; i < r->out.n; i++)
+        n += r->out.h[i].name.len + r->out.h[i].value.len + 4;
+    return n;
+}
+
+/* Decides the response framing: Content-Length, chunked, or close-delimited for HTTP/1.0
+ * clients when the length is unknown. */
+static void decide_framing(struct pt_request *r)
+{
+    if (r->h.method_id == PT_HTTP_HEAD || r->status == 204 || r->status == 304 ||
+        (r->status >= 100 && r->status < 200))
+        r->header_only = 1;
+    if (r->status == 204 || r->status == 304 || r->status < 200 || r->tunnel)
+        return;
+    if (r->out_length >= 0 || r->header_only)
+        return;
+    if (r->h.version >= 11)
+        r->chunked_out = 1;
+    else
+        r->keepalive = 0;
+}
+
+int pt_http_send_header(struct pt_request *r)
+{
+    struct pt_http_conn *c = r->c;
+    struct pt_str date = pt_http_date();
+    char *p;
+    size_t n = 0;
+
+    if (r->header_sent)
+        return PT_OK;
+    for (int i = 0; i < pt_cycle->nheader_filters; i++)
+        if (pt_cycle->header_filters[i](r) != PT_OK)
+            return PT_ERROR;
+    decide_framing(r);
+    if (c->closing)
+        r->keepalive = 0;
+    if (out_reserve(c, header_size(r)) != PT_OK)
+        return PT_ERROR;
+    p = c->out->last;
+    n += (size_t)sprintf(p, "HTTP/1.1 %03d %.*s\r\nServer: portier\r\nDate: ", r->status,
+                         (int)(r->status_line.len ? r->status_line.len : strlen(pt_http_reason(r->status))),
+                         r->status_line.len ? r->status_line.p : pt_http_reason(r->status));
+    n += put(p + n, date.p, date.len);
+    n += put(p + n, "\r\n", 2);
+    for (int i = 0; i < r->out.n; i++) {
+        n += put(p + n, r->out.h[i].name.p, r->out.h[i].name.len);
+        n += put(p + n, ": ", 2);
+        n += put(p + n, r->out.h[i].value.p, r->out.h[i].value.len);
+        n += put(p + n, "\r\n", 2);
+    }
+    if (r->out_length >= 0 && r->status != 204 && r->status != 304 && r->status >= 200)
+        n += (size_t)sprintf(p + n, "Content-Length: %lld\r\n", (long long)r->out_length);
+    else if (r->chunked_out && !r->header_only)
+        n += put(p + n, "Transfer-Encoding: chunked\r\n", 28);
+    if (r->tunnel)
+        n += put(p + n, "Connection: upgrade\r\n", 21);
+    else if (!r->keepalive)
+        n += put(p + n, "Connection: close\r\n", 19);
+    else if (r->h.version == 10)
+        n += put(p + n, "Connection: keep-alive\r\n", 24);
+    n += put(p + n, "\r\n", 2);
+    c->out->last += n;
+    r->bytes_sent += (int64_t)n;
+    r->header_sent = 1;
+    if (r->header_only) {
+        r->response_done = 1;
+        return write_iov(c, NULL, 0);
+    }
+    return PT_OK;
+}
+
+/* The last body filter: framing, then the socket. */
+static int write_body(struct pt_request *r, const char *data, size_t len, int last)
+{
+    char chunk_head[24];
+    struct iovec iov[3];
+    int n = 0;
+
+    if (r->header_only || r->response_done)
+        return PT_OK;
+    if (r->chunked_out && len) {
+        iov[n].iov_base = chunk_head;
+        iov[n++].iov_len = (size_t)sprintf(chunk_head, "%zx\r\n", len);
+    }
+    iov[n].iov_base = (void *)data;
+    iov[n++].iov_len = len;
+    if (r->chunked_out) {
+        static const char crlf_last[] = "\r\n0\r\n\r\n";
+        if (len && last)
+            iov[n].iov_base = (void *)crlf_last, iov[n++].iov_len = 7;
+        else if (len)
+            iov[n].iov_base = (void *)crlf_last, iov[n++].iov_len = 2;
+        else if (last)
+            iov[n].iov_base = (void *)(crlf_last + 2), iov[n++].iov_len = 5;
+    }
+    r->body_bytes_sent += (int64_t)len;
+    for (int i = 0; i < n; i++)
+        r->bytes_sent += (int64_t)iov[i].iov_len;
+    if (last)
+        r->response_done = 1;
+    return write_iov(r->c, iov, n);
+}
+
+int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t len, int last)
+{
+    int next = self + 1;
+
+    if (next < pt_cycle->nbody_filters)
+        return pt_cycle->body_filters[next](r, next, data, len, last);
+    return write_body(r, data, len, last);
+}
+
+int pt_http_send_body(struct pt_request *r, const char *data, size_t len, int last)
+{
+    if (r->c->error)
+        return PT_ERROR;
+    return pt_body_filter_next(r, -1, data, len, last);
+}
+
+/* --- generated responses --- */
+
+int pt_http_send_special(struct pt_request *r, int status, struct pt_str text)
+{
+    char page[512];
+    size_t n;
+    const char *reason = pt_http_reason(status);
+
+    r->status = status;
+    /* Headers set for a response that is now replaced by an error page do not apply; a
+     * redirect keeps its Location. */
+    if (status < 300 || status > 308)
+        r->out.n = 0;
+    if (text.p == NULL) {
+        n = (size_t)snprintf(page, sizeof(page),
+                             "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+                             "<center><h1>%d %s</h1></center>\r\n<hr><center>portier</center>\r\n"
+                             "</body>\r\n</html>\r\n",
+                             status, reason, status, reason);
+        text = (struct pt_str){pt_pstrndup(r->pool, page, n), n};
+        pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/html"));
+    } else {
+        pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/plain"));
+    }
+    /* A client whose request was refused cannot be trusted to be in sync any more. */
+    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+        status == 501 || status == 505)
+        r->keepalive = 0;
+    r->out_length = (int64_t)text.len;
+    if (pt_http_send_header(r) != PT_OK)
+        return PT_ERROR;
+    return pt_http_send_body(r, text.p, text.len, 1);
+}

@@ -1,0 +1,557 @@
+/*
+ * upstream.c: the upstream module: `upstream` groups and their `server` peers, smooth
+ * weighted round robin, passive health in shared memory, and the per-worker keepalive
+ * pool of upstream connections.
+ */
+#include "upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cycle.h"
+#include "listen.h"
+#include "log.h"
+#include "module.h"
+#include "pool.h"
+#include "shm.h"
+
+#define ZONE_SIZE (1u << 20)
+#define ZONE_VERSION 1
+
+struct ups_main_conf {
+    struct pt_upstream **ups;
+    int nups, cap;
+};
+
+/* The zone's root: a table of peer states, found again by key after a reload. */
+struct peer_table {
+    uint32_t n, cap;
+    struct pt_peer_shared entries[];
+};
+
+static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_server(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+static const struct pt_directive upstream_directives[] = {
+    {"upstream", PT_CTX_HTTP, PT_DIR_BLOCK, PT_MAIN_CONF, upstream_block, 0, NULL,
+     "named groups of backend servers: upstream = { app = { server = [...]; }; }"},
+    {"server", PT_CTX_UPS, PT_DIR_MULTI, PT_UPS_CONF, set_server, 0, NULL,
+     "\"HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] [backup] [down]\""},
+    {"keepalive", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_num, offsetof(struct pt_upstream, keepalive),
+     NULL, "idle upstream connections each worker keeps (default 0: none)"},
+    {"keepalive_timeout", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_msec,
+     offsetof(struct pt_upstream, keepalive_timeout), NULL,
+     "how long an idle upstream connection is kept (default 60s)"},
+    {"keepalive_requests", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_num,
+     offsetof(struct pt_upstream, keepalive_requests), NULL,
+     "requests sent on one upstream connection (default 1000)"},
+    {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+uint64_t pt_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *create_main_conf(struct pt_conf *cf)
+{
+    return pt_palloc(cf->pool, sizeof(struct ups_main_conf));
+}
+
+static struct ups_main_conf *main_conf(struct pt_conf *cf)
+{
+    return cf->cycle->main_conf[pt_upstream_module.index];
+}
+
+struct pt_upstream *pt_upstream_find(struct pt_conf *cf, const char *name)
+{
+    struct ups_main_conf *mc = main_conf(cf);
+
+    for (int i = 0; i < mc->nups; i++)
+        if (strcmp(mc->ups[i]->name, name) == 0)
+            return mc->ups[i];
+    return NULL;
+}
+
+static struct pt_upstream *add_upstream(struct pt_conf *cf, const char *name)
+{
+    struct ups_main_conf *mc = main_conf(cf);
+    struct pt_upstream *u = pt_palloc(cf->pool, sizeof(*u));
+
+    if (u == NULL)
+        return NULL;
+    if (mc->nups == mc->cap) {
+        int cap = mc->cap ? 2 * mc->cap : 8;
+        struct pt_upstream **a = pt_palloc(cf->pool, (size_t)cap * sizeof(*a));
+        if (a == NULL)
+            return NULL;
+        if (mc->nups)
+            memcpy(a, mc->ups, (size_t)mc->nups * sizeof(*a));
+        mc->ups = a;
+        mc->cap = cap;
+    }
+    u->name = pt_pstrdup(cf->pool, name);
+    u->keepalive = PT_CONF_UNSET;
+    u->keepalive_timeout = PT_CONF_UNSET;
+    u->keepalive_requests = PT_CONF_UNSET;
+    mc->ups[mc->nups++] = u;
+    return u;
+}
+
+int pt_resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,
+                        size_t errlen)
+{
+    char host[256], *colon;
+    const char *port;
+    struct addrinfo hints = {0}, *res = NULL;
+    int rc;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s) >= sizeof(host)) {
+            snprintf(err, errlen, "invalid address \"%s\"", s);
+            return PT_ERROR;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(close - s - 1), s + 1);
+        port = close + 2;
+    } else {
+        snprintf(host, sizeof(host), "%s", s);
+        colon = strrchr(host, ':');
+        if (colon == NULL) {
+            port = "80";
+        } else {
+            *colon = '\0';
+            port = s + (colon - host) + 1;
+        }
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "host not found in \"%s\": %s", s, gai_strerror(rc));
+        return PT_ERROR;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return PT_OK;
+}
+
+static struct pt_peer *add_peer(struct pt_conf *cf, struct pt_upstream *u, const char *addr)
+{
+    struct pt_peer *p = pt_palloc(cf->pool, (size_t)(u->npeers + 1) * sizeof(*p));
+    char err[300];
+
+    if (p == NULL)
+        return NULL;
+    if (u->npeers)
+        memcpy(p, u->peers, (size_t)u->npeers * sizeof(*p));
+    u->peers = p;
+    p = &u->peers[u->npeers];
+    if (pt_resolve_hostport(addr, &p->addr, &p->addrlen, err, sizeof(err)) != PT_OK) {
+        pt_conf_error(cf, "%s", err);
+        return NULL;
+    }
+    pt_sockaddr_text((struct sockaddr *)&p->addr, p->name, sizeof(p->name));
+    p->weight = 1;
+    p->max_fails = 1;
+    p->fail_timeout = 10000;
+    u->npeers++;
+    return p;
+}
+
+static int peer_option(struct pt_conf *cf, struct pt_peer *p, const char *opt)
+{
+    int64_t v;
+
+    if (strcmp(opt, "backup") == 0)
+        p->backup = 1;
+    else if (strcmp(opt, "down") == 0)
+        p->down = 1;
+    else if (strncmp(opt, "weight=", 7) == 0 && pt_parse_int(opt + 7, &v) == PT_OK && v > 0 && v <= 1000)
+        p->weight = (int)v;
+    else if (strncmp(opt, "max_fails=", 10) == 0 && pt_parse_int(opt + 10, &v) == PT_OK && v <= 1000)
+        p->max_fails = (int)v;
+    else if (strncmp(opt, "max_conns=", 10) == 0 && pt_parse_int(opt + 10, &v) == PT_OK && v <= 1000000)
+        p->max_conns = (int)v;
+    else if (strncmp(opt, "fail_timeout=", 13) == 0 && pt_parse_msec(opt + 13, &v) == PT_OK)
+        p->fail_timeout = v;
+    else
+        return pt_conf_error(cf, "invalid server option \"%s\"", opt);
+    return PT_OK;
+}
+
+static int set_server(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_upstream *u = conf;
+    char *w[8];
+    int n = pt_conf_split(cf, cf->value, w, 8);
+    struct pt_peer *p;
+
+    if (n < 1)
+        return pt_conf_error(cf, "\"server\" takes \"HOST:PORT [options]\"");
+    p = add_peer(cf, u, w[0]);
+    if (p == NULL)
+        return PT_ERROR;
+    for (int i = 1; i < n; i++)
+        if (peer_option(cf, p, w[i]) != PT_OK)
+            return PT_ERROR;
+    return PT_OK;
+}
+
+static int read_group(struct pt_conf *cf, const config_setting_t *g)
+{
+    const char *name = config_setting_name(g);
+    struct pt_upstream *u;
+    void *saved = cf->block;
+    int rc;
+
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return pt_conf_error_at(cf, g, "upstream \"%s\" must be a group { server = [...]; }", name);
+    if (pt_upstream_find(cf, name))
+        return pt_conf_error_at(cf, g, "duplicate upstream \"%s\"", name);
+    u = add_upstream(cf, name);
+    if (u == NULL)
+        return pt_conf_error(cf, "out of memory");
+    u->file = config_setting_source_file(g) ? pt_pstrdup(cf->pool, config_setting_source_file(g)) : cf->file;
+    u->line = (int)config_setting_source_line(g);
+    cf->block = u;
+    rc = pt_conf_read_block(cf, g, PT_CTX_UPS, cf->conf, NULL);
+    cf->block = saved;
+    if (rc != PT_OK)
+        return PT_ERROR;
+    if (u->npeers == 0)
+        return pt_conf_error_at(cf, g, "no servers in upstream \"%s\"", name);
+    return PT_OK;
+}
+
+static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    const config_setting_t *s = cf->setting;
+
+    if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+        return pt_conf_error(cf, "\"upstream\" takes a group of named groups: upstream = { app = { ... }; }");
+    for (int i = 0; i < config_setting_length(s); i++)
+        if (read_group(cf, config_setting_get_elem(s, (unsigned)i)) != PT_OK)
+            return PT_ERROR;
+    return PT_OK;
+}
+
+struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostport)
+{
+    struct pt_upstream *u = pt_upstream_find(cf, hostport);
+
+    if (u)
+        return u;
+    u = add_upstream(cf, hostport);
+    if (u == NULL) {
+        pt_conf_error(cf, "out of memory");
+        return NULL;
+    }
+    u->implicit = 1;
+    u->file = cf->file;
+    if (add_peer(cf, u, hostport) == NULL)
+        return NULL;
+    return u;
+}
+
+/* --- shared state --- */
+
+static struct pt_peer_shared *find_entry(struct peer_table *t, const char *key)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        if (strcmp(t->entries[i].key, key) == 0)
+            return &t->entries[i];
+    if (t->n == t->cap)
+        return NULL;
+    snprintf(t->entries[t->n].key, sizeof(t->entries[0].key), "%s", key);
+    return &t->entries[t->n++];
+}
+
+static int zone_init(struct pt_shm_zone *zone, int reused)
+{
+    struct ups_main_conf *mc = zone->ctx;
+    struct peer_table *t = reused ? pt_shm_root(zone) : NULL;
+
+    if (t == NULL) {
+        size_t room = ZONE_SIZE - 64 * 1024;
+        t = pt_slab_alloc(zone->pool, room);
+        if (t == NULL)
+            return PT_ERROR;
+        t->cap = (uint32_t)((room - sizeof(*t)) / sizeof(t->entries[0]));
+        pt_shm_set_root(zone, t);
+    }
+    for (int i = 0; i < mc->nups; i++) {
+        struct pt_upstream *u = mc->ups[i];
+        for (int j = 0; j < u->npeers; j++) {
+            char key[160];
+            snprintf(key, sizeof(key), "%s/%s", u->name, u->peers[j].name);
+            u->peers[j].shared = find_entry(t, key);
+            if (u->peers[j].shared == NULL)
+                return PT_ERROR;
+            /* Connections counted by workers of a previous generation are theirs to
+             * release; a fresh table starts at zero. */
+        }
+    }
+    return PT_OK;
+}
+
+static int merge_upstreams(struct pt_conf *cf)
+{
+    struct ups_main_conf *mc = main_conf(cf);
+
+    for (int i = 0; i < mc->nups; i++) {
+        struct pt_upstream *u = mc->ups[i];
+        pt_conf_merge_int(u->keepalive, PT_CONF_UNSET, 0);
+        pt_conf_merge_int(u->keepalive_timeout, PT_CONF_UNSET, 60000);
+        pt_conf_merge_int(u->keepalive_requests, PT_CONF_UNSET, 1000);
+    }
+    return PT_OK;
+}
+
+static int postconfig(struct pt_conf *cf)
+{
+    struct ups_main_conf *mc = main_conf(cf);
+    struct pt_shm_zone *z;
+
+    merge_upstreams(cf);
+    if (mc->nups == 0)
+        return PT_OK;
+    z = pt_cycle_add_zone(cf->cycle, "upstream", ZONE_SIZE, ZONE_VERSION, zone_init, mc);
+    if (z == NULL)
+        return pt_conf_error(cf, "cannot declare the upstream shared memory zone");
+    return PT_OK;
+}
+
+/* --- health --- */
+
+static int peer_usable(struct pt_peer *p, uint64_t now)
+{
+    struct pt_peer_shared *s = p->shared;
+
+    if (p->down)
+        return 0;
+    if (s && p->max_fails && __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) > now)
+        return 0;
+    if (s && p->max_conns && __atomic_load_n(&s->conns, __ATOMIC_RELAXED) >= p->max_conns)
+        return 0;
+    return 1;
+}
+
+void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
+{
+    struct pt_peer_shared *s = p->shared;
+    uint64_t now = pt_mono_ms();
+    uint32_t fails;
+
+    if (s == NULL || p->max_fails == 0)
+        return;
+    __atomic_add_fetch(&s->total_fails, 1, __ATOMIC_RELAXED);
+    /* A window older than fail_timeout starts over.  Races between workers here can only
+     * lose a count, never mark a healthy peer down. */
+    if (now - __atomic_load_n(&s->fail_start_ms, __ATOMIC_RELAXED) > (uint64_t)p->fail_timeout) {
+        __atomic_store_n(&s->fail_start_ms, now, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+    }
+    fails = __atomic_add_fetch(&s->fails, 1, __ATOMIC_RELAXED);
+    if (fails >= (uint32_t)p->max_fails) {
+        __atomic_store_n(&s->down_until_ms, now + (uint64_t)p->fail_timeout, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+        pt_log(PT_LOG_WARN, "upstream %s server %s temporarily disabled for %lldms after %u failures",
+               u->name, p->name, (long long)p->fail_timeout, fails);
+    }
+}
+
+void pt_peer_succeeded(struct pt_peer *p)
+{
+    struct pt_peer_shared *s = p->shared;
+
+    if (s && __atomic_load_n(&s->fails, __ATOMIC_RELAXED))
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+}
+
+struct pt_peer *pt_upstream_choose(struct pt_upstream *u, uint64_t tried)
+{
+    uint64_t now = pt_mono_ms();
+    struct pt_peer *best = NULL;
+    int total = 0;
+
+    /* Smooth weighted round robin (the sequence nginx uses): every usable peer gains its
+     * weight, the richest is chosen and pays the total back. */
+    for (int pass = 0; pass < 2 && best == NULL; pass++) {
+        for (int i = 0; i < u->npeers; i++) {
+            struct pt_peer *p = &u->peers[i];
+            if ((tried >> (i % 64)) & 1 || p->backup != (pass == 1) || !peer_usable(p, now))
+                continue;
+            p->current_weight += p->weight;
+            total += p->weight;
+            if (best == NULL || p->current_weight > best->current_weight)
+                best = p;
+        }
+    }
+    if (best)
+        best->current_weight -= total;
+    return best;
+}
+
+/* --- connections --- */
+
+static void idle_event(struct pt_upstream_conn *uc, unsigned events);
+
+static void conn_event(struct pt_event *ev, unsigned events)
+{
+    struct pt_upstream_conn *uc = ev->data;
+
+    if (events & PT_EV_READ)
+        uc->readable = 1;
+    if (events & PT_EV_WRITE)
+        uc->writable = 1;
+    uc->handler(uc, events);
+}
+
+static void close_conn(struct pt_upstream_conn *uc)
+{
+    pt_timer_del(&uc->timer);
+    pt_event_del(&uc->ev);
+    close(uc->ev.fd);
+    uc->ev.fd = -1;
+    pt_loop_defer_free(uc);
+}
+
+static void unlink_idle(struct pt_upstream_conn *uc)
+{
+    struct pt_upstream_conn **pp = &uc->ups->idle;
+
+    while (*pp && *pp != uc)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = uc->next;
+        uc->ups->nidle--;
+    }
+    uc->next = NULL;
+}
+
+/* An idle pooled connection that turns readable was closed by the peer (or sent bytes
+ * nobody asked for): either way it cannot be reused. */
+static void idle_event(struct pt_upstream_conn *uc, unsigned events)
+{
+    if (!(events & (PT_EV_READ | PT_EV_ERROR)))
+        return;
+    unlink_idle(uc);
+    close_conn(uc);
+}
+
+static void idle_timeout(struct pt_timer *t)
+{
+    struct pt_upstream_conn *uc = t->data;
+
+    unlink_idle(uc);
+    close_conn(uc);
+}
+
+static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer *peer)
+{
+    for (struct pt_upstream_conn *uc = u->idle; uc; uc = uc->next) {
+        if (uc->peer == peer) {
+            unlink_idle(uc);
+            pt_timer_del(&uc->timer);
+            uc->reused = 1;
+            return uc;
+        }
+    }
+    return NULL;
+}
+
+struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer,
+                                             void *owner,
+                                             void (*handler)(struct pt_upstream_conn *, unsigned))
+{
+    struct pt_upstream_conn *uc = take_idle(u, peer);
+    int one = 1, fd;
+
+    if (uc == NULL) {
+        fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return NULL;
+        uc = calloc(1, sizeof(*uc));
+        if (uc == NULL) {
+            close(fd);
+            return NULL;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        uc->ev.fd = fd;
+        uc->ev.handler = conn_event;
+        uc->ev.data = uc;
+        uc->ups = u;
+        uc->peer = peer;
+        if (connect(fd, (struct sockaddr *)&peer->addr, peer->addrlen) == 0) {
+            uc->connected = 1;
+            uc->writable = 1;
+        } else if (errno != EINPROGRESS) {
+            int saved = errno;
+            close(fd);
+            free(uc);
+            errno = saved;
+            return NULL;
+        }
+        if (pt_event_add(&uc->ev, 0) != PT_OK) {
+            close(fd);
+            free(uc);
+            return NULL;
+        }
+    }
+    uc->owner = owner;
+    uc->handler = handler;
+    if (peer->shared) {
+        __atomic_add_fetch(&peer->shared->conns, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&peer->shared->requests, 1, __ATOMIC_RELAXED);
+    }
+    return uc;
+}
+
+void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
+{
+    struct pt_upstream *u = uc->ups;
+
+    if (uc->peer->shared)
+        __atomic_sub_fetch(&uc->peer->shared->conns, 1, __ATOMIC_RELAXED);
+    uc->owner = NULL;
+    uc->requests++;
+    if (!keep || u->keepalive == 0 || uc->requests >= (unsigned)u->keepalive_requests) {
+        close_conn(uc);
+        return;
+    }
+    if (u->nidle >= u->keepalive) {
+        /* The pool is full: the oldest idle connection (at the tail) makes room. */
+        struct pt_upstream_conn *last = u->idle;
+        while (last->next)
+            last = last->next;
+        unlink_idle(last);
+        close_conn(last);
+    }
+    uc->handler = idle_event;
+    uc->timer.handler = idle_timeout;
+    uc->timer.data = uc;
+    uc->readable = 0;
+    uc->next = u->idle;
+    u->idle = uc;
+    u->nidle++;
+    pt_timer_add(&uc->timer, (uint64_t)u->keepalive_timeout);
+}
+
+struct pt_module pt_upstream_module = {
+    .name = "upstream",
+    .directives = upstream_directives,
+    .create_main_conf = create_main_conf,
+    .postconfig = postconfig,
+};

@@ -1,0 +1,111 @@
+/*
+ * upstream.h: upstream groups and their peers, the per-worker keepalive pool of upstream
+ * connections, and the passive health every worker shares through shared memory.
+ * Peer selection here is smooth weighted round robin; the lb module adds the rest.
+ */
+#ifndef PT_UPSTREAM_H
+#define PT_UPSTREAM_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "event.h"
+#include "pt.h"
+
+struct pt_shm_zone;
+
+/* A peer's state shared by every worker (in the "upstream" zone; no pointers inside). */
+struct pt_peer_shared {
+    char key[160];          /* "group/host:port", to find the entry again after a reload */
+    uint32_t fails;         /* failures counted in the current fail_timeout window */
+    uint64_t fail_start_ms; /* start of that window (CLOCK_MONOTONIC, system-wide) */
+    uint64_t down_until_ms; /* unavailable until then after max_fails failures */
+    int32_t conns;          /* active connections, all workers */
+    uint64_t requests;
+    uint64_t total_fails;
+};
+
+struct pt_peer {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char name[64];              /* "127.0.0.1:3000" */
+    int weight;
+    int max_fails;
+    int64_t fail_timeout;       /* ms */
+    int max_conns;              /* 0: no limit */
+    unsigned down : 1;
+    unsigned backup : 1;
+    int current_weight;         /* smooth WRR, per worker */
+    struct pt_peer_shared *shared;
+};
+
+struct pt_upstream_conn;
+
+struct pt_upstream {
+    char *name;
+    struct pt_peer *peers;
+    int npeers;
+    int64_t keepalive;          /* idle connections kept per worker; 0: none */
+    int64_t keepalive_timeout;  /* ms an idle connection is kept */
+    int64_t keepalive_requests; /* requests per connection */
+    unsigned implicit : 1;      /* made from proxy_pass host:port */
+    const char *file;
+    int line;
+    /* per worker */
+    struct pt_upstream_conn *idle;
+    int nidle;
+};
+
+/* An upstream connection; the proxy module owns it while a request uses it. */
+struct pt_upstream_conn {
+    struct pt_event ev;
+    struct pt_timer timer;
+    struct pt_upstream *ups;
+    struct pt_peer *peer;
+    void *owner;                /* the request using it; NULL while idle in the pool */
+    void (*handler)(struct pt_upstream_conn *uc, unsigned events); /* owner's */
+    unsigned requests;
+    unsigned connected : 1;
+    unsigned reused : 1;        /* taken from the pool: may have been closed by the peer */
+    unsigned readable : 1;
+    unsigned writable : 1;
+    struct pt_upstream_conn *next;
+};
+
+extern struct pt_module pt_upstream_module;
+
+/* Finds the upstream group <name> of the cycle being configured, or NULL. */
+struct pt_upstream *pt_upstream_find(struct pt_conf *cf, const char *name);
+
+/* Finds or creates an implicit single-peer group for "host:port" (proxy_pass without an
+ * upstream block).  Resolves the host now.  Returns NULL after pt_conf_error. */
+struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostport);
+
+/* Chooses a peer of <u> that is up and under its limits, skipping those marked in the
+ * bitmask <tried> (peer i is bit i; groups beyond 64 peers wrap).  NULL: no live peer. */
+struct pt_peer *pt_upstream_choose(struct pt_upstream *u, uint64_t tried);
+
+/* Gets a connection to <peer>: an idle pooled one (reused set) or a new non-blocking
+ * connect in progress.  Registers it with the loop; events go to <handler>.  Returns NULL
+ * with errno set when the socket cannot be created. */
+struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer,
+                                             void *owner,
+                                             void (*handler)(struct pt_upstream_conn *, unsigned));
+
+/* Ends the use of <uc>: back to the pool when <keep> (and the pool has room), else closed. */
+void pt_upstream_release(struct pt_upstream_conn *uc, int keep);
+
+/* Passive health: records a failure or a success of <peer> in shared memory. */
+void pt_peer_failed(struct pt_upstream *u, struct pt_peer *peer);
+void pt_peer_succeeded(struct pt_peer *peer);
+
+/* Parses "host:port" into an address (resolving a name).  PT_OK or PT_ERROR with <err>. */
+int pt_resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                        char *err, size_t errlen);
+
+/* Milliseconds on CLOCK_MONOTONIC (the same clock in every process). */
+uint64_t pt_mono_ms(void);
+
+#endif

@@ -1,0 +1,611 @@
+/*
+ * var_http.c: the HTTP core's variables.  Getters return slices into the request head,
+ * static strings, or copies in the request pool; none allocates otherwise.  Names and
+ * meanings are nginx's.
+ */
+#include "var_http.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "listen.h"
+#include "pool.h"
+
+/* Every getter has the pt_var_get signature; most ignore some of its arguments. */
+#define GETTER(name)                                                                           \
+    static int name(struct pt_request *r __attribute__((unused)),                              \
+                    struct pt_str arg __attribute__((unused)),                                 \
+                    struct pt_str *out __attribute__((unused)))
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* Sets *<out> to <v>, or declines when <v> is empty ("no value": "-" in a log). */
+static int slice_or_none(struct pt_str v, struct pt_str *out)
+{
+    if (v.p == NULL || v.len == 0)
+        return PT_DECLINED;
+    *out = v;
+    return PT_OK;
+}
+
+/* Formats into the request pool.  PT_OK, or PT_ERROR when out of memory. */
+static int pool_printf(struct pt_request *r, struct pt_str *out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int pool_printf(struct pt_request *r, struct pt_str *out, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return PT_ERROR;
+    out->p = pt_pstrndup(r->pool, tmp, (size_t)n);
+    out->len = (size_t)n;
+    return out->p ? PT_OK : PT_ERROR;
+}
+
+static int number(struct pt_request *r, int64_t v, struct pt_str *out)
+{
+    return pool_printf(r, out, "%" PRId64, v);
+}
+
+/* True when header name <name> spells variable suffix <arg>: case-insensitive, with '_'
+ * in the suffix standing for '-' ($http_user_agent is User-Agent). */
+static int header_name_is(struct pt_str name, struct pt_str arg)
+{
+    if (name.len != arg.len)
+        return 0;
+    for (size_t i = 0; i < arg.len; i++) {
+        char a = pt_lower(arg.p[i]), h = pt_lower(name.p[i]);
+        if (a != h && !(a == '_' && h == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * The request header named by <arg>: its value, or the values of all the lines with that
+ * name joined by <sep> (nginx 1.23+: ", ", and "; " for Cookie).  Declines when absent.
+ */
+static int request_header(struct pt_request *r, struct pt_str arg, const char *sep,
+                          struct pt_str *out)
+{
+    const struct pt_http_header *h = r->h.headers;
+    size_t n = r->h.nheaders, count = 0, len = 0, seplen = strlen(sep), i;
+    char *p;
+
+    for (i = 0; i < n; i++) {
+        if (!header_name_is(h[i].name, arg))
+            continue;
+        if (count++ == 0)
+            *out = h[i].value;
+        len += h[i].value.len + seplen;
+    }
+    if (count <= 1)
+        return count ? PT_OK : PT_DECLINED;
+    p = pt_palloc(r->pool, len);
+    if (p == NULL)
+        return PT_ERROR;
+    out->p = p;
+    for (i = 0, len = 0; i < n; i++) {
+        if (!header_name_is(h[i].name, arg))
+            continue;
+        if (len) {
+            memcpy(p + len, sep, seplen);
+            len += seplen;
+        }
+        memcpy(p + len, h[i].value.p, h[i].value.len);
+        len += h[i].value.len;
+    }
+    out->len = len;
+    return PT_OK;
+}
+
+static struct pt_str trim_spaces(struct pt_str s)
+{
+    while (s.len && (s.p[0] == ' ' || s.p[0] == '\t'))
+        s.p++, s.len--;
+    while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+/* Splits the next element delimited by <delim> off <*rest>.  Returns 0 when exhausted. */
+static int next_element(struct pt_str *rest, char delim, struct pt_str *elem)
+{
+    const char *d;
+
+    if (rest->p == NULL)
+        return 0;
+    d = memchr(rest->p, delim, rest->len);
+    elem->p = rest->p;
+    elem->len = d ? (size_t)(d - rest->p) : rest->len;
+    if (d)
+        *rest = (struct pt_str){d + 1, rest->len - elem->len - 1};
+    else
+        *rest = PT_NULL_STR;
+    return 1;
+}
+
+/*
+ * Finds key <key> in the <delim>-separated "key=value" list <list> (case-insensitive key,
+ * first match, value raw).  A key without '=' has the empty value.  PT_OK or PT_DECLINED.
+ */
+static int list_value(struct pt_str list, char delim, struct pt_str key, struct pt_str *out)
+{
+    struct pt_str e;
+
+    while (next_element(&list, delim, &e)) {
+        const char *eq;
+        struct pt_str k;
+        e = delim == ';' ? trim_spaces(e) : e;
+        eq = memchr(e.p, '=', e.len);
+        k = (struct pt_str){e.p, eq ? (size_t)(eq - e.p) : e.len};
+        if (k.len != key.len || strncasecmp(k.p, key.p, key.len) != 0)
+            continue;
+        *out = eq ? (struct pt_str){eq + 1, e.len - k.len - 1} : (struct pt_str){e.p + e.len, 0};
+        return PT_OK;
+    }
+    return PT_DECLINED;
+}
+
+static struct pt_http_srv_conf *srv_conf(struct pt_request *r)
+{
+    return r->srv_conf ? r->srv_conf[pt_http_module.index] : NULL;
+}
+
+/* ---- the request ----------------------------------------------------------------------- */
+
+GETTER(var_host)
+{
+    struct pt_str h = r->h.host;
+    struct pt_http_srv_conf *sc;
+    char *low;
+
+    /* Drop the port (after the ']' of an IPv6 literal) and a trailing dot. */
+    if (h.len && h.p[0] == '[') {
+        const char *end = memchr(h.p, ']', h.len);
+        h.len = end ? (size_t)(end - h.p) + 1 : h.len;
+    } else {
+        const char *colon = h.len ? memchr(h.p, ':', h.len) : NULL;
+        h.len = colon ? (size_t)(colon - h.p) : h.len;
+    }
+    if (h.len && h.p[h.len - 1] == '.')
+        h.len--;
+    if (h.len == 0) {
+        sc = srv_conf(r);
+        *out = pt_str_c(sc && sc->server_name ? sc->server_name : "");
+        return PT_OK;
+    }
+    for (size_t i = 0; i < h.len; i++) {
+        if (pt_lower(h.p[i]) == h.p[i])
+            continue;
+        /* Upper case seen: copy lower-cased (rare; the slice is used as is otherwise). */
+        if ((low = pt_pstrndup(r->pool, h.p, h.len)) == NULL)
+            return PT_ERROR;
+        for (size_t j = i; j < h.len; j++)
+            low[j] = pt_lower(low[j]);
+        h.p = low;
+        break;
+    }
+    *out = h;
+    return PT_OK;
+}
+
+GETTER(var_uri)
+{
+    return slice_or_none(r->uri, out);
+}
+
+GETTER(var_request_uri)
+{
+    return slice_or_none(r->h.target, out);
+}
+
+GETTER(var_args)
+{
+    return slice_or_none(r->args, out);
+}
+
+GETTER(var_is_args)
+{
+    *out = r->args.len ? PT_STR("?") : PT_STR("");
+    return PT_OK;
+}
+
+GETTER(var_arg)
+{
+    return list_value(r->args, '&', arg, out);
+}
+
+GETTER(var_http)
+{
+    /* Several Cookie lines are one list of pairs: join them the way a Cookie line would. */
+    return request_header(r, arg, header_name_is(PT_STR("cookie"), arg) ? "; " : ", ", out);
+}
+
+GETTER(var_cookie)
+{
+    const struct pt_http_header *h = r->h.headers;
+
+    for (size_t i = 0; i < r->h.nheaders; i++)
+        if (pt_str_ieq(h[i].name, "cookie") && list_value(h[i].value, ';', arg, out) == PT_OK)
+            return PT_OK;
+    return PT_DECLINED;
+}
+
+GETTER(var_request_method)
+{
+    return slice_or_none(r->h.method, out);
+}
+
+GETTER(var_server_protocol)
+{
+    if (r->h.version != 10 && r->h.version != 11)
+        return PT_DECLINED;
+    *out = r->h.version == 10 ? PT_STR("HTTP/1.0") : PT_STR("HTTP/1.1");
+    return PT_OK;
+}
+
+GETTER(var_request)
+{
+    struct pt_str m = r->h.method, t = r->h.target, v;
+    char *p;
+
+    if (m.len == 0 || t.len == 0 || var_server_protocol(r, arg, &v) != PT_OK)
+        return PT_DECLINED;
+    /* Rebuilt rather than sliced from the buffer: the line is short, and the copy does not
+     * depend on how the parser laid the head out. */
+    out->len = m.len + 1 + t.len + 1 + v.len;
+    if ((p = pt_palloc(r->pool, out->len)) == NULL)
+        return PT_ERROR;
+    memcpy(p, m.p, m.len);
+    p[m.len] = ' ';
+    memcpy(p + m.len + 1, t.p, t.len);
+    p[m.len + 1 + t.len] = ' ';
+    memcpy(p + m.len + 2 + t.len, v.p, v.len);
+    out->p = p;
+    return PT_OK;
+}
+
+GETTER(var_content_length)
+{
+    return request_header(r, PT_STR("content_length"), ", ", out);
+}
+
+GETTER(var_content_type)
+{
+    return request_header(r, PT_STR("content_type"), ", ", out);
+}
+
+GETTER(var_request_id)
+{
+    *out = (struct pt_str){pt_request_id(r), 32};
+    return PT_OK;
+}
+
+/* ---- the connection ------------------------------------------------------------------ */
+
+GETTER(var_remote_addr)
+{
+    return slice_or_none(pt_str_c(r->c->peer_text), out);
+}
+
+GETTER(var_remote_port)
+{
+    return number(r, r->c->peer_port, out);
+}
+
+GETTER(var_remote_user)
+{
+    return PT_DECLINED; /* no authentication module yet */
+}
+
+GETTER(var_scheme)
+{
+    *out = PT_STR("http");
+    return PT_OK;
+}
+
+GETTER(var_server_name)
+{
+    struct pt_http_srv_conf *sc = srv_conf(r);
+
+    *out = pt_str_c(sc && sc->server_name ? sc->server_name : "");
+    return PT_OK;
+}
+
+/* Splits the listener's text "ip:port" / "[v6]:port" into address and port. */
+static int listen_parts(struct pt_request *r, struct pt_str *addr, struct pt_str *port)
+{
+    const char *text = r->c->ls ? r->c->ls->text : "", *colon = strrchr(text, ':');
+
+    if (colon == NULL)
+        return PT_DECLINED;
+    *addr = (struct pt_str){text, (size_t)(colon - text)};
+    *port = pt_str_c(colon + 1);
+    if (addr->len >= 2 && addr->p[0] == '[') {
+        addr->p++;
+        addr->len -= 2;
+    }
+    return PT_OK;
+}
+
+GETTER(var_server_addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    struct pt_str port;
+    char buf[INET6_ADDRSTRLEN];
+    const void *a;
+
+    if (listen_parts(r, out, &port) != PT_OK)
+        return PT_DECLINED;
+    if (!pt_str_eq(*out, "0.0.0.0") && !pt_str_eq(*out, "::"))
+        return PT_OK;
+    /* A wildcard listener: the address is the one this connection reached. */
+    if (getsockname(r->c->ev.fd, (struct sockaddr *)&ss, &len) != 0)
+        return PT_OK;
+    a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (inet_ntop(ss.ss_family, a, buf, sizeof(buf)) == NULL)
+        return PT_OK;
+    out->p = pt_pstrdup(r->pool, buf);
+    out->len = strlen(buf);
+    return out->p ? PT_OK : PT_ERROR;
+}
+
+GETTER(var_server_port)
+{
+    struct pt_str addr;
+
+    return listen_parts(r, &addr, out);
+}
+
+GETTER(var_connection_requests)
+{
+    return number(r, r->c->nrequests, out);
+}
+
+/* ---- the response ---------------------------------------------------------------------- */
+
+GETTER(var_status)
+{
+    /* nginx prints "000" when no status was set (the client left first). */
+    return pool_printf(r, out, "%03d", r->status > 0 && r->status < 1000 ? r->status : 0);
+}
+
+GETTER(var_body_bytes_sent)
+{
+    return number(r, r->body_bytes_sent, out);
+}
+
+GETTER(var_bytes_sent)
+{
+    return number(r, r->bytes_sent, out);
+}
+
+GETTER(var_sent_http)
+{
+    for (int i = 0; i < r->out.n; i++) {
+        if (header_name_is(r->out.h[i].name, arg)) {
+            *out = r->out.h[i].value;
+            return PT_OK;
+        }
+    }
+    return PT_DECLINED;
+}
+
+GETTER(var_upstream_addr)
+{
+    return slice_or_none(r->upstream_addr, out);
+}
+
+GETTER(var_upstream_status)
+{
+    return slice_or_none(r->upstream_status, out);
+}
+
+GETTER(var_upstream_response_time)
+{
+    return slice_or_none(r->upstream_time, out);
+}
+
+/* ---- time -------------------------------------------------------------------------------- */
+
+GETTER(var_request_time)
+{
+    uint64_t now = pt_now_ms(), ms = now > r->start_ms ? now - r->start_ms : 0;
+
+    return pool_printf(r, out, "%" PRIu64 ".%03u", ms / 1000, (unsigned)(ms % 1000));
+}
+
+GETTER(var_msec)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return pool_printf(r, out, "%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+}
+
+enum time_format { TIME_LOCAL, TIME_ISO8601 };
+
+/*
+ * Formats the current second in local time as <fmt>.  localtime_r and the formatting are
+ * done once per second per format: a busy log asks for the same second many times.
+ */
+static int time_var(struct pt_request *r, enum time_format fmt, struct pt_str *out)
+{
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static time_t cached[2] = {-1, -1};
+    static char text[2][40];
+    static size_t len[2];
+    time_t now = time(NULL);
+    struct tm tm;
+    long off;
+    char sign;
+
+    if (now != cached[fmt]) {
+        localtime_r(&now, &tm);
+        off = tm.tm_gmtoff / 60;
+        sign = off < 0 ? '-' : '+';
+        off = off < 0 ? -off : off;
+        if (fmt == TIME_LOCAL)
+            len[fmt] = (size_t)snprintf(text[fmt], sizeof(text[fmt]),
+                                        "%02d/%s/%d:%02d:%02d:%02d %c%02ld%02ld", tm.tm_mday,
+                                        months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                                        tm.tm_min, tm.tm_sec, sign, off / 60, off % 60);
+        else
+            len[fmt] = (size_t)snprintf(text[fmt], sizeof(text[fmt]),
+                                        "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld",
+                                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                        tm.tm_min, tm.tm_sec, sign, off / 60, off % 60);
+        cached[fmt] = now;
+    }
+    /* Copied: the cache changes next second, the value must last the request. */
+    out->p = pt_pstrndup(r->pool, text[fmt], len[fmt]);
+    out->len = len[fmt];
+    return out->p ? PT_OK : PT_ERROR;
+}
+
+GETTER(var_time_local)
+{
+    return time_var(r, TIME_LOCAL, out);
+}
+
+GETTER(var_time_iso8601)
+{
+    return time_var(r, TIME_ISO8601, out);
+}
+
+/* ---- request ids --------------------------------------------------------------------- */
+
+/* xoshiro256** (Blackman and Vigna): fast, 256 bits of state, fine for unique ids. */
+static uint64_t rng_state[4];
+static pid_t rng_pid;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(void)
+{
+    uint64_t *s = rng_state, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* splitmix64, to spread a weak fallback seed over the whole state. */
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(void)
+{
+    struct timespec ts;
+    uint64_t x;
+
+    rng_pid = getpid();
+    if (getrandom(rng_state, sizeof(rng_state), GRND_NONBLOCK) == (ssize_t)sizeof(rng_state) &&
+        (rng_state[0] | rng_state[1] | rng_state[2] | rng_state[3]))
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)rng_pid << 40);
+    for (int i = 0; i < 4; i++)
+        rng_state[i] = splitmix(&x);
+}
+
+const char *pt_request_id(struct pt_request *r)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if (r->request_id[0] != '\0')
+        return r->request_id;
+    /* Workers are forked from the master: each must draw from its own sequence, or two
+     * workers would hand out the same ids. */
+    if (rng_pid != getpid())
+        rng_seed();
+    for (int half = 0; half < 2; half++) {
+        uint64_t v = rng_next();
+        for (int i = 0; i < 16; i++, v >>= 4)
+            r->request_id[half * 16 + i] = hex[v & 15];
+    }
+    r->request_id[32] = '\0';
+    return r->request_id;
+}
+
+/* ---- registration ---------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int prefix;
+    pt_var_get get;
+} http_vars[] = {
+    {"host", 0, var_host},
+    {"uri", 0, var_uri},
+    {"document_uri", 0, var_uri},
+    {"request_uri", 0, var_request_uri},
+    {"args", 0, var_args},
+    {"query_string", 0, var_args},
+    {"is_args", 0, var_is_args},
+    {"arg_", 1, var_arg},
+    {"http_", 1, var_http},
+    {"cookie_", 1, var_cookie},
+    {"sent_http_", 1, var_sent_http},
+    {"remote_addr", 0, var_remote_addr},
+    {"remote_port", 0, var_remote_port},
+    {"remote_user", 0, var_remote_user},
+    {"scheme", 0, var_scheme},
+    {"request_method", 0, var_request_method},
+    {"request", 0, var_request},
+    {"server_protocol", 0, var_server_protocol},
+    {"server_name", 0, var_server_name},
+    {"server_addr", 0, var_server_addr},
+    {"server_port", 0, var_server_port},
+    {"status", 0, var_status},
+    {"body_bytes_sent", 0, var_body_bytes_sent},
+    {"bytes_sent", 0, var_bytes_sent},
+    {"request_time", 0, var_request_time},
+    {"msec", 0, var_msec},
+    {"time_local", 0, var_time_local},
+    {"time_iso8601", 0, var_time_iso8601},
+    {"request_id", 0, var_request_id},
+    {"upstream_addr", 0, var_upstream_addr},
+    {"upstream_status", 0, var_upstream_status},
+    {"upstream_response_time", 0, var_upstream_response_time},
+    {"connection_requests", 0, var_connection_requests},
+    {"content_length", 0, var_content_length},
+    {"content_type", 0, var_content_type},
+};
+
+int pt_http_vars_register(void)
+{
+    for (size_t i = 0; i < pt_nelems(http_vars); i++)
+        if (pt_var_register(http_vars[i].name, http_vars[i].prefix, http_vars[i].get) != PT_OK)
+            return PT_ERROR;
+    return PT_OK;
+}

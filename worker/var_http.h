@@ -1,0 +1,31 @@
+/*
+ * var_http.h: the HTTP core's variables ($host, $uri, $remote_addr, $status, ...), the
+ * request id behind $request_id, and a template flag the access log needs.
+ */
+#ifndef PT_VAR_HTTP_H
+#define PT_VAR_HTTP_H
+
+#include "http.h"
+#include "var.h"
+
+/*
+ * Registers the core HTTP variables: host uri request_uri args query_string is_args
+ * arg_* http_* cookie_* sent_http_* remote_addr remote_port remote_user scheme
+ * request_method request server_protocol server_name server_addr server_port status
+ * body_bytes_sent bytes_sent request_time msec time_local time_iso8601 request_id
+ * upstream_addr upstream_status upstream_response_time connection_requests
+ * content_length content_type.  Idempotent (call it on every configuration load).
+ * Returns PT_OK, or PT_ERROR when a name is taken by another getter or out of memory.
+ */
+int pt_http_vars_register(void);
+
+/*
+ * Returns the id of request <r>: 32 lower-case hex characters (128 random bits), made on
+ * first use and stored in r->request_id.  The random source is seeded once per process
+ * from getrandom() (re-seeded in a forked child) and is not cryptographic: ids are unique,
+ * not secret.
+ */
+const char *pt_request_id(struct pt_request *r);
+
+
+#endif

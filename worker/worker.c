@@ -1,0 +1,159 @@
+/* worker.c: the worker process. */
+#include "worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core_module.h"
+#include "event.h"
+#include "http.h"
+#include "listen.h"
+#include "files.h"
+#include "log.h"
+#include "module.h"
+
+static volatile sig_atomic_t sig_quit, sig_term, sig_reopen;
+
+static void on_signal(int signo)
+{
+    switch (signo) {
+    case SIGQUIT:
+        sig_quit = 1;
+        break;
+    case SIGTERM:
+    case SIGINT:
+        sig_term = 1;
+        break;
+    case SIGUSR1:
+        sig_reopen = 1;
+        break;
+    }
+}
+
+static void setup_signals(void)
+{
+    struct sigaction sa;
+    sigset_t set;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGWINCH, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    /* Blocked except inside epoll_pwait (see event.c). */
+    sigemptyset(&set);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+static int drop_privileges(struct pt_core_conf *cc)
+{
+    struct rlimit rl = {(rlim_t)cc->worker_rlimit_nofile, (rlim_t)cc->worker_rlimit_nofile};
+
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        pt_log(PT_LOG_WARN, "setrlimit(RLIMIT_NOFILE, %lld) failed: %m",
+               (long long)cc->worker_rlimit_nofile);
+    if (geteuid() != 0 || !cc->user_set)
+        return PT_OK;
+    if (setgroups(0, NULL) < 0 || setgid(cc->gid) < 0 || setuid(cc->uid) < 0) {
+        pt_log(PT_LOG_CRIT, "cannot switch to user \"%s\": %m", cc->user);
+        return PT_ERROR;
+    }
+    /* Core dumps stay possible after the uid change (nginx's working_directory habit). */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    return PT_OK;
+}
+
+static int listen_all(struct pt_cycle *cycle)
+{
+    for (struct pt_listen *ls = cycle->listens; ls; ls = ls->next) {
+        ls->ev.fd = ls->fd;
+        ls->ev.handler = pt_http_accept;
+        ls->ev.data = ls;
+        /* EPOLLEXCLUSIVE: one worker is woken per new connection, not all of them. */
+        if (pt_event_add_read(&ls->ev, 1) != PT_OK) {
+            pt_log(PT_LOG_CRIT, "cannot watch %s: %m", ls->text);
+            return PT_ERROR;
+        }
+    }
+    return PT_OK;
+}
+
+static void stop_accepting(struct pt_cycle *cycle)
+{
+    for (struct pt_listen *ls = cycle->listens; ls; ls = ls->next) {
+        if (ls->fd < 0)
+            continue;
+        pt_event_del(&ls->ev);
+        close(ls->fd);
+        ls->fd = -1;
+    }
+}
+
+static void exit_modules(struct pt_cycle *cycle)
+{
+    for (int i = 0; pt_modules[i]; i++)
+        if (pt_modules[i]->exit_worker)
+            pt_modules[i]->exit_worker(cycle);
+}
+
+void pt_worker_main(struct pt_cycle *cycle, int slot)
+{
+    struct pt_core_conf *cc = pt_core_conf(cycle);
+    uint64_t deadline = 0;
+
+    pt_log_set_role("worker");
+    setup_signals();
+    pt_cycle = cycle;
+    if (drop_privileges(cc) != PT_OK || pt_loop_init() != PT_OK || listen_all(cycle) != PT_OK)
+        _exit(PT_EXIT_FATAL);
+    for (int i = 0; pt_modules[i]; i++) {
+        if (pt_modules[i]->init_worker && pt_modules[i]->init_worker(cycle) != PT_OK) {
+            pt_log(PT_LOG_CRIT, "module %s failed to start in worker %d", pt_modules[i]->name,
+                   slot);
+            _exit(PT_EXIT_FATAL);
+        }
+    }
+    for (;;) {
+        pt_loop_once(1000);
+        if (sig_term)
+            break;
+        if (sig_reopen) {
+            sig_reopen = 0;
+            pt_log_reopen();
+            pt_files_reopen_worker(cycle);
+        }
+        if (sig_quit && deadline == 0) {
+            pt_log(PT_LOG_NOTICE, "gracefully shutting down");
+            stop_accepting(cycle);
+            pt_http_drain();
+            deadline = pt_now_ms() + (uint64_t)cc->worker_shutdown_timeout;
+        }
+        if (deadline && pt_http_conn_count() == 0)
+            break;
+        if (deadline && pt_now_ms() >= deadline) {
+            pt_log(PT_LOG_WARN, "worker_shutdown_timeout: closing %u connections",
+                   pt_http_conn_count());
+            break;
+        }
+    }
+    exit_modules(cycle);
+    exit(0);
+}

@@ -1,0 +1,13 @@
+/*
+ * worker.h: the worker process: privileges, signals, the event loop, graceful exit.
+ */
+#ifndef PT_WORKER_H
+#define PT_WORKER_H
+
+#include "cycle.h"
+
+/* Runs a worker for <cycle> in the current (forked) process and never returns: exits 0
+ * after a graceful or fast stop, PT_EXIT_FATAL when it cannot start. */
+void pt_worker_main(struct pt_cycle *cycle, int slot) __attribute__((noreturn));
+
+#endif
