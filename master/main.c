@@ -151,11 +151,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "portier: configuration file %s test failed\n", conf);
         return 1;
     }
-    if (sig)
-        return send_signal(cycle, sig);
-    if (test) {
-        printf("portier: configuration file %s test is successful\n", conf);
-        return 0;
+    if (sig || test) {
+        rc = sig ? send_signal(cycle, sig) : 0;
+        if (test)
+            printf("portier: configuration file %s test is successful\n", conf);
+        pt_cycle_free(cycle);
+        return rc;
     }
     cc = pt_core_conf(cycle);
     if (pt_log_open(cc->error_log, cc->error_log_level) != PT_OK) {
@@ -182,5 +183,7 @@ int main(int argc, char **argv)
     rc = pt_master_run(cycle, &args);
     unlink(pt_core_conf(pt_cycle)->pid);
     pt_log(PT_LOG_NOTICE, "exit");
+    pt_master_release(pt_cycle);
+    pt_cycle_free(pt_cycle);
     return rc;
 }

@@ -256,7 +256,8 @@ static void put(struct builder *b, const char *s, size_t n)
             b->failed = 1;
             return;
         }
-        memcpy(p, b->p, b->len);
+        if (b->len)
+            memcpy(p, b->p, b->len);
         b->p = p;
         b->cap = cap;
     }
@@ -365,7 +366,8 @@ static int build_head(struct proxy_ctx *ctx)
     struct pt_request *r = ctx->r;
     struct proxy_loc_conf *plc = ctx->plc;
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
-    struct builder b = {r->pool, NULL, 0, 0, 0};
+    /* Sized for the client's head plus what portier adds: one allocation in most cases. */
+    struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512, 0};
     int trusted = lc->nreal_ip_from > 0 &&
                   pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from, (struct sockaddr *)&r->c->peer);
 
@@ -564,6 +566,8 @@ static int proxy_handler(struct pt_request *r)
 
     if (ctx == NULL)
         return PT_ERROR;
+    if (r->has_body && pt_http_body_check_buffered(r) != PT_OK)
+        return 400;
     r->ctx[pt_proxy_module.index] = ctx;
     ctx->r = r;
     ctx->plc = plc;
@@ -1002,7 +1006,7 @@ static int read_response(struct proxy_ctx *ctx)
         if (n > 0) {
             ctx->in->last += n;
             ctx->got_bytes = 1;
-            if ((size_t)n < room)
+            if ((size_t)n < room && !uc->rdhup)
                 uc->readable = 0;
             pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
             continue;

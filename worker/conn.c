@@ -151,8 +151,9 @@ ssize_t pt_http_conn_read(struct pt_http_conn *c)
     if (n > 0) {
         c->in->last += n;
         /* A short read drained the socket: with edge-triggered epoll the next edge tells
-         * us when more arrives, so the extra read() that would return EAGAIN is saved. */
-        if ((size_t)n < room)
+         * us when more arrives, so the extra read() that would return EAGAIN is saved.
+         * Not after a FIN, whose edge came with the data: the EOF still has to be read. */
+        if ((size_t)n < room && !c->rdhup)
             c->readable = 0;
         return n;
     }
@@ -221,6 +222,8 @@ static void conn_event(struct pt_event *ev, unsigned events)
 
     if (events & PT_EV_READ)
         c->readable = 1;
+    if (events & PT_EV_RDHUP)
+        c->rdhup = 1;
     if (events & PT_EV_WRITE)
         c->writable = 1;
     if (c->lingering) {

@@ -226,6 +226,8 @@ void pt_loop_once(int max_wait_ms)
 
         if (e & (EPOLLIN | EPOLLRDHUP))
             what |= PT_EV_READ;
+        if (e & EPOLLRDHUP)
+            what |= PT_EV_RDHUP;
         if (e & EPOLLOUT)
             what |= PT_EV_WRITE;
         if (e & (EPOLLERR | EPOLLHUP))

@@ -12,6 +12,7 @@
 #define PT_EV_READ 1u
 #define PT_EV_WRITE 2u
 #define PT_EV_ERROR 4u /* EPOLLERR or EPOLLHUP: the handler should read/write to learn why */
+#define PT_EV_RDHUP 8u /* the peer closed its side: a read will end in EOF, even after a short one */
 
 struct pt_event;
 typedef void (*pt_event_handler)(struct pt_event *ev, unsigned events);

@@ -71,11 +71,13 @@ struct pt_http_server {
     void **loc_conf;
     const char *file;
     int line;
+    const config_setting_t *setting; /* only while the configuration is being read */
 };
 
 /* Per listen address: the servers listening there and the default one. */
 struct pt_http_addr {
     struct pt_http_server *default_server;
+    unsigned explicit_default : 1; /* chosen by default_server, not by being first */
     struct pt_names *names;
 };
 
@@ -104,6 +106,7 @@ struct pt_http_conn {
     unsigned readable : 1;      /* an edge arrived that we have not read up to EAGAIN */
     unsigned writable : 1;
     unsigned eof : 1;           /* the client closed its side */
+    unsigned rdhup : 1;         /* epoll saw the client's FIN: read on to the EOF */
     unsigned closing : 1;       /* close once the current response is out */
     unsigned error : 1;
     unsigned lingering : 1;
@@ -202,6 +205,11 @@ void pt_http_abort(struct pt_request *r);
  * The slice stays valid until pt_http_body_consumed(r, n). */
 int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last);
 void pt_http_body_consumed(struct pt_request *r, size_t n);
+
+/* Checks the chunked framing of the body bytes already buffered, without consuming them,
+ * so that a request whose body is visibly malformed is refused before anything of it goes
+ * upstream.  Returns PT_OK or 400. */
+int pt_http_body_check_buffered(struct pt_request *r);
 
 /* Sends "100 Continue" if the client asked for it and it was not sent. */
 void pt_http_send_continue(struct pt_request *r);

@@ -309,6 +309,7 @@ static int read_server(struct pt_conf *cf, const config_setting_t *g)
     s->loc_conf = ctx.loc_conf;
     s->file = pt_pstrdup(cf->pool, config_setting_source_file(g) ? config_setting_source_file(g) : cf->file);
     s->line = (int)config_setting_source_line(g);
+    s->setting = g;
     sc = ctx.srv_conf[pt_http_module.index];
     sc->server = s;
     sc->locations = pt_locations_create();
@@ -383,10 +384,10 @@ static int add_server_to_listen(struct pt_conf *cf, struct pt_http_server *s, st
     if (lo->addr.backlog != 511)
         ls->backlog = lo->addr.backlog;
     if (lo->default_server) {
-        if (a->default_server && a->default_server != s && ls->text[0])
-            return pt_conf_error(cf, "%s:%d: a duplicate default server for %s", s->file, s->line,
-                                 ls->text);
+        if (a->explicit_default && a->default_server != s)
+            return pt_conf_error_at(cf, s->setting, "a duplicate default server for %s", ls->text);
         a->default_server = s;
+        a->explicit_default = 1;
     } else if (a->default_server == NULL) {
         a->default_server = s;
     }
@@ -396,8 +397,8 @@ static int add_server_to_listen(struct pt_conf *cf, struct pt_http_server *s, st
             pt_log(PT_LOG_WARN, "%s:%d: conflicting server name \"%s\" on %s, ignored", s->file,
                    s->line, x->names[i], ls->text);
         else if (rc != PT_OK)
-            return pt_conf_error(cf, "%s:%d: invalid server name \"%s\": %s", s->file, s->line,
-                                 x->names[i], err);
+            return pt_conf_error_at(cf, s->setting, "invalid server name \"%s\": %s", x->names[i],
+                                    err);
     }
     return PT_OK;
 }

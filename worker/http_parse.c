@@ -25,8 +25,8 @@ const struct pt_http_limits pt_http_default_limits = {
  * Character classes.  TCHAR: RFC 9110 5.6.2 token characters.  VALUE: field-vchar, SP and
  * HTAB, including obs-text (RFC 9110 5.5).  TARGET: what a request-target may hold: any
  * VCHAR (the URI grammar is left to normalize.c; '#', '"', '{' ... are tolerated here as
- * every common server does), no CTL, SP, DEL or byte >= 0x80.  REGNAME: RFC 3986 reg-name
- * characters (unreserved, sub-delims and '%').
+ * every common server does) and, by policy, obs-text (raw UTF-8); no CTL, SP or DEL.
+ * REGNAME: RFC 3986 reg-name characters (unreserved, sub-delims and '%').
  */
 enum { C_TCHAR = 1, C_VALUE = 2, C_TARGET = 4, C_REGNAME = 8, C_HEX = 16 };
 
@@ -48,7 +48,7 @@ static const uint8_t cclass[256] = {
     ['a' ... 'f'] = TVR | C_HEX,
     ['g' ... 'z'] = TVR,
     ['{'] = V, ['|'] = TV, ['}'] = V, ['~'] = TVR,
-    [0x80 ... 0xff] = C_VALUE,
+    [0x80 ... 0xff] = C_VALUE | C_TARGET,
 };
 
 #undef TVR
@@ -332,53 +332,203 @@ static int64_t parse_content_length(struct pt_str v)
     return n;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Transfer-Encoding (RFC 9112 6.1 and 7, RFC 9110 5.6):
+ *   Transfer-Encoding  = #transfer-coding
+ *   transfer-coding    = token *( OWS ";" OWS transfer-parameter )
+ *   transfer-parameter = token BWS "=" BWS ( token / quoted-string )
+ */
+
+/* Canonical names of the codings forwarded untouched, by enum pt_http_coding. */
+static const char *const coding_names[] = {
+    [PT_HTTP_CODING_GZIP] = "gzip",
+    [PT_HTTP_CODING_DEFLATE] = "deflate",
+    [PT_HTTP_CODING_COMPRESS] = "compress",
+};
+
+/* The codings accepted before chunked; id 0 is identity, which codes nothing. */
+static const struct {
+    const char *name;
+    uint8_t id;
+} known_codings[] = {
+    {"gzip", PT_HTTP_CODING_GZIP},         {"x-gzip", PT_HTTP_CODING_GZIP},
+    {"deflate", PT_HTTP_CODING_DEFLATE},   {"compress", PT_HTTP_CODING_COMPRESS},
+    {"x-compress", PT_HTTP_CODING_COMPRESS}, {"identity", 0},
+};
+
+/* What all the Transfer-Encoding fields of a message say, folded in order. */
+struct te_list {
+    uint8_t codings[PT_HTTP_MAX_TE_CODINGS]; /* before chunked, identity left out */
+    unsigned ncodings;
+    unsigned chunked : 1;       /* chunked seen */
+    unsigned after_chunked : 1; /* a coding, chunked included, came after chunked */
+    unsigned malformed : 1;     /* a list element is not a transfer-coding */
+    unsigned unsupported : 1;   /* an unknown coding, or more than ncodings can hold */
+};
+
+static size_t skip_ows(struct pt_str v, size_t i)
+{
+    while (i < v.len && is_ows(v.p[i]))
+        i++;
+    return i;
+}
+
+static size_t skip_token(struct pt_str v, size_t i)
+{
+    while (i < v.len && has_class(v.p[i], C_TCHAR))
+        i++;
+    return i;
+}
+
+/* Returns the index after the quoted-string at <v>[<i>] (a '"'), or 0 if it is not closed
+ * or holds a CTL or obs-text: RFC 9110 5.6.4 allows obs-text, no transfer coding needs
+ * it, so it is refused like the other non-ASCII bytes of the field. */
+static size_t skip_quoted(struct pt_str v, size_t i)
+{
+    for (i++; i < v.len; i++) {
+        if (v.p[i] == '"')
+            return i + 1;
+        if (v.p[i] == '\\' && ++i == v.len) /* quoted-pair: the same bytes as qdtext */
+            return 0;
+        if ((unsigned char)v.p[i] >= 0x80 || !has_class(v.p[i], C_VALUE))
+            return 0;
+    }
+    return 0;
+}
+
+/*
+ * Returns the index after the transfer-parameter at <v>[<i>] (<i> > 0: it follows a ';'),
+ * or 0 if it is malformed.  Besides token BWS "=" BWS ( token / quoted-string ), a bare
+ * token and an empty parameter are taken: the desync corpus rates "chunked;custom_param;"
+ * compliant, and a dropped parameter cannot change the framing.
+ */
+static size_t skip_parameter(struct pt_str v, size_t i)
+{
+    size_t end = skip_token(v, i);
+    size_t eq = skip_ows(v, end);
+
+    if (end == i || eq == v.len || v.p[eq] != '=')
+        return end;
+    size_t val = skip_ows(v, eq + 1);
+    if (val < v.len && v.p[val] == '"')
+        return skip_quoted(v, val);
+    end = skip_token(v, val);
+    return end > val ? end : 0;
+}
+
+/*
+ * Parses the list element at <v>[*<i>] up to its comma (consumed) or the end, and sets
+ * <name> to its coding, empty for an empty element (RFC 9110 5.6.1: ignored).  Returns 0
+ * if it is not a transfer-coding: a space inside a name ("chun ked"), a byte that is
+ * neither tchar nor a delimiter, a parameter without a coding.
+ */
+static int next_coding(struct pt_str v, size_t *i, struct pt_str *name)
+{
+    size_t p = skip_ows(v, *i);
+    size_t end = skip_token(v, p);
+
+    *name = (struct pt_str){v.p + p, end - p};
+    for (p = skip_ows(v, end); p < v.len && v.p[p] != ','; p = skip_ows(v, p)) {
+        if (v.p[p] != ';' || name->len == 0)
+            return 0;
+        p = skip_parameter(v, skip_ows(v, p + 1));
+        if (p == 0)
+            return 0;
+    }
+    *i = p < v.len ? p + 1 : p;
+    return 1;
+}
+
+/* Appends the coding <name> to <te>. */
+static void add_coding(struct te_list *te, struct pt_str name)
+{
+    te->after_chunked |= te->chunked;
+    if (pt_str_ieq(name, "chunked")) {
+        te->chunked = 1;
+        return;
+    }
+    for (size_t k = 0; k < pt_nelems(known_codings); k++) {
+        if (!pt_str_ieq(name, known_codings[k].name))
+            continue;
+        if (known_codings[k].id == 0)
+            return; /* identity: nothing to forward */
+        if (te->ncodings == PT_HTTP_MAX_TE_CODINGS)
+            break;
+        te->codings[te->ncodings++] = known_codings[k].id;
+        return;
+    }
+    te->unsupported = 1;
+}
+
+/* Folds the Transfer-Encoding field value <v> into <te>. */
+static void fold_transfer_encoding(struct pt_str v, struct te_list *te)
+{
+    struct pt_str name;
+    size_t i = 0;
+
+    while (i < v.len && !te->malformed) {
+        if (!next_coding(v, &i, &name))
+            te->malformed = 1;
+        else if (name.len)
+            add_coding(te, name);
+    }
+}
+
+/* Returns the framing verdict for the folded Transfer-Encoding list <te>. */
+static int transfer_encoding_verdict(const struct te_list *te)
+{
+    /* RFC 9112 6.1: chunked MUST NOT be applied more than once and MUST be final; RFC 9112
+     * 6.3 (4): when it is not final in a request, the length cannot be determined: 400.
+     * A value that is not a list of transfer-codings is as unreadable. */
+    if (te->malformed || te->after_chunked || !te->chunked)
+        return 400;
+    /* RFC 9112 6.1: a coding the server does not understand SHOULD get 501. */
+    if (te->unsupported)
+        return 501;
+    return PT_OK;
+}
+
+size_t pt_http_te_codings_format(const struct pt_http_request *req, char *buf, size_t cap)
+{
+    size_t len = 0;
+
+    for (unsigned i = 0; i < req->n_te_codings; i++)
+        len += strlen(coding_names[req->te_codings[i]]) + 2;
+    if (len >= cap) {
+        if (cap)
+            buf[0] = '\0';
+        return len;
+    }
+    for (unsigned i = 0; i < req->n_te_codings; i++) {
+        size_t n = strlen(coding_names[req->te_codings[i]]);
+        memcpy(buf, coding_names[req->te_codings[i]], n);
+        memcpy(buf + n, ", ", 2);
+        buf += n + 2;
+    }
+    *buf = '\0';
+    return len;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Framing, common to requests and responses.
+ */
+
 /*
  * What the framing fields of a message say.  cl: -1 absent, else the value; cl_bad:
- * malformed or repeated.  te: PT_OK (only a final chunked), 400 or 501, when te_seen.
+ * malformed or repeated.  te: PT_OK (a final chunked, known codings before it), 400 or
+ * 501, when te_seen; tel: the codings.
  */
 struct framing {
     int64_t cl;
     int cl_bad;
     int te_seen, te;
+    struct te_list tel;
     int conn_close, conn_keep_alive, conn_upgrade;
 };
-
-/*
- * Folds the Transfer-Encoding list <value> into <*st>: bit 1 chunked seen, bit 2 another
- * coding seen, bit 4 something followed chunked.  Elements are compared whole, so
- * "chunked;x" is another coding, not chunked.
- */
-static void fold_transfer_encoding(struct pt_str value, unsigned *st)
-{
-    struct pt_str elem;
-
-    while (next_list_element(&value, &elem)) {
-        if (elem.len == 0)
-            continue; /* RFC 9110 5.6.1: empty list elements are ignored */
-        if (*st & 1)
-            *st |= 4;
-        *st |= pt_str_ieq(elem, "chunked") ? 1 : 2;
-    }
-}
-
-/* Returns the framing verdict for the folded Transfer-Encoding state <st>. */
-static int transfer_encoding_verdict(unsigned st)
-{
-    /* RFC 9112 6.1: chunked MUST NOT be applied more than once and MUST be final; RFC 9112
-     * 6.3 (4): when it is not final in a request, the length cannot be determined: 400. */
-    if ((st & 4) || !(st & 1))
-        return 400;
-    /* RFC 9112 6.1: a coding the server does not understand SHOULD get 501. */
-    if (st & 2)
-        return 501;
-    return PT_OK;
-}
 
 /* Reads the framing and connection fields of <h>/<n> into <f>. */
 static void read_framing(const struct pt_http_header *h, size_t n, struct framing *f)
 {
-    unsigned te = 0;
-
     *f = (struct framing){.cl = -1};
     for (size_t i = 0; i < n; i++) {
         if (pt_str_ieq(h[i].name, "content-length")) {
@@ -389,14 +539,14 @@ static void read_framing(const struct pt_http_header *h, size_t n, struct framin
             f->cl_bad |= f->cl == -1;
         } else if (pt_str_ieq(h[i].name, "transfer-encoding")) {
             f->te_seen = 1;
-            fold_transfer_encoding(h[i].value, &te);
+            fold_transfer_encoding(h[i].value, &f->tel);
         } else if (pt_str_ieq(h[i].name, "connection")) {
             f->conn_close |= pt_http_has_token(h[i].value, "close");
             f->conn_keep_alive |= pt_http_has_token(h[i].value, "keep-alive");
             f->conn_upgrade |= pt_http_has_token(h[i].value, "upgrade");
         }
     }
-    f->te = f->te_seen ? transfer_encoding_verdict(te) : PT_OK;
+    f->te = f->te_seen ? transfer_encoding_verdict(&f->tel) : PT_OK;
 }
 
 /*
@@ -582,7 +732,7 @@ static int parse_request_line(struct pt_str line, struct pt_http_request *req)
     if (sp2 == NULL)
         return 400;
     req->target = (struct pt_str){tp, (size_t)(sp2 - tp)};
-    /* RFC 9112 3.2: no CTL, SP or DEL in a target (and no raw 8-bit byte, by policy). */
+    /* RFC 9112 3.2: no CTL, SP or DEL in a target (raw 8-bit bytes pass, by policy). */
     if (!all_of_class(req->target, C_TARGET, 1))
         return 400;
     /* Exactly 8 bytes, so a third SP ("HTTP/1.1 ", "HTTP/1.1 HTTP/1.1") is a 400 too. */
@@ -662,6 +812,8 @@ static int request_semantics(struct pt_http_request *req)
     if (rc != PT_OK)
         return rc;
     req->chunked = chunked;
+    memcpy(req->te_codings, f.tel.codings, sizeof(req->te_codings));
+    req->n_te_codings = f.tel.ncodings;
     req->keep_alive = keep_alive;
     /* RFC 9110 10.1.1 and 7.8: Expect and Upgrade are ignored in HTTP/1.0 requests. */
     const struct pt_http_header *h = pt_http_find_header(req->headers, req->nheaders, "expect");
@@ -760,9 +912,12 @@ int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
     struct framing f;
     int chunked = 0, keep_alive = 0;
     read_framing(resp->headers, resp->nheaders, &f);
-    /* The request rules, 501 included: a coding portier would have to forward untouched
-     * cannot be re-framed, so the upstream answer is unusable (502). */
+    /* The request rules, 501 included.  A response has nowhere to keep a coding before
+     * chunked, and re-framing without it would hand the client coded bytes as plain: the
+     * upstream answer is unusable (502). */
     if (check_framing(&f, resp->version, &resp->content_length, &chunked, &keep_alive) != PT_OK)
+        return PT_ERROR;
+    if (f.tel.ncodings)
         return PT_ERROR;
     resp->chunked = chunked;
     resp->keep_alive = keep_alive;

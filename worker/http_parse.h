@@ -14,16 +14,28 @@
  * Policy choices beyond the letter of the RFCs (the RFC allows each of them):
  *  - Content-Length appearing more than once is refused, even with identical values
  *    (RFC 9110 8.6 allows either; the desync corpus classes it as ambiguous).
- *  - Transfer codings other than "chunked" are answered with 501: portier re-frames every
- *    body it forwards and does not forward codings it does not decode (RFC 9112 6.1).
+ *  - Transfer codings before the final "chunked" are accepted only when they are known
+ *    (gzip, x-gzip, deflate, compress, x-compress, identity) and at most
+ *    PT_HTTP_MAX_TE_CODINGS of them (identity not counted); any other is answered with 501
+ *    (RFC 9112 6.1).  portier decodes only the chunked layer, re-frames the body with its
+ *    own chunked framing and forwards the other codings untouched, announced from
+ *    te_codings.  The same coding applied twice ("gzip, gzip, chunked") is accepted:
+ *    RFC 9112 6.1 forbids only a repeated chunked, and framing depends on chunked alone.
+ *  - Transfer coding parameters (RFC 9112 7: token *( OWS ";" OWS transfer-parameter ))
+ *    are checked for syntax and dropped: no known coding defines one.  As the desync corpus
+ *    rates "chunked;custom_param;" compliant, a parameter may also be a bare token or
+ *    empty; otherwise it is token BWS "=" BWS ( token / quoted-string ), the quoted-string
+ *    without obs-text.  Anything else in a Transfer-Encoding value (a space inside a
+ *    coding, a CTL, a non-ASCII byte) is 400.
  *  - GET, HEAD and TRACE requests with content (Content-Length > 0 or Transfer-Encoding)
  *    are refused: a backend that ignores such a body reads it as the next request
  *    (RFC 9110 9.3.1 and 9.3.2 name this very risk; 9.3.8 forbids content in TRACE).
  *  - Field names spelling Content-Length or Transfer-Encoding with other punctuation
  *    ("Content_Length", "Transfer---Encoding") are refused: CGI-style backends map '-'
  *    and '_' to the same variable, so they could see framing that portier did not.
- *  - Request targets must be ASCII: clients percent-encode UTF-8 (same policy as
- *    normalize.h).
+ *  - Request targets may hold raw bytes >= 0x80 (obs-text, e.g. unencoded UTF-8) besides
+ *    the VCHARs, as nginx accepts them and the desync corpus rates them compliant; CTLs,
+ *    SP and DEL stay 400.  They are passed on raw (see normalize.h).
  */
 #ifndef PT_HTTP_PARSE_H
 #define PT_HTTP_PARSE_H
@@ -43,6 +55,23 @@
 #define PT_CHUNK_MAX_SIZE_DIGITS 16 /* 16 hex digits cannot overflow a uint64_t */
 #define PT_CHUNK_MAX_EXT 4096       /* chunk-ext bytes per chunk line */
 #define PT_CHUNK_MAX_TRAILERS 8192  /* all trailer lines, with their CRLFs */
+
+/* Most transfer codings kept before the final chunked (identity is not kept). */
+#define PT_HTTP_MAX_TE_CODINGS 4
+
+/*
+ * A transfer coding portier forwards untouched.  An alias received ("x-gzip",
+ * "x-compress") is kept as the coding it stands for (RFC 9110 8.4.1.1, 8.4.1.3).
+ */
+enum pt_http_coding {
+    PT_HTTP_CODING_GZIP = 1,
+    PT_HTTP_CODING_DEFLATE,
+    PT_HTTP_CODING_COMPRESS,
+};
+
+/* A buffer this large always holds the text of pt_http_te_codings_format() and its NUL:
+ * PT_HTTP_MAX_TE_CODINGS times the longest "compress, ". */
+#define PT_HTTP_TE_CODINGS_BUFSZ (PT_HTTP_MAX_TE_CODINGS * (sizeof("compress, ") - 1) + 1)
 
 /* A header field line: <value> has its leading and trailing OWS (SP, HTAB) trimmed. */
 struct pt_http_header {
@@ -107,7 +136,15 @@ struct pt_http_request {
                                authority-form target, else the Host field (RFC 9112 3.2.2);
                                empty only for HTTP/1.0 without Host */
     int64_t content_length; /* -1 when absent */
-    unsigned chunked : 1;   /* Transfer-Encoding: chunked */
+    unsigned chunked : 1;   /* Transfer-Encoding present, chunked final */
+    /* The transfer codings applied before chunked, in the order the sender applied them
+     * (the order of the list, over all the fields, RFC 9112 6.1): te_codings[0] first.
+     * Elements are enum pt_http_coding; identity and parameters are dropped.  n_te_codings
+     * is 0 unless chunked; when it is not 0 the body, once un-chunked, is still so encoded
+     * and must be forwarded with "Transfer-Encoding: <pt_http_te_codings_format()>chunked",
+     * never decoded as plain data. */
+    uint8_t te_codings[PT_HTTP_MAX_TE_CODINGS];
+    unsigned n_te_codings;
     unsigned keep_alive : 1;      /* version default (1.1 yes, 1.0 no) adjusted by Connection
                                      close/keep-alive */
     unsigned expect_continue : 1; /* HTTP/1.1 with Expect: 100-continue (case-insensitive) */
@@ -127,12 +164,23 @@ struct pt_http_request {
  * Returns PT_OK (head complete: every field of <req> is set, head_len is the offset of
  * the body), PT_AGAIN (need more bytes), or the HTTP status to answer before closing the
  * connection: 400 (malformed or ambiguous), 414 (request line over the limit, reported as
- * soon as it is exceeded), 431 (head or field count over the limit), 501 (a transfer coding
- * other than chunked), 505 (an HTTP version other than 1.0 and 1.1).  After an error the
+ * soon as it is exceeded), 431 (head or field count over the limit), 501 (an unknown
+ * transfer coding before chunked, or more than PT_HTTP_MAX_TE_CODINGS of them; only when
+ * no 400 rule applies), 505 (an HTTP version other than 1.0 and 1.1).  After an error the
  * contents of <req> are unspecified and nothing of the request may be used.
  */
 int pt_http_parse_request(const char *buf, size_t len, const struct pt_http_limits *lim,
                           struct pt_http_request *req);
+
+/*
+ * Writes to <buf> (<cap> bytes) the transfer codings of <req>, in order, as the start of
+ * an upstream Transfer-Encoding value: each name followed by ", ", so "gzip, deflate, " for
+ * te_codings {GZIP, DEFLATE} and "" for none; the caller appends "chunked".  Returns the
+ * length of that text (without the NUL).  The text is written NUL-terminated only when it
+ * fits (returned length < <cap>); otherwise <buf> gets "" (if <cap> > 0).  A buffer of
+ * PT_HTTP_TE_CODINGS_BUFSZ bytes always fits.
+ */
+size_t pt_http_te_codings_format(const struct pt_http_request *req, char *buf, size_t cap);
 
 struct pt_http_response {
     size_t scan_pos, head_len; /* as in struct pt_http_request */
@@ -154,8 +202,10 @@ struct pt_http_response {
  * fields.  Same calling convention as pt_http_parse_request().  Returns PT_OK, PT_AGAIN,
  * or PT_ERROR for anything malformed (the caller answers 502): the field rules are those
  * of requests (no obs-fold, bare LF, CTLs, space before colon; Content-Length and
- * Transfer-Encoding together, repeated Content-Length, a coding other than a final
- * chunked, Transfer-Encoding in HTTP/1.0).  Skips nothing: a 1xx response is returned
+ * Transfer-Encoding together, repeated Content-Length, chunked not final, a malformed
+ * Transfer-Encoding, Transfer-Encoding in HTTP/1.0).  Unlike a request, a response may
+ * have no coding but chunked (identity aside; parameters are allowed): the struct has no
+ * te_codings, so forwarding them would drop them silently.  Skips nothing: a 1xx response is returned
  * like any other; the caller handles 100 and 101 and parses the next head with a zeroed
  * <resp>.
  */

@@ -11,10 +11,11 @@ static int is_unreserved(unsigned char c)
 }
 
 /* RFC 3986 3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@"; '%' is handled
-   by the caller, '/' separates segments. */
+   by the caller, '/' separates segments.  Bytes >= 0x80 pass too, by policy (RFC 3987
+   ucschar, loosely: they are not checked to be UTF-8). */
 static int is_raw_pchar(unsigned char c)
 {
-    return is_unreserved(c) || (c != 0 && strchr("!$&'()*+,;=:@", c) != NULL);
+    return is_unreserved(c) || c >= 0x80 || (c != 0 && strchr("!$&'()*+,;=:@", c) != NULL);
 }
 
 static int hex_value(unsigned char c)

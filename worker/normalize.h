@@ -15,11 +15,15 @@
  *  - Runs of '/' are merged into one: "//a///b" -> "/a/b".
  *  - "." segments are removed; ".." removes the previous segment; a trailing "/." or
  *    "/.." leaves a trailing slash ("/a/b/.." -> "/a/", "/a/." -> "/a/").
+ *  - Raw bytes >= 0x80 (unencoded UTF-8, which nginx and the desync corpus accept) are
+ *    kept as they are: not re-encoded, and "%C3" style escapes are not decoded to them
+ *    either.  So "/caf\xC3\xA9" and "/caf%C3%A9" are two different canonical paths, and
+ *    a location must be spelled the way clients send it (browsers percent-encode).
  *  - Rejected with 400: ".." above the root ("/.." , "/a/../.."), as nginx does;
- *    a malformed escape ("%G1", a truncated "%4"); "%00"; a raw byte that RFC 3986 does
- *    not allow in a path (anything but unreserved, sub-delims, ':', '@', '/' and '%'),
- *    which includes '\', '"', '<', '>', '^', '`', '{', '|', '}' and every byte >= 0x80
- *    (clients must percent-encode UTF-8); a path that does not start with '/'.
+ *    a malformed escape ("%G1", a truncated "%4"); "%00"; a raw ASCII byte that RFC 3986
+ *    does not allow in a path (anything but unreserved, sub-delims, ':', '@', '/' and
+ *    '%'), which includes every CTL, SP, DEL, '\', '"', '<', '>', '^', '`', '{', '|' and
+ *    '}'; a path that does not start with '/'.
  */
 #ifndef PT_NORMALIZE_H
 #define PT_NORMALIZE_H

@@ -415,6 +415,27 @@ int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
     }
 }
 
+int pt_http_body_check_buffered(struct pt_request *r)
+{
+    struct pt_chunked scratch = r->chunk;
+    const char *p = r->c->in->pos;
+    size_t avail = pt_buf_len(r->c->in);
+
+    if (r->body_done || r->body_left >= 0 || r->chunk_ready)
+        return PT_OK;
+    while (avail && !scratch.done) {
+        struct pt_str d;
+        ssize_t used = pt_chunked_parse(&scratch, p, avail, &d);
+        if (used < 0)
+            return 400;
+        if (used == 0)
+            break;
+        p += used;
+        avail -= (size_t)used;
+    }
+    return PT_OK;
+}
+
 void pt_http_body_consumed(struct pt_request *r, size_t n)
 {
     r->c->in->pos += n;

@@ -354,9 +354,13 @@ void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
     uint64_t now = pt_mono_ms();
     uint32_t fails;
 
-    if (s == NULL || p->max_fails == 0)
+    if (s == NULL)
         return;
     __atomic_add_fetch(&s->total_fails, 1, __ATOMIC_RELAXED);
+    /* As in nginx, a group of one server never marks it down: there is nothing else to
+     * send the request to, so refusing would only turn a blip into an outage. */
+    if (p->max_fails == 0 || u->npeers == 1)
+        return;
     /* A window older than fail_timeout starts over.  Races between workers here can only
      * lose a count, never mark a healthy peer down. */
     if (now - __atomic_load_n(&s->fail_start_ms, __ATOMIC_RELAXED) > (uint64_t)p->fail_timeout) {
@@ -414,6 +418,8 @@ static void conn_event(struct pt_event *ev, unsigned events)
 
     if (events & PT_EV_READ)
         uc->readable = 1;
+    if (events & PT_EV_RDHUP)
+        uc->rdhup = 1;
     if (events & PT_EV_WRITE)
         uc->writable = 1;
     uc->handler(uc, events);
@@ -527,7 +533,8 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
         __atomic_sub_fetch(&uc->peer->shared->conns, 1, __ATOMIC_RELAXED);
     uc->owner = NULL;
     uc->requests++;
-    if (!keep || u->keepalive == 0 || uc->requests >= (unsigned)u->keepalive_requests) {
+    /* A connection whose FIN was already seen would only fail its next request. */
+    if (!keep || uc->rdhup || u->keepalive == 0 || uc->requests >= (unsigned)u->keepalive_requests) {
         close_conn(uc);
         return;
     }

@@ -71,6 +71,7 @@ struct pt_upstream_conn {
     unsigned reused : 1;        /* taken from the pool: may have been closed by the peer */
     unsigned readable : 1;
     unsigned writable : 1;
+    unsigned rdhup : 1;         /* the peer's FIN was seen: read on to the EOF */
     struct pt_upstream_conn *next;
 };
 

@@ -37,8 +37,8 @@ class Bodies(harness.TestCase):
     # -- framing
 
     def test_chunked_request_body_reframed_to_backend(self):
-        r = self.p.get("/echo", headers=[("Transfer-Encoding", "chunked")],
-                       body=harness.chunked(b"hello ", b"world"))
+        r = harness.http_request(self.port, "POST", "/echo", headers=[("Transfer-Encoding", "chunked")],
+                                 body=harness.chunked(b"hello ", b"world"))
         self.assertEqual(r.status, 200)
         self.assertEqual(r.header("X-Received-Body-Length"), "11")
         _, hdrs, body = harness.parse_echo(r.body)

@@ -62,10 +62,11 @@ class AccessLogs(harness.TestCase):
         self.assertNotEqual(line2.split("|")[0], rid, "$request_id repeated")
 
     def test_escape_json_escapes_quotes_and_control_bytes(self):
-        ua = 'q"b\\s\x01t\tz\x1f'
-        self.p.get("/json/?j=1", headers=[("User-Agent", ua)])
+        # HTAB is the one control byte a header value may carry (RFC 9110 5.5)
+        ua = 'q"b\\s\tt'
+        r = self.p.get("/json/?j=1", headers=[("User-Agent", ua)])
+        self.assertEqual(r.status, 200)
         line = harness.wait_for_line(self.json_log, r"j=1")
-        self.assertNotIn("\x01", line)
         self.assertNotIn("\t", line)
         self.assertEqual(json.loads(line), {"ua": ua, "uri": "/json/?j=1"})
 
