@@ -6,6 +6,7 @@
 #define PT_CONF_H
 
 #include <libconfig.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "cycle.h"
@@ -94,5 +95,9 @@ const struct pt_directive *pt_conf_find_directive(const char *name, unsigned ctx
 /* Splits <s> on spaces into at most <max> words (copied into the cycle pool); returns the
  * count, or -1 if there were more. */
 int pt_conf_split(struct pt_conf *cf, const char *s, char **words, int max);
+
+/* Prints the configuration reference (every module's directives, where they go and what
+ * they mean) as Markdown to <f>. */
+void pt_conf_print_reference(FILE *f);
 
 #endif

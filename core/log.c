@@ -57,6 +57,11 @@ int pt_log_reopen(void)
     return PT_OK;
 }
 
+const char *pt_log_path(void)
+{
+    return log_path;
+}
+
 int pt_log_fd(void)
 {
     return log_fd;

@@ -18,6 +18,9 @@ int pt_log_open(const char *path, int level);
 /* Reopens the current error log file (after logrotate moved it).  Returns PT_OK or PT_ERROR. */
 int pt_log_reopen(void);
 
+/* The path of the error log ("stderr" when none). */
+const char *pt_log_path(void);
+
 /* The fd the error log writes to, so the master can hand it to stderr of children. */
 int pt_log_fd(void);
 

@@ -14,11 +14,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "conf.h"
 #include "core_module.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
 #include "module.h"
+#include "proctitle.h"
 
 #ifndef PT_DEFAULT_PREFIX
 #define PT_DEFAULT_PREFIX "/usr/local/portier"
@@ -32,6 +34,7 @@ static void usage(FILE *f)
                "  -t         test the configuration and exit (0 ok, 1 invalid)\n"
                "  -s SIGNAL  send SIGNAL to the running master named in the pid file\n"
                "  -V         print the version, the modules built in and library versions\n"
+               "  -R         print the configuration reference (Markdown)\n"
                "  -h         this help\n");
 }
 
@@ -126,16 +129,18 @@ int main(int argc, char **argv)
     struct pt_master_args args;
     struct pt_cycle *cycle;
     struct pt_core_conf *cc;
+    static char conf_copy[4096], prefix_copy[4096];
     char err[1024], path[4096];
     int opt, test = 0, rc;
 
-    while ((opt = getopt(argc, argv, "c:p:ts:Vh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:p:ts:VRh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 'p': prefix = optarg; break;
         case 't': test = 1; break;
         case 's': sig = optarg; break;
         case 'V': version(); return 0;
+        case 'R': pt_modules_count(); pt_conf_print_reference(stdout); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -144,6 +149,11 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/conf/portier.conf", prefix);
         conf = path;
     }
+    /* The process title is written over argv later: keep our own copies. */
+    snprintf(conf_copy, sizeof(conf_copy), "%s", conf);
+    snprintf(prefix_copy, sizeof(prefix_copy), "%s", prefix);
+    conf = conf_copy;
+    prefix = prefix_copy;
     cycle = pt_cycle_load(conf, prefix, err, sizeof(err));
     if (cycle == NULL) {
         fprintf(stderr, "portier: %s\n", err);
@@ -178,6 +188,7 @@ int main(int argc, char **argv)
     if (write_pid(cc->pid) != PT_OK)
         return 1;
     args = (struct pt_master_args){conf, prefix, argv};
+    pt_proctitle_init(argc, argv);
     pt_log(PT_LOG_NOTICE, "portier %s started, %lld workers", PORTIER_VERSION,
            (long long)cc->worker_processes);
     rc = pt_master_run(cycle, &args);

@@ -20,6 +20,7 @@
 #include "files.h"
 #include "log.h"
 #include "module.h"
+#include "proctitle.h"
 #include "shm.h"
 #include "worker.h"
 
@@ -239,12 +240,31 @@ static void wait_all_exit(struct pt_cycle *cycle, int signo)
     }
 }
 
+/* Reopens the error log and, as root, hands the file to the workers' user so that they
+ * can reopen it themselves after the USR1 the master sends them. */
+static void reopen_error_log(struct pt_cycle *cycle)
+{
+    struct pt_core_conf *cc = pt_core_conf(cycle);
+
+    if (pt_log_reopen() != PT_OK)
+        pt_log(PT_LOG_ERR, "cannot reopen error log %s: %m", pt_log_path());
+    if (geteuid() == 0 && cc->user_set && strcmp(pt_log_path(), "stderr") != 0 &&
+        chown(pt_log_path(), cc->uid, (gid_t)-1) < 0)
+        pt_log(PT_LOG_WARN, "cannot chown error log %s: %m", pt_log_path());
+}
+
 int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
 {
     sigset_t empty;
 
     pt_log_set_role("master");
     setup_signals();
+    {
+        char title[512];
+        snprintf(title, sizeof(title), "portier: master process %s -c %s", args->argv[0],
+                 args->conf_file);
+        pt_proctitle_set(title);
+    }
     sigemptyset(&empty);
     spawn_all(cycle);
     for (;;) {
@@ -283,7 +303,7 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
         if (sig_reopen) {
             sig_reopen = 0;
             pt_log(PT_LOG_NOTICE, "reopening logs");
-            pt_log_reopen();
+            reopen_error_log(cycle);
             pt_files_reopen_master(cycle);
             signal_workers(SIGUSR1, 0, 0);
         }

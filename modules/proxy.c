@@ -270,6 +270,19 @@ static void put_str(struct builder *b, struct pt_str s)
     put(b, s.p, s.len);
 }
 
+/* True when the field name <name> is a token of the Connection value <conn>. */
+static int named_in(struct pt_str conn, struct pt_str name)
+{
+    char lower[64];
+
+    if (name.len >= sizeof(lower))
+        return 0;
+    for (size_t i = 0; i < name.len; i++)
+        lower[i] = pt_lower(name.p[i]);
+    lower[name.len] = '\0';
+    return pt_http_has_token(conn, lower);
+}
+
 static void put_header(struct builder *b, struct pt_str name, struct pt_str value)
 {
     put_str(b, name);
@@ -278,32 +291,22 @@ static void put_header(struct builder *b, struct pt_str name, struct pt_str valu
     put(b, "\r\n", 2);
 }
 
-/* Hop-by-hop fields (RFC 9110 7.6.1) and the fields portier sets itself. */
-static int skip_request_header(struct pt_request *r, struct pt_str name, int trusted)
+/* Hop-by-hop fields (RFC 9110 7.6.1), those named in the client's Connection field
+ * <conn> (may be NULL), and the fields portier sets itself. */
+static int skip_request_header(struct pt_str name, const struct pt_http_header *conn, int trusted)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
                                       "trailer", "transfer-encoding", "upgrade", "host",
                                       "content-length", "expect", NULL};
-    const struct pt_http_header *conn;
 
     for (int i = 0; hop[i]; i++)
         if (pt_str_ieq(name, hop[i]))
             return 1;
-    if (!trusted && (pt_str_ieq(name, "x-forwarded-for") || pt_str_ieq(name, "x-forwarded-proto") ||
-                     pt_str_ieq(name, "x-forwarded-host")))
+    if (pt_str_ieq(name, "x-forwarded-for"))
+        return 1; /* re-sent below, with the client's kept only from a trusted peer */
+    if (!trusted && (pt_str_ieq(name, "x-forwarded-proto") || pt_str_ieq(name, "x-forwarded-host")))
         return 1;
-    if (trusted && pt_str_ieq(name, "x-forwarded-for"))
-        return 1; /* re-sent below with the peer appended */
-    conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
-    if (conn && name.len < 64) {
-        char lower[64];
-        for (size_t i = 0; i < name.len; i++)
-            lower[i] = pt_lower(name.p[i]);
-        lower[name.len] = '\0';
-        if (pt_http_has_token(conn->value, lower))
-            return 1;
-    }
-    return 0;
+    return conn && named_in(conn->value, name);
 }
 
 static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
@@ -370,6 +373,7 @@ static int build_head(struct proxy_ctx *ctx)
     struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512, 0};
     int trusted = lc->nreal_ip_from > 0 &&
                   pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from, (struct sockaddr *)&r->c->peer);
+    const struct pt_http_header *conn;
 
     put_str(&b, r->h.method);
     put(&b, " ", 1);
@@ -377,9 +381,10 @@ static int build_head(struct proxy_ctx *ctx)
     put(&b, " HTTP/1.1\r\n", 11);
     if (!overridden(plc, PT_STR("Host")))
         put_header(&b, PT_STR("Host"), r->h.host.len ? r->h.host : pt_str_c(plc->host));
+    conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str name = r->h.headers[i].name;
-        if (skip_request_header(r, name, trusted) || overridden(plc, name))
+        if (skip_request_header(name, conn, trusted) || overridden(plc, name))
             continue;
         put_header(&b, name, r->h.headers[i].value);
     }
@@ -744,12 +749,14 @@ static void client_drained(struct pt_request *r)
 
 /* --- response from upstream --- */
 
-static int hide_response_header(struct proxy_ctx *ctx, struct pt_str name)
+/* Response fields not passed to the client: hop-by-hop ones, those named in the upstream's
+ * Connection field <conn> (may be NULL), those portier sets itself, proxy_hide_header. */
+static int hide_response_header(struct proxy_ctx *ctx, struct pt_str name,
+                                const struct pt_http_header *conn)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
                                       "trailer", "transfer-encoding", "upgrade", "content-length",
                                       "server", "date", NULL};
-    const struct pt_http_header *conn;
 
     for (int i = 0; hop[i]; i++)
         if (pt_str_ieq(name, hop[i]))
@@ -757,15 +764,7 @@ static int hide_response_header(struct proxy_ctx *ctx, struct pt_str name)
     for (int i = 0; i < ctx->plc->nhide; i++)
         if (pt_str_ieq(name, ctx->plc->hide[i]))
             return 1;
-    conn = pt_http_find_header(ctx->resp.headers, ctx->resp.nheaders, "connection");
-    if (conn && name.len < 64) {
-        char lower[64];
-        for (size_t i = 0; i < name.len; i++)
-            lower[i] = pt_lower(name.p[i]);
-        lower[name.len] = '\0';
-        return pt_http_has_token(conn->value, lower);
-    }
-    return 0;
+    return conn && named_in(conn->value, name);
 }
 
 /* Copies the upstream's head into the client response (the pool keeps the bytes alive
@@ -775,6 +774,8 @@ static int pass_head(struct proxy_ctx *ctx)
     struct pt_request *r = ctx->r;
     struct pt_http_response *resp = &ctx->resp;
     char *copy = pt_pstrndup(r->pool, ctx->in->pos, resp->head_len);
+    const struct pt_http_header *conn = pt_http_find_header(resp->headers, resp->nheaders,
+                                                            "connection");
     char status[4];
 
     if (copy == NULL)
@@ -784,7 +785,7 @@ static int pass_head(struct proxy_ctx *ctx)
     r->status_line = MOVE(resp->reason);
     for (size_t i = 0; i < resp->nheaders; i++) {
         struct pt_http_header *h = &resp->headers[i];
-        if (hide_response_header(ctx, h->name))
+        if (hide_response_header(ctx, h->name, conn))
             continue;
         if (pt_header_add(r, &r->out, MOVE(h->name), MOVE(h->value)) != PT_OK)
             return PT_ERROR;

@@ -346,14 +346,19 @@ static const char *const coding_names[] = {
     [PT_HTTP_CODING_COMPRESS] = "compress",
 };
 
-/* The codings accepted before chunked; id 0 is identity, which codes nothing. */
+/* The codings accepted before chunked (RFC 9112 7.2).  id 0 is identity, which codes
+ * nothing: RFC 7230 dropped it, but senders still use it and the corpus rates it
+ * compliant. */
 static const struct {
     const char *name;
     uint8_t id;
 } known_codings[] = {
-    {"gzip", PT_HTTP_CODING_GZIP},         {"x-gzip", PT_HTTP_CODING_GZIP},
-    {"deflate", PT_HTTP_CODING_DEFLATE},   {"compress", PT_HTTP_CODING_COMPRESS},
-    {"x-compress", PT_HTTP_CODING_COMPRESS}, {"identity", 0},
+    {"gzip", PT_HTTP_CODING_GZIP},
+    {"x-gzip", PT_HTTP_CODING_GZIP}, /* RFC 9110 8.4.1.3: SHOULD be taken as gzip */
+    {"deflate", PT_HTTP_CODING_DEFLATE},
+    {"compress", PT_HTTP_CODING_COMPRESS},
+    {"x-compress", PT_HTTP_CODING_COMPRESS}, /* RFC 9110 8.4.1.1 */
+    {"identity", 0},
 };
 
 /* What all the Transfer-Encoding fields of a message say, folded in order. */
@@ -363,9 +368,10 @@ struct te_list {
     unsigned chunked : 1;       /* chunked seen */
     unsigned after_chunked : 1; /* a coding, chunked included, came after chunked */
     unsigned malformed : 1;     /* a list element is not a transfer-coding */
-    unsigned unsupported : 1;   /* an unknown coding, or more than ncodings can hold */
+    unsigned unsupported : 1;   /* an unknown coding, or more than PT_HTTP_MAX_TE_CODINGS */
 };
 
+/* Returns the index of the first byte of <v> from <i> on that is not OWS (or v.len). */
 static size_t skip_ows(struct pt_str v, size_t i)
 {
     while (i < v.len && is_ows(v.p[i]))
@@ -373,6 +379,7 @@ static size_t skip_ows(struct pt_str v, size_t i)
     return i;
 }
 
+/* Returns the index of the first byte of <v> from <i> on that is not a tchar (or v.len). */
 static size_t skip_token(struct pt_str v, size_t i)
 {
     while (i < v.len && has_class(v.p[i], C_TCHAR))

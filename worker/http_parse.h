@@ -11,7 +11,7 @@
  * uses it or not, and anything that two implementations could frame differently is refused.
  * Each rejection in http_parse.c names the RFC clause behind it.
  *
- * Policy choices beyond the letter of the RFCs (the RFC allows each of them):
+ * Policy choices beyond the letter of the RFCs (each with its reason):
  *  - Content-Length appearing more than once is refused, even with identical values
  *    (RFC 9110 8.6 allows either; the desync corpus classes it as ambiguous).
  *  - Transfer codings before the final "chunked" are accepted only when they are known
@@ -24,9 +24,10 @@
  *  - Transfer coding parameters (RFC 9112 7: token *( OWS ";" OWS transfer-parameter ))
  *    are checked for syntax and dropped: no known coding defines one.  As the desync corpus
  *    rates "chunked;custom_param;" compliant, a parameter may also be a bare token or
- *    empty; otherwise it is token BWS "=" BWS ( token / quoted-string ), the quoted-string
- *    without obs-text.  Anything else in a Transfer-Encoding value (a space inside a
- *    coding, a CTL, a non-ASCII byte) is 400.
+ *    empty (more than the RFC grammar allows, harmless as it is dropped); otherwise it is
+ *    token BWS "=" BWS ( token / quoted-string ), the quoted-string without obs-text.
+ *    Anything else in a Transfer-Encoding value (a space inside a coding, a CTL, a
+ *    non-ASCII byte) is 400.
  *  - GET, HEAD and TRACE requests with content (Content-Length > 0 or Transfer-Encoding)
  *    are refused: a backend that ignores such a body reads it as the next request
  *    (RFC 9110 9.3.1 and 9.3.2 name this very risk; 9.3.8 forbids content in TRACE).
@@ -60,8 +61,8 @@
 #define PT_HTTP_MAX_TE_CODINGS 4
 
 /*
- * A transfer coding portier forwards untouched.  An alias received ("x-gzip",
- * "x-compress") is kept as the coding it stands for (RFC 9110 8.4.1.1, 8.4.1.3).
+ * A transfer coding portier forwards untouched (RFC 9112 7.2).  An alias received
+ * ("x-gzip", "x-compress") is kept as the coding it stands for (RFC 9110 8.4.1.1, 8.4.1.3).
  */
 enum pt_http_coding {
     PT_HTTP_CODING_GZIP = 1,
@@ -205,9 +206,9 @@ struct pt_http_response {
  * Transfer-Encoding together, repeated Content-Length, chunked not final, a malformed
  * Transfer-Encoding, Transfer-Encoding in HTTP/1.0).  Unlike a request, a response may
  * have no coding but chunked (identity aside; parameters are allowed): the struct has no
- * te_codings, so forwarding them would drop them silently.  Skips nothing: a 1xx response is returned
- * like any other; the caller handles 100 and 101 and parses the next head with a zeroed
- * <resp>.
+ * te_codings, so forwarding them would drop them silently.  Skips nothing: a 1xx response
+ * is returned like any other; the caller handles 100 and 101 and parses the next head with
+ * a zeroed <resp>.
  */
 int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
                            struct pt_http_response *resp);

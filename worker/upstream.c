@@ -448,11 +448,19 @@ static void unlink_idle(struct pt_upstream_conn *uc)
 }
 
 /* An idle pooled connection that turns readable was closed by the peer (or sent bytes
- * nobody asked for): either way it cannot be reused. */
+ * nobody asked for): either way it cannot be reused.  An edge queued for data that was
+ * already read while the connection was busy is no such sign, so the socket is asked. */
 static void idle_event(struct pt_upstream_conn *uc, unsigned events)
 {
+    char byte;
+
     if (!(events & (PT_EV_READ | PT_EV_ERROR)))
         return;
+    if (!(events & (PT_EV_ERROR | PT_EV_RDHUP)) &&
+        recv(uc->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+        uc->readable = 0;
+        return;
+    }
     unlink_idle(uc);
     close_conn(uc);
 }

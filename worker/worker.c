@@ -17,6 +17,7 @@
 #include "files.h"
 #include "log.h"
 #include "module.h"
+#include "proctitle.h"
 
 static volatile sig_atomic_t sig_quit, sig_term, sig_reopen;
 
@@ -120,6 +121,7 @@ void pt_worker_main(struct pt_cycle *cycle, int slot)
     uint64_t deadline = 0;
 
     pt_log_set_role("worker");
+    pt_proctitle_set("portier: worker process");
     setup_signals();
     pt_cycle = cycle;
     if (drop_privileges(cc) != PT_OK || pt_loop_init() != PT_OK || listen_all(cycle) != PT_OK)

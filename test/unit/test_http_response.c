@@ -64,6 +64,22 @@ START_TEST(chunked_response_is_flagged)
 }
 END_TEST
 
+START_TEST(chunked_with_parameter_is_accepted)
+{
+    ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;x=1\r\n\r\n"),
+                     PT_OK);
+    ck_assert(resp.chunked);
+}
+END_TEST
+
+START_TEST(identity_before_chunked_is_accepted)
+{
+    ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n"),
+                     PT_OK);
+    ck_assert(resp.chunked);
+}
+END_TEST
+
 START_TEST(http_1_0_response_is_not_persistent_by_default)
 {
     ck_assert_int_eq(parse_resp("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"), PT_OK);
@@ -158,12 +174,37 @@ START_TEST(malformed_content_length_is_error)
 }
 END_TEST
 
-START_TEST(coding_other_than_final_chunked_is_error)
+START_TEST(final_coding_not_chunked_is_error)
 {
     ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), PT_ERROR);
+}
+END_TEST
+
+START_TEST(chunked_twice_is_error)
+{
+    ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+                     PT_ERROR);
+}
+END_TEST
+
+START_TEST(known_coding_before_chunked_is_error)
+{
+    /* accepted in requests, but a response has no te_codings to forward it with */
     ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
                      PT_ERROR);
-    ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+}
+END_TEST
+
+START_TEST(unknown_coding_before_chunked_is_error)
+{
+    ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: br, chunked\r\n\r\n"),
+                     PT_ERROR);
+}
+END_TEST
+
+START_TEST(malformed_transfer_encoding_is_error)
+{
+    ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;=1\r\n\r\n"),
                      PT_ERROR);
 }
 END_TEST
@@ -252,6 +293,8 @@ static Suite *http_response_suite(void)
     tcase_add_test(ok, missing_reason_is_accepted_with_or_without_space);
     tcase_add_test(ok, response_without_length_has_content_length_minus_one);
     tcase_add_test(ok, chunked_response_is_flagged);
+    tcase_add_test(ok, chunked_with_parameter_is_accepted);
+    tcase_add_test(ok, identity_before_chunked_is_accepted);
     tcase_add_test(ok, http_1_0_response_is_not_persistent_by_default);
     tcase_add_test(ok, connection_close_ends_persistence);
     tcase_add_test(ok, interim_response_is_returned_and_the_next_one_follows);
@@ -263,7 +306,11 @@ static Suite *http_response_suite(void)
     tcase_add_test(bad, content_length_with_transfer_encoding_is_error);
     tcase_add_test(bad, conflicting_content_lengths_are_error);
     tcase_add_test(bad, malformed_content_length_is_error);
-    tcase_add_test(bad, coding_other_than_final_chunked_is_error);
+    tcase_add_test(bad, final_coding_not_chunked_is_error);
+    tcase_add_test(bad, chunked_twice_is_error);
+    tcase_add_test(bad, known_coding_before_chunked_is_error);
+    tcase_add_test(bad, unknown_coding_before_chunked_is_error);
+    tcase_add_test(bad, malformed_transfer_encoding_is_error);
     tcase_add_test(bad, transfer_encoding_on_http_1_0_response_is_error);
     tcase_add_test(bad, obs_fold_in_response_is_error);
     tcase_add_test(bad, bare_lf_in_response_is_error);

@@ -197,6 +197,37 @@ START_TEST(sub_delims_colon_and_at_are_allowed_raw)
 }
 END_TEST
 
+START_TEST(raw_utf8_is_kept_raw)
+{
+    assert_normalizes("/caf\xc3\xa9/\xd1\x8f", "/caf\xc3\xa9/\xd1\x8f");
+}
+END_TEST
+
+START_TEST(raw_bytes_0x80_to_0xff_are_kept_raw)
+{
+    assert_normalizes("/\x80\xff", "/\x80\xff");
+}
+END_TEST
+
+START_TEST(encoded_utf8_is_not_decoded)
+{
+    /* so "/caf%C3%A9" and "/caf\xc3\xa9" are two canonical paths (policy in normalize.h) */
+    assert_normalizes("/caf%c3%a9", "/caf%C3%A9");
+}
+END_TEST
+
+START_TEST(raw_utf8_segment_is_removed_by_dotdot)
+{
+    assert_normalizes("/a/\xc3\xa9/../b", "/a/b");
+}
+END_TEST
+
+START_TEST(dots_next_to_raw_utf8_are_not_a_dot_segment)
+{
+    assert_normalizes("/a/..\xc2\xa0/b", "/a/..\xc2\xa0/b");
+}
+END_TEST
+
 START_TEST(escape_with_non_hex_digit_is_rejected)
 {
     assert_rejected("/a%G1");
@@ -245,9 +276,12 @@ START_TEST(raw_backslash_is_rejected)
 }
 END_TEST
 
-START_TEST(raw_non_ascii_byte_is_rejected)
+START_TEST(raw_controls_space_and_del_are_rejected)
 {
-    assert_rejected("/caf\xc3\xa9");
+    assert_rejected("/a\x01" "b");
+    assert_rejected("/a\tb");
+    assert_rejected("/a b");
+    assert_rejected("/a\x7f" "b");
 }
 END_TEST
 
@@ -311,6 +345,11 @@ static Suite *normalize_suite(void)
     tcase_add_test(ok, encoded_percent_is_not_decoded_twice);
     tcase_add_test(ok, sub_delims_colon_and_at_are_allowed_raw);
     tcase_add_test(ok, output_fits_in_input_length_plus_one);
+    tcase_add_test(ok, raw_utf8_is_kept_raw);
+    tcase_add_test(ok, raw_bytes_0x80_to_0xff_are_kept_raw);
+    tcase_add_test(ok, encoded_utf8_is_not_decoded);
+    tcase_add_test(ok, raw_utf8_segment_is_removed_by_dotdot);
+    tcase_add_test(ok, dots_next_to_raw_utf8_are_not_a_dot_segment);
     suite_add_tcase(s, ok);
 
     tcase_add_test(bad, dotdot_above_root_is_rejected);
@@ -325,7 +364,7 @@ static Suite *normalize_suite(void)
     tcase_add_test(bad, encoded_nul_is_rejected);
     tcase_add_test(bad, raw_nul_is_rejected);
     tcase_add_test(bad, raw_backslash_is_rejected);
-    tcase_add_test(bad, raw_non_ascii_byte_is_rejected);
+    tcase_add_test(bad, raw_controls_space_and_del_are_rejected);
     tcase_add_test(bad, raw_delimiters_not_allowed_in_a_path_are_rejected);
     tcase_add_test(bad, path_without_leading_slash_is_rejected);
     tcase_add_test(bad, empty_path_is_rejected);
