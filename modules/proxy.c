@@ -405,8 +405,14 @@ static int build_head(struct proxy_ctx *ctx)
         put(&b, "Connection: close\r\n", 19);
     }
     if (r->h.chunked) {
+        /* Only the chunked layer is portier's to decode and redo: codings applied before
+         * it (gzip, chunked) travel on untouched. */
+        char te[PT_HTTP_TE_CODINGS_BUFSZ];
+        size_t n = pt_http_te_codings_format(&r->h, te, sizeof(te));
         ctx->req_chunked = 1;
-        put(&b, "Transfer-Encoding: chunked\r\n", 28);
+        put(&b, "Transfer-Encoding: ", 19);
+        put(&b, te, n);
+        put(&b, "chunked\r\n", 9);
     } else if (r->has_body) {
         char cl[40];
         int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)r->h.content_length);

@@ -75,8 +75,17 @@ static int copy_segment(const char *in, size_t len, size_t *i, char *out, size_t
         }
         if (!is_raw_pchar(c))
             return 400;
-        out[(*o)++] = (char)c;
         (*i)++;
+        if (c >= 0x80) {
+            /* Raw UTF-8 takes its escaped form, the one browsers send, so that both
+             * spellings are one path. */
+            static const char hex[] = "0123456789ABCDEF";
+            out[(*o)++] = '%';
+            out[(*o)++] = hex[c >> 4];
+            out[(*o)++] = hex[c & 15];
+            continue;
+        }
+        out[(*o)++] = (char)c;
     }
     return PT_OK;
 }
@@ -112,7 +121,8 @@ int pt_path_normalize(const char *in, size_t len, char *out, size_t *out_len)
     if (len == 0 || in[0] != '/')
         return 400;
 
-    /* Invariant at the top: in[i] == '/'. Output only grows by at most what input shrinks. */
+    /* Invariant at the top: in[i] == '/'.  Output grows past the input only by the
+     * escapes of raw bytes >= 0x80 (three bytes for one). */
     while (i < len) {
         size_t seg;
 

@@ -16,9 +16,8 @@
  *  - "." segments are removed; ".." removes the previous segment; a trailing "/." or
  *    "/.." leaves a trailing slash ("/a/b/.." -> "/a/", "/a/." -> "/a/").
  *  - Raw bytes >= 0x80 (unencoded UTF-8, which nginx and the desync corpus accept) are
- *    kept as they are: not re-encoded, and "%C3" style escapes are not decoded to them
- *    either.  So "/caf\xC3\xA9" and "/caf%C3%A9" are two different canonical paths, and
- *    a location must be spelled the way clients send it (browsers percent-encode).
+ *    percent-encoded with upper-case hex, the form browsers send: "/caf\xC3\xA9" and
+ *    "/caf%c3%a9" are both "/caf%C3%A9", so a location written either way matches both.
  *  - Rejected with 400: ".." above the root ("/.." , "/a/../.."), as nginx does;
  *    a malformed escape ("%G1", a truncated "%4"); "%00"; a raw ASCII byte that RFC 3986
  *    does not allow in a path (anything but unreserved, sub-delims, ':', '@', '/' and
@@ -33,7 +32,7 @@
 /*
  * Normalizes the request path <in>/<len> (the target's path part, without the query,
  * starting with '/') into <out>, following the policy above.  The caller gives <out> at
- * least <len>+1 bytes: the canonical form is never longer than the input.  On success
+ * least 3*<len>+1 bytes: the canonical form grows only by escaping raw bytes >= 0x80.  On success
  * <out> is NUL-terminated, *<out_len> is set to its length (without the NUL) and PT_OK is
  * returned.  Otherwise returns 400 and the contents of <out> are unspecified.  Does not
  * allocate.

@@ -247,7 +247,7 @@ static void process_request(struct pt_request *r)
     }
     find_server(r);
     r->phase = PT_PHASE_POST_READ;
-    uri = pt_palloc(r->pool, r->h.path.len + 1);
+    uri = pt_palloc(r->pool, 3 * r->h.path.len + 1);
     if (uri == NULL) {
         pt_http_finalize(r, 500);
         return;

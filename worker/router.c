@@ -565,7 +565,7 @@ static enum loc_kind parse_spec(const char *spec, const char **pat, size_t *len)
 static int add_path_location(struct pt_locations *l, enum loc_kind kind, const char *spec,
                              const char *pat, size_t len, void *value, char *err, size_t errlen)
 {
-    char *canon = malloc(len + 1);
+    char *canon = malloc(3 * len + 1);
     size_t clen;
     int rc;
 
