@@ -15,16 +15,11 @@
 static const char *ctx_name(unsigned ctx)
 {
     switch (ctx) {
-    case PT_CTX_MAIN:
-        return "the main context";
-    case PT_CTX_HTTP:
-        return "http";
-    case PT_CTX_SRV:
-        return "server";
-    case PT_CTX_LOC:
-        return "location";
-    case PT_CTX_UPS:
-        return "upstream";
+    case PT_CTX_MAIN: return "the main context";
+    case PT_CTX_HTTP: return "http";
+    case PT_CTX_SRV: return "server";
+    case PT_CTX_LOC: return "location";
+    case PT_CTX_UPS: return "upstream";
     }
     return "?";
 }
@@ -135,14 +130,10 @@ static const char *closest_directive(const char *name, unsigned ctx)
 static void *level_conf(struct pt_conf *cf, const struct pt_directive *d, struct pt_module *m)
 {
     switch (d->level) {
-    case PT_MAIN_CONF:
-        return cf->conf->main_conf ? cf->conf->main_conf[m->index] : NULL;
-    case PT_SRV_CONF:
-        return cf->conf->srv_conf ? cf->conf->srv_conf[m->index] : NULL;
-    case PT_LOC_CONF:
-        return cf->conf->loc_conf ? cf->conf->loc_conf[m->index] : NULL;
-    case PT_UPS_CONF:
-        return cf->block;
+    case PT_MAIN_CONF: return cf->conf->main_conf ? cf->conf->main_conf[m->index] : NULL;
+    case PT_SRV_CONF: return cf->conf->srv_conf ? cf->conf->srv_conf[m->index] : NULL;
+    case PT_LOC_CONF: return cf->conf->loc_conf ? cf->conf->loc_conf[m->index] : NULL;
+    case PT_UPS_CONF: return cf->block;
     }
     return NULL;
 }
@@ -153,14 +144,12 @@ static const char *scalar_value(struct pt_conf *cf, const config_setting_t *s)
     char num[32];
 
     switch (config_setting_type(s)) {
-    case CONFIG_TYPE_STRING:
-        return config_setting_get_string(s);
+    case CONFIG_TYPE_STRING: return config_setting_get_string(s);
     case CONFIG_TYPE_INT:
     case CONFIG_TYPE_INT64:
         snprintf(num, sizeof(num), "%lld", (long long)config_setting_get_int64(s));
         return pt_pstrdup(cf->pool, num);
-    case CONFIG_TYPE_BOOL:
-        return config_setting_get_bool(s) ? "on" : "off";
+    case CONFIG_TYPE_BOOL: return config_setting_get_bool(s) ? "on" : "off";
     case CONFIG_TYPE_FLOAT:
         snprintf(num, sizeof(num), "%g", config_setting_get_float(s));
         return pt_pstrdup(cf->pool, num);
@@ -206,8 +195,8 @@ static int dispatch(struct pt_conf *cf, const config_setting_t *s, unsigned ctx)
     if (d == NULL) {
         const char *hint = closest_directive(name, ctx);
         if (hint)
-            return pt_conf_error(cf, "unknown directive \"%s\" in %s (did you mean \"%s\"?)",
-                                 name, ctx_name(ctx), hint);
+            return pt_conf_error(cf, "unknown directive \"%s\" in %s (did you mean \"%s\"?)", name,
+                                 ctx_name(ctx), hint);
         return pt_conf_error(cf, "unknown directive \"%s\" in %s", name, ctx_name(ctx));
     }
     if (!(d->where & ctx))
@@ -387,7 +376,8 @@ int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *con
     else if (strcmp(cf->value, "off") == 0)
         *f = 0;
     else
-        return pt_conf_error(cf, "invalid value \"%s\" for \"%s\": use true/false or \"on\"/\"off\"",
+        return pt_conf_error(cf,
+                             "invalid value \"%s\" for \"%s\": use true/false or \"on\"/\"off\"",
                              cf->value, d->name);
     return PT_OK;
 }

@@ -13,7 +13,7 @@
 #include "module.h"
 
 /* Unset markers for merge. */
-#define PT_CONF_UNSET (-1)
+#define PT_CONF_UNSET     (-1)
 #define PT_CONF_UNSET_PTR NULL
 
 /* The configuration arrays of one context (main, a server, a location): one slot per module. */
@@ -26,14 +26,14 @@ struct pt_conf_ctx {
 struct pt_conf {
     struct pt_cycle *cycle;
     struct pt_pool *pool;
-    const char *file;           /* of the setting being read */
+    const char *file;                /* of the setting being read */
     const config_setting_t *setting; /* the directive being set */
-    const char *name;           /* its name */
-    const char *value;          /* its (current element's) value as a string */
-    unsigned ctx;               /* PT_CTX_* bit of where we are */
-    struct pt_conf_ctx *conf;   /* the arrays of the context being read */
-    void *block;                /* the object of the enclosing block (an upstream, say) */
-    char *err;                  /* first error goes here */
+    const char *name;                /* its name */
+    const char *value;               /* its (current element's) value as a string */
+    unsigned ctx;                    /* PT_CTX_* bit of where we are */
+    struct pt_conf_ctx *conf;        /* the arrays of the context being read */
+    void *block;                     /* the object of the enclosing block (an upstream, say) */
+    char *err;                       /* first error goes here */
     size_t errlen;
     int failed;
 };
@@ -63,7 +63,7 @@ int pt_conf_merge_level(struct pt_conf *cf, enum pt_conf_level level, void **par
 const char *pt_conf_path(struct pt_conf *cf, const char *path);
 
 /* Parsers shared by setters.  Each returns PT_OK or PT_ERROR (nothing reported). */
-int pt_parse_msec(const char *s, int64_t *ms);   /* "500ms" "5s" "2m" "1h" "1d" or bare seconds */
+int pt_parse_msec(const char *s, int64_t *ms);    /* "500ms" "5s" "2m" "1h" "1d" or bare seconds */
 int pt_parse_size(const char *s, int64_t *bytes); /* "512" "8k" "1m" "1g" */
 int pt_parse_int(const char *s, int64_t *n);
 
@@ -75,16 +75,16 @@ int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *con
 int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
-#define pt_conf_merge_int(conf, prev, def)                                                         \
-    do {                                                                                           \
-        if ((conf) == PT_CONF_UNSET)                                                               \
-            (conf) = ((prev) == PT_CONF_UNSET) ? (def) : (prev);                                   \
+#define pt_conf_merge_int(conf, prev, def)                       \
+    do {                                                         \
+        if ((conf) == PT_CONF_UNSET)                             \
+            (conf) = ((prev) == PT_CONF_UNSET) ? (def) : (prev); \
     } while (0)
 
-#define pt_conf_merge_ptr(conf, prev, def)                                                         \
-    do {                                                                                           \
-        if ((conf) == NULL)                                                                        \
-            (conf) = ((prev) == NULL) ? (def) : (prev);                                            \
+#define pt_conf_merge_ptr(conf, prev, def)              \
+    do {                                                \
+        if ((conf) == NULL)                             \
+            (conf) = ((prev) == NULL) ? (def) : (prev); \
     } while (0)
 
 /* Finds the directive named <name>, preferring one allowed in <ctx>; *<mod> receives its

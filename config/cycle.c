@@ -48,8 +48,7 @@ int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f)
 
 struct pt_shm_zone *pt_cycle_add_zone(struct pt_cycle *c, const char *name, size_t size,
                                       uint32_t version,
-                                      int (*init)(struct pt_shm_zone *zone, int reused),
-                                      void *ctx)
+                                      int (*init)(struct pt_shm_zone *zone, int reused), void *ctx)
 {
     struct pt_shm_zone *z = pt_shm_zone_find(c->zones, name);
 

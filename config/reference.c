@@ -12,8 +12,11 @@ static void contexts(unsigned where, char *buf, size_t len)
     static const struct {
         unsigned bit;
         const char *name;
-    } ctx[] = {{PT_CTX_MAIN, "main"}, {PT_CTX_HTTP, "http"}, {PT_CTX_SRV, "server"},
-               {PT_CTX_LOC, "location"}, {PT_CTX_UPS, "upstream"}};
+    } ctx[] = {{PT_CTX_MAIN, "main"},
+               {PT_CTX_HTTP, "http"},
+               {PT_CTX_SRV, "server"},
+               {PT_CTX_LOC, "location"},
+               {PT_CTX_UPS, "upstream"}};
     size_t n = 0;
 
     buf[0] = '\0';
@@ -44,7 +47,8 @@ void pt_conf_print_reference(FILE *f)
                 pt_modules[i]->name);
         for (; d->name; d++) {
             contexts(d->where, where, sizeof(where));
-            fprintf(f, "| `%s`%s | %s | ", d->name, d->flags & PT_DIR_MULTI ? " (list)" : "", where);
+            fprintf(f, "| `%s`%s | %s | ", d->name, d->flags & PT_DIR_MULTI ? " (list)" : "",
+                    where);
             cell(f, d->help);
             fputs(" |\n", f);
         }

@@ -43,7 +43,7 @@ typedef int (*pt_body_filter)(struct pt_request *r, int self, const char *data, 
                               int last);
 
 #define PT_MAX_PHASE_HANDLERS 16
-#define PT_MAX_FILTERS 16
+#define PT_MAX_FILTERS        16
 
 struct pt_cycle {
     struct pt_pool *pool;
@@ -51,7 +51,7 @@ struct pt_cycle {
     const char *prefix;
     unsigned generation;
 
-    void **main_conf; /* per module index */
+    void **main_conf;                      /* per module index */
     void **http_srv_conf, **http_loc_conf; /* http{}-level defaults, per module index */
 
     struct pt_listen *listens;
@@ -84,8 +84,7 @@ int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f);
  * zone, or NULL (out of memory, or a conflicting declaration). */
 struct pt_shm_zone *pt_cycle_add_zone(struct pt_cycle *c, const char *name, size_t size,
                                       uint32_t version,
-                                      int (*init)(struct pt_shm_zone *zone, int reused),
-                                      void *ctx);
+                                      int (*init)(struct pt_shm_zone *zone, int reused), void *ctx);
 
 /* Reads <file> (with <prefix> for relative paths) into a new cycle.  On failure returns NULL
  * and writes "file:line: message" into <err>. */

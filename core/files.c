@@ -16,7 +16,7 @@
 #include "pool.h"
 
 #define FILE_FLAGS (O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
-#define FILE_MODE 0644
+#define FILE_MODE  0644
 
 static void file_close(void *arg)
 {

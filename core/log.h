@@ -7,7 +7,14 @@
 
 #include <stdarg.h>
 
-enum pt_log_level { PT_LOG_DEBUG, PT_LOG_INFO, PT_LOG_NOTICE, PT_LOG_WARN, PT_LOG_ERR, PT_LOG_CRIT };
+enum pt_log_level {
+    PT_LOG_DEBUG,
+    PT_LOG_INFO,
+    PT_LOG_NOTICE,
+    PT_LOG_WARN,
+    PT_LOG_ERR,
+    PT_LOG_CRIT
+};
 
 extern int pt_log_level;
 
@@ -34,10 +41,10 @@ void pt_vlog(int level, const char *fmt, va_list ap);
 /* Tag written after the pid on every line ("worker", "master", "helper"). */
 void pt_log_set_role(const char *role);
 
-#define pt_log_debug(...)                                                                          \
-    do {                                                                                           \
-        if (pt_log_level <= PT_LOG_DEBUG)                                                          \
-            pt_log(PT_LOG_DEBUG, __VA_ARGS__);                                                     \
+#define pt_log_debug(...)                      \
+    do {                                       \
+        if (pt_log_level <= PT_LOG_DEBUG)      \
+            pt_log(PT_LOG_DEBUG, __VA_ARGS__); \
     } while (0)
 
 #endif

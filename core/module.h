@@ -16,9 +16,9 @@ struct pt_directive;
 /* Where a directive may appear (bit set). */
 #define PT_CTX_MAIN 0x01u
 #define PT_CTX_HTTP 0x02u
-#define PT_CTX_SRV 0x04u
-#define PT_CTX_LOC 0x08u
-#define PT_CTX_UPS 0x10u
+#define PT_CTX_SRV  0x04u
+#define PT_CTX_LOC  0x08u
+#define PT_CTX_UPS  0x10u
 
 /* Which configuration struct a directive's offset points into. */
 enum pt_conf_level { PT_MAIN_CONF, PT_SRV_CONF, PT_LOC_CONF, PT_UPS_CONF };

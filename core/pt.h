@@ -17,11 +17,11 @@
  * The one return vocabulary.  A handler or function returns one of these, or (where its
  * contract says so) a positive HTTP status code such as 400 or 502.
  */
-#define PT_OK 0
-#define PT_ERROR (-1)
-#define PT_AGAIN (-2)
+#define PT_OK       0
+#define PT_ERROR    (-1)
+#define PT_AGAIN    (-2)
 #define PT_DECLINED (-3)
-#define PT_DONE (-4)
+#define PT_DONE     (-4)
 
 /* Exit code of a worker or master that failed at start-up: the master does not respawn. */
 #define PT_EXIT_FATAL 2
@@ -35,10 +35,10 @@ struct pt_str {
 #define PT_STR(lit) ((struct pt_str){(lit), sizeof(lit) - 1})
 #define PT_NULL_STR ((struct pt_str){NULL, 0})
 
-#define pt_min(a, b) ((a) < (b) ? (a) : (b))
-#define pt_max(a, b) ((a) > (b) ? (a) : (b))
-#define pt_nelems(a) (sizeof(a) / sizeof((a)[0]))
-#define pt_unused(x) ((void)(x))
+#define pt_min(a, b)                       ((a) < (b) ? (a) : (b))
+#define pt_max(a, b)                       ((a) > (b) ? (a) : (b))
+#define pt_nelems(a)                       (sizeof(a) / sizeof((a)[0]))
+#define pt_unused(x)                       ((void)(x))
 #define pt_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Case-insensitive equality of slice <s> and NUL-terminated <lit>. */

@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SHM_MAGIC 0x454e4f5a54524f50ULL /* "PORTZONE" in memory on little endian */
-#define HEADER_SIZE 128                 /* the pool starts here, 16-aligned */
+#define SHM_MAGIC   0x454e4f5a54524f50ULL /* "PORTZONE" in memory on little endian */
+#define HEADER_SIZE 128                   /* the pool starts here, 16-aligned */
 
 /* The start of every zone.  Fixed-width fields only: it is read by other binaries. */
 struct shm_header {

@@ -45,11 +45,11 @@ struct pt_shm_zone {
 
     /* Set by this file; meaningful only while <addr> is not NULL (so that a zone declared
      * zeroed owns nothing, not fd 0). */
-    int fd;                   /* the memfd, close-on-exec */
-    void *addr;               /* the mapping, header first */
-    size_t map_size;          /* of the mapping and of the memfd */
+    int fd;          /* the memfd, close-on-exec */
+    void *addr;      /* the mapping, header first */
+    size_t map_size; /* of the mapping and of the memfd */
     struct pt_slab_pool *pool;
-    const char *declined;     /* why the last take over or adoption was declined */
+    const char *declined; /* why the last take over or adoption was declined */
 
     struct pt_shm_zone *next; /* for the owner of the list of zones */
 };

@@ -4,11 +4,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define PAGE PT_SLAB_PAGE_SIZE
-#define NIL UINT32_MAX
-#define MIN_SHIFT 3                                 /* log2(PT_SLAB_MIN_SIZE) */
-#define NCLASSES 9                                  /* 8 .. 2048 */
-#define MAX_OBJS (PAGE / PT_SLAB_MIN_SIZE)          /* objects in a page of the 8-byte class */
+#define PAGE         PT_SLAB_PAGE_SIZE
+#define NIL          UINT32_MAX
+#define MIN_SHIFT    3                         /* log2(PT_SLAB_MIN_SIZE) */
+#define NCLASSES     9                         /* 8 .. 2048 */
+#define MAX_OBJS     (PAGE / PT_SLAB_MIN_SIZE) /* objects in a page of the 8-byte class */
 #define BITMAP_WORDS (MAX_OBJS / 64)
 
 _Static_assert((PT_SLAB_MIN_SIZE << (NCLASSES - 1)) == PT_SLAB_MAX_SMALL, "size classes");
@@ -474,9 +474,7 @@ static uint32_t check_page(const struct pt_slab_pool *pool, uint32_t i, struct c
     struct page copy;
 
     switch (pg->kind) {
-    case PAGE_FREE:
-        cs->free_pages++;
-        return 1;
+    case PAGE_FREE: cs->free_pages++; return 1;
     case PAGE_SMALL:
         if (pg->cls >= NCLASSES)
             return 0;
@@ -493,8 +491,7 @@ static uint32_t check_page(const struct pt_slab_pool *pool, uint32_t i, struct c
             return 0;
         cs->used_bytes += (uint64_t)pg->n * PAGE;
         return pg->n;
-    default:
-        return 0; /* an orphan continuation page */
+    default: return 0; /* an orphan continuation page */
     }
 }
 

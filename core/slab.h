@@ -24,7 +24,7 @@
 #include "shmtx.h"
 
 #define PT_SLAB_PAGE_SIZE 4096
-#define PT_SLAB_MIN_SIZE 8
+#define PT_SLAB_MIN_SIZE  8
 #define PT_SLAB_MAX_SMALL (PT_SLAB_PAGE_SIZE / 2) /* beyond this, whole pages */
 
 /* Version of the pool's layout in memory.  A zone stamps it in its header so that a

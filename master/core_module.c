@@ -26,8 +26,8 @@ static const struct pt_directive core_directives[] = {
     {"daemon", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_flag,
      offsetof(struct pt_core_conf, daemon), NULL,
      "detach from the terminal (default false: stay in the foreground)"},
-    {"pid", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_str, offsetof(struct pt_core_conf, pid),
-     NULL, "pid file (default <prefix>/logs/portier.pid)"},
+    {"pid", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_str, offsetof(struct pt_core_conf, pid), NULL,
+     "pid file (default <prefix>/logs/portier.pid)"},
     {"error_log", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_error_log,
      offsetof(struct pt_core_conf, error_log), NULL,
      "\"FILE [LEVEL]\": FILE or stderr; LEVEL debug|info|notice|warn|error|crit (default notice)"},
@@ -69,8 +69,8 @@ static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d
         return PT_OK;
     }
     if (pt_parse_int(cf->value, &n) != PT_OK || n < 1 || n > 1024)
-        return pt_conf_error(cf, "invalid worker_processes \"%s\": a number from 1 to 1024 or \"auto\"",
-                             cf->value);
+        return pt_conf_error(
+            cf, "invalid worker_processes \"%s\": a number from 1 to 1024 or \"auto\"", cf->value);
     cc->worker_processes = n;
     return PT_OK;
 }
@@ -86,8 +86,8 @@ static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void 
     cc->error_log = (char *)(strcmp(w[0], "stderr") == 0 ? "stderr" : pt_conf_path(cf, w[0]));
     cc->error_log_level = PT_LOG_NOTICE;
     if (n == 2 && pt_log_level_parse(w[1], &cc->error_log_level) != PT_OK)
-        return pt_conf_error(cf, "unknown log level \"%s\" (debug, info, notice, warn, error, crit)",
-                             w[1]);
+        return pt_conf_error(
+            cf, "unknown log level \"%s\" (debug, info, notice, warn, error, crit)", w[1]);
     return PT_OK;
 }
 

@@ -15,10 +15,10 @@ struct pt_core_conf {
     char *user;               /* "user [group]" */
     uid_t uid;
     gid_t gid;
-    int user_set;             /* user resolved to uid/gid (only meaningful as root) */
+    int user_set; /* user resolved to uid/gid (only meaningful as root) */
     int daemon;
     char *pid;
-    char *error_log;          /* path, and the level below */
+    char *error_log; /* path, and the level below */
     int error_log_level;
     int64_t worker_connections;
     int64_t worker_shutdown_timeout; /* ms */

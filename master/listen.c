@@ -190,8 +190,7 @@ static int open_one(struct pt_listen *ls, char *err, size_t errlen)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (ls->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ls->addr, ls->addrlen) < 0 ||
-        listen(fd, ls->backlog) < 0) {
+    if (bind(fd, (struct sockaddr *)&ls->addr, ls->addrlen) < 0 || listen(fd, ls->backlog) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", ls->text, strerror(errno));
         close(fd);
         return PT_ERROR;

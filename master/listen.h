@@ -15,15 +15,15 @@
 struct pt_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char text[64];   /* "127.0.0.1:8080", "[::1]:8080" */
-    int fd;          /* -1 until opened */
+    char text[64]; /* "127.0.0.1:8080", "[::1]:8080" */
+    int fd;        /* -1 until opened */
     int backlog;
     unsigned reuseport : 1;
     unsigned ipv6only : 1;
-    unsigned taken : 1; /* fd handed to a newer generation: do not close it here */
+    unsigned taken : 1;     /* fd handed to a newer generation: do not close it here */
     struct pt_listen *from; /* the older generation's listener whose fd this one took */
-    void *servers;      /* the http core's routing table for this address */
-    struct pt_event ev; /* the worker's accept event */
+    void *servers;          /* the http core's routing table for this address */
+    struct pt_event ev;     /* the worker's accept event */
     struct pt_listen *next;
 };
 

@@ -140,7 +140,10 @@ int main(int argc, char **argv)
         case 't': test = 1; break;
         case 's': sig = optarg; break;
         case 'V': version(); return 0;
-        case 'R': pt_modules_count(); pt_conf_print_reference(stdout); return 0;
+        case 'R':
+            pt_modules_count();
+            pt_conf_print_reference(stdout);
+            return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }

@@ -46,25 +46,13 @@ static int respawn_pending;
 static void on_signal(int signo)
 {
     switch (signo) {
-    case SIGCHLD:
-        sig_child = 1;
-        break;
-    case SIGHUP:
-        sig_reload = 1;
-        break;
-    case SIGUSR1:
-        sig_reopen = 1;
-        break;
-    case SIGQUIT:
-        sig_quit = 1;
-        break;
+    case SIGCHLD: sig_child = 1; break;
+    case SIGHUP: sig_reload = 1; break;
+    case SIGUSR1: sig_reopen = 1; break;
+    case SIGQUIT: sig_quit = 1; break;
     case SIGTERM:
-    case SIGINT:
-        sig_term = 1;
-        break;
-    case SIGALRM:
-        sig_alarm = 1;
-        break;
+    case SIGINT: sig_term = 1; break;
+    case SIGALRM: sig_alarm = 1; break;
     }
 }
 

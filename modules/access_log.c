@@ -24,8 +24,8 @@
 /* nginx's buffer when only flush= is given. */
 #define LOG_DEFAULT_BUFFER 65536
 
-#define COMBINED_FORMAT                                                                            \
-    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent "             \
+#define COMBINED_FORMAT                                                                \
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent " \
     "\"$http_referer\" \"$http_user_agent\""
 
 struct log_format {
@@ -76,8 +76,8 @@ static const struct pt_directive access_log_directives[] = {
     {"log_format", PT_CTX_HTTP, PT_DIR_BLOCK, PT_MAIN_CONF, set_log_format, 0, NULL,
      "a group of named formats: { NAME = \"[escape=default|json|none ]FORMAT\"; ... }; "
      "\"combined\" is predefined"},
-    {"access_log", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF,
-     set_access_log, 0, NULL,
+    {"access_log", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF, set_access_log,
+     0, NULL,
      "\"PATH [FORMAT] [buffer=SIZE] [flush=TIME]\" or \"off\" (default logs/access.log combined)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
@@ -97,8 +97,8 @@ static struct log_format *find_format(struct log_main_conf *mc, const char *name
     return NULL;
 }
 
-static struct log_format *add_format(struct pt_conf *cf, struct log_main_conf *mc,
-                                     const char *name, const char *src, enum pt_escape esc)
+static struct log_format *add_format(struct pt_conf *cf, struct log_main_conf *mc, const char *name,
+                                     const char *src, enum pt_escape esc)
 {
     struct log_format *f = pt_palloc(cf->pool, sizeof(*f));
 
@@ -161,7 +161,8 @@ static int parse_escape(const char **src, enum pt_escape *esc)
     static const struct {
         const char *name;
         enum pt_escape esc;
-    } names[] = {{"default", PT_ESCAPE_DEFAULT}, {"json", PT_ESCAPE_JSON}, {"none", PT_ESCAPE_NONE}};
+    } names[] = {
+        {"default", PT_ESCAPE_DEFAULT}, {"json", PT_ESCAPE_JSON}, {"none", PT_ESCAPE_NONE}};
     const char *s = *src;
 
     *esc = PT_ESCAPE_DEFAULT;
@@ -200,8 +201,10 @@ static int set_log_format(struct pt_conf *cf, const struct pt_directive *d, void
         if (find_format(mc, name))
             return pt_conf_error(cf, "duplicate log_format \"%s\"", name);
         if (parse_escape(&src, &esc) != PT_OK)
-            return pt_conf_error(cf, "invalid escape in log_format \"%s\": use escape=default, "
-                                 "escape=json or escape=none", name);
+            return pt_conf_error(cf,
+                                 "invalid escape in log_format \"%s\": use escape=default, "
+                                 "escape=json or escape=none",
+                                 name);
         if (add_format(cf, mc, pt_pstrdup(cf->pool, name), pt_pstrdup(cf->pool, src), esc) == NULL)
             return pt_conf_error(cf, "out of memory");
     }
@@ -258,8 +261,10 @@ static int log_options(struct pt_conf *cf, struct access_log *log, char **w, int
         } else if (i == 1) {
             log->format_name = w[i];
         } else {
-            return pt_conf_error(cf, "invalid access_log parameter \"%s\" (use \"PATH [FORMAT] "
-                                 "[buffer=SIZE] [flush=TIME]\")", w[i]);
+            return pt_conf_error(cf,
+                                 "invalid access_log parameter \"%s\" (use \"PATH [FORMAT] "
+                                 "[buffer=SIZE] [flush=TIME]\")",
+                                 w[i]);
         }
     }
     if (log->flush_ms && log->buffer_size == 0)
@@ -286,7 +291,7 @@ static int set_access_log(struct pt_conf *cf, const struct pt_directive *d, void
     n = pt_conf_split(cf, cf->value, w, 5);
     if (n < 1)
         return pt_conf_error(cf, "\"access_log\" takes \"PATH [FORMAT] [buffer=SIZE] "
-                             "[flush=TIME]\" or \"off\"");
+                                 "[flush=TIME]\" or \"off\"");
     if ((log = new_log(cf, w[0])) == NULL || log_options(cf, log, w, n) != PT_OK)
         return PT_ERROR;
     return list_add(cf, llc->list, log);

@@ -39,8 +39,8 @@ struct headers_loc_conf {
 static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 static const struct pt_directive headers_directives[] = {
-    {"add_header", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF,
-     set_add_header, 0, NULL,
+    {"add_header", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF, set_add_header,
+     0, NULL,
      "\"NAME VALUE [always]\": adds a response header (VALUE may use variables) to 2xx/3xx "
      "responses, or to all with always; a level with add_header does not inherit its parent's"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
@@ -133,8 +133,10 @@ static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void
     if (h == NULL || (a = pt_palloc(cf->pool, (size_t)(l->n + 1) * sizeof(*a))) == NULL)
         return pt_conf_error(cf, "out of memory");
     if (parse_add_header(cf, cf->value, h) != PT_OK)
-        return pt_conf_error(cf, "invalid add_header \"%s\" (use \"NAME VALUE [always]\", NAME "
-                             "a token, VALUE without CR or LF)", cf->value);
+        return pt_conf_error(cf,
+                             "invalid add_header \"%s\" (use \"NAME VALUE [always]\", NAME "
+                             "a token, VALUE without CR or LF)",
+                             cf->value);
     h->setting = cf->setting;
     h->next_all = mc->all;
     mc->all = h;
@@ -149,9 +151,16 @@ static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void
 static int status_allowed(int status)
 {
     switch (status) {
-    case 200: case 201: case 204: case 206:
-    case 301: case 302: case 303: case 304: case 307: case 308:
-        return 1;
+    case 200:
+    case 201:
+    case 204:
+    case 206:
+    case 301:
+    case 302:
+    case 303:
+    case 304:
+    case 307:
+    case 308: return 1;
     }
     return 0;
 }

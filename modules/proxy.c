@@ -24,12 +24,12 @@ struct proxy_header {
 
 struct proxy_loc_conf {
     struct pt_upstream *upstream;
-    char *pass;                  /* "http://app/v1/" as written */
+    char *pass; /* "http://app/v1/" as written */
     const config_setting_t *pass_setting;
-    char *host;                  /* the part after http:// and before the URI */
-    struct pt_str uri;           /* URI part of proxy_pass */
+    char *host;        /* the part after http:// and before the URI */
+    struct pt_str uri; /* URI part of proxy_pass */
     unsigned has_uri : 1;
-    struct pt_str prefix;        /* the location prefix the URI part replaces */
+    struct pt_str prefix; /* the location prefix the URI part replaces */
     int64_t connect_timeout, read_timeout, send_timeout;
     struct proxy_header *set;
     int nset;
@@ -44,21 +44,21 @@ struct proxy_ctx {
     struct proxy_loc_conf *plc;
     struct pt_upstream_conn *uc;
     struct pt_peer *peer;
-    struct pt_str head;          /* the request head sent upstream (kept for a retry) */
+    struct pt_str head; /* the request head sent upstream (kept for a retry) */
     size_t head_copied;
-    struct pt_buf *out;          /* bytes on their way upstream */
-    struct pt_buf *in;           /* bytes from upstream */
+    struct pt_buf *out; /* bytes on their way upstream */
+    struct pt_buf *in;  /* bytes from upstream */
     struct pt_http_response resp;
     uint64_t tried;
     int tries;
     int64_t resp_left;
     struct pt_chunked chunk;
     uint64_t start_ms;
-    unsigned req_chunked : 1;    /* the body goes upstream chunked */
-    unsigned body_started : 1;   /* client body bytes were consumed: no retry */
+    unsigned req_chunked : 1;  /* the body goes upstream chunked */
+    unsigned body_started : 1; /* client body bytes were consumed: no retry */
     unsigned body_sent : 1;
     unsigned req_sent : 1;
-    unsigned got_bytes : 1;      /* the upstream sent something on this connection */
+    unsigned got_bytes : 1; /* the upstream sent something on this connection */
     unsigned resp_head : 1;
     unsigned resp_until_close : 1;
     unsigned resp_chunked : 1;
@@ -73,11 +73,12 @@ static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, vo
 static int set_hide_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 #define PLC(f) offsetof(struct proxy_loc_conf, f)
-#define HSL (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
+#define HSL    (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
 
 static const struct pt_directive proxy_directives[] = {
     {"proxy_pass", PT_CTX_LOC, 0, PT_LOC_CONF, set_proxy_pass, 0, NULL,
-     "\"http://UPSTREAM[/URI]\" or \"http://HOST:PORT[/URI]\": the URI part replaces the location prefix"},
+     "\"http://UPSTREAM[/URI]\" or \"http://HOST:PORT[/URI]\": the URI part replaces the location "
+     "prefix"},
     {"proxy_connect_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(connect_timeout), NULL,
      "time to establish an upstream connection (default 60s)"},
     {"proxy_read_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(read_timeout), NULL,
@@ -133,8 +134,10 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
     if (plc->pass)
         return pt_conf_error(cf, "\"proxy_pass\" is duplicate");
     if (strncmp(v, "http://", 7) != 0)
-        return pt_conf_error(cf, "invalid proxy_pass \"%s\": only http:// is supported here "
-                                 "(https upstreams come with the ssl module)", v);
+        return pt_conf_error(cf,
+                             "invalid proxy_pass \"%s\": only http:// is supported here "
+                             "(https upstreams come with the ssl module)",
+                             v);
     host = v + 7;
     slash = strchr(host, '/');
     plc->pass = pt_pstrdup(cf->pool, v);
@@ -171,8 +174,9 @@ static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, vo
     struct proxy_header *a;
 
     if (sp == NULL || sp == v)
-        return pt_conf_error(cf, "\"proxy_set_header\" takes \"NAME VALUE\" (use \"NAME \" with an empty "
-                                 "value to remove a header)");
+        return pt_conf_error(
+            cf, "\"proxy_set_header\" takes \"NAME VALUE\" (use \"NAME \" with an empty "
+                "value to remove a header)");
     a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(*a));
     if (a == NULL)
         return pt_conf_error(cf, "out of memory");
@@ -295,9 +299,9 @@ static void put_header(struct builder *b, struct pt_str name, struct pt_str valu
  * <conn> (may be NULL), and the fields portier sets itself. */
 static int skip_request_header(struct pt_str name, const struct pt_http_header *conn, int trusted)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "trailer", "transfer-encoding", "upgrade", "host",
-                                      "content-length", "expect", NULL};
+    static const char *const hop[] = {
+        "connection", "keep-alive", "proxy-connection", "te",     "trailer", "transfer-encoding",
+        "upgrade",    "host",       "content-length",   "expect", NULL};
 
     for (int i = 0; hop[i]; i++)
         if (pt_str_ieq(name, hop[i]))
@@ -312,7 +316,8 @@ static int skip_request_header(struct pt_str name, const struct pt_http_header *
 static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
 {
     for (int i = 0; i < plc->nset; i++)
-        if (plc->set[i].name.len == name.len && strncasecmp(plc->set[i].name.p, name.p, name.len) == 0)
+        if (plc->set[i].name.len == name.len &&
+            strncasecmp(plc->set[i].name.p, name.p, name.len) == 0)
             return 1;
     return 0;
 }
@@ -346,8 +351,8 @@ static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc
 
 static void put_forwarded(struct builder *b, struct pt_request *r, int trusted)
 {
-    const struct pt_http_header *xff = pt_http_find_header(r->h.headers, r->h.nheaders,
-                                                           "x-forwarded-for");
+    const struct pt_http_header *xff =
+        pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-for");
     struct pt_str peer = pt_str_c(r->c->peer_text);
 
     put(b, "X-Forwarded-For: ", 17);
@@ -370,9 +375,10 @@ static int build_head(struct proxy_ctx *ctx)
     struct proxy_loc_conf *plc = ctx->plc;
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
     /* Sized for the client's head plus what portier adds: one allocation in most cases. */
-    struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512, 0};
-    int trusted = lc->nreal_ip_from > 0 &&
-                  pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from, (struct sockaddr *)&r->c->peer);
+    struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512,
+                        0};
+    int trusted = lc->nreal_ip_from > 0 && pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from,
+                                                         (struct sockaddr *)&r->c->peer);
     const struct pt_http_header *conn;
 
     put_str(&b, r->h.method);
@@ -398,7 +404,8 @@ static int build_head(struct proxy_ctx *ctx)
     if (!overridden(plc, PT_STR("X-Forwarded-For")))
         put_forwarded(&b, r, trusted);
     if (r->h.upgrade) {
-        const struct pt_http_header *up = pt_http_find_header(r->h.headers, r->h.nheaders, "upgrade");
+        const struct pt_http_header *up =
+            pt_http_find_header(r->h.headers, r->h.nheaders, "upgrade");
         put_header(&b, PT_STR("Upgrade"), up->value);
         put(&b, "Connection: upgrade\r\n", 21);
     } else if (ctx->plc->upstream->keepalive == 0) {
@@ -415,7 +422,8 @@ static int build_head(struct proxy_ctx *ctx)
         put(&b, "chunked\r\n", 9);
     } else if (r->has_body) {
         char cl[40];
-        int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)r->h.content_length);
+        int n =
+            snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)r->h.content_length);
         put(&b, cl, (size_t)n);
     } else if (r->h.method_id == PT_HTTP_POST || r->h.method_id == PT_HTTP_PUT) {
         put(&b, "Content-Length: 0\r\n", 19);
@@ -438,9 +446,12 @@ static int tunnel_client_to_upstream(struct proxy_ctx *ctx);
 static void client_drained(struct pt_request *r);
 
 static const char *const err_text[] = {
-    [ERR_CONNECT] = "connect() failed", [ERR_CONNECT_TIMEOUT] = "connect timed out",
-    [ERR_WRITE] = "send failed", [ERR_READ] = "upstream closed or reset the connection",
-    [ERR_READ_TIMEOUT] = "upstream timed out", [ERR_INVALID] = "upstream sent an invalid response",
+    [ERR_CONNECT] = "connect() failed",
+    [ERR_CONNECT_TIMEOUT] = "connect timed out",
+    [ERR_WRITE] = "send failed",
+    [ERR_READ] = "upstream closed or reset the connection",
+    [ERR_READ_TIMEOUT] = "upstream timed out",
+    [ERR_INVALID] = "upstream sent an invalid response",
 };
 
 static void release_upstream(struct proxy_ctx *ctx, int keep)
@@ -484,7 +495,8 @@ static int connect_peer(struct proxy_ctx *ctx, int count_try)
         if (count_try) {
             peer = pt_upstream_choose(u, ctx->tried);
             if (peer == NULL) {
-                pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", u->name, ctx->r->c->peer_text);
+                pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", u->name,
+                       ctx->r->c->peer_text);
                 return 502;
             }
             ctx->tried |= 1ull << ((peer - u->peers) % 64);
@@ -516,13 +528,14 @@ static void upstream_failed(struct proxy_ctx *ctx, int err)
 {
     struct pt_request *r = ctx->r;
     struct pt_upstream *u = ctx->plc->upstream;
-    int stale = ctx->uc && ctx->uc->reused && !ctx->got_bytes && (err == ERR_WRITE || err == ERR_READ);
+    int stale =
+        ctx->uc && ctx->uc->reused && !ctx->got_bytes && (err == ERR_WRITE || err == ERR_READ);
     int rc;
 
     if (!stale)
-        pt_log(PT_LOG_ERR, "%s: upstream %s (\"%s\"), client %s, request \"%.*s %.*s\"", err_text[err],
-               ctx->peer ? ctx->peer->name : "-", u->name, r->c->peer_text, (int)r->h.method.len,
-               r->h.method.p, (int)r->h.target.len, r->h.target.p);
+        pt_log(PT_LOG_ERR, "%s: upstream %s (\"%s\"), client %s, request \"%.*s %.*s\"",
+               err_text[err], ctx->peer ? ctx->peer->name : "-", u->name, r->c->peer_text,
+               (int)r->h.method.len, r->h.method.p, (int)r->h.target.len, r->h.target.p);
     release_upstream(ctx, 0);
     pt_buf_put(ctx->in);
     ctx->in = NULL;
@@ -564,8 +577,7 @@ static void upstream_timeout(struct pt_timer *t)
     else if (ctx->r->tunnel && ctx->resp_head) {
         ctx->r->response_done = 1; /* an idle tunnel ends cleanly */
         pt_http_finalize(ctx->r, PT_OK);
-    }
-    else
+    } else
         upstream_failed(ctx, ctx->req_sent ? ERR_READ_TIMEOUT : ERR_WRITE);
 }
 
@@ -760,9 +772,9 @@ static void client_drained(struct pt_request *r)
 static int hide_response_header(struct proxy_ctx *ctx, struct pt_str name,
                                 const struct pt_http_header *conn)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "trailer", "transfer-encoding", "upgrade", "content-length",
-                                      "server", "date", NULL};
+    static const char *const hop[] = {
+        "connection", "keep-alive",     "proxy-connection", "te",   "trailer", "transfer-encoding",
+        "upgrade",    "content-length", "server",           "date", NULL};
 
     for (int i = 0; hop[i]; i++)
         if (pt_str_ieq(name, hop[i]))
@@ -780,8 +792,8 @@ static int pass_head(struct proxy_ctx *ctx)
     struct pt_request *r = ctx->r;
     struct pt_http_response *resp = &ctx->resp;
     char *copy = pt_pstrndup(r->pool, ctx->in->pos, resp->head_len);
-    const struct pt_http_header *conn = pt_http_find_header(resp->headers, resp->nheaders,
-                                                            "connection");
+    const struct pt_http_header *conn =
+        pt_http_find_header(resp->headers, resp->nheaders, "connection");
     char status[4];
 
     if (copy == NULL)
@@ -803,7 +815,8 @@ static int pass_head(struct proxy_ctx *ctx)
     /* RFC 9112 6.3: which responses have a body and how it is framed. */
     if (r->h.method_id == PT_HTTP_HEAD || resp->status == 204 || resp->status == 304 || r->tunnel) {
         ctx->resp_left = 0;
-        r->out_length = resp->content_length >= 0 && r->h.method_id == PT_HTTP_HEAD ? resp->content_length : -1;
+        r->out_length =
+            resp->content_length >= 0 && r->h.method_id == PT_HTTP_HEAD ? resp->content_length : -1;
         if (resp->status == 204 || resp->status == 304)
             r->out_length = -1;
     } else if (resp->chunked) {
@@ -834,7 +847,7 @@ static int parse_head(struct proxy_ctx *ctx)
 
     for (;;) {
         int rc = pt_http_parse_response(ctx->in->pos, pt_buf_len(ctx->in), PT_BUF_SIZE - 1024,
-                                         &ctx->resp);
+                                        &ctx->resp);
         if (rc != PT_OK)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
         if (ctx->resp.status == 101) {
@@ -856,8 +869,8 @@ static int parse_head(struct proxy_ctx *ctx)
 static void response_complete(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
-    int keep = ctx->resp.keep_alive && !ctx->resp_until_close && ctx->req_sent &&
-               pt_buf_len(ctx->in) == 0;
+    int keep =
+        ctx->resp.keep_alive && !ctx->resp_until_close && ctx->req_sent && pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
     note_upstream(ctx);
@@ -977,8 +990,10 @@ static void upstream_eof(struct proxy_ctx *ctx)
         return;
     }
     if (ctx->resp_head) {
-        pt_log(PT_LOG_ERR, "upstream %s closed the connection before the end of the response "
-                           "(client %s)", ctx->peer->name, r->c->peer_text);
+        pt_log(PT_LOG_ERR,
+               "upstream %s closed the connection before the end of the response "
+               "(client %s)",
+               ctx->peer->name, r->c->peer_text);
         pt_http_abort(r);
         return;
     }

@@ -9,10 +9,11 @@
 
 #include "pt.h"
 
-#define PT_EV_READ 1u
+#define PT_EV_READ  1u
 #define PT_EV_WRITE 2u
 #define PT_EV_ERROR 4u /* EPOLLERR or EPOLLHUP: the handler should read/write to learn why */
-#define PT_EV_RDHUP 8u /* the peer closed its side: a read will end in EOF, even after a short one */
+#define PT_EV_RDHUP \
+    8u /* the peer closed its side: a read will end in EOF, even after a short one */
 
 struct pt_event;
 typedef void (*pt_event_handler)(struct pt_event *ev, unsigned events);
@@ -29,8 +30,8 @@ typedef void (*pt_timer_handler)(struct pt_timer *t);
 
 /* A one-shot timer.  Embed it; zero-initialised means "not armed". */
 struct pt_timer {
-    uint64_t when;   /* ms on the monotonic clock */
-    uint32_t slot;   /* heap index + 1; 0 when not armed */
+    uint64_t when; /* ms on the monotonic clock */
+    uint32_t slot; /* heap index + 1; 0 when not armed */
     pt_timer_handler handler;
     void *data;
 };

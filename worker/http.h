@@ -45,18 +45,18 @@ struct pt_http_main_conf {
 
 struct pt_http_srv_conf {
     struct pt_http_server *server;
-    char *server_name;          /* the first name, for $server_name */
+    char *server_name; /* the first name, for $server_name */
     struct pt_locations *locations;
     int64_t client_header_timeout;
-    int64_t large_header_size;  /* of one buffer: the request line limit (414) */
-    int64_t large_header_num;   /* buffers: the head limit is num x size (431) */
+    int64_t large_header_size; /* of one buffer: the request line limit (414) */
+    int64_t large_header_num;  /* buffers: the head limit is num x size (431) */
     int64_t max_headers;
 };
 
 struct pt_http_loc_conf {
-    char *name;                 /* the location's spec ("= /x"), "" at server level */
-    void **loc_conf;            /* this location's arrays */
-    pt_http_handler handler;    /* content handler set by proxy_pass, return, ... */
+    char *name;              /* the location's spec ("= /x"), "" at server level */
+    void **loc_conf;         /* this location's arrays */
+    pt_http_handler handler; /* content handler set by proxy_pass, return, ... */
     int64_t keepalive_timeout;
     int64_t keepalive_requests;
     int64_t client_body_timeout;
@@ -83,8 +83,8 @@ struct pt_http_addr {
 
 extern struct pt_module pt_http_module;
 
-#define pt_http_srv_conf(r, m) ((r)->srv_conf[(m).index])
-#define pt_http_loc_conf(r, m) ((r)->loc_conf[(m).index])
+#define pt_http_srv_conf(r, m)     ((r)->srv_conf[(m).index])
+#define pt_http_loc_conf(r, m)     ((r)->loc_conf[(m).index])
 #define pt_http_main_conf_of(c, m) ((c)->main_conf[(m).index])
 
 /* Calls <fn> for the location configuration arrays of every server (its server level) and
@@ -99,15 +99,15 @@ struct pt_http_conn {
     struct pt_listen *ls;
     struct pt_http_addr *addr;
     struct sockaddr_storage peer;
-    struct pt_buf *in;          /* request bytes; NULL while idle between requests */
-    struct pt_buf *out;         /* response bytes the socket did not take yet */
-    struct pt_request *r;       /* the request being served */
+    struct pt_buf *in;    /* request bytes; NULL while idle between requests */
+    struct pt_buf *out;   /* response bytes the socket did not take yet */
+    struct pt_request *r; /* the request being served */
     unsigned nrequests;
-    unsigned readable : 1;      /* an edge arrived that we have not read up to EAGAIN */
+    unsigned readable : 1; /* an edge arrived that we have not read up to EAGAIN */
     unsigned writable : 1;
-    unsigned eof : 1;           /* the client closed its side */
-    unsigned rdhup : 1;         /* epoll saw the client's FIN: read on to the EOF */
-    unsigned closing : 1;       /* close once the current response is out */
+    unsigned eof : 1;     /* the client closed its side */
+    unsigned rdhup : 1;   /* epoll saw the client's FIN: read on to the EOF */
+    unsigned closing : 1; /* close once the current response is out */
     unsigned error : 1;
     unsigned lingering : 1;
     struct pt_http_conn *prev, *next; /* the worker's list, for draining */
@@ -128,22 +128,22 @@ struct pt_headers {
 struct pt_request {
     struct pt_http_conn *c;
     struct pt_pool *pool;
-    struct pt_http_request h;   /* the parsed head: slices into c->in */
-    struct pt_str uri;          /* normalized path, used for routing */
-    struct pt_str args;         /* query without '?' */
+    struct pt_http_request h; /* the parsed head: slices into c->in */
+    struct pt_str uri;        /* normalized path, used for routing */
+    struct pt_str args;       /* query without '?' */
     struct pt_http_server *server;
     void **main_conf, **srv_conf, **loc_conf;
-    void **ctx;                 /* per-module request state */
-    size_t *captures;           /* regex location captures (offset pairs into uri) */
+    void **ctx;       /* per-module request state */
+    size_t *captures; /* regex location captures (offset pairs into uri) */
     int ncaptures;
 
     int phase, phase_index;
 
     /* request body, as read from the client */
-    int64_t body_left;          /* Content-Length bytes still to come, or -1 with chunked */
+    int64_t body_left; /* Content-Length bytes still to come, or -1 with chunked */
     struct pt_chunked chunk;
-    size_t chunk_ready;         /* decoded chunk bytes waiting at c->in->pos */
-    char *body_start;           /* where the body begins in c->in: the head stays before it */
+    size_t chunk_ready; /* decoded chunk bytes waiting at c->in->pos */
+    char *body_start;   /* where the body begins in c->in: the head stays before it */
     unsigned has_body : 1;
     unsigned body_done : 1;
     unsigned expect_sent : 1;
@@ -151,21 +151,21 @@ struct pt_request {
 
     /* response */
     int status;
-    struct pt_str status_line;  /* reason phrase override, e.g. from upstream */
+    struct pt_str status_line; /* reason phrase override, e.g. from upstream */
     struct pt_headers out;
-    int64_t out_length;         /* -1 when unknown */
+    int64_t out_length; /* -1 when unknown */
     unsigned header_sent : 1;
-    unsigned header_only : 1;   /* HEAD, 204, 304: no body on the wire */
+    unsigned header_only : 1; /* HEAD, 204, 304: no body on the wire */
     unsigned chunked_out : 1;
     unsigned keepalive : 1;
     unsigned response_done : 1; /* the last body byte was handed to the writer */
     unsigned finalized : 1;
     unsigned logged : 1;
-    unsigned tunnel : 1;        /* after a 101: raw bytes both ways */
+    unsigned tunnel : 1; /* after a 101: raw bytes both ways */
     int64_t bytes_sent, body_bytes_sent;
 
-    pt_http_event_handler read_handler;  /* client readable while a module owns the request */
-    pt_http_event_handler write_handler; /* client output drained while a module owns it */
+    pt_http_event_handler read_handler;    /* client readable while a module owns the request */
+    pt_http_event_handler write_handler;   /* client output drained while a module owns it */
     void (*cleanup)(struct pt_request *r); /* release upstream state when the request ends */
 
     uint64_t start_ms;

@@ -40,7 +40,7 @@ static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, vo
 
 #define SRV(f) offsetof(struct pt_http_srv_conf, f)
 #define LOC(f) offsetof(struct pt_http_loc_conf, f)
-#define HSL (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
+#define HSL    (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
 
 static const struct pt_directive http_directives[] = {
     {"http", PT_CTX_MAIN, PT_DIR_BLOCK, PT_MAIN_CONF, http_block, 0, NULL,
@@ -55,18 +55,21 @@ static const struct pt_directive http_directives[] = {
      "names: exact, *.wildcard, wildcard.*, .example.com, ~regex"},
     {"client_header_timeout", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, pt_conf_set_msec,
      SRV(client_header_timeout), NULL, "time to receive a request head (default 60s)"},
-    {"large_client_header_buffers", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, set_header_buffers,
-     0, NULL, "\"NUMBER SIZE\": request line limit SIZE (414), head limit NUMBER x SIZE (431); default \"4 8k\""},
+    {"large_client_header_buffers", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, set_header_buffers, 0,
+     NULL,
+     "\"NUMBER SIZE\": request line limit SIZE (414), head limit NUMBER x SIZE (431); default \"4 "
+     "8k\""},
     {"keepalive_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(keepalive_timeout), NULL,
-     "idle time before a keepalive client connection is closed (default 75s; 0 disables keepalive)"},
+     "idle time before a keepalive client connection is closed (default 75s; 0 disables "
+     "keepalive)"},
     {"keepalive_requests", HSL, 0, PT_LOC_CONF, pt_conf_set_num, LOC(keepalive_requests), NULL,
      "requests served on one client connection (default 1000)"},
     {"client_body_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(client_body_timeout), NULL,
      "time between two reads of the request body (default 60s)"},
     {"send_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(send_timeout), NULL,
      "time between two writes to the client (default 60s)"},
-    {"client_max_body_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_max_body_size),
-     NULL, "largest request body; 413 past it; 0 = unlimited (default 1m)"},
+    {"client_max_body_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_max_body_size), NULL,
+     "largest request body; 413 past it; 0 = unlimited (default 1m)"},
     {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
      "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
@@ -175,8 +178,8 @@ static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *co
     lo->addr.backlog = 511;
     lo->addr.fd = -1;
     if (pt_listen_parse_addr(w[0], &lo->addr) != PT_OK)
-        return pt_conf_error(cf, "invalid listen address \"%s\" (use PORT, ADDR:PORT or [IPv6]:PORT)",
-                             w[0]);
+        return pt_conf_error(
+            cf, "invalid listen address \"%s\" (use PORT, ADDR:PORT or [IPv6]:PORT)", w[0]);
     for (int i = 1; i < n; i++) {
         int64_t v;
         if (strcmp(w[i], "default_server") == 0 || strcmp(w[i], "default") == 0)
@@ -210,10 +213,12 @@ static int set_header_buffers(struct pt_conf *cf, const struct pt_directive *d, 
     struct pt_http_srv_conf *sc = conf;
     char *w[2];
 
-    if (pt_conf_split(cf, cf->value, w, 2) != 2 || pt_parse_int(w[0], &sc->large_header_num) != PT_OK ||
+    if (pt_conf_split(cf, cf->value, w, 2) != 2 ||
+        pt_parse_int(w[0], &sc->large_header_num) != PT_OK ||
         pt_parse_size(w[1], &sc->large_header_size) != PT_OK || sc->large_header_num < 1 ||
         sc->large_header_size < 256)
-        return pt_conf_error(cf, "\"large_client_header_buffers\" takes \"NUMBER SIZE\" (like \"4 8k\")");
+        return pt_conf_error(
+            cf, "\"large_client_header_buffers\" takes \"NUMBER SIZE\" (like \"4 8k\")");
     return PT_OK;
 }
 
@@ -307,7 +312,8 @@ static int read_server(struct pt_conf *cf, const config_setting_t *g)
         return pt_conf_error(cf, "out of memory");
     s->srv_conf = ctx.srv_conf;
     s->loc_conf = ctx.loc_conf;
-    s->file = pt_pstrdup(cf->pool, config_setting_source_file(g) ? config_setting_source_file(g) : cf->file);
+    s->file = pt_pstrdup(cf->pool,
+                         config_setting_source_file(g) ? config_setting_source_file(g) : cf->file);
     s->line = (int)config_setting_source_line(g);
     s->setting = g;
     sc = ctx.srv_conf[pt_http_module.index];

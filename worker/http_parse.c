@@ -31,24 +31,31 @@ const struct pt_http_limits pt_http_default_limits = {
 enum { C_TCHAR = 1, C_VALUE = 2, C_TARGET = 4, C_REGNAME = 8, C_HEX = 16 };
 
 #define TVR (C_TCHAR | C_VALUE | C_TARGET | C_REGNAME)
-#define TV (C_TCHAR | C_VALUE | C_TARGET)
-#define VR (C_VALUE | C_TARGET | C_REGNAME)
-#define V (C_VALUE | C_TARGET)
+#define TV  (C_TCHAR | C_VALUE | C_TARGET)
+#define VR  (C_VALUE | C_TARGET | C_REGNAME)
+#define V   (C_VALUE | C_TARGET)
 
 static const uint8_t cclass[256] = {
-    ['\t'] = C_VALUE, [' '] = C_VALUE,
-    ['!'] = TVR, ['"'] = V, ['#'] = TV, ['$'] = TVR, ['%'] = TVR, ['&'] = TVR, ['\''] = TVR,
-    ['('] = VR, [')'] = VR, ['*'] = TVR, ['+'] = TVR, [','] = VR, ['-'] = TVR, ['.'] = TVR,
-    ['/'] = V,
-    ['0' ... '9'] = TVR | C_HEX,
-    [':'] = V, [';'] = VR, ['<'] = V, ['='] = VR, ['>'] = V, ['?'] = V, ['@'] = V,
-    ['A' ... 'F'] = TVR | C_HEX,
-    ['G' ... 'Z'] = TVR,
-    ['['] = V, ['\\'] = V, [']'] = V, ['^'] = TV, ['_'] = TVR, ['`'] = TV,
-    ['a' ... 'f'] = TVR | C_HEX,
-    ['g' ... 'z'] = TVR,
-    ['{'] = V, ['|'] = TV, ['}'] = V, ['~'] = TVR,
-    [0x80 ... 0xff] = C_VALUE | C_TARGET,
+    ['\t'] = C_VALUE,    [' '] = C_VALUE,
+    ['!'] = TVR,         ['"'] = V,
+    ['#'] = TV,          ['$'] = TVR,
+    ['%'] = TVR,         ['&'] = TVR,
+    ['\''] = TVR,        ['('] = VR,
+    [')'] = VR,          ['*'] = TVR,
+    ['+'] = TVR,         [','] = VR,
+    ['-'] = TVR,         ['.'] = TVR,
+    ['/'] = V,           ['0' ... '9'] = TVR | C_HEX,
+    [':'] = V,           [';'] = VR,
+    ['<'] = V,           ['='] = VR,
+    ['>'] = V,           ['?'] = V,
+    ['@'] = V,           ['A' ... 'F'] = TVR | C_HEX,
+    ['G' ... 'Z'] = TVR, ['['] = V,
+    ['\\'] = V,          [']'] = V,
+    ['^'] = TV,          ['_'] = TVR,
+    ['`'] = TV,          ['a' ... 'f'] = TVR | C_HEX,
+    ['g' ... 'z'] = TVR, ['{'] = V,
+    ['|'] = TV,          ['}'] = V,
+    ['~'] = TVR,         [0x80 ... 0xff] = C_VALUE | C_TARGET,
 };
 
 #undef TVR
@@ -158,8 +165,8 @@ struct scan_limits {
  * Bytes past the limits <lim> are not looked at: a caller feeding one byte at a time
  * would have had its 414 or 431 before them, and the answer must not depend on that.
  */
-static int method_prefix_bad(const char *buf, size_t from, size_t to,
-                             const struct scan_limits *lim, struct pt_http_scan *st)
+static int method_prefix_bad(const char *buf, size_t from, size_t to, const struct scan_limits *lim,
+                             struct pt_http_scan *st)
 {
     to = pt_min(to, pt_min(st->line_start + lim->first_line, lim->head) + 1);
     for (size_t i = from; i < to && !st->method_seen; i++) {
@@ -590,10 +597,9 @@ static int check_framing(const struct framing *f, int version, int64_t *cl, int 
 static int method_id(struct pt_str m)
 {
     static const char *const names[] = {
-        [PT_HTTP_GET] = "GET",         [PT_HTTP_HEAD] = "HEAD",   [PT_HTTP_POST] = "POST",
-        [PT_HTTP_PUT] = "PUT",         [PT_HTTP_DELETE] = "DELETE",
-        [PT_HTTP_OPTIONS] = "OPTIONS", [PT_HTTP_PATCH] = "PATCH", [PT_HTTP_TRACE] = "TRACE",
-        [PT_HTTP_CONNECT] = "CONNECT",
+        [PT_HTTP_GET] = "GET",     [PT_HTTP_HEAD] = "HEAD",     [PT_HTTP_POST] = "POST",
+        [PT_HTTP_PUT] = "PUT",     [PT_HTTP_DELETE] = "DELETE", [PT_HTTP_OPTIONS] = "OPTIONS",
+        [PT_HTTP_PATCH] = "PATCH", [PT_HTTP_TRACE] = "TRACE",   [PT_HTTP_CONNECT] = "CONNECT",
     };
 
     for (int i = 0; i < (int)pt_nelems(names); i++)
@@ -630,8 +636,8 @@ static size_t host_part_len(struct pt_str a)
     for (; i < a.len && a.p[i] != ':'; i++) {
         if (!has_class(a.p[i], C_REGNAME))
             return 0;
-        if (a.p[i] == '%' && (i + 2 >= a.len || !has_class(a.p[i + 1], C_HEX) ||
-                              !has_class(a.p[i + 2], C_HEX)))
+        if (a.p[i] == '%' &&
+            (i + 2 >= a.len || !has_class(a.p[i + 1], C_HEX) || !has_class(a.p[i + 2], C_HEX)))
             return 0;
     }
     return i;
@@ -665,8 +671,8 @@ static void split_query(struct pt_http_request *req, struct pt_str t)
 
     req->path = (struct pt_str){t.p, q ? (size_t)(q - t.p) : t.len};
     req->has_query = q != NULL;
-    req->query = q ? (struct pt_str){q + 1, t.len - req->path.len - 1}
-                   : (struct pt_str){t.p + t.len, 0};
+    req->query =
+        q ? (struct pt_str){q + 1, t.len - req->path.len - 1} : (struct pt_str){t.p + t.len, 0};
 }
 
 /* Absolute-form (RFC 9112 3.2.2): "http://" or "https://" authority [path] [?query]. */
@@ -940,14 +946,14 @@ int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
  */
 
 enum {
-    CK_SIZE,     /* chunk-size digits */
-    CK_SIZE_WS,  /* BWS after the size: only before a ';' */
-    CK_EXT,      /* chunk-ext outside quotes */
-    CK_EXT_Q,    /* inside a quoted-string */
-    CK_EXT_QP,   /* after a backslash inside a quoted-string */
-    CK_SIZE_LF,  /* CR seen at the end of the chunk line */
-    CK_DATA,     /* chunk-data */
-    CK_DATA_CR,  /* CRLF after chunk-data */
+    CK_SIZE,    /* chunk-size digits */
+    CK_SIZE_WS, /* BWS after the size: only before a ';' */
+    CK_EXT,     /* chunk-ext outside quotes */
+    CK_EXT_Q,   /* inside a quoted-string */
+    CK_EXT_QP,  /* after a backslash inside a quoted-string */
+    CK_SIZE_LF, /* CR seen at the end of the chunk line */
+    CK_DATA,    /* chunk-data */
+    CK_DATA_CR, /* CRLF after chunk-data */
     CK_DATA_LF,
     CK_TR_START, /* start of a trailer line, or of the final CRLF */
     CK_TR_NAME,  /* trailer field name */
@@ -981,8 +987,7 @@ static int chunk_line_byte(struct pt_chunked *ck, char c)
         if (is_ows(c))
             return CK_SIZE_WS;
         return c == ';' ? CK_EXT : PT_ERROR;
-    case CK_EXT_QP:
-        return has_class(c, C_VALUE) ? CK_EXT_Q : PT_ERROR;
+    case CK_EXT_QP: return has_class(c, C_VALUE) ? CK_EXT_Q : PT_ERROR;
     case CK_EXT_Q:
         if (c == '"')
             return CK_EXT;
@@ -1015,10 +1020,8 @@ static int chunk_trailer_byte(struct pt_chunked *ck, char c)
         if (c == '\r')
             return CK_TR_LF;
         return has_class(c, C_VALUE) ? CK_TR_VALUE : PT_ERROR;
-    case CK_TR_LF:
-        return c == '\n' ? CK_TR_START : PT_ERROR; /* RFC 9112 2.2: no bare CR */
-    default:
-        return PT_ERROR;
+    case CK_TR_LF: return c == '\n' ? CK_TR_START : PT_ERROR; /* RFC 9112 2.2: no bare CR */
+    default: return PT_ERROR;
     }
 }
 
@@ -1032,10 +1035,8 @@ static int chunk_framing_byte(struct pt_chunked *ck, char c)
         ck->ext_len = 0;
         ck->ndigits = 0;
         return ck->remaining ? CK_DATA : CK_TR_START;
-    case CK_DATA_CR:
-        return c == '\r' ? CK_DATA_LF : PT_ERROR;
-    case CK_DATA_LF:
-        return c == '\n' ? CK_SIZE : PT_ERROR;
+    case CK_DATA_CR: return c == '\r' ? CK_DATA_LF : PT_ERROR;
+    case CK_DATA_LF: return c == '\n' ? CK_SIZE : PT_ERROR;
     case CK_END_LF:
         if (c != '\n')
             return PT_ERROR;
@@ -1044,10 +1045,8 @@ static int chunk_framing_byte(struct pt_chunked *ck, char c)
     case CK_TR_START:
     case CK_TR_NAME:
     case CK_TR_VALUE:
-    case CK_TR_LF:
-        return chunk_trailer_byte(ck, c);
-    default:
-        return chunk_line_byte(ck, c);
+    case CK_TR_LF: return chunk_trailer_byte(ck, c);
+    default: return chunk_line_byte(ck, c);
     }
 }
 

@@ -53,9 +53,9 @@
 #define PT_HTTP_MAX_CONTENT_LENGTH ((int64_t)1 << 62)
 
 /* Bounds of the chunked decoder. */
-#define PT_CHUNK_MAX_SIZE_DIGITS 16 /* 16 hex digits cannot overflow a uint64_t */
-#define PT_CHUNK_MAX_EXT 4096       /* chunk-ext bytes per chunk line */
-#define PT_CHUNK_MAX_TRAILERS 8192  /* all trailer lines, with their CRLFs */
+#define PT_CHUNK_MAX_SIZE_DIGITS 16   /* 16 hex digits cannot overflow a uint64_t */
+#define PT_CHUNK_MAX_EXT         4096 /* chunk-ext bytes per chunk line */
+#define PT_CHUNK_MAX_TRAILERS    8192 /* all trailer lines, with their CRLFs */
 
 /* Most transfer codings kept before the final chunked (identity is not kept). */
 #define PT_HTTP_MAX_TE_CODINGS 4
@@ -110,10 +110,10 @@ enum pt_http_method {
  * (with the struct that holds it) before the first call for a new message.
  */
 struct pt_http_scan {
-    size_t line_start; /* offset of the line being scanned */
-    size_t first_line; /* offset of the start line (after skipped empty lines) */
-    unsigned nfields;  /* complete field lines seen so far */
-    unsigned nempty;   /* empty lines skipped before the request line */
+    size_t line_start;        /* offset of the line being scanned */
+    size_t first_line;        /* offset of the start line (after skipped empty lines) */
+    unsigned nfields;         /* complete field lines seen so far */
+    unsigned nempty;          /* empty lines skipped before the request line */
     unsigned in_fields : 1;   /* the start line is complete */
     unsigned method_seen : 1; /* the early method check reached the first SP or CR */
 };
@@ -189,7 +189,7 @@ struct pt_http_response {
     struct pt_str reason;      /* may be empty */
     struct pt_http_header headers[PT_HTTP_MAX_HEADERS];
     size_t nheaders;
-    int64_t content_length;           /* -1 absent */
+    int64_t content_length;               /* -1 absent */
     unsigned chunked : 1, keep_alive : 1; /* keep_alive: version default adjusted by
                                              Connection; a response with neither length nor
                                              chunked ends at close, which is the caller's
@@ -216,11 +216,11 @@ int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
 /* State of a chunked body decoder: the caller zeroes it before the first byte of a body. */
 struct pt_chunked {
     int state;
-    uint64_t remaining;   /* chunk-data bytes still to come in the current chunk */
-    size_t ext_len;       /* chunk-ext bytes seen on the current chunk line */
-    size_t trailer_len;   /* trailer bytes seen so far */
-    unsigned ndigits;     /* chunk-size digits seen on the current chunk line */
-    unsigned done : 1;    /* the last chunk and the trailer section have been read */
+    uint64_t remaining; /* chunk-data bytes still to come in the current chunk */
+    size_t ext_len;     /* chunk-ext bytes seen on the current chunk line */
+    size_t trailer_len; /* trailer bytes seen so far */
+    unsigned ndigits;   /* chunk-size digits seen on the current chunk line */
+    unsigned done : 1;  /* the last chunk and the trailer section have been read */
 };
 
 /*

@@ -29,7 +29,8 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     if (pool == NULL)
         return NULL;
     r = pt_palloc(pool, sizeof(*r));
-    if (r == NULL || (r->ctx = pt_palloc(pool, (size_t)pt_modules_count() * sizeof(void *))) == NULL) {
+    if (r == NULL ||
+        (r->ctx = pt_palloc(pool, (size_t)pt_modules_count() * sizeof(void *))) == NULL) {
         pt_pool_destroy(pool);
         return NULL;
     }
@@ -122,7 +123,8 @@ void pt_http_read_head(struct pt_http_conn *c)
             pt_http_conn_close(c);
             return;
         }
-        pt_timer_add(&c->timer, (uint64_t)srv_conf_of(c->addr->default_server)->client_header_timeout);
+        pt_timer_add(&c->timer,
+                     (uint64_t)srv_conf_of(c->addr->default_server)->client_header_timeout);
     }
     head_limits(c, &lim);
     for (;;) {

@@ -17,16 +17,36 @@ static const struct {
     int status;
     const char *reason;
 } reasons[] = {
-    {100, "Continue"}, {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"},
-    {202, "Accepted"}, {204, "No Content"}, {206, "Partial Content"},
-    {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
-    {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
-    {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
-    {405, "Method Not Allowed"}, {408, "Request Timeout"}, {411, "Length Required"},
-    {413, "Content Too Large"}, {414, "URI Too Long"}, {416, "Range Not Satisfiable"},
-    {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-    {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
-    {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {411, "Length Required"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {416, "Range Not Satisfiable"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
     {505, "HTTP Version Not Supported"},
 };
 
@@ -247,9 +267,10 @@ int pt_http_send_header(struct pt_request *r)
     if (out_reserve(c, header_size(r)) != PT_OK)
         return PT_ERROR;
     p = c->out->last;
-    n += (size_t)sprintf(p, "HTTP/1.1 %03d %.*s\r\nServer: portier\r\nDate: ", r->status,
-                         (int)(r->status_line.len ? r->status_line.len : strlen(pt_http_reason(r->status))),
-                         r->status_line.len ? r->status_line.p : pt_http_reason(r->status));
+    n += (size_t)sprintf(
+        p, "HTTP/1.1 %03d %.*s\r\nServer: portier\r\nDate: ", r->status,
+        (int)(r->status_line.len ? r->status_line.len : strlen(pt_http_reason(r->status))),
+        r->status_line.len ? r->status_line.p : pt_http_reason(r->status));
     n += put(p + n, date.p, date.len);
     n += put(p + n, "\r\n", 2);
     for (int i = 0; i < r->out.n; i++) {

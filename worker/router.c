@@ -159,8 +159,7 @@ static int rx_exists(const struct rxlist *rl, const char *src, size_t len, int c
 
 /* Compiles <src>/<len>.  Returns the code, or NULL with PCRE2's reason and the offset in
    <err>.  JIT is used when the library has it; without it the interpreter runs. */
-static pcre2_code *rx_compile(const char *src, size_t len, int caseless, char *err,
-                              size_t errlen)
+static pcre2_code *rx_compile(const char *src, size_t len, int caseless, char *err, size_t errlen)
 {
     PCRE2_UCHAR msg[256];
     PCRE2_SIZE off;
@@ -218,8 +217,8 @@ static int rx_add(struct rxlist *rl, const char *src, size_t len, int caseless, 
 
 /* Returns the first regex of <rl> matching <subj>/<len>, or NULL; *<rc> gets pcre2_match's
    result for it, or PCRE2_ERROR_NOMATCH.  A regex that fails to run stops the search. */
-static const struct regex *rx_first_match(const struct rxlist *rl, const char *subj,
-                                          size_t len, int *rc)
+static const struct regex *rx_first_match(const struct rxlist *rl, const char *subj, size_t len,
+                                          int *rc)
 {
     *rc = PCRE2_ERROR_NOMATCH;
     for (size_t i = 0; i < rl->n; i++) {
@@ -334,8 +333,7 @@ int pt_names_add(struct pt_names *n, const char *name, void *value, char *err, s
     if (len > 1 && name[len - 1] == '.')
         len--;
     if (len > PT_HOST_MAX) {
-        set_err(err, errlen, "server name \"%.32s...\" is longer than %d bytes", name,
-                PT_HOST_MAX);
+        set_err(err, errlen, "server name \"%.32s...\" is longer than %d bytes", name, PT_HOST_MAX);
         return PT_ERROR;
     }
     lower_copy(low, name, len);
@@ -488,8 +486,8 @@ static size_t prefix_upper_bound(const struct pt_locations *l, const char *s, si
  * that order starts with p, so p is a prefix of e, i.e. on e's parent chain.  The chain
  * is ordered by decreasing length, so the first hit is the longest.
  */
-static const struct prefix *longest_prefix(const struct pt_locations *l, size_t end,
-                                           const char *s, size_t len)
+static const struct prefix *longest_prefix(const struct pt_locations *l, size_t end, const char *s,
+                                           size_t len)
 {
     size_t i = end ? end - 1 : NO_PARENT;
 
@@ -540,7 +538,8 @@ static enum loc_kind parse_spec(const char *spec, const char **pat, size_t *len)
     static const struct {
         const char *mod;
         enum loc_kind kind;
-    } mods[] = {{"^~", LOC_NOREGEX}, {"~*", LOC_REGEX_CASELESS}, {"~", LOC_REGEX}, {"=", LOC_EXACT}};
+    } mods[] = {
+        {"^~", LOC_NOREGEX}, {"~*", LOC_REGEX_CASELESS}, {"~", LOC_REGEX}, {"=", LOC_EXACT}};
     enum loc_kind kind = LOC_PREFIX;
     const char *s = spec + strspn(spec, " \t");
     size_t n;
@@ -607,8 +606,8 @@ int pt_locations_add(struct pt_locations *l, const char *spec, void *value, char
             set_err(err, errlen, "location \"%s\": missing regex", spec);
             return PT_ERROR;
         }
-        return rx_add(&l->rx, pat, len, kind == LOC_REGEX_CASELESS, PT_LOC_MAX_CAPTURES, value,
-                      err, errlen);
+        return rx_add(&l->rx, pat, len, kind == LOC_REGEX_CASELESS, PT_LOC_MAX_CAPTURES, value, err,
+                      errlen);
     }
     return add_path_location(l, kind, spec, pat, len, value, err, errlen);
 }
@@ -626,8 +625,8 @@ static int copy_captures(const struct pt_locations *l, int rc, size_t *caps)
     return n;
 }
 
-void *pt_locations_find(const struct pt_locations *l, const char *path, size_t len,
-                        size_t *caps, int *ncaps)
+void *pt_locations_find(const struct pt_locations *l, const char *path, size_t len, size_t *caps,
+                        int *ncaps)
 {
     const struct prefix *pre;
     const struct regex *r;

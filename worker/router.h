@@ -15,7 +15,7 @@
 /* Capture pairs reported by pt_locations_find(): pair 0 is the whole match ($0), pairs
    1..9 the groups $1..$9.  A group that did not take part in the match is PT_LOC_UNSET. */
 #define PT_LOC_MAX_CAPTURES 10
-#define PT_LOC_UNSET ((size_t)-1)
+#define PT_LOC_UNSET        ((size_t)-1)
 
 /* ---- server names ------------------------------------------------------------------ */
 
@@ -99,7 +99,7 @@ int pt_locations_add(struct pt_locations *l, const char *spec, void *value, char
  * Does not allocate (PCRE2 match data is allocated at add time); not thread-safe, as the
  * match data is shared: one table per worker process.
  */
-void *pt_locations_find(const struct pt_locations *l, const char *path, size_t len,
-                        size_t *caps, int *ncaps);
+void *pt_locations_find(const struct pt_locations *l, const char *path, size_t len, size_t *caps,
+                        int *ncaps);
 
 #endif

@@ -22,7 +22,7 @@
 #include "pool.h"
 #include "shm.h"
 
-#define ZONE_SIZE (1u << 20)
+#define ZONE_SIZE    (1u << 20)
 #define ZONE_VERSION 1
 
 struct ups_main_conf {
@@ -44,8 +44,9 @@ static const struct pt_directive upstream_directives[] = {
      "named groups of backend servers: upstream = { app = { server = [...]; }; }"},
     {"server", PT_CTX_UPS, PT_DIR_MULTI, PT_UPS_CONF, set_server, 0, NULL,
      "\"HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] [backup] [down]\""},
-    {"keepalive", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_num, offsetof(struct pt_upstream, keepalive),
-     NULL, "idle upstream connections each worker keeps (default 0: none)"},
+    {"keepalive", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_num,
+     offsetof(struct pt_upstream, keepalive), NULL,
+     "idle upstream connections each worker keeps (default 0: none)"},
     {"keepalive_timeout", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_msec,
      offsetof(struct pt_upstream, keepalive_timeout), NULL,
      "how long an idle upstream connection is kept (default 60s)"},
@@ -178,11 +179,14 @@ static int peer_option(struct pt_conf *cf, struct pt_peer *p, const char *opt)
         p->backup = 1;
     else if (strcmp(opt, "down") == 0)
         p->down = 1;
-    else if (strncmp(opt, "weight=", 7) == 0 && pt_parse_int(opt + 7, &v) == PT_OK && v > 0 && v <= 1000)
+    else if (strncmp(opt, "weight=", 7) == 0 && pt_parse_int(opt + 7, &v) == PT_OK && v > 0 &&
+             v <= 1000)
         p->weight = (int)v;
-    else if (strncmp(opt, "max_fails=", 10) == 0 && pt_parse_int(opt + 10, &v) == PT_OK && v <= 1000)
+    else if (strncmp(opt, "max_fails=", 10) == 0 && pt_parse_int(opt + 10, &v) == PT_OK &&
+             v <= 1000)
         p->max_fails = (int)v;
-    else if (strncmp(opt, "max_conns=", 10) == 0 && pt_parse_int(opt + 10, &v) == PT_OK && v <= 1000000)
+    else if (strncmp(opt, "max_conns=", 10) == 0 && pt_parse_int(opt + 10, &v) == PT_OK &&
+             v <= 1000000)
         p->max_conns = (int)v;
     else if (strncmp(opt, "fail_timeout=", 13) == 0 && pt_parse_msec(opt + 13, &v) == PT_OK)
         p->fail_timeout = v;
@@ -223,7 +227,8 @@ static int read_group(struct pt_conf *cf, const config_setting_t *g)
     u = add_upstream(cf, name);
     if (u == NULL)
         return pt_conf_error(cf, "out of memory");
-    u->file = config_setting_source_file(g) ? pt_pstrdup(cf->pool, config_setting_source_file(g)) : cf->file;
+    u->file = config_setting_source_file(g) ? pt_pstrdup(cf->pool, config_setting_source_file(g))
+                                            : cf->file;
     u->line = (int)config_setting_source_line(g);
     cf->block = u;
     rc = pt_conf_read_block(cf, g, PT_CTX_UPS, cf->conf, NULL);
@@ -240,7 +245,8 @@ static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void
     const config_setting_t *s = cf->setting;
 
     if (config_setting_type(s) != CONFIG_TYPE_GROUP)
-        return pt_conf_error(cf, "\"upstream\" takes a group of named groups: upstream = { app = { ... }; }");
+        return pt_conf_error(
+            cf, "\"upstream\" takes a group of named groups: upstream = { app = { ... }; }");
     for (int i = 0; i < config_setting_length(s); i++)
         if (read_group(cf, config_setting_get_elem(s, (unsigned)i)) != PT_OK)
             return PT_ERROR;
@@ -371,8 +377,9 @@ void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
     if (fails >= (uint32_t)p->max_fails) {
         __atomic_store_n(&s->down_until_ms, now + (uint64_t)p->fail_timeout, __ATOMIC_RELAXED);
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
-        pt_log(PT_LOG_WARN, "upstream %s server %s temporarily disabled for %lldms after %u failures",
-               u->name, p->name, (long long)p->fail_timeout, fails);
+        pt_log(PT_LOG_WARN,
+               "upstream %s server %s temporarily disabled for %lldms after %u failures", u->name,
+               p->name, (long long)p->fail_timeout, fails);
     }
 }
 
@@ -542,7 +549,8 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
     uc->owner = NULL;
     uc->requests++;
     /* A connection whose FIN was already seen would only fail its next request. */
-    if (!keep || uc->rdhup || u->keepalive == 0 || uc->requests >= (unsigned)u->keepalive_requests) {
+    if (!keep || uc->rdhup || u->keepalive == 0 ||
+        uc->requests >= (unsigned)u->keepalive_requests) {
         close_conn(uc);
         return;
     }

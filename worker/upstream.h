@@ -30,14 +30,14 @@ struct pt_peer_shared {
 struct pt_peer {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char name[64];              /* "127.0.0.1:3000" */
+    char name[64]; /* "127.0.0.1:3000" */
     int weight;
     int max_fails;
-    int64_t fail_timeout;       /* ms */
-    int max_conns;              /* 0: no limit */
+    int64_t fail_timeout; /* ms */
+    int max_conns;        /* 0: no limit */
     unsigned down : 1;
     unsigned backup : 1;
-    int current_weight;         /* smooth WRR, per worker */
+    int current_weight; /* smooth WRR, per worker */
     struct pt_peer_shared *shared;
 };
 
@@ -64,14 +64,14 @@ struct pt_upstream_conn {
     struct pt_timer timer;
     struct pt_upstream *ups;
     struct pt_peer *peer;
-    void *owner;                /* the request using it; NULL while idle in the pool */
+    void *owner; /* the request using it; NULL while idle in the pool */
     void (*handler)(struct pt_upstream_conn *uc, unsigned events); /* owner's */
     unsigned requests;
     unsigned connected : 1;
-    unsigned reused : 1;        /* taken from the pool: may have been closed by the peer */
+    unsigned reused : 1; /* taken from the pool: may have been closed by the peer */
     unsigned readable : 1;
     unsigned writable : 1;
-    unsigned rdhup : 1;         /* the peer's FIN was seen: read on to the EOF */
+    unsigned rdhup : 1; /* the peer's FIN was seen: read on to the EOF */
     struct pt_upstream_conn *next;
 };
 
@@ -103,8 +103,8 @@ void pt_peer_failed(struct pt_upstream *u, struct pt_peer *peer);
 void pt_peer_succeeded(struct pt_peer *peer);
 
 /* Parses "host:port" into an address (resolving a name).  PT_OK or PT_ERROR with <err>. */
-int pt_resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len,
-                        char *err, size_t errlen);
+int pt_resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,
+                        size_t errlen);
 
 /* Milliseconds on CLOCK_MONOTONIC (the same clock in every process). */
 uint64_t pt_mono_ms(void);

@@ -187,7 +187,7 @@ static int scan_name(struct pt_conf *cf, const char *s, struct pt_str *name)
             n++;
         if (n == 0)
             return pt_conf_error(cf, "invalid variable name after \"${\": use letters, digits "
-                                 "and '_'");
+                                     "and '_'");
         if (s[1 + n] != '}')
             return pt_conf_error(cf, "missing \"}\" after \"${%.*s\"", (int)n, s + 1);
         *name = (struct pt_str){s + 1, n};
@@ -296,8 +296,8 @@ static const char hex_lower[] = "0123456789abcdef";
  * 0 when <c> is written as is. */
 static size_t escape_byte(enum pt_escape esc, unsigned char c, char *seq)
 {
-    static const char json_short[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n',
-                                      ['\r'] = 'r', ['\t'] = 't'};
+    static const char json_short[] = {
+        ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
 
     switch (esc) {
     case PT_ESCAPE_DEFAULT:
@@ -323,8 +323,7 @@ static size_t escape_byte(enum pt_escape esc, unsigned char c, char *seq)
         memcpy(seq, "\\u00", 4);
         seq[4] = hex_lower[c >> 4], seq[5] = hex_lower[c & 15];
         return 6;
-    case PT_ESCAPE_NONE:
-        break;
+    case PT_ESCAPE_NONE: break;
     }
     return 0;
 }

@@ -19,9 +19,9 @@
 #include "pool.h"
 
 /* Every getter has the pt_var_get signature; most ignore some of its arguments. */
-#define GETTER(name)                                                                           \
-    static int name(struct pt_request *r __attribute__((unused)),                              \
-                    struct pt_str arg __attribute__((unused)),                                 \
+#define GETTER(name)                                              \
+    static int name(struct pt_request *r __attribute__((unused)), \
+                    struct pt_str arg __attribute__((unused)),    \
                     struct pt_str *out __attribute__((unused)))
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -465,8 +465,8 @@ static int time_var(struct pt_request *r, enum time_format fmt, struct pt_str *o
         if (fmt == TIME_LOCAL)
             len[fmt] = (size_t)snprintf(text[fmt], sizeof(text[fmt]),
                                         "%02d/%s/%d:%02d:%02d:%02d %c%02ld%02ld", tm.tm_mday,
-                                        months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                                        tm.tm_min, tm.tm_sec, sign, off / 60, off % 60);
+                                        months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                                        tm.tm_sec, sign, off / 60, off % 60);
         else
             len[fmt] = (size_t)snprintf(text[fmt], sizeof(text[fmt]),
                                         "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld",

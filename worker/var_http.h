@@ -27,5 +27,4 @@ int pt_http_vars_register(void);
  */
 const char *pt_request_id(struct pt_request *r);
 
-
 #endif

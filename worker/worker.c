@@ -24,16 +24,10 @@ static volatile sig_atomic_t sig_quit, sig_term, sig_reopen;
 static void on_signal(int signo)
 {
     switch (signo) {
-    case SIGQUIT:
-        sig_quit = 1;
-        break;
+    case SIGQUIT: sig_quit = 1; break;
     case SIGTERM:
-    case SIGINT:
-        sig_term = 1;
-        break;
-    case SIGUSR1:
-        sig_reopen = 1;
-        break;
+    case SIGINT: sig_term = 1; break;
+    case SIGUSR1: sig_reopen = 1; break;
     }
 }
 

@@ -48,35 +48,45 @@
 
 #include "../../core/pt.h"
 
-#define IN_INIT (16 * 1024)   /* input buffer of a new connection */
-#define IN_MAX (64 * 1024)    /* a request head must fit in this */
-#define OUT_HIGH (256 * 1024) /* above this much unsent output, stop reading and producing */
-#define BUF_KEEP (64 * 1024)  /* an emptied buffer larger than this is given back */
-#define ECHO_MAX (64u << 20)  /* largest body /echo returns */
-#define LINE_MAX 4096         /* longest chunk-size or trailer line */
-#define LINGER_MS 2000        /* how long a closing connection waits for the client's FIN */
-#define PIECE (64 * 1024)     /* /bytes produces this much at a time without chunking */
+#define IN_INIT       (16 * 1024)  /* input buffer of a new connection */
+#define IN_MAX        (64 * 1024)  /* a request head must fit in this */
+#define OUT_HIGH      (256 * 1024) /* above this much unsent output, stop reading and producing */
+#define BUF_KEEP      (64 * 1024)  /* an emptied buffer larger than this is given back */
+#define ECHO_MAX      (64u << 20)  /* largest body /echo returns */
+#define LINE_MAX      4096         /* longest chunk-size or trailer line */
+#define LINGER_MS     2000         /* how long a closing connection waits for the client's FIN */
+#define PIECE         (64 * 1024)  /* /bytes produces this much at a time without chunking */
 #define CHUNK_DEFAULT 16384
-#define CHUNK_MAX PIECE
-#define CHUNKED (-1)          /* put_head(): chunked framing */
-#define NO_BODY (-2)          /* put_head(): no body and no Content-Length */
+#define CHUNK_MAX     PIECE
+#define CHUNKED       (-1) /* put_head(): chunked framing */
+#define NO_BODY       (-2) /* put_head(): no body and no Content-Length */
 
 enum state { ST_HEAD, ST_BODY, ST_WAIT, ST_STREAM, ST_WS, ST_HANG, ST_LINGER };
 enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER };
 
 enum endpoint {
-    EP_HELLO, EP_ECHO, EP_BYTES, EP_SINK, EP_SLOW, EP_DRIP, EP_STATUS, EP_HEADERS,
-    EP_CLOSE, EP_RESET, EP_HANG, EP_WS, EP_COUNT
+    EP_HELLO,
+    EP_ECHO,
+    EP_BYTES,
+    EP_SINK,
+    EP_SLOW,
+    EP_DRIP,
+    EP_STATUS,
+    EP_HEADERS,
+    EP_CLOSE,
+    EP_RESET,
+    EP_HANG,
+    EP_WS,
+    EP_COUNT
 };
 
 static const struct {
     const char *name;
     enum endpoint ep;
 } endpoints[] = {
-    {"echo", EP_ECHO},     {"bytes", EP_BYTES}, {"sink", EP_SINK},   {"slow", EP_SLOW},
-    {"drip", EP_DRIP},     {"status", EP_STATUS}, {"headers", EP_HEADERS},
-    {"close", EP_CLOSE},   {"reset", EP_RESET}, {"hang", EP_HANG},   {"ws", EP_WS},
-    {"count", EP_COUNT},
+    {"echo", EP_ECHO},   {"bytes", EP_BYTES},   {"sink", EP_SINK},       {"slow", EP_SLOW},
+    {"drip", EP_DRIP},   {"status", EP_STATUS}, {"headers", EP_HEADERS}, {"close", EP_CLOSE},
+    {"reset", EP_RESET}, {"hang", EP_HANG},     {"ws", EP_WS},           {"count", EP_COUNT},
 };
 
 /* A byte buffer: data waits in [off, len); room is [len, cap). */
@@ -87,23 +97,23 @@ struct buf {
 
 struct conn {
     int fd;
-    uint32_t events;          /* what epoll watches for now */
+    uint32_t events; /* what epoll watches for now */
     enum state state;
     int rd_eof, wr_shut;
     struct buf in, out;
     struct buf scratch;       /* /echo's copy of the request, /headers' extra header lines */
     struct conn *next, *prev; /* every connection: for timers, and for exit to free them */
     int timer_on;
-    int64_t deadline;         /* monotonic ms, when timer_on */
+    int64_t deadline; /* monotonic ms, when timer_on */
 
     /* The request being served. */
     enum endpoint ep;
     int keepalive, http10, head_only, req_chunked, resp_chunked;
     enum chunk_state chunk_state;
-    uint64_t body_left;       /* Content-Length left, or bytes left in the current chunk */
-    uint64_t body_len;        /* decoded body bytes so far */
-    uint64_t n, ms, chunk;    /* endpoint arguments */
-    uint64_t done;            /* /bytes: bytes produced; /drip: chunks sent */
+    uint64_t body_left;    /* Content-Length left, or bytes left in the current chunk */
+    uint64_t body_len;     /* decoded body bytes so far */
+    uint64_t n, ms, chunk; /* endpoint arguments */
+    uint64_t done;         /* /bytes: bytes produced; /drip: chunks sent */
     char ws_accept[32];
 
     /* WebSocket: the data frame whose payload is being echoed. */
@@ -280,8 +290,7 @@ static size_t pct_decode(struct pt_str s, char *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < s.len; i++) {
-        if (s.p[i] == '%' && i + 2 < s.len && hexval(s.p[i + 1]) >= 0 &&
-            hexval(s.p[i + 2]) >= 0) {
+        if (s.p[i] == '%' && i + 2 < s.len && hexval(s.p[i + 1]) >= 0 && hexval(s.p[i + 2]) >= 0) {
             out[n++] = (char)(hexval(s.p[i + 1]) * 16 + hexval(s.p[i + 2]));
             i += 2;
         } else {
@@ -420,11 +429,23 @@ static const char *reason(int code)
         int code;
         const char *text;
     } reasons[] = {
-        {100, "Continue"}, {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"},
-        {204, "No Content"}, {301, "Moved Permanently"}, {302, "Found"}, {304, "Not Modified"},
-        {400, "Bad Request"}, {403, "Forbidden"}, {404, "Not Found"}, {413, "Content Too Large"},
-        {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
+        {100, "Continue"},
+        {101, "Switching Protocols"},
+        {200, "OK"},
+        {201, "Created"},
+        {204, "No Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {304, "Not Modified"},
+        {400, "Bad Request"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {413, "Content Too Large"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
         {504, "Gateway Timeout"},
     };
     for (size_t i = 0; i < pt_nelems(reasons); i++)
@@ -727,9 +748,7 @@ static int chunked_step(struct conn *c)
         c->body_left = size;
         c->chunk_state = size ? CH_DATA : CH_TRAILER;
         return PT_OK;
-    case CH_DATA_END:
-        c->chunk_state = CH_SIZE;
-        return line.len == 0 ? PT_OK : 400;
+    case CH_DATA_END: c->chunk_state = CH_SIZE; return line.len == 0 ? PT_OK : 400;
     default: /* CH_TRAILER: fields are ignored until the blank line */
         return line.len == 0 ? PT_DONE : PT_OK;
     }
@@ -808,9 +827,11 @@ static int respond(struct conn *c)
     switch (c->ep) {
     case EP_ECHO:
     case EP_SINK:
-        hlen = snprintf(hdr, sizeof(hdr), "X-Received-Body-Length: %llu\r\nX-Received-Chunked: %d\r\n",
-                        (unsigned long long)c->body_len, c->req_chunked);
-        len = snprintf(text, sizeof(text), "received %llu bytes\n", (unsigned long long)c->body_len);
+        hlen =
+            snprintf(hdr, sizeof(hdr), "X-Received-Body-Length: %llu\r\nX-Received-Chunked: %d\r\n",
+                     (unsigned long long)c->body_len, c->req_chunked);
+        len =
+            snprintf(text, sizeof(text), "received %llu bytes\n", (unsigned long long)c->body_len);
         if (c->ep == EP_ECHO)
             put_response(c, 200, hdr, (size_t)hlen, c->scratch.p, c->scratch.len);
         else
@@ -819,8 +840,8 @@ static int respond(struct conn *c)
         buf_shrink(&c->scratch);
         return PT_OK;
     case EP_BYTES:
-        put_head(c, 200, "application/octet-stream", c->resp_chunked ? CHUNKED : (int64_t)c->n,
-                 "", 0);
+        put_head(c, 200, "application/octet-stream", c->resp_chunked ? CHUNKED : (int64_t)c->n, "",
+                 0);
         c->done = 0;
         if (!c->head_only)
             c->state = ST_STREAM;
@@ -844,25 +865,16 @@ static int respond(struct conn *c)
                        g.connections);
         put_response(c, 200, "", 0, text, (size_t)len);
         return PT_OK;
-    case EP_HEADERS:
-        put_hello(c, c->scratch.p, c->scratch.len);
-        return PT_OK;
+    case EP_HEADERS: put_hello(c, c->scratch.p, c->scratch.len); return PT_OK;
     case EP_CLOSE:
         c->keepalive = 0;
         put_hello(c, "", 0);
         finish(c);
         return PT_OK;
-    case EP_HANG:
-        c->state = ST_HANG;
-        return PT_OK;
-    case EP_RESET:
-        return PT_ERROR;
-    case EP_WS:
-        respond_ws(c);
-        return PT_OK;
-    default:
-        put_hello(c, "", 0);
-        return PT_OK;
+    case EP_HANG: c->state = ST_HANG; return PT_OK;
+    case EP_RESET: return PT_ERROR;
+    case EP_WS: respond_ws(c); return PT_OK;
+    default: put_hello(c, "", 0); return PT_OK;
     }
 }
 
@@ -1004,8 +1016,7 @@ static int conn_step(struct conn *c)
 {
     int rc;
     switch (c->state) {
-    case ST_HEAD:
-        return head_step(c);
+    case ST_HEAD: return head_step(c);
     case ST_BODY:
         rc = body_read(c);
         if (rc == PT_DONE)
@@ -1017,9 +1028,7 @@ static int conn_step(struct conn *c)
     case ST_STREAM:
         bytes_step(c); /* conn_run() stops producing once OUT_HIGH bytes wait */
         return PT_OK;
-    case ST_WS:
-        rc = ws_step(c);
-        return rc == PT_AGAIN && c->rd_eof ? PT_ERROR : rc;
+    case ST_WS: rc = ws_step(c); return rc == PT_AGAIN && c->rd_eof ? PT_ERROR : rc;
     case ST_WAIT:
         /* a client that closes while waiting has given up (HTTP clients do not half-close) */
         return c->rd_eof ? PT_ERROR : PT_AGAIN;
@@ -1258,11 +1267,13 @@ int main(int argc, char **argv)
         usage();
     for (size_t i = 0; i < sizeof(g.pattern); i++)
         g.pattern[i] = (char)('a' + i % 26);
-    g.hello_body_len = (size_t)snprintf(g.hello_body, sizeof(g.hello_body), "hello from %s\n", g.name);
-    g.hello_len = (size_t)snprintf(g.hello, sizeof(g.hello),
-                                   "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                                   "X-Backend: %s\r\n\r\n%s",
-                                   g.hello_body_len, g.name, g.hello_body);
+    g.hello_body_len =
+        (size_t)snprintf(g.hello_body, sizeof(g.hello_body), "hello from %s\n", g.name);
+    g.hello_len =
+        (size_t)snprintf(g.hello, sizeof(g.hello),
+                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                         "X-Backend: %s\r\n\r\n%s",
+                         g.hello_body_len, g.name, g.hello_body);
     sigset_t wait_mask = signals_setup();
     g.lfd = listen_on(listen_spec, &port);
     g.ep = epoll_create1(EPOLL_CLOEXEC);

@@ -45,8 +45,8 @@ static ssize_t decode(const char *s)
     return decode_pieces(s, strlen(s), SIZE_MAX);
 }
 
-#define ck_assert_body(lit)                                                                    \
-    ck_assert_msg(body_len == strlen(lit) && memcmp(body, (lit), body_len) == 0,               \
+#define ck_assert_body(lit)                                                      \
+    ck_assert_msg(body_len == strlen(lit) && memcmp(body, (lit), body_len) == 0, \
                   "expected body \"%s\", got \"%.*s\"", (lit), (int)body_len, body)
 
 START_TEST(single_chunk_is_decoded)

@@ -106,8 +106,7 @@ END_TEST
 
 START_TEST(content_length_over_2_pow_62_is_400)
 {
-    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 4611686018427387905\r\n")),
-                     400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 4611686018427387905\r\n")), 400);
     ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content-Length: 18446744073709551616\r\n")),
                      400);
 }
@@ -180,17 +179,16 @@ END_TEST
 
 START_TEST(content_length_with_transfer_encoding_is_400)
 {
-    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1",
-                               "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")),
-                     400);
+    ck_assert_int_eq(
+        parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")), 400);
 }
 END_TEST
 
 START_TEST(content_length_with_other_coding_is_400_not_501)
 {
-    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1",
-                               "Content-Length: 5\r\nTransfer-Encoding: br, chunked\r\n")),
-                     400);
+    ck_assert_int_eq(
+        parse(REQ("POST / HTTP/1.1", "Content-Length: 5\r\nTransfer-Encoding: br, chunked\r\n")),
+        400);
 }
 END_TEST
 
@@ -216,8 +214,7 @@ END_TEST
 
 START_TEST(chunked_twice_in_one_field_is_400)
 {
-    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: chunked, chunked\r\n")),
-                     400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encoding: chunked, chunked\r\n")), 400);
 }
 END_TEST
 
@@ -233,12 +230,12 @@ END_TEST
 #define TE(fields) parse(REQ("POST / HTTP/1.1", fields))
 
 /* Asserts that req holds exactly the <n> codings that follow, in order. */
-#define ck_assert_codings(n, ...)                                                             \
-    do {                                                                                     \
-        const uint8_t want_[] = {__VA_ARGS__};                                               \
-        ck_assert_uint_eq(req.n_te_codings, (n));                                            \
-        for (unsigned i_ = 0; i_ < (n); i_++)                                                \
-            ck_assert_uint_eq(req.te_codings[i_], want_[i_]);                                \
+#define ck_assert_codings(n, ...)                             \
+    do {                                                      \
+        const uint8_t want_[] = {__VA_ARGS__};                \
+        ck_assert_uint_eq(req.n_te_codings, (n));             \
+        for (unsigned i_ = 0; i_ < (n); i_++)                 \
+            ck_assert_uint_eq(req.te_codings[i_], want_[i_]); \
     } while (0)
 
 START_TEST(plain_chunked_has_no_codings)
@@ -451,7 +448,9 @@ END_TEST
 
 START_TEST(non_ascii_byte_around_chunked_is_400)
 {
-    ck_assert_int_eq(TE("Transfer-Encoding: \xa0" "chunked\r\n"), 400);
+    ck_assert_int_eq(TE("Transfer-Encoding: \xa0"
+                        "chunked\r\n"),
+                     400);
     ck_assert_int_eq(TE("Transfer-Encoding: chunked\xa0\r\n"), 400);
 }
 END_TEST
@@ -567,7 +566,7 @@ END_TEST
 START_TEST(upgrade_needs_connection_token_and_upgrade_field)
 {
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Connection: keep-alive, Upgrade\r\n"
-                                                  "Upgrade: websocket\r\n")),
+                                                 "Upgrade: websocket\r\n")),
                      PT_OK);
     ck_assert(req.upgrade);
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "Upgrade: websocket\r\n")), PT_OK);

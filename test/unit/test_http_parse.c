@@ -64,10 +64,10 @@ START_TEST(known_methods_get_their_id)
         const char *line;
         int id;
     } cases[] = {
-        {"GET / HTTP/1.1", PT_HTTP_GET},         {"HEAD / HTTP/1.1", PT_HTTP_HEAD},
-        {"POST / HTTP/1.1", PT_HTTP_POST},       {"PUT / HTTP/1.1", PT_HTTP_PUT},
-        {"DELETE / HTTP/1.1", PT_HTTP_DELETE},   {"OPTIONS / HTTP/1.1", PT_HTTP_OPTIONS},
-        {"PATCH / HTTP/1.1", PT_HTTP_PATCH},     {"TRACE / HTTP/1.1", PT_HTTP_TRACE},
+        {"GET / HTTP/1.1", PT_HTTP_GET},       {"HEAD / HTTP/1.1", PT_HTTP_HEAD},
+        {"POST / HTTP/1.1", PT_HTTP_POST},     {"PUT / HTTP/1.1", PT_HTTP_PUT},
+        {"DELETE / HTTP/1.1", PT_HTTP_DELETE}, {"OPTIONS / HTTP/1.1", PT_HTTP_OPTIONS},
+        {"PATCH / HTTP/1.1", PT_HTTP_PATCH},   {"TRACE / HTTP/1.1", PT_HTTP_TRACE},
         {"PURGE / HTTP/1.1", PT_HTTP_OTHER},
     };
     char buf[128];
@@ -395,8 +395,12 @@ END_TEST
 START_TEST(non_token_char_in_field_name_is_400)
 {
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X@A: b\r\n")), 400);
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\x01" "A: b\r\n")), 400);
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\xa0" "A: b\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\x01"
+                                                 "A: b\r\n")),
+                     400);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\xa0"
+                                                 "A: b\r\n")),
+                     400);
 }
 END_TEST
 
@@ -408,7 +412,9 @@ END_TEST
 
 START_TEST(ctl_in_field_value_is_400)
 {
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X-A: a\x01" "b\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X-A: a\x01"
+                                                 "b\r\n")),
+                     400);
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X-A: a\x7f\r\n")), 400);
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X-A: \x1f\r\n")), 400);
 }
@@ -558,16 +564,15 @@ END_TEST
 
 /* --- incremental parsing and pipelining ------------------------------------------------ */
 
-static const char complex_req[] =
-    "\r\nPOST http://example.com:81/up/load?x=1&y HTTP/1.1\r\n"
-    "Host: example.com\r\n"
-    "Content-Length: 5\r\n"
-    "Connection: keep-alive, upgrade\r\n"
-    "Upgrade: h2c\r\n"
-    "Expect: 100-continue\r\n"
-    "X-Obs: \t\xe9t\xe9 \r\n"
-    "\r\n"
-    "hello";
+static const char complex_req[] = "\r\nPOST http://example.com:81/up/load?x=1&y HTTP/1.1\r\n"
+                                  "Host: example.com\r\n"
+                                  "Content-Length: 5\r\n"
+                                  "Connection: keep-alive, upgrade\r\n"
+                                  "Upgrade: h2c\r\n"
+                                  "Expect: 100-continue\r\n"
+                                  "X-Obs: \t\xe9t\xe9 \r\n"
+                                  "\r\n"
+                                  "hello";
 
 START_TEST(partial_head_is_again)
 {

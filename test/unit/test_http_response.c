@@ -113,7 +113,7 @@ END_TEST
 START_TEST(switching_protocols_is_returned)
 {
     ck_assert_int_eq(parse_resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                           "Connection: Upgrade\r\n\r\n"),
+                                "Connection: Upgrade\r\n\r\n"),
                      PT_OK);
     ck_assert_int_eq(resp.status, 101);
 }
@@ -153,7 +153,7 @@ END_TEST
 START_TEST(content_length_with_transfer_encoding_is_error)
 {
     ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
-                           "Transfer-Encoding: chunked\r\n\r\n"),
+                                "Transfer-Encoding: chunked\r\n\r\n"),
                      PT_ERROR);
 }
 END_TEST
@@ -161,8 +161,7 @@ END_TEST
 START_TEST(conflicting_content_lengths_are_error)
 {
     ck_assert_int_eq(
-        parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
-        PT_ERROR);
+        parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"), PT_ERROR);
     ck_assert_int_eq(parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n"), PT_ERROR);
 }
 END_TEST

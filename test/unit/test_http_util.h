@@ -54,9 +54,9 @@ static inline int parse_bytewise(const char *s, size_t n, const struct pt_http_l
 }
 
 /* Asserts that slice <s> holds exactly the string literal <lit>. */
-#define ck_assert_slice(s, lit)                                                              \
-    ck_assert_msg(pt_str_eq((s), (lit)), "expected \"%s\", got \"%.*s\"", (lit),              \
-                  (int)(s).len, (s).p ? (s).p : "")
+#define ck_assert_slice(s, lit)                                                                \
+    ck_assert_msg(pt_str_eq((s), (lit)), "expected \"%s\", got \"%.*s\"", (lit), (int)(s).len, \
+                  (s).p ? (s).p : "")
 
 /* Runs suite <s> and returns the process exit status. */
 static inline int run_suite(Suite *s)

@@ -278,10 +278,12 @@ END_TEST
 
 START_TEST(raw_controls_space_and_del_are_rejected)
 {
-    assert_rejected("/a\x01" "b");
+    assert_rejected("/a\x01"
+                    "b");
     assert_rejected("/a\tb");
     assert_rejected("/a b");
-    assert_rejected("/a\x7f" "b");
+    assert_rejected("/a\x7f"
+                    "b");
 }
 END_TEST
 

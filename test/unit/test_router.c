@@ -31,8 +31,8 @@ static void teardown(void)
 
 static void add_name(const char *name, void *value)
 {
-    ck_assert_msg(pt_names_add(names, name, value, err, sizeof(err)) == PT_OK,
-                  "adding \"%s\": %s", name, err);
+    ck_assert_msg(pt_names_add(names, name, value, err, sizeof(err)) == PT_OK, "adding \"%s\": %s",
+                  name, err);
 }
 
 static void *find_name(const char *host)
@@ -311,9 +311,9 @@ END_TEST
 
 START_TEST(malformed_wildcards_are_errors)
 {
-    static const char *const bad[] = {"*",          "*.",           "**.example.com",
-                                      "*.example.*", "example.*.com", ".",
-                                      "*example.com", "www.example*", "a b.com"};
+    static const char *const bad[] = {
+        "*", "*.",           "**.example.com", "*.example.*", "example.*.com",
+        ".", "*example.com", "www.example*",   "a b.com"};
 
     for (size_t i = 0; i < pt_nelems(bad); i++)
         ck_assert_msg(pt_names_add(names, bad[i], &A, err, sizeof(err)) == PT_ERROR,

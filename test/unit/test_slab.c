@@ -110,15 +110,16 @@ END_TEST
 START_TEST(request_rounds_up_to_its_size_class)
 {
     struct pt_slab_pool *pool = pool_new_at(64 * PAGE, 0);
-    static const size_t cases[][2] = {{1, 8}, {8, 8}, {9, 16}, {100, 128}, {1025, 2048},
-                                      {2048, 2048}, {2049, PAGE}, {PAGE + 1, 2 * PAGE}};
+    static const size_t cases[][2] = {
+        {1, 8},       {8, 8},       {9, 16},      {100, 128},
+        {1025, 2048}, {2048, 2048}, {2049, PAGE}, {PAGE + 1, 2 * PAGE}};
 
     for (size_t i = 0; i < pt_nelems(cases); i++) {
         void *p = pt_slab_alloc(pool, cases[i][0]);
 
         ck_assert_ptr_nonnull(p);
-        ck_assert_msg(stats_used(pool) == cases[i][1], "%zu bytes took %zu, want %zu",
-                      cases[i][0], stats_used(pool), cases[i][1]);
+        ck_assert_msg(stats_used(pool) == cases[i][1], "%zu bytes took %zu, want %zu", cases[i][0],
+                      stats_used(pool), cases[i][1]);
         pt_slab_free(pool, p);
     }
 }
@@ -144,7 +145,7 @@ START_TEST(memory_is_zeroed_even_when_reused)
         memset(p, 0xab, sizes[i]);
         pt_slab_free(pool, p);
         q = pt_slab_alloc(pool, sizes[i]);
-        ck_assert_ptr_eq(q, p); /* the same memory came back... */
+        ck_assert_ptr_eq(q, p);                   /* the same memory came back... */
         ck_assert(all_bytes_are(q, 0, sizes[i])); /* ...cleared */
         pt_slab_free(pool, q);
     }
@@ -245,8 +246,8 @@ struct live {
 START_TEST(live_allocations_never_overlap)
 {
     struct pt_slab_pool *pool = pool_new_at(256 * PAGE, 0);
-    static const size_t sizes[] = {1, 7, 8, 12, 16, 33, 64, 100, 200, 500, 1000, 2048, 2049,
-                                   5000, 9000};
+    static const size_t sizes[] = {1,   7,   8,    12,   16,   33,   64,  100,
+                                   200, 500, 1000, 2048, 2049, 5000, 9000};
     struct live live[300] = {{0}};
     uint32_t seed = 12345;
 
@@ -254,8 +255,10 @@ START_TEST(live_allocations_never_overlap)
         struct live *l = &live[next_random(&seed) % pt_nelems(live)];
 
         if (l->p != NULL) {
-            ck_assert_msg(all_bytes_are(l->p, l->fill, l->size), "round %d: %zu bytes at %p "
-                          "overwritten", round, l->size, (void *)l->p);
+            ck_assert_msg(all_bytes_are(l->p, l->fill, l->size),
+                          "round %d: %zu bytes at %p "
+                          "overwritten",
+                          round, l->size, (void *)l->p);
             pt_slab_free(pool, l->p);
             l->p = NULL;
             continue;
@@ -284,8 +287,8 @@ START_TEST(invalid_and_double_frees_are_ignored)
 
     pt_slab_free(pool, NULL);
     pt_slab_free(pool, &outside);
-    pt_slab_free(pool, small + 8);  /* inside an object */
-    pt_slab_free(pool, small + 64); /* a free slot of the same page */
+    pt_slab_free(pool, small + 8);    /* inside an object */
+    pt_slab_free(pool, small + 64);   /* a free slot of the same page */
     pt_slab_free(pool, large + PAGE); /* the second page of a run */
     ck_assert_uint_eq(stats_used(pool), used);
 

@@ -68,8 +68,8 @@ static void setup(void)
     ck_assert_ptr_nonnull(pool);
     cycle = (struct pt_cycle){.pool = pool};
     err[0] = '\0';
-    cf = (struct pt_conf){.cycle = &cycle, .pool = pool, .file = "test.conf", .err = err,
-                          .errlen = sizeof(err)};
+    cf = (struct pt_conf){
+        .cycle = &cycle, .pool = pool, .file = "test.conf", .err = err, .errlen = sizeof(err)};
     ck_assert_int_eq(pt_http_vars_register(), PT_OK);
     ck_assert_int_eq(pt_var_register("test_value", 0, get_test_value), PT_OK);
 
@@ -276,7 +276,8 @@ START_TEST(render_truncates_at_the_buffer_size)
     char small[6];
 
     ck_assert_int_eq((int)pt_template_render(r, compile("$request_method $uri", PT_ESCAPE_NONE),
-                                             small, sizeof(small)), 6);
+                                             small, sizeof(small)),
+                     6);
     ck_assert(memcmp(small, "GET /p", 6) == 0);
 }
 END_TEST
@@ -287,11 +288,12 @@ START_TEST(render_does_not_cut_an_escape_sequence)
 
     test_value = PT_STR("ab\"cd");
     /* "ab" fits, "\x22" would need 4 more bytes of the 4 left: it fits exactly. */
-    ck_assert_int_eq((int)pt_template_render(r, compile("$test_value", PT_ESCAPE_DEFAULT), small,
-                                             sizeof(small)), 6);
+    ck_assert_int_eq(
+        (int)pt_template_render(r, compile("$test_value", PT_ESCAPE_DEFAULT), small, sizeof(small)),
+        6);
     ck_assert(memcmp(small, "ab\\x22", 6) == 0);
-    ck_assert_int_eq((int)pt_template_render(r, compile("$test_value", PT_ESCAPE_DEFAULT), small,
-                                             5), 2);
+    ck_assert_int_eq(
+        (int)pt_template_render(r, compile("$test_value", PT_ESCAPE_DEFAULT), small, 5), 2);
 }
 END_TEST
 
@@ -447,8 +449,8 @@ START_TEST(time_local_has_nginx_format)
     char mon[4], sign;
 
     ck_assert_int_eq((int)strlen(v), 26);
-    ck_assert_int_eq(sscanf(v, "%2d/%3s/%4d:%2d:%2d:%2d %c%4d", &day, mon, &year, &h, &m, &s,
-                            &sign, &off), 8);
+    ck_assert_int_eq(
+        sscanf(v, "%2d/%3s/%4d:%2d:%2d:%2d %c%4d", &day, mon, &year, &h, &m, &s, &sign, &off), 8);
     ck_assert(sign == '+' || sign == '-');
 }
 END_TEST
