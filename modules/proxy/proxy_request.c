@@ -1,0 +1,297 @@
+/*
+ * proxy_request.c: the request portier sends upstream: its head (re-framed, hop-by-hop
+ * fields removed, X-Forwarded-* set) and its body with portier's own framing.
+ */
+#include "proxy.h"
+
+/* --- building the upstream request --- */
+
+struct builder {
+    struct pt_pool *pool;
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void put(struct builder *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = (b->cap + n) * 2;
+        char *p = pt_palloc(b->pool, cap);
+        if (p == NULL) {
+            b->failed = 1;
+            return;
+        }
+        if (b->len)
+            memcpy(p, b->p, b->len);
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void put_str(struct builder *b, struct pt_str s)
+{
+    put(b, s.p, s.len);
+}
+
+/* True when the field name <name> is a token of the Connection value <conn>. */
+int pt_proxy_named_in(struct pt_str conn, struct pt_str name)
+{
+    char lower[64];
+
+    if (name.len >= sizeof(lower))
+        return 0;
+    for (size_t i = 0; i < name.len; i++)
+        lower[i] = pt_lower(name.p[i]);
+    lower[name.len] = '\0';
+    return pt_http_has_token(conn, lower);
+}
+
+static void put_header(struct builder *b, struct pt_str name, struct pt_str value)
+{
+    put_str(b, name);
+    put(b, ": ", 2);
+    put_str(b, value);
+    put(b, "\r\n", 2);
+}
+
+/* Hop-by-hop fields (RFC 9110 7.6.1), those named in the client's Connection field
+ * <conn> (may be NULL), and the fields portier sets itself. */
+static int skip_request_header(struct pt_str name, const struct pt_http_header *conn, int trusted)
+{
+    static const char *const hop[] = {
+        "connection", "keep-alive", "proxy-connection", "te",     "trailer", "transfer-encoding",
+        "upgrade",    "host",       "content-length",   "expect", NULL};
+
+    for (int i = 0; hop[i]; i++)
+        if (pt_str_ieq(name, hop[i]))
+            return 1;
+    if (pt_str_ieq(name, "x-forwarded-for"))
+        return 1; /* re-sent below, with the client's kept only from a trusted peer */
+    if (!trusted && (pt_str_ieq(name, "x-forwarded-proto") || pt_str_ieq(name, "x-forwarded-host")))
+        return 1;
+    return conn && pt_proxy_named_in(conn->value, name);
+}
+
+static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
+{
+    for (int i = 0; i < plc->nset; i++)
+        if (plc->set[i].name.len == name.len &&
+            strncasecmp(plc->set[i].name.p, name.p, name.len) == 0)
+            return 1;
+    return 0;
+}
+
+static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc_conf *plc)
+{
+    struct pt_str rest;
+
+    if (!plc->has_uri) {
+        /* Without a URI part the request URI goes up unchanged (for an absolute-form
+         * target, its path and query). */
+        put_str(b, r->h.path.len ? r->h.path : PT_STR("/"));
+        if (r->h.has_query) {
+            put(b, "?", 1);
+            put_str(b, r->h.query);
+        }
+        return;
+    }
+    rest = r->uri;
+    if (rest.len >= plc->prefix.len && memcmp(rest.p, plc->prefix.p, plc->prefix.len) == 0) {
+        rest.p += plc->prefix.len;
+        rest.len -= plc->prefix.len;
+    }
+    put_str(b, plc->uri);
+    put_str(b, rest);
+    if (r->h.has_query) {
+        put(b, "?", 1);
+        put_str(b, r->args);
+    }
+}
+
+static void put_forwarded(struct builder *b, struct pt_request *r, int trusted)
+{
+    const struct pt_http_header *xff =
+        pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-for");
+    struct pt_str peer = pt_str_c(r->c->peer_text);
+
+    put(b, "X-Forwarded-For: ", 17);
+    if (trusted && xff && xff->value.len) {
+        put_str(b, xff->value);
+        put(b, ", ", 2);
+    }
+    put_str(b, peer);
+    put(b, "\r\n", 2);
+    if (!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-proto"))
+        put(b, "X-Forwarded-Proto: http\r\n", 25);
+    if ((!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-host")) &&
+        r->h.host.len)
+        put_header(b, PT_STR("X-Forwarded-Host"), r->h.host);
+}
+
+int pt_proxy_build_head(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct proxy_loc_conf *plc = ctx->plc;
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    /* Sized for the client's head plus what portier adds: one allocation in most cases. */
+    struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512,
+                        0};
+    int trusted = lc->nreal_ip_from > 0 && pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from,
+                                                         (struct sockaddr *)&r->c->peer);
+    const struct pt_http_header *conn;
+
+    put_str(&b, r->h.method);
+    put(&b, " ", 1);
+    put_target(&b, r, plc);
+    put(&b, " HTTP/1.1\r\n", 11);
+    if (!overridden(plc, PT_STR("Host")))
+        put_header(&b, PT_STR("Host"), r->h.host.len ? r->h.host : pt_str_c(plc->host));
+    conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        struct pt_str name = r->h.headers[i].name;
+        if (skip_request_header(name, conn, trusted) || overridden(plc, name))
+            continue;
+        put_header(&b, name, r->h.headers[i].value);
+    }
+    for (int i = 0; i < plc->nset; i++) {
+        struct pt_str v;
+        if (pt_template_eval(r, plc->set[i].value, &v) != PT_OK)
+            return PT_ERROR;
+        if (v.len)
+            put_header(&b, plc->set[i].name, v);
+    }
+    if (!overridden(plc, PT_STR("X-Forwarded-For")))
+        put_forwarded(&b, r, trusted);
+    if (r->h.upgrade) {
+        const struct pt_http_header *up =
+            pt_http_find_header(r->h.headers, r->h.nheaders, "upgrade");
+        put_header(&b, PT_STR("Upgrade"), up->value);
+        put(&b, "Connection: upgrade\r\n", 21);
+    } else if (ctx->plc->upstream->keepalive == 0) {
+        put(&b, "Connection: close\r\n", 19);
+    }
+    if (r->h.chunked) {
+        /* Only the chunked layer is portier's to decode and redo: codings applied before
+         * it (gzip, chunked) travel on untouched. */
+        char te[PT_HTTP_TE_CODINGS_BUFSZ];
+        size_t n = pt_http_te_codings_format(&r->h, te, sizeof(te));
+        ctx->req_chunked = 1;
+        put(&b, "Transfer-Encoding: ", 19);
+        put(&b, te, n);
+        put(&b, "chunked\r\n", 9);
+    } else if (r->has_body) {
+        char cl[40];
+        int n =
+            snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)r->h.content_length);
+        put(&b, cl, (size_t)n);
+    } else if (r->h.method_id == PT_HTTP_POST || r->h.method_id == PT_HTTP_PUT) {
+        put(&b, "Content-Length: 0\r\n", 19);
+    }
+    put(&b, "\r\n", 2);
+    if (b.failed)
+        return PT_ERROR;
+    ctx->head = (struct pt_str){b.p, b.len};
+    return PT_OK;
+}
+
+/* --- request to upstream --- */
+
+/* Moves request bytes into ctx->out: the head first, then the body with its new framing. */
+static int fill_out(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct pt_buf *out = ctx->out;
+    struct pt_str data;
+    int last = 0, rc;
+
+    if (ctx->head_copied < ctx->head.len) {
+        size_t n = pt_min(pt_buf_room(out), ctx->head.len - ctx->head_copied);
+        pt_buf_append(out, ctx->head.p + ctx->head_copied, n);
+        ctx->head_copied += n;
+        return PT_OK;
+    }
+    if (ctx->body_sent || !r->has_body) {
+        ctx->body_sent = 1;
+        return PT_DONE;
+    }
+    rc = pt_http_body_peek(r, &data, &last);
+    if (rc != PT_OK)
+        return rc;
+    if (ctx->req_chunked) {
+        char head[24];
+        size_t room = pt_buf_room(out), n;
+        if (room < 32)
+            return PT_OK;
+        n = pt_min(data.len, room - 32);
+        if (n) {
+            int h = sprintf(head, "%zx\r\n", n);
+            pt_buf_append(out, head, (size_t)h);
+            pt_buf_append(out, data.p, n);
+            pt_buf_append(out, "\r\n", 2);
+        }
+        pt_http_body_consumed(r, n);
+        if (last && n == data.len) {
+            pt_buf_append(out, "0\r\n\r\n", 5);
+            ctx->body_sent = 1;
+        }
+    } else {
+        size_t n = pt_min(data.len, pt_buf_room(out));
+        pt_buf_append(out, data.p, n);
+        pt_http_body_consumed(r, n);
+        if (last && n == data.len)
+            ctx->body_sent = 1;
+    }
+    ctx->body_started = 1;
+    return PT_OK;
+}
+
+int pt_proxy_send_request(struct proxy_ctx *ctx)
+{
+    struct pt_upstream_conn *uc = ctx->uc;
+
+    if (ctx->out == NULL && (ctx->out = pt_buf_get(PT_BUF_SIZE)) == NULL) {
+        pt_http_finalize(ctx->r, PT_ERROR);
+        return PT_DONE;
+    }
+    for (;;) {
+        struct pt_buf *out = ctx->out;
+        if (pt_buf_len(out)) {
+            ssize_t n = write(uc->ev.fd, out->pos, pt_buf_len(out));
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                uc->writable = 0;
+                pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
+                return PT_OK;
+            }
+            if (n < 0) {
+                pt_proxy_failed(ctx, ERR_WRITE);
+                return PT_DONE;
+            }
+            out->pos += n;
+            if (pt_buf_len(out)) {
+                uc->writable = 0;
+                pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
+                return PT_OK;
+            }
+        }
+        out->pos = out->last = out->start;
+        if (ctx->body_sent && ctx->head_copied == ctx->head.len) {
+            ctx->req_sent = 1;
+            pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
+            return PT_OK;
+        }
+        {
+            int rc = fill_out(ctx);
+            if (rc == PT_AGAIN && pt_buf_len(out) == 0)
+                return PT_OK; /* waiting for the client's body: client_readable resumes */
+            if (rc > 0) {
+                /* A bad body (400) or one over client_max_body_size (413). */
+                pt_proxy_release(ctx, 0);
+                pt_http_finalize(ctx->r, rc);
+                return PT_DONE;
+            }
+        }
+    }
+}

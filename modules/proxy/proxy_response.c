@@ -1,0 +1,325 @@
+/*
+ * proxy_response.c: the response from upstream: its head passed on with hop-by-hop fields
+ * removed, the body forwarded as the client keeps up, and tunnels after a 101.
+ */
+#include "proxy.h"
+
+/* --- response from upstream --- */
+
+/* Response fields not passed to the client: hop-by-hop ones, those named in the upstream's
+ * Connection field <conn> (may be NULL), those portier sets itself, proxy_hide_header. */
+static int hide_response_header(struct proxy_ctx *ctx, struct pt_str name,
+                                const struct pt_http_header *conn)
+{
+    static const char *const hop[] = {
+        "connection", "keep-alive",     "proxy-connection", "te",   "trailer", "transfer-encoding",
+        "upgrade",    "content-length", "server",           "date", NULL};
+
+    for (int i = 0; hop[i]; i++)
+        if (pt_str_ieq(name, hop[i]))
+            return !(ctx->r->tunnel && pt_str_ieq(name, "upgrade"));
+    for (int i = 0; i < ctx->plc->nhide; i++)
+        if (pt_str_ieq(name, ctx->plc->hide[i]))
+            return 1;
+    return conn && pt_proxy_named_in(conn->value, name);
+}
+
+/* Copies the upstream's head into the client response (the pool keeps the bytes alive
+ * for the log after ctx->in is reused). */
+static int pass_head(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct pt_http_response *resp = &ctx->resp;
+    char *copy = pt_pstrndup(r->pool, ctx->in->pos, resp->head_len);
+    const struct pt_http_header *conn =
+        pt_http_find_header(resp->headers, resp->nheaders, "connection");
+    char status[4];
+
+    if (copy == NULL)
+        return PT_ERROR;
+#define MOVE(s) ((struct pt_str){copy + ((s).p - ctx->in->pos), (s).len})
+    r->status = resp->status;
+    r->status_line = MOVE(resp->reason);
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        struct pt_http_header *h = &resp->headers[i];
+        if (hide_response_header(ctx, h->name, conn))
+            continue;
+        if (pt_header_add(r, &r->out, MOVE(h->name), MOVE(h->value)) != PT_OK)
+            return PT_ERROR;
+    }
+#undef MOVE
+    snprintf(status, sizeof(status), "%03d", resp->status);
+    r->upstream_status = (struct pt_str){pt_pstrndup(r->pool, status, 3), 3};
+    pt_proxy_note_upstream(ctx);
+    /* RFC 9112 6.3: which responses have a body and how it is framed. */
+    if (r->h.method_id == PT_HTTP_HEAD || resp->status == 204 || resp->status == 304 || r->tunnel) {
+        ctx->resp_left = 0;
+        r->out_length =
+            resp->content_length >= 0 && r->h.method_id == PT_HTTP_HEAD ? resp->content_length : -1;
+        if (resp->status == 204 || resp->status == 304)
+            r->out_length = -1;
+    } else if (resp->chunked) {
+        ctx->resp_chunked = 1;
+        r->out_length = -1;
+    } else if (resp->content_length >= 0) {
+        ctx->resp_left = resp->content_length;
+        r->out_length = resp->content_length;
+    } else {
+        ctx->resp_until_close = 1;
+        r->out_length = -1;
+    }
+    ctx->in->pos += resp->head_len;
+    ctx->resp_head = 1;
+    if (pt_http_send_header(r) != PT_OK)
+        return PT_ERROR;
+    if (!ctx->resp_chunked && !ctx->resp_until_close && ctx->resp_left == 0 && !r->tunnel) {
+        ctx->resp_done = 1;
+        return pt_http_send_body(r, NULL, 0, 1);
+    }
+    return PT_OK;
+}
+
+/* Parses the head in ctx->in.  PT_OK (passed on), PT_AGAIN (need more), PT_ERROR (bad). */
+static int parse_head(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+
+    for (;;) {
+        int rc = pt_http_parse_response(ctx->in->pos, pt_buf_len(ctx->in), PT_BUF_SIZE - 1024,
+                                        &ctx->resp);
+        if (rc != PT_OK)
+            return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+        if (ctx->resp.status == 101) {
+            if (!r->h.upgrade)
+                return PT_ERROR;
+            r->tunnel = 1;
+            r->keepalive = 0;
+            return pass_head(ctx);
+        }
+        if (ctx->resp.status >= 200)
+            return pass_head(ctx);
+        /* An interim response (100 Continue, 103): portier answered Expect itself. */
+        ctx->in->pos += ctx->resp.head_len;
+        memset(&ctx->resp, 0, sizeof(ctx->resp));
+    }
+}
+
+/* Finishes the exchange once the whole response is out of the upstream. */
+static void response_complete(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    int keep =
+        ctx->resp.keep_alive && !ctx->resp_until_close && ctx->req_sent && pt_buf_len(ctx->in) == 0;
+
+    pt_peer_succeeded(ctx->peer);
+    pt_proxy_note_upstream(ctx);
+    pt_proxy_release(ctx, keep);
+    r->cleanup = NULL;
+    pt_proxy_cleanup(r);
+    pt_http_finalize(r, PT_OK);
+}
+
+/* Passes buffered body bytes on to the client while it keeps up.  PT_OK, PT_DONE (the
+ * response is complete) or PT_ERROR (bad framing or the client is gone). */
+static int forward_body(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct pt_buf *in = ctx->in;
+
+    while (pt_buf_len(in) && !pt_http_output_blocked(r)) {
+        struct pt_str d = PT_NULL_STR;
+        size_t used;
+        int last = 0;
+        if (ctx->resp_until_close) {
+            d = (struct pt_str){in->pos, pt_buf_len(in)};
+            used = d.len;
+        } else if (!ctx->resp_chunked) {
+            used = (size_t)pt_min((int64_t)pt_buf_len(in), ctx->resp_left);
+            d = (struct pt_str){in->pos, used};
+            ctx->resp_left -= (int64_t)used;
+            last = ctx->resp_left == 0;
+        } else {
+            ssize_t n = pt_chunked_parse(&ctx->chunk, in->pos, pt_buf_len(in), &d);
+            if (n < 0)
+                return PT_ERROR;
+            used = (size_t)n;
+            last = ctx->chunk.done;
+            if (n == 0 && !last)
+                break;
+        }
+        in->pos += used;
+        if (pt_http_send_body(r, d.p, d.len, last) != PT_OK)
+            return PT_ERROR;
+        if (last) {
+            ctx->resp_done = 1;
+            return PT_DONE;
+        }
+        if (!ctx->resp_chunked && !ctx->resp_until_close && ctx->resp_left == 0)
+            break;
+    }
+    if (pt_buf_len(in) == 0)
+        in->pos = in->last = in->start;
+    return ctx->resp_done ? PT_DONE : PT_OK;
+}
+
+/* What the buffered bytes mean now.  PT_OK: wait for more; PT_DONE: the request is over. */
+static int process_input(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    int rc;
+
+    if (!ctx->resp_head) {
+        rc = parse_head(ctx);
+        if (rc == PT_AGAIN)
+            return PT_OK;
+        if (rc != PT_OK) {
+            pt_proxy_failed(ctx, ERR_INVALID);
+            return PT_DONE;
+        }
+        if (ctx->resp_done) {
+            response_complete(ctx);
+            return PT_DONE;
+        }
+    }
+    if (r->tunnel) {
+        if (pt_buf_len(ctx->in) && !pt_http_output_blocked(r)) {
+            if (pt_http_write_raw(r->c, ctx->in->pos, pt_buf_len(ctx->in)) != PT_OK) {
+                pt_http_abort(r);
+                return PT_DONE;
+            }
+            ctx->in->pos = ctx->in->last = ctx->in->start;
+        }
+        return pt_proxy_tunnel_client(ctx);
+    }
+    rc = forward_body(ctx);
+    if (rc == PT_ERROR) {
+        if (r->c->error)
+            pt_http_abort(r);
+        else
+            pt_proxy_failed(ctx, ERR_INVALID);
+        return PT_DONE;
+    }
+    if (rc == PT_DONE) {
+        response_complete(ctx);
+        return PT_DONE;
+    }
+    /* The head arrived without body bytes: the client gets it now, not with the body. */
+    if (pt_http_flush(r->c) == PT_ERROR) {
+        pt_http_abort(r);
+        return PT_DONE;
+    }
+    return PT_OK;
+}
+
+/* The upstream closed its side: the end of a close-delimited body, or a failure. */
+static void upstream_eof(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+
+    if (ctx->resp_head && (ctx->resp_until_close || r->tunnel)) {
+        if (!r->tunnel && pt_http_send_body(r, NULL, 0, 1) != PT_OK) {
+            pt_http_abort(r);
+            return;
+        }
+        r->response_done = 1;
+        pt_proxy_release(ctx, 0);
+        r->cleanup = NULL;
+        pt_proxy_cleanup(r);
+        pt_http_finalize(r, PT_OK);
+        return;
+    }
+    if (ctx->resp_head) {
+        pt_log(PT_LOG_ERR,
+               "upstream %s closed the connection before the end of the response "
+               "(client %s)",
+               ctx->peer->name, r->c->peer_text);
+        pt_http_abort(r);
+        return;
+    }
+    pt_proxy_failed(ctx, ERR_READ);
+}
+
+int pt_proxy_read_response(struct proxy_ctx *ctx)
+{
+    struct pt_upstream_conn *uc = ctx->uc;
+
+    if (ctx->in == NULL && (ctx->in = pt_buf_get(PT_BUF_SIZE)) == NULL) {
+        pt_http_finalize(ctx->r, PT_ERROR);
+        return PT_DONE;
+    }
+    for (;;) {
+        ssize_t n;
+        size_t room;
+
+        if (pt_buf_len(ctx->in) && process_input(ctx) == PT_DONE)
+            return PT_DONE;
+        /* Backpressure: nothing more is read while the client has not taken the last. */
+        if (pt_http_output_blocked(ctx->r) || !uc->readable)
+            return PT_OK;
+        if (pt_buf_room(ctx->in) == 0)
+            pt_buf_compact(ctx->in);
+        room = pt_buf_room(ctx->in);
+        if (room == 0) {
+            pt_proxy_failed(ctx, ERR_INVALID); /* a head larger than the buffer */
+            return PT_DONE;
+        }
+        n = read(uc->ev.fd, ctx->in->last, room);
+        if (n > 0) {
+            ctx->in->last += n;
+            ctx->got_bytes = 1;
+            if ((size_t)n < room && !uc->rdhup)
+                uc->readable = 0;
+            pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            uc->readable = 0;
+            return PT_OK;
+        }
+        if (n < 0 && !ctx->resp_head && errno != ECONNRESET && errno != EPIPE)
+            pt_log(PT_LOG_ERR, "read from upstream %s failed: %m", ctx->peer->name);
+        upstream_eof(ctx);
+        return PT_DONE;
+    }
+}
+
+/* --- tunnel (after 101) --- */
+
+int pt_proxy_tunnel_client(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct pt_http_conn *c = r->c;
+
+    for (;;) {
+        ssize_t n;
+        if (pt_buf_len(c->in)) {
+            n = write(ctx->uc->ev.fd, c->in->pos, pt_buf_len(c->in));
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                ctx->uc->writable = 0;
+                return PT_OK;
+            }
+            if (n < 0) {
+                upstream_eof(ctx);
+                return PT_DONE;
+            }
+            c->in->pos += n;
+            pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->read_timeout);
+            if (pt_buf_len(c->in))
+                return PT_OK;
+        }
+        c->in->pos = c->in->last = r->body_start;
+        if (!c->readable)
+            return PT_OK;
+        n = pt_http_conn_read(c);
+        if (n == 0 || n == PT_ERROR) {
+            r->response_done = 1;
+            pt_proxy_release(ctx, 0);
+            r->cleanup = NULL;
+            pt_proxy_cleanup(r);
+            pt_http_finalize(r, PT_OK);
+            return PT_DONE;
+        }
+        if (n == PT_AGAIN)
+            return PT_OK;
+    }
+}
