@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 static char *area;
 static size_t area_len;
@@ -24,10 +23,7 @@ void pt_proctitle_init(int argc, char **argv)
 
 void pt_proctitle_set(const char *title)
 {
-    char comm[16];
-
-    snprintf(comm, sizeof(comm), "%s", title);
-    prctl(PR_SET_NAME, comm, 0, 0, 0);
+    /* comm stays "portier", so that `ps -C portier` and `pkill portier` keep working. */
     if (area == NULL || area_len < 2)
         return;
     memset(area, 0, area_len);

@@ -8,8 +8,7 @@
 /* Remembers the argv area of the process (call once from main). */
 void pt_proctitle_init(int argc, char **argv);
 
-/* Sets the title shown in /proc/PID/cmdline (within the original argv's length) and
- * /proc/PID/comm. */
+/* Sets the title shown in /proc/PID/cmdline (within the original argv's length). */
 void pt_proctitle_set(const char *title);
 
 #endif

@@ -247,12 +247,7 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
 
     pt_log_set_role("master");
     setup_signals();
-    {
-        char title[512];
-        snprintf(title, sizeof(title), "portier: master process %s -c %s", args->argv[0],
-                 args->conf_file);
-        pt_proctitle_set(title);
-    }
+    pt_proctitle_set("portier: master process");
     sigemptyset(&empty);
     spawn_all(cycle);
     for (;;) {
