@@ -7,10 +7,16 @@
  * the complete head splits and validates the start line and every field, and derives the
  * framing.  Slices are therefore only ever taken from the buffer of the final call, which
  * lets the caller move its bytes to a larger buffer between calls.
+ *
+ * The Transfer-Encoding field is parsed in http_te.c, the character classes are in
+ * http_chars.c.
  */
 #include "http_parse.h"
 
 #include <arpa/inet.h>
+
+#include "http_chars.h"
+#include "http_te.h"
 
 const struct pt_http_limits pt_http_default_limits = {
     .max_request_line = 8192,
@@ -20,58 +26,6 @@ const struct pt_http_limits pt_http_default_limits = {
 
 /* Returned by the per-line steps of the scanner: keep going. */
 #define NEXT_LINE 1
-
-/*
- * Character classes.  TCHAR: RFC 9110 5.6.2 token characters.  VALUE: field-vchar, SP and
- * HTAB, including obs-text (RFC 9110 5.5).  TARGET: what a request-target may hold: any
- * VCHAR (the URI grammar is left to normalize.c; '#', '"', '{' ... are tolerated here as
- * every common server does) and, by policy, obs-text (raw UTF-8); no CTL, SP or DEL.
- * REGNAME: RFC 3986 reg-name characters (unreserved, sub-delims and '%').
- */
-enum { C_TCHAR = 1, C_VALUE = 2, C_TARGET = 4, C_REGNAME = 8, C_HEX = 16 };
-
-#define TVR (C_TCHAR | C_VALUE | C_TARGET | C_REGNAME)
-#define TV  (C_TCHAR | C_VALUE | C_TARGET)
-#define VR  (C_VALUE | C_TARGET | C_REGNAME)
-#define V   (C_VALUE | C_TARGET)
-
-static const uint8_t cclass[256] = {
-    ['\t'] = C_VALUE,    [' '] = C_VALUE,
-    ['!'] = TVR,         ['"'] = V,
-    ['#'] = TV,          ['$'] = TVR,
-    ['%'] = TVR,         ['&'] = TVR,
-    ['\''] = TVR,        ['('] = VR,
-    [')'] = VR,          ['*'] = TVR,
-    ['+'] = TVR,         [','] = VR,
-    ['-'] = TVR,         ['.'] = TVR,
-    ['/'] = V,           ['0' ... '9'] = TVR | C_HEX,
-    [':'] = V,           [';'] = VR,
-    ['<'] = V,           ['='] = VR,
-    ['>'] = V,           ['?'] = V,
-    ['@'] = V,           ['A' ... 'F'] = TVR | C_HEX,
-    ['G' ... 'Z'] = TVR, ['['] = V,
-    ['\\'] = V,          [']'] = V,
-    ['^'] = TV,          ['_'] = TVR,
-    ['`'] = TV,          ['a' ... 'f'] = TVR | C_HEX,
-    ['g' ... 'z'] = TVR, ['{'] = V,
-    ['|'] = TV,          ['}'] = V,
-    ['~'] = TVR,         [0x80 ... 0xff] = C_VALUE | C_TARGET,
-};
-
-#undef TVR
-#undef TV
-#undef VR
-#undef V
-
-static inline int has_class(char c, int cls)
-{
-    return cclass[(unsigned char)c] & cls;
-}
-
-static inline int is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
 
 static inline int is_alnum(char c)
 {
@@ -92,18 +46,18 @@ static int all_of_class(struct pt_str s, int cls, int nonempty)
     if (nonempty && s.len == 0)
         return 0;
     for (size_t i = 0; i < s.len; i++)
-        if (!has_class(s.p[i], cls))
+        if (!pt_http_has_class(s.p[i], cls))
             return 0;
     return 1;
 }
 
 static struct pt_str trim_ows(struct pt_str s)
 {
-    while (s.len && is_ows(s.p[0])) {
+    while (s.len && pt_http_is_ows(s.p[0])) {
         s.p++;
         s.len--;
     }
-    while (s.len && is_ows(s.p[s.len - 1]))
+    while (s.len && pt_http_is_ows(s.p[s.len - 1]))
         s.len--;
     return s;
 }
@@ -172,7 +126,7 @@ static int method_prefix_bad(const char *buf, size_t from, size_t to, const stru
     for (size_t i = from; i < to && !st->method_seen; i++) {
         if (buf[i] == ' ' || buf[i] == '\r')
             st->method_seen = 1;
-        else if (!has_class(buf[i], C_TCHAR))
+        else if (!pt_http_has_class(buf[i], PT_HTTP_C_TCHAR))
             return 1;
     }
     return 0;
@@ -276,7 +230,7 @@ static int parse_field_line(struct pt_str line, struct pt_http_header *h)
 {
     /* RFC 9112 5.2: obs-fold (a line starting with SP or HTAB) is refused; RFC 9112 2.2:
      * so is whitespace between the start line and the first field. */
-    if (line.len == 0 || is_ows(line.p[0]))
+    if (line.len == 0 || pt_http_is_ows(line.p[0]))
         return 400;
     const char *colon = memchr(line.p, ':', line.len);
     if (colon == NULL)
@@ -284,12 +238,12 @@ static int parse_field_line(struct pt_str line, struct pt_http_header *h)
     h->name = (struct pt_str){line.p, (size_t)(colon - line.p)};
     /* RFC 9110 5.1: field-name = token, so never empty.  RFC 9112 5.1: whitespace between
      * the name and the colon MUST be rejected with 400; any non-tchar falls here too. */
-    if (!all_of_class(h->name, C_TCHAR, 1))
+    if (!all_of_class(h->name, PT_HTTP_C_TCHAR, 1))
         return 400;
     h->value = trim_ows((struct pt_str){colon + 1, line.len - h->name.len - 1});
     /* RFC 9110 5.5: CR, LF and NUL in a value MUST be rejected (or replaced); other CTLs
      * are invalid too.  HTAB, SP, VCHAR and obs-text are fine. */
-    if (!all_of_class(h->value, C_VALUE, 0))
+    if (!all_of_class(h->value, PT_HTTP_C_VALUE, 0))
         return 400;
     return PT_OK;
 }
@@ -340,190 +294,6 @@ static int64_t parse_content_length(struct pt_str v)
 }
 
 /* ---------------------------------------------------------------------------------------
- * Transfer-Encoding (RFC 9112 6.1 and 7, RFC 9110 5.6):
- *   Transfer-Encoding  = #transfer-coding
- *   transfer-coding    = token *( OWS ";" OWS transfer-parameter )
- *   transfer-parameter = token BWS "=" BWS ( token / quoted-string )
- */
-
-/* Canonical names of the codings forwarded untouched, by enum pt_http_coding. */
-static const char *const coding_names[] = {
-    [PT_HTTP_CODING_GZIP] = "gzip",
-    [PT_HTTP_CODING_DEFLATE] = "deflate",
-    [PT_HTTP_CODING_COMPRESS] = "compress",
-};
-
-/* The codings accepted before chunked (RFC 9112 7.2).  id 0 is identity, which codes
- * nothing: RFC 7230 dropped it, but senders still use it and the corpus rates it
- * compliant. */
-static const struct {
-    const char *name;
-    uint8_t id;
-} known_codings[] = {
-    {"gzip", PT_HTTP_CODING_GZIP},
-    {"x-gzip", PT_HTTP_CODING_GZIP}, /* RFC 9110 8.4.1.3: SHOULD be taken as gzip */
-    {"deflate", PT_HTTP_CODING_DEFLATE},
-    {"compress", PT_HTTP_CODING_COMPRESS},
-    {"x-compress", PT_HTTP_CODING_COMPRESS}, /* RFC 9110 8.4.1.1 */
-    {"identity", 0},
-};
-
-/* What all the Transfer-Encoding fields of a message say, folded in order. */
-struct te_list {
-    uint8_t codings[PT_HTTP_MAX_TE_CODINGS]; /* before chunked, identity left out */
-    unsigned ncodings;
-    unsigned chunked : 1;       /* chunked seen */
-    unsigned after_chunked : 1; /* a coding, chunked included, came after chunked */
-    unsigned malformed : 1;     /* a list element is not a transfer-coding */
-    unsigned unsupported : 1;   /* an unknown coding, or more than PT_HTTP_MAX_TE_CODINGS */
-};
-
-/* Returns the index of the first byte of <v> from <i> on that is not OWS (or v.len). */
-static size_t skip_ows(struct pt_str v, size_t i)
-{
-    while (i < v.len && is_ows(v.p[i]))
-        i++;
-    return i;
-}
-
-/* Returns the index of the first byte of <v> from <i> on that is not a tchar (or v.len). */
-static size_t skip_token(struct pt_str v, size_t i)
-{
-    while (i < v.len && has_class(v.p[i], C_TCHAR))
-        i++;
-    return i;
-}
-
-/* Returns the index after the quoted-string at <v>[<i>] (a '"'), or 0 if it is not closed
- * or holds a CTL or obs-text: RFC 9110 5.6.4 allows obs-text, no transfer coding needs
- * it, so it is refused like the other non-ASCII bytes of the field. */
-static size_t skip_quoted(struct pt_str v, size_t i)
-{
-    for (i++; i < v.len; i++) {
-        if (v.p[i] == '"')
-            return i + 1;
-        if (v.p[i] == '\\' && ++i == v.len) /* quoted-pair: the same bytes as qdtext */
-            return 0;
-        if ((unsigned char)v.p[i] >= 0x80 || !has_class(v.p[i], C_VALUE))
-            return 0;
-    }
-    return 0;
-}
-
-/*
- * Returns the index after the transfer-parameter at <v>[<i>] (<i> > 0: it follows a ';'),
- * or 0 if it is malformed.  Besides token BWS "=" BWS ( token / quoted-string ), a bare
- * token and an empty parameter are taken: the desync corpus rates "chunked;custom_param;"
- * compliant, and a dropped parameter cannot change the framing.
- */
-static size_t skip_parameter(struct pt_str v, size_t i)
-{
-    size_t end = skip_token(v, i);
-    size_t eq = skip_ows(v, end);
-
-    if (end == i || eq == v.len || v.p[eq] != '=')
-        return end;
-    size_t val = skip_ows(v, eq + 1);
-    if (val < v.len && v.p[val] == '"')
-        return skip_quoted(v, val);
-    end = skip_token(v, val);
-    return end > val ? end : 0;
-}
-
-/*
- * Parses the list element at <v>[*<i>] up to its comma (consumed) or the end, and sets
- * <name> to its coding, empty for an empty element (RFC 9110 5.6.1: ignored).  Returns 0
- * if it is not a transfer-coding: a space inside a name ("chun ked"), a byte that is
- * neither tchar nor a delimiter, a parameter without a coding.
- */
-static int next_coding(struct pt_str v, size_t *i, struct pt_str *name)
-{
-    size_t p = skip_ows(v, *i);
-    size_t end = skip_token(v, p);
-
-    *name = (struct pt_str){v.p + p, end - p};
-    for (p = skip_ows(v, end); p < v.len && v.p[p] != ','; p = skip_ows(v, p)) {
-        if (v.p[p] != ';' || name->len == 0)
-            return 0;
-        p = skip_parameter(v, skip_ows(v, p + 1));
-        if (p == 0)
-            return 0;
-    }
-    *i = p < v.len ? p + 1 : p;
-    return 1;
-}
-
-/* Appends the coding <name> to <te>. */
-static void add_coding(struct te_list *te, struct pt_str name)
-{
-    te->after_chunked |= te->chunked;
-    if (pt_str_ieq(name, "chunked")) {
-        te->chunked = 1;
-        return;
-    }
-    for (size_t k = 0; k < pt_nelems(known_codings); k++) {
-        if (!pt_str_ieq(name, known_codings[k].name))
-            continue;
-        if (known_codings[k].id == 0)
-            return; /* identity: nothing to forward */
-        if (te->ncodings == PT_HTTP_MAX_TE_CODINGS)
-            break;
-        te->codings[te->ncodings++] = known_codings[k].id;
-        return;
-    }
-    te->unsupported = 1;
-}
-
-/* Folds the Transfer-Encoding field value <v> into <te>. */
-static void fold_transfer_encoding(struct pt_str v, struct te_list *te)
-{
-    struct pt_str name;
-    size_t i = 0;
-
-    while (i < v.len && !te->malformed) {
-        if (!next_coding(v, &i, &name))
-            te->malformed = 1;
-        else if (name.len)
-            add_coding(te, name);
-    }
-}
-
-/* Returns the framing verdict for the folded Transfer-Encoding list <te>. */
-static int transfer_encoding_verdict(const struct te_list *te)
-{
-    /* RFC 9112 6.1: chunked MUST NOT be applied more than once and MUST be final; RFC 9112
-     * 6.3 (4): when it is not final in a request, the length cannot be determined: 400.
-     * A value that is not a list of transfer-codings is as unreadable. */
-    if (te->malformed || te->after_chunked || !te->chunked)
-        return 400;
-    /* RFC 9112 6.1: a coding the server does not understand SHOULD get 501. */
-    if (te->unsupported)
-        return 501;
-    return PT_OK;
-}
-
-size_t pt_http_te_codings_format(const struct pt_http_request *req, char *buf, size_t cap)
-{
-    size_t len = 0;
-
-    for (unsigned i = 0; i < req->n_te_codings; i++)
-        len += strlen(coding_names[req->te_codings[i]]) + 2;
-    if (len >= cap) {
-        if (cap)
-            buf[0] = '\0';
-        return len;
-    }
-    for (unsigned i = 0; i < req->n_te_codings; i++) {
-        size_t n = strlen(coding_names[req->te_codings[i]]);
-        memcpy(buf, coding_names[req->te_codings[i]], n);
-        memcpy(buf + n, ", ", 2);
-        buf += n + 2;
-    }
-    *buf = '\0';
-    return len;
-}
-
-/* ---------------------------------------------------------------------------------------
  * Framing, common to requests and responses.
  */
 
@@ -536,7 +306,7 @@ struct framing {
     int64_t cl;
     int cl_bad;
     int te_seen, te;
-    struct te_list tel;
+    struct pt_http_te_list tel;
     int conn_close, conn_keep_alive, conn_upgrade;
 };
 
@@ -553,14 +323,14 @@ static void read_framing(const struct pt_http_header *h, size_t n, struct framin
             f->cl_bad |= f->cl == -1;
         } else if (pt_str_ieq(h[i].name, "transfer-encoding")) {
             f->te_seen = 1;
-            fold_transfer_encoding(h[i].value, &f->tel);
+            pt_http_te_fold(h[i].value, &f->tel);
         } else if (pt_str_ieq(h[i].name, "connection")) {
             f->conn_close |= pt_http_has_token(h[i].value, "close");
             f->conn_keep_alive |= pt_http_has_token(h[i].value, "keep-alive");
             f->conn_upgrade |= pt_http_has_token(h[i].value, "upgrade");
         }
     }
-    f->te = f->te_seen ? transfer_encoding_verdict(&f->tel) : PT_OK;
+    f->te = f->te_seen ? pt_http_te_verdict(&f->tel) : PT_OK;
 }
 
 /*
@@ -634,10 +404,10 @@ static size_t host_part_len(struct pt_str a)
         return (size_t)(close - a.p) + 1;
     }
     for (; i < a.len && a.p[i] != ':'; i++) {
-        if (!has_class(a.p[i], C_REGNAME))
+        if (!pt_http_has_class(a.p[i], PT_HTTP_C_REGNAME))
             return 0;
-        if (a.p[i] == '%' &&
-            (i + 2 >= a.len || !has_class(a.p[i + 1], C_HEX) || !has_class(a.p[i + 2], C_HEX)))
+        if (a.p[i] == '%' && (i + 2 >= a.len || !pt_http_has_class(a.p[i + 1], PT_HTTP_C_HEX) ||
+                              !pt_http_has_class(a.p[i + 2], PT_HTTP_C_HEX)))
             return 0;
     }
     return i;
@@ -738,7 +508,7 @@ static int parse_request_line(struct pt_str line, struct pt_http_request *req)
     if (sp1 == NULL)
         return 400;
     req->method = (struct pt_str){line.p, (size_t)(sp1 - line.p)};
-    if (!all_of_class(req->method, C_TCHAR, 1)) /* RFC 9110 9.1: method = token */
+    if (!all_of_class(req->method, PT_HTTP_C_TCHAR, 1)) /* RFC 9110 9.1: method = token */
         return 400;
     const char *tp = sp1 + 1, *end = line.p + line.len;
     const char *sp2 = memchr(tp, ' ', (size_t)(end - tp));
@@ -746,7 +516,7 @@ static int parse_request_line(struct pt_str line, struct pt_http_request *req)
         return 400;
     req->target = (struct pt_str){tp, (size_t)(sp2 - tp)};
     /* RFC 9112 3.2: no CTL, SP or DEL in a target (raw 8-bit bytes pass, by policy). */
-    if (!all_of_class(req->target, C_TARGET, 1))
+    if (!all_of_class(req->target, PT_HTTP_C_TARGET, 1))
         return 400;
     /* Exactly 8 bytes, so a third SP ("HTTP/1.1 ", "HTTP/1.1 HTTP/1.1") is a 400 too. */
     req->version = parse_version((struct pt_str){sp2 + 1, (size_t)(end - sp2 - 1)});
@@ -898,7 +668,7 @@ static int parse_status_line(struct pt_str line, struct pt_http_response *resp)
         return PT_ERROR;
     resp->reason = line.len > 12 ? (struct pt_str){line.p + 13, line.len - 13}
                                  : (struct pt_str){line.p + 12, 0};
-    return all_of_class(resp->reason, C_VALUE, 0) ? PT_OK : PT_ERROR;
+    return all_of_class(resp->reason, PT_HTTP_C_VALUE, 0) ? PT_OK : PT_ERROR;
 }
 
 int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
@@ -965,7 +735,7 @@ enum {
 /* Chunk line: size digits, BWS, extensions.  Returns the next state or PT_ERROR. */
 static int chunk_line_byte(struct pt_chunked *ck, char c)
 {
-    if (ck->state == CK_SIZE && has_class(c, C_HEX)) {
+    if (ck->state == CK_SIZE && pt_http_has_class(c, PT_HTTP_C_HEX)) {
         /* Bounded digit count: 16 hex digits fit in 64 bits, so no overflow check. */
         if (++ck->ndigits > PT_CHUNK_MAX_SIZE_DIGITS)
             return PT_ERROR;
@@ -984,20 +754,22 @@ static int chunk_line_byte(struct pt_chunked *ck, char c)
     switch (ck->state) {
     case CK_SIZE:
     case CK_SIZE_WS: /* BWS is only allowed before a ';' */
-        if (is_ows(c))
+        if (pt_http_is_ows(c))
             return CK_SIZE_WS;
         return c == ';' ? CK_EXT : PT_ERROR;
-    case CK_EXT_QP: return has_class(c, C_VALUE) ? CK_EXT_Q : PT_ERROR;
+    case CK_EXT_QP: return pt_http_has_class(c, PT_HTTP_C_VALUE) ? CK_EXT_Q : PT_ERROR;
     case CK_EXT_Q:
         if (c == '"')
             return CK_EXT;
         if (c == '\\')
             return CK_EXT_QP;
-        return has_class(c, C_VALUE) ? CK_EXT_Q : PT_ERROR;
+        return pt_http_has_class(c, PT_HTTP_C_VALUE) ? CK_EXT_Q : PT_ERROR;
     default:
         if (c == '"')
             return CK_EXT_Q;
-        return has_class(c, C_TCHAR) || is_ows(c) || c == ';' || c == '=' ? CK_EXT : PT_ERROR;
+        return pt_http_has_class(c, PT_HTTP_C_TCHAR) || pt_http_is_ows(c) || c == ';' || c == '='
+                   ? CK_EXT
+                   : PT_ERROR;
     }
 }
 
@@ -1011,15 +783,15 @@ static int chunk_trailer_byte(struct pt_chunked *ck, char c)
         if (c == '\r')
             return CK_END_LF;
         /* RFC 9112 5.2 (obs-fold) and RFC 9110 5.1 (token) as for header fields. */
-        return has_class(c, C_TCHAR) ? CK_TR_NAME : PT_ERROR;
+        return pt_http_has_class(c, PT_HTTP_C_TCHAR) ? CK_TR_NAME : PT_ERROR;
     case CK_TR_NAME:
         if (c == ':')
             return CK_TR_VALUE;
-        return has_class(c, C_TCHAR) ? CK_TR_NAME : PT_ERROR;
+        return pt_http_has_class(c, PT_HTTP_C_TCHAR) ? CK_TR_NAME : PT_ERROR;
     case CK_TR_VALUE:
         if (c == '\r')
             return CK_TR_LF;
-        return has_class(c, C_VALUE) ? CK_TR_VALUE : PT_ERROR;
+        return pt_http_has_class(c, PT_HTTP_C_VALUE) ? CK_TR_VALUE : PT_ERROR;
     case CK_TR_LF: return c == '\n' ? CK_TR_START : PT_ERROR; /* RFC 9112 2.2: no bare CR */
     default: return PT_ERROR;
     }

@@ -9,7 +9,8 @@
  * Strictness is the point: a front-door proxy that accepts a message its backend reads
  * differently is how request smuggling works.  So every field is checked, whether portier
  * uses it or not, and anything that two implementations could frame differently is refused.
- * Each rejection in http_parse.c names the RFC clause behind it.
+ * Each rejection in http_parse.c (and http_te.c, for Transfer-Encoding) names the RFC
+ * clause behind it.
  *
  * Policy choices beyond the letter of the RFCs (each with its reason):
  *  - Content-Length appearing more than once is refused, even with identical values
