@@ -252,7 +252,7 @@ static void decide_framing(struct pt_request *r)
 int pt_http_send_header(struct pt_request *r)
 {
     struct pt_http_conn *c = r->c;
-    struct pt_str date = pt_http_date();
+    struct pt_str date = pt_http_date(), reason;
     char *p;
     size_t n = 0;
 
@@ -267,10 +267,12 @@ int pt_http_send_header(struct pt_request *r)
     if (out_reserve(c, header_size(r)) != PT_OK)
         return PT_ERROR;
     p = c->out->last;
-    n += (size_t)sprintf(
-        p, "HTTP/1.1 %03d %.*s\r\nServer: portier\r\nDate: ", r->status,
-        (int)(r->status_line.len ? r->status_line.len : strlen(pt_http_reason(r->status))),
-        r->status_line.len ? r->status_line.p : pt_http_reason(r->status));
+    reason = r->status_line.len ? r->status_line : pt_str_c(pt_http_reason(r->status));
+    n += put(p, "HTTP/1.1 ", 9);
+    n += pt_format_uint(p + n, (uint64_t)r->status, 10);
+    p[n++] = ' ';
+    n += put(p + n, reason.p, reason.len);
+    n += put(p + n, "\r\nServer: portier\r\nDate: ", 26);
     n += put(p + n, date.p, date.len);
     n += put(p + n, "\r\n", 2);
     for (int i = 0; i < r->out.n; i++) {
@@ -279,9 +281,11 @@ int pt_http_send_header(struct pt_request *r)
         n += put(p + n, r->out.h[i].value.p, r->out.h[i].value.len);
         n += put(p + n, "\r\n", 2);
     }
-    if (r->out_length >= 0 && r->status != 204 && r->status != 304 && r->status >= 200)
-        n += (size_t)sprintf(p + n, "Content-Length: %lld\r\n", (long long)r->out_length);
-    else if (r->chunked_out && !r->header_only)
+    if (r->out_length >= 0 && r->status != 204 && r->status != 304 && r->status >= 200) {
+        n += put(p + n, "Content-Length: ", 16);
+        n += pt_format_uint(p + n, (uint64_t)r->out_length, 10);
+        n += put(p + n, "\r\n", 2);
+    } else if (r->chunked_out && !r->header_only)
         n += put(p + n, "Transfer-Encoding: chunked\r\n", 28);
     if (r->tunnel)
         n += put(p + n, "Connection: upgrade\r\n", 21);
@@ -311,7 +315,9 @@ static int write_body(struct pt_request *r, const char *data, size_t len, int la
         return PT_OK;
     if (r->chunked_out && len) {
         iov[n].iov_base = chunk_head;
-        iov[n++].iov_len = (size_t)sprintf(chunk_head, "%zx\r\n", len);
+        iov[n].iov_len = pt_format_uint(chunk_head, len, 16);
+        chunk_head[iov[n].iov_len++] = '\r';
+        chunk_head[iov[n++].iov_len++] = '\n';
     }
     iov[n].iov_base = (void *)data;
     iov[n++].iov_len = len;

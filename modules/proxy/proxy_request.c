@@ -227,8 +227,10 @@ static int fill_out(struct proxy_ctx *ctx)
             return PT_OK;
         n = pt_min(data.len, room - 32);
         if (n) {
-            int h = sprintf(head, "%zx\r\n", n);
-            pt_buf_append(out, head, (size_t)h);
+            size_t h = pt_format_uint(head, n, 16);
+            head[h++] = '\r';
+            head[h++] = '\n';
+            pt_buf_append(out, head, h);
             pt_buf_append(out, data.p, n);
             pt_buf_append(out, "\r\n", 2);
         }
