@@ -94,7 +94,9 @@ static int do_return(struct pt_request *r, const struct rewrite_return *ret)
     if (pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/plain")) != PT_OK ||
         pt_http_send_header(r) != PT_OK || pt_http_send_body(r, text.p, text.len, 1) != PT_OK)
         return PT_ERROR;
-    return PT_OK;
+    /* The answer is complete: no later phase (and no proxy_pass) may see this request. */
+    pt_http_finalize(r, PT_OK);
+    return PT_DONE;
 }
 
 /* Server-level return: before any location is chosen. */

@@ -177,6 +177,7 @@ void pt_http_conn_linger(struct pt_http_conn *c)
 {
     if (c->out && pt_buf_len(c->out)) {
         c->closing = 1;
+        c->linger_after = 1;
         return;
     }
     shutdown(c->ev.fd, SHUT_WR);
@@ -235,11 +236,18 @@ static void conn_event(struct pt_event *ev, unsigned events)
         return;
     }
     if (c->closing && c->out && pt_buf_len(c->out)) {
-        if (pt_http_flush(c) != PT_AGAIN)
-            pt_http_conn_close(c);
+        int rc = pt_http_flush(c);
+        if (rc == PT_AGAIN)
+            return;
+        if (rc == PT_OK && c->linger_after) {
+            c->linger_after = 0;
+            pt_http_conn_linger(c);
+            return;
+        }
+        pt_http_conn_close(c);
         return;
     }
-    if (c->readable)
+    if (c->readable || (events & PT_EV_POSTED))
         pt_http_read_head(c);
 }
 
@@ -251,10 +259,11 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
         return;
     }
     if (c->in && pt_buf_len(c->in)) {
-        /* A pipelined request is already here. */
+        /* A pipelined request is already here: it starts once this call chain has
+         * unwound, so that a long pipeline does not grow the stack. */
         pt_buf_compact(c->in);
         pt_timer_add(&c->timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
-        pt_http_read_head(c);
+        pt_event_post(&c->ev);
         return;
     }
     /* An idle connection holds no buffer. */
@@ -266,7 +275,7 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
     }
     pt_timer_add(&c->timer, (uint64_t)keepalive_ms);
     if (c->readable)
-        pt_http_read_head(c);
+        pt_event_post(&c->ev);
 }
 
 void pt_http_drain(void)

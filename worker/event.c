@@ -16,6 +16,7 @@ static int epfd = -1;
 static uint64_t now_ms;
 static struct pt_timer **heap;
 static uint32_t heap_len, heap_cap;
+static struct pt_event *posted_head, *posted_tail;
 static void **deferred;
 static size_t deferred_len, deferred_cap;
 
@@ -32,6 +33,33 @@ void pt_loop_defer_free(void *p)
         deferred_cap = cap;
     }
     deferred[deferred_len++] = p;
+}
+
+void pt_event_post(struct pt_event *ev)
+{
+    if (ev->posted)
+        return;
+    ev->posted = 1;
+    ev->posted_next = NULL;
+    if (posted_tail)
+        posted_tail->posted_next = ev;
+    else
+        posted_head = ev;
+    posted_tail = ev;
+}
+
+static void run_posted(void)
+{
+    while (posted_head) {
+        struct pt_event *ev = posted_head;
+        posted_head = ev->posted_next;
+        if (posted_head == NULL)
+            posted_tail = NULL;
+        ev->posted = 0;
+        /* Closed since it was posted: its memory waits for run_deferred(). */
+        if (ev->fd >= 0)
+            ev->handler(ev, PT_EV_POSTED);
+    }
 }
 
 static void run_deferred(void)
@@ -234,6 +262,8 @@ void pt_loop_once(int max_wait_ms)
             what |= PT_EV_ERROR | PT_EV_READ | PT_EV_WRITE;
         ev->handler(ev, what);
     }
+    run_posted();
     run_timers();
+    run_posted();
     run_deferred();
 }

@@ -12,8 +12,10 @@
 #define PT_EV_READ  1u
 #define PT_EV_WRITE 2u
 #define PT_EV_ERROR 4u /* EPOLLERR or EPOLLHUP: the handler should read/write to learn why */
-#define PT_EV_RDHUP \
-    8u /* the peer closed its side: a read will end in EOF, even after a short one */
+/* the peer closed its side: a read will end in EOF, even after a short one */
+#define PT_EV_RDHUP 8u
+/* not from epoll: the object asked to be called again (pt_event_post) */
+#define PT_EV_POSTED 16u
 
 struct pt_event;
 typedef void (*pt_event_handler)(struct pt_event *ev, unsigned events);
@@ -23,6 +25,8 @@ struct pt_event {
     int fd;
     pt_event_handler handler;
     void *data;
+    struct pt_event *posted_next;
+    unsigned posted;
 };
 
 struct pt_timer;
@@ -64,6 +68,12 @@ static inline int pt_timer_armed(const struct pt_timer *t)
 /* Waits for events and runs their handlers, then the expired timers.  Returns after one
  * round; <max_wait_ms> bounds the wait (-1: until the next timer). */
 void pt_loop_once(int max_wait_ms);
+
+/* Calls <ev>'s handler with PT_EV_POSTED once the current handler has returned, in this
+ * round of the loop.  Work that would otherwise recurse (the next pipelined request
+ * started from the end of the previous one) goes through here, so the stack stays flat
+ * however much a client sends.  Posting twice before the call is the same as once. */
+void pt_event_post(struct pt_event *ev);
 
 /* Frees <p> with free() after the current round of events: an object closed by one
  * handler may still be named by an event later in the same epoll batch, so it must stay

@@ -110,6 +110,8 @@ struct pt_http_conn {
     unsigned closing : 1; /* close once the current response is out */
     unsigned error : 1;
     unsigned lingering : 1;
+    unsigned linger_after : 1;        /* linger once the pending output is out */
+    unsigned req_gen;                 /* counts requests begun: tells a handler its request ended */
     struct pt_http_conn *prev, *next; /* the worker's list, for draining */
     char peer_text[INET6_ADDRSTRLEN];
     uint16_t peer_port;

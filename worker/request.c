@@ -46,6 +46,7 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     r->start_ms = pt_now_ms();
     clock_gettime(CLOCK_REALTIME, &r->start_time);
     c->r = r;
+    c->req_gen++;
     return r;
 }
 
@@ -113,10 +114,15 @@ void pt_http_read_head(struct pt_http_conn *c)
             pt_http_conn_close(c);
             return;
         }
-        /* Nothing to read on a keepalive wake-up that was only an EOF: close quietly. */
+        /* Nothing to read on a keepalive wake-up that was only an EOF: close quietly.
+         * A wake-up with nothing to read gives the buffer back: idle costs no buffer. */
         if (pt_buf_len(c->in) == 0 && pt_http_conn_read(c) <= 0) {
-            if (c->eof || c->error)
+            if (c->eof || c->error) {
                 pt_http_conn_close(c);
+                return;
+            }
+            pt_buf_put(c->in);
+            c->in = NULL;
             return;
         }
         if ((r = request_create(c)) == NULL) {
@@ -301,7 +307,8 @@ void pt_http_run_phases(struct pt_request *r)
         }
         if (rc == PT_AGAIN || rc == PT_DONE)
             return;
-        if (rc != PT_OK) {
+        /* A handler that answered and said PT_OK is still done with the request. */
+        if (rc != PT_OK || r->header_sent) {
             pt_http_finalize(r, rc);
             return;
         }
@@ -495,10 +502,13 @@ static void request_done(struct pt_request *r)
     struct pt_http_conn *c = r->c;
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
     int keepalive = r->keepalive && !c->closing && !c->error && !c->eof;
-    int linger = r->status >= 400 && !r->body_done;
+    int linger;
 
     run_log_phase(r);
-    if (keepalive && !discard_buffered_body(r))
+    /* A body the client is still sending must not meet a closed socket: its RST could
+     * destroy the response in flight.  Whatever is not buffered yet is lingered out. */
+    linger = !discard_buffered_body(r);
+    if (linger)
         keepalive = 0;
     pt_http_request_free(r);
     if (keepalive) {
@@ -574,13 +584,16 @@ void pt_http_request_event(struct pt_request *r, unsigned events)
             return;
         }
         if (rc == PT_OK) {
+            unsigned gen = c->req_gen;
+            /* The send timeout measured the wait for this flush; it is over. */
+            pt_timer_del(&c->timer);
             if (r->finalized) {
                 request_done(r);
                 return;
             }
             if (r->write_handler) {
                 r->write_handler(r);
-                if (c->ev.fd < 0 || c->r != r)
+                if (c->ev.fd < 0 || c->r != r || c->req_gen != gen)
                     return;
             }
         } else {

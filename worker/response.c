@@ -223,9 +223,12 @@ static size_t put(char *p, const char *s, size_t n)
     return n;
 }
 
+/* An upper bound of the head send_header writes: the fixed lines (status, Server, Date,
+ * Content-Length with 20 digits or Transfer-Encoding, Connection, the blank line) take
+ * less than 256 bytes besides the reason phrase and the headers. */
 static size_t header_size(struct pt_request *r)
 {
-    size_t n = 128 + r->status_line.len;
+    size_t n = 256 + (r->status_line.len ? r->status_line.len : strlen(pt_http_reason(r->status)));
 
     for (int i = 0; i < r->out.n; i++)
         n += r->out.h[i].name.len + r->out.h[i].value.len + 4;

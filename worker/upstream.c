@@ -493,11 +493,11 @@ static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer 
     return NULL;
 }
 
-struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer,
+struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer, int fresh,
                                              void *owner,
                                              void (*handler)(struct pt_upstream_conn *, unsigned))
 {
-    struct pt_upstream_conn *uc = take_idle(u, peer);
+    struct pt_upstream_conn *uc = fresh ? NULL : take_idle(u, peer);
     int one = 1, fd;
 
     if (uc == NULL) {

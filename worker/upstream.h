@@ -88,10 +88,10 @@ struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostpor
  * bitmask <tried> (peer i is bit i; groups beyond 64 peers wrap).  NULL: no live peer. */
 struct pt_peer *pt_upstream_choose(struct pt_upstream *u, uint64_t tried);
 
-/* Gets a connection to <peer>: an idle pooled one (reused set) or a new non-blocking
- * connect in progress.  Registers it with the loop; events go to <handler>.  Returns NULL
- * with errno set when the socket cannot be created. */
-struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer,
+/* Gets a connection to <peer>: an idle pooled one (reused set) unless <fresh>, or a new
+ * non-blocking connect in progress.  Registers it with the loop; events go to <handler>.
+ * Returns NULL with errno set when the socket cannot be created. */
+struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer, int fresh,
                                              void *owner,
                                              void (*handler)(struct pt_upstream_conn *, unsigned));
 

@@ -228,7 +228,7 @@ void pt_proxy_note_upstream(struct proxy_ctx *ctx)
         r->upstream_addr = pt_str_c(ctx->peer->name);
 }
 
-static int connect_peer(struct proxy_ctx *ctx, int count_try)
+static int connect_peer(struct proxy_ctx *ctx, int count_try, int fresh)
 {
     struct pt_upstream *u = ctx->plc->upstream;
 
@@ -245,7 +245,7 @@ static int connect_peer(struct proxy_ctx *ctx, int count_try)
             ctx->tries++;
         }
         ctx->peer = peer;
-        ctx->uc = pt_upstream_connect(u, peer, ctx, upstream_event);
+        ctx->uc = pt_upstream_connect(u, peer, fresh, ctx, upstream_event);
         if (ctx->uc)
             break;
         pt_log(PT_LOG_ERR, "connect() to %s failed: %m (upstream \"%s\")", peer->name, u->name);
@@ -270,11 +270,12 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
 {
     struct pt_request *r = ctx->r;
     struct pt_upstream *u = ctx->plc->upstream;
-    int stale =
-        ctx->uc && ctx->uc->reused && !ctx->got_bytes && (err == ERR_WRITE || err == ERR_READ);
+    int stale = ctx->uc && ctx->uc->reused && !ctx->got_bytes &&
+                (err == ERR_WRITE || err == ERR_READ) && !ctx->stale_retried;
     int rc;
 
-    if (!stale)
+    /* A failed retry is a failure like any other, and says so. */
+    if (!stale || ctx->stale_retried)
         pt_log(PT_LOG_ERR, "%s: upstream %s (\"%s\"), client %s, request \"%.*s %.*s\"",
                err_text[err], ctx->peer ? ctx->peer->name : "-", u->name, r->c->peer_text,
                (int)r->h.method.len, r->h.method.p, (int)r->h.target.len, r->h.target.p);
@@ -291,7 +292,9 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
     /* A pooled connection the peer had closed: once more on a fresh one, not a failure. */
     if (stale && !ctx->body_started && !ctx->stale_retried) {
         ctx->stale_retried = 1;
-        rc = connect_peer(ctx, 0);
+        pt_log(PT_LOG_INFO, "upstream %s closed a kept-alive connection; retrying on a new one",
+               ctx->peer->name);
+        rc = connect_peer(ctx, 0, 1);
     } else {
         if (err != ERR_INVALID)
             pt_peer_failed(u, ctx->peer);
@@ -300,7 +303,7 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
             pt_http_finalize(r, err == ERR_READ_TIMEOUT || err == ERR_CONNECT_TIMEOUT ? 504 : 502);
             return;
         }
-        rc = connect_peer(ctx, 1);
+        rc = connect_peer(ctx, 1, 0);
     }
     if (rc != PT_OK) {
         pt_http_finalize(r, rc);
@@ -342,7 +345,7 @@ static int proxy_handler(struct pt_request *r)
     r->cleanup = pt_proxy_cleanup;
     r->read_handler = client_readable;
     r->write_handler = client_drained;
-    rc = connect_peer(ctx, 1);
+    rc = connect_peer(ctx, 1, 0);
     if (rc != PT_OK)
         return rc;
     if (ctx->uc->writable)
@@ -386,6 +389,24 @@ static void upstream_event(struct pt_upstream_conn *uc, unsigned events)
         pt_proxy_read_response(ctx);
 }
 
+/* While the upstream thinks, a client that closed its connection is not waited for (as
+ * nginx does without proxy_ignore_client_abort): the request ends as 499 and the upstream
+ * connection, whose answer nobody will read, is closed.  Bytes the client pipelined
+ * behind its request are not an end. */
+static void check_client_gone(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    char byte;
+
+    if (recv(r->c->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0)
+        return;
+    pt_log(PT_LOG_INFO, "client %s closed the connection while upstream %s was answering",
+           r->c->peer_text, ctx->peer->name);
+    pt_proxy_release(ctx, 0);
+    r->status = 499;
+    pt_http_abort(r);
+}
+
 static void client_readable(struct pt_request *r)
 {
     struct proxy_ctx *ctx = r->ctx[pt_proxy_module.index];
@@ -396,8 +417,12 @@ static void client_readable(struct pt_request *r)
         pt_proxy_tunnel_client(ctx);
         return;
     }
-    if (!ctx->req_sent && ctx->uc->connected && ctx->uc->writable)
+    if (!ctx->req_sent && ctx->uc->connected && ctx->uc->writable) {
         pt_proxy_send_request(ctx);
+        return;
+    }
+    if (ctx->req_sent && !r->header_sent)
+        check_client_gone(ctx);
 }
 
 static void client_drained(struct pt_request *r)

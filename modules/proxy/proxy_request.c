@@ -265,6 +265,9 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                 uc->writable = 0;
                 pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
+                /* The upstream is the slow side now: proxy_send_timeout watches it, and
+                 * the client, whose body waits, is not blamed for it. */
+                pt_timer_del(&ctx->r->c->timer);
                 return PT_OK;
             }
             if (n < 0) {
