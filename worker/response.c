@@ -223,6 +223,9 @@ static size_t put(char *p, const char *s, size_t n)
     return n;
 }
 
+/* put() of a string literal, its length counted by the compiler. */
+#define put_lit(p, lit) put((p), (lit), sizeof(lit) - 1)
+
 /* An upper bound of the head send_header writes: the fixed lines (status, Server, Date,
  * Content-Length with 20 digits or Transfer-Encoding, Connection, the blank line) take
  * less than 256 bytes besides the reason phrase and the headers. */
@@ -271,32 +274,32 @@ int pt_http_send_header(struct pt_request *r)
         return PT_ERROR;
     p = c->out->last;
     reason = r->status_line.len ? r->status_line : pt_str_c(pt_http_reason(r->status));
-    n += put(p, "HTTP/1.1 ", 9);
+    n += put_lit(p, "HTTP/1.1 ");
     n += pt_format_uint(p + n, (uint64_t)r->status, 10);
     p[n++] = ' ';
     n += put(p + n, reason.p, reason.len);
-    n += put(p + n, "\r\nServer: portier\r\nDate: ", 26);
+    n += put_lit(p + n, "\r\nServer: portier\r\nDate: ");
     n += put(p + n, date.p, date.len);
-    n += put(p + n, "\r\n", 2);
+    n += put_lit(p + n, "\r\n");
     for (int i = 0; i < r->out.n; i++) {
         n += put(p + n, r->out.h[i].name.p, r->out.h[i].name.len);
-        n += put(p + n, ": ", 2);
+        n += put_lit(p + n, ": ");
         n += put(p + n, r->out.h[i].value.p, r->out.h[i].value.len);
-        n += put(p + n, "\r\n", 2);
+        n += put_lit(p + n, "\r\n");
     }
     if (r->out_length >= 0 && r->status != 204 && r->status != 304 && r->status >= 200) {
-        n += put(p + n, "Content-Length: ", 16);
+        n += put_lit(p + n, "Content-Length: ");
         n += pt_format_uint(p + n, (uint64_t)r->out_length, 10);
-        n += put(p + n, "\r\n", 2);
+        n += put_lit(p + n, "\r\n");
     } else if (r->chunked_out && !r->header_only)
-        n += put(p + n, "Transfer-Encoding: chunked\r\n", 28);
+        n += put_lit(p + n, "Transfer-Encoding: chunked\r\n");
     if (r->tunnel)
-        n += put(p + n, "Connection: upgrade\r\n", 21);
+        n += put_lit(p + n, "Connection: upgrade\r\n");
     else if (!r->keepalive)
-        n += put(p + n, "Connection: close\r\n", 19);
+        n += put_lit(p + n, "Connection: close\r\n");
     else if (r->h.version == 10)
-        n += put(p + n, "Connection: keep-alive\r\n", 24);
-    n += put(p + n, "\r\n", 2);
+        n += put_lit(p + n, "Connection: keep-alive\r\n");
+    n += put_lit(p + n, "\r\n");
     c->out->last += n;
     r->bytes_sent += (int64_t)n;
     r->header_sent = 1;

@@ -31,6 +31,9 @@ static void put(struct builder *b, const char *s, size_t n)
     b->len += n;
 }
 
+/* put() of a string literal, its length counted by the compiler. */
+#define put_lit(b, lit) put((b), (lit), sizeof(lit) - 1)
+
 static void put_str(struct builder *b, struct pt_str s)
 {
     put(b, s.p, s.len);
@@ -52,9 +55,9 @@ int pt_proxy_named_in(struct pt_str conn, struct pt_str name)
 static void put_header(struct builder *b, struct pt_str name, struct pt_str value)
 {
     put_str(b, name);
-    put(b, ": ", 2);
+    put_lit(b, ": ");
     put_str(b, value);
-    put(b, "\r\n", 2);
+    put_lit(b, "\r\n");
 }
 
 /* Hop-by-hop fields (RFC 9110 7.6.1), those named in the client's Connection field
@@ -93,7 +96,7 @@ static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc
          * target, its path and query). */
         put_str(b, r->h.path.len ? r->h.path : PT_STR("/"));
         if (r->h.has_query) {
-            put(b, "?", 1);
+            put_lit(b, "?");
             put_str(b, r->h.query);
         }
         return;
@@ -106,7 +109,7 @@ static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc
     put_str(b, plc->uri);
     put_str(b, rest);
     if (r->h.has_query) {
-        put(b, "?", 1);
+        put_lit(b, "?");
         put_str(b, r->args);
     }
 }
@@ -117,15 +120,15 @@ static void put_forwarded(struct builder *b, struct pt_request *r, int trusted)
         pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-for");
     struct pt_str peer = pt_str_c(r->c->peer_text);
 
-    put(b, "X-Forwarded-For: ", 17);
+    put_lit(b, "X-Forwarded-For: ");
     if (trusted && xff && xff->value.len) {
         put_str(b, xff->value);
-        put(b, ", ", 2);
+        put_lit(b, ", ");
     }
     put_str(b, peer);
-    put(b, "\r\n", 2);
+    put_lit(b, "\r\n");
     if (!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-proto"))
-        put(b, "X-Forwarded-Proto: http\r\n", 25);
+        put_lit(b, "X-Forwarded-Proto: http\r\n");
     if ((!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-host")) &&
         r->h.host.len)
         put_header(b, PT_STR("X-Forwarded-Host"), r->h.host);
@@ -144,9 +147,9 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     const struct pt_http_header *conn;
 
     put_str(&b, r->h.method);
-    put(&b, " ", 1);
+    put_lit(&b, " ");
     put_target(&b, r, plc);
-    put(&b, " HTTP/1.1\r\n", 11);
+    put_lit(&b, " HTTP/1.1\r\n");
     if (!overridden(plc, PT_STR("Host")))
         put_header(&b, PT_STR("Host"), r->h.host.len ? r->h.host : pt_str_c(plc->host));
     conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
@@ -169,9 +172,9 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
         const struct pt_http_header *up =
             pt_http_find_header(r->h.headers, r->h.nheaders, "upgrade");
         put_header(&b, PT_STR("Upgrade"), up->value);
-        put(&b, "Connection: upgrade\r\n", 21);
+        put_lit(&b, "Connection: upgrade\r\n");
     } else if (ctx->plc->upstream->keepalive == 0) {
-        put(&b, "Connection: close\r\n", 19);
+        put_lit(&b, "Connection: close\r\n");
     }
     if (r->h.chunked) {
         /* Only the chunked layer is portier's to decode and redo: codings applied before
@@ -179,18 +182,18 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
         char te[PT_HTTP_TE_CODINGS_BUFSZ];
         size_t n = pt_http_te_codings_format(&r->h, te, sizeof(te));
         ctx->req_chunked = 1;
-        put(&b, "Transfer-Encoding: ", 19);
+        put_lit(&b, "Transfer-Encoding: ");
         put(&b, te, n);
-        put(&b, "chunked\r\n", 9);
+        put_lit(&b, "chunked\r\n");
     } else if (r->has_body) {
         char cl[40];
         int n =
             snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)r->h.content_length);
         put(&b, cl, (size_t)n);
     } else if (r->h.method_id == PT_HTTP_POST || r->h.method_id == PT_HTTP_PUT) {
-        put(&b, "Content-Length: 0\r\n", 19);
+        put_lit(&b, "Content-Length: 0\r\n");
     }
-    put(&b, "\r\n", 2);
+    put_lit(&b, "\r\n");
     if (b.failed)
         return PT_ERROR;
     ctx->head = (struct pt_str){b.p, b.len};

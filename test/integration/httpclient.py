@@ -228,7 +228,10 @@ class Client:
         resp.reason = (m.group(3) or b"").decode("latin-1")
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
-            if not sep:
+            # As strict with portier's output as portier is with its input (RFC 9110 5.5):
+            # a token name, and no control byte but HTAB in a value.
+            if not sep or not re.match(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", name) or \
+                    re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", value):
                 raise ProtocolError("bad header line %r" % line)
             resp.headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
         return resp
