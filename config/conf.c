@@ -385,7 +385,7 @@ int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *con
 typedef int (*value_parser)(const char *, int64_t *);
 
 static int set_int64(struct pt_conf *cf, const struct pt_directive *d, void *conf,
-                     value_parser parse, const char *what)
+                     value_parser parse, const char *what, const char *like)
 {
     int64_t *f = FIELD(conf, d, int64_t), v;
     const int64_t *bounds = d->post;
@@ -393,7 +393,8 @@ static int set_int64(struct pt_conf *cf, const struct pt_directive *d, void *con
     if (*f != PT_CONF_UNSET)
         return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
     if (parse(cf->value, &v) != PT_OK)
-        return pt_conf_error(cf, "invalid %s \"%s\" for \"%s\"", what, cf->value, d->name);
+        return pt_conf_error(cf, "invalid %s \"%s\" for \"%s\" (use %s)", what, cf->value, d->name,
+                             like);
     if (bounds && (v < bounds[0] || v > bounds[1]))
         return pt_conf_error(cf, "\"%s\" must be between %lld and %lld, not %lld", d->name,
                              (long long)bounds[0], (long long)bounds[1], (long long)v);
@@ -403,17 +404,17 @@ static int set_int64(struct pt_conf *cf, const struct pt_directive *d, void *con
 
 int pt_conf_set_num(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return set_int64(cf, d, conf, pt_parse_int, "number");
+    return set_int64(cf, d, conf, pt_parse_int, "number", "digits");
 }
 
 int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return set_int64(cf, d, conf, pt_parse_size, "size (like 512, 8k, 1m)");
+    return set_int64(cf, d, conf, pt_parse_size, "size", "a size like 512, 8k, 1m");
 }
 
 int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return set_int64(cf, d, conf, pt_parse_msec, "time (like 500ms, 5s, 2m)");
+    return set_int64(cf, d, conf, pt_parse_msec, "time", "a time like 500ms, 5s, 2m");
 }
 
 int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf)
