@@ -16,6 +16,7 @@ static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 static const int64_t connections_bounds[2] = {8, 1048576};
+static const int64_t draining_bounds[2] = {0, 1000};
 
 static const struct pt_directive core_directives[] = {
     {"worker_processes", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_worker_processes,
@@ -37,6 +38,10 @@ static const struct pt_directive core_directives[] = {
     {"worker_shutdown_timeout", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_msec,
      offsetof(struct pt_core_conf, worker_shutdown_timeout), NULL,
      "how long a draining worker may finish in-flight requests (default 60s)"},
+    {"max_draining_generations", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
+     offsetof(struct pt_core_conf, max_draining_generations), draining_bounds,
+     "old worker generations allowed to drain at once; reloads beyond it end the oldest early "
+     "(default 4)"},
     {"worker_rlimit_nofile", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
      offsetof(struct pt_core_conf, worker_rlimit_nofile), NULL,
      "RLIMIT_NOFILE of worker processes (default: 2 x worker_connections + 64)"},
@@ -55,6 +60,7 @@ static void *create_main_conf(struct pt_conf *cf)
     cc->worker_connections = PT_CONF_UNSET;
     cc->worker_shutdown_timeout = PT_CONF_UNSET;
     cc->worker_rlimit_nofile = PT_CONF_UNSET;
+    cc->max_draining_generations = PT_CONF_UNSET;
     return cc;
 }
 
@@ -137,6 +143,8 @@ static int init_main_conf(struct pt_conf *cf, void *conf)
         cc->worker_connections = 1024;
     if (cc->worker_shutdown_timeout == PT_CONF_UNSET)
         cc->worker_shutdown_timeout = 60000;
+    if (cc->max_draining_generations == PT_CONF_UNSET)
+        cc->max_draining_generations = 4;
     if (cc->worker_rlimit_nofile == PT_CONF_UNSET)
         cc->worker_rlimit_nofile = 2 * cc->worker_connections + 64;
     /* The user only matters when we can switch to it; a non-root master keeps its own. */

@@ -23,6 +23,7 @@ struct pt_core_conf {
     int64_t worker_connections;
     int64_t worker_shutdown_timeout; /* ms */
     int64_t worker_rlimit_nofile;
+    int64_t max_draining_generations;
 };
 
 extern struct pt_module pt_core_module;

@@ -21,6 +21,7 @@
 #include "master.h"
 #include "module.h"
 #include "proctitle.h"
+#include "upgrade.h"
 
 #ifndef PT_DEFAULT_PREFIX
 #define PT_DEFAULT_PREFIX "/usr/local/portier"
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
     char err[1024], path[4096];
     int opt, test = 0, rc;
 
+    pt_upgrade_save_argv(argc, argv);
     while ((opt = getopt(argc, argv, "c:p:ts:VRh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
@@ -184,7 +186,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "portier: %s\n", err);
         return 1;
     }
-    if (cc->daemon && daemonize() != PT_OK) {
+    /* A master started by a binary upgrade is already where its parent was. */
+    if (cc->daemon && !pt_upgrade_inherited() && daemonize() != PT_OK) {
         pt_log(PT_LOG_CRIT, "cannot become a daemon: %m");
         return 1;
     }
@@ -195,7 +198,6 @@ int main(int argc, char **argv)
     pt_log(PT_LOG_NOTICE, "portier %s started, %lld workers", PORTIER_VERSION,
            (long long)cc->worker_processes);
     rc = pt_master_run(cycle, &args);
-    unlink(pt_core_conf(pt_cycle)->pid);
     pt_log(PT_LOG_NOTICE, "exit");
     pt_master_release(pt_cycle);
     pt_cycle_free(pt_cycle);

@@ -21,6 +21,8 @@
 #include "log.h"
 #include "module.h"
 #include "proctitle.h"
+#include "sdnotify.h"
+#include "upgrade.h"
 #include "shm.h"
 #include "worker.h"
 
@@ -31,13 +33,20 @@ struct worker {
     unsigned generation;
     int slot;
     unsigned exiting : 1; /* told to stop: do not respawn */
+    unsigned killed : 1;  /* ended early by max_draining_generations */
     time_t started;
 };
 
 static struct worker workers[MAX_WORKERS];
 static int nworkers;
 
-static volatile sig_atomic_t sig_child, sig_reload, sig_reopen, sig_quit, sig_term, sig_alarm;
+static volatile sig_atomic_t sig_child, sig_reload, sig_reopen, sig_quit, sig_term, sig_alarm,
+    sig_upgrade, sig_winch;
+
+/* Binary upgrade state: the new master we started, and whether WINCH stopped our workers
+ * (then this master waits, without workers, for a commit or a rollback). */
+static pid_t new_master;
+static int workers_stopped;
 
 /* Respawn backoff: a worker that dies within a second of its start doubles the delay. */
 static unsigned respawn_delay_ms;
@@ -53,12 +62,15 @@ static void on_signal(int signo)
     case SIGTERM:
     case SIGINT: sig_term = 1; break;
     case SIGALRM: sig_alarm = 1; break;
+    case SIGUSR2: sig_upgrade = 1; break;
+    case SIGWINCH: sig_winch = 1; break;
     }
 }
 
 static void setup_signals(void)
 {
-    static const int sigs[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT, SIGALRM};
+    static const int sigs[] = {SIGCHLD, SIGHUP,  SIGUSR1, SIGQUIT, SIGTERM,
+                               SIGINT,  SIGALRM, SIGUSR2, SIGWINCH};
     struct sigaction sa;
     sigset_t set;
 
@@ -71,8 +83,6 @@ static void setup_signals(void)
     }
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGUSR2, &sa, NULL);
-    sigaction(SIGWINCH, &sa, NULL);
     sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -87,7 +97,7 @@ static pid_t spawn(struct pt_cycle *cycle, int slot)
     if (pid == 0)
         pt_worker_main(cycle, slot);
     if (nworkers < MAX_WORKERS) {
-        workers[nworkers++] = (struct worker){pid, cycle->generation, slot, 0, time(NULL)};
+        workers[nworkers++] = (struct worker){pid, cycle->generation, slot, 0, 0, time(NULL)};
     }
     pt_log(PT_LOG_NOTICE, "started worker process %d", (int)pid);
     return pid;
@@ -119,6 +129,27 @@ static void arm_alarm(unsigned ms)
     setitimer(ITIMER_REAL, &it, NULL);
 }
 
+/* The new master of an upgrade is gone: it failed to start, or it was told to quit (a
+ * rollback).  This master takes its pid file back and, if WINCH had stopped its workers,
+ * serves again: a rollback never leaves the listeners without workers. */
+static void new_master_exited(struct pt_cycle *cycle, int status)
+{
+    if (WIFEXITED(status))
+        pt_log(PT_LOG_NOTICE, "binary upgrade: new master %d exited with code %d%s",
+               (int)new_master, WEXITSTATUS(status),
+               WEXITSTATUS(status) ? ", the upgrade failed; this master carries on" : "");
+    else
+        pt_log(PT_LOG_NOTICE, "binary upgrade: new master %d exited on signal %d", (int)new_master,
+               WTERMSIG(status));
+    new_master = 0;
+    pt_upgrade_restore_pidfile(pt_core_conf(cycle)->pid);
+    if (workers_stopped) {
+        workers_stopped = 0;
+        pt_log(PT_LOG_NOTICE, "binary upgrade rolled back: starting workers again");
+        spawn_all(cycle);
+    }
+}
+
 /* Collects exited workers; returns how many of the current generation must be respawned. */
 static void reap(struct pt_cycle *cycle)
 {
@@ -126,6 +157,10 @@ static void reap(struct pt_cycle *cycle)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == new_master) {
+            new_master_exited(cycle, status);
+            continue;
+        }
         for (int i = 0; i < nworkers; i++) {
             struct worker w = workers[i];
             if (w.pid != pid)
@@ -177,6 +212,79 @@ static void respawn_missing(struct pt_cycle *cycle)
             spawn(cycle, s);
 }
 
+/* Ends the oldest draining generations early when reloads come faster than their workers
+ * drain, so that at most max_draining_generations of them hold memory and connections. */
+static void cap_draining(struct pt_cycle *cycle)
+{
+    int max = (int)pt_core_conf(cycle)->max_draining_generations;
+
+    for (;;) {
+        unsigned oldest = 0;
+        int ngen = 0;
+        for (int i = 0; i < nworkers; i++) {
+            unsigned g = workers[i].generation;
+            int seen = 0;
+            if (g == cycle->generation || workers[i].killed)
+                continue;
+            for (int j = 0; j < i; j++)
+                seen |= workers[j].generation == g && !workers[j].killed;
+            ngen += !seen;
+            if (oldest == 0 || g < oldest)
+                oldest = g;
+        }
+        if (ngen <= max)
+            return;
+        pt_log(PT_LOG_WARN,
+               "%d draining generations, more than max_draining_generations %d: ending draining "
+               "generation %u early",
+               ngen, max, oldest);
+        for (int i = 0; i < nworkers; i++) {
+            if (workers[i].generation == oldest) {
+                workers[i].killed = 1;
+                kill(workers[i].pid, SIGTERM);
+            }
+        }
+    }
+}
+
+/* USR2: start the new binary, unless an upgrade is already under way. */
+static void upgrade(struct pt_cycle *cycle)
+{
+    if (new_master > 0) {
+        pt_log(PT_LOG_WARN, "binary upgrade already in progress (new master %d): USR2 ignored",
+               (int)new_master);
+        return;
+    }
+    new_master = pt_upgrade_start(cycle, pt_core_conf(cycle)->pid);
+    if (new_master < 0)
+        new_master = 0;
+}
+
+/* WINCH: during an upgrade, the old workers drain and exit; this master stays for a
+ * rollback.  Without an upgrade under way it would only leave the ports unserved. */
+static void stop_workers_for_upgrade(void)
+{
+    if (new_master <= 0) {
+        pt_log(PT_LOG_WARN, "WINCH ignored: no binary upgrade in progress");
+        return;
+    }
+    pt_log(PT_LOG_NOTICE, "binary upgrade: stopping the old workers gracefully");
+    workers_stopped = 1;
+    respawn_pending = 0;
+    signal_workers(SIGQUIT, 0, 0);
+}
+
+/* HUP after WINCH: the rollback's first step, workers again with the configuration this
+ * master already has (not reread: the file on disk may be the new binary's). */
+static void restart_workers(struct pt_cycle *cycle)
+{
+    pt_log(PT_LOG_NOTICE,
+           "binary upgrade: starting the old workers again (configuration not reread)");
+    workers_stopped = 0;
+    spawn_all(cycle);
+    pt_sd_ready("serving");
+}
+
 static struct pt_cycle *reload(struct pt_cycle *cycle, const struct pt_master_args *args)
 {
     char err[1024];
@@ -184,14 +292,13 @@ static struct pt_cycle *reload(struct pt_cycle *cycle, const struct pt_master_ar
     struct pt_core_conf *cc;
 
     pt_log(PT_LOG_NOTICE, "reloading configuration %s", args->conf_file);
+    pt_sd_notify("RELOADING=1");
     fresh = pt_cycle_load(args->conf_file, args->prefix, err, sizeof(err));
-    if (fresh == NULL) {
-        pt_log(PT_LOG_ERR, "reload failed, keeping the running configuration: %s", err);
-        return cycle;
-    }
-    if (pt_master_prepare(fresh, cycle, err, sizeof(err)) != PT_OK) {
-        pt_log(PT_LOG_ERR, "reload failed, keeping the running configuration: %s", err);
+    if (fresh == NULL || pt_master_prepare(fresh, cycle, err, sizeof(err)) != PT_OK) {
+        pt_log(PT_LOG_ERR, "reload of %s failed, keeping the running configuration: %s",
+               args->conf_file, err);
         pt_cycle_free(fresh);
+        pt_sd_ready("reload failed, running the previous configuration");
         return cycle;
     }
     cc = pt_core_conf(fresh);
@@ -203,8 +310,11 @@ static struct pt_cycle *reload(struct pt_cycle *cycle, const struct pt_master_ar
     signal_workers(SIGQUIT, 1, fresh->generation);
     pt_master_release(cycle);
     pt_cycle_free(cycle);
+    workers_stopped = 0;
     pt_log(PT_LOG_NOTICE, "reload done: %s, %lld workers", args->conf_file,
            (long long)cc->worker_processes);
+    cap_draining(fresh);
+    pt_sd_ready("serving");
     return fresh;
 }
 
@@ -250,22 +360,33 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
     pt_proctitle_set("portier: master process");
     sigemptyset(&empty);
     spawn_all(cycle);
+    pt_sd_ready("serving");
     for (;;) {
         sigsuspend(&empty);
         if (sig_term) {
             pt_log(PT_LOG_NOTICE, "fast shutdown");
+            pt_sd_notify("STOPPING=1");
             wait_all_exit(cycle, SIGTERM);
             break;
         }
         if (sig_quit) {
             pt_log(PT_LOG_NOTICE, "graceful shutdown");
+            pt_sd_notify("STOPPING=1");
             wait_all_exit(cycle, SIGQUIT);
             break;
+        }
+        if (sig_upgrade) {
+            sig_upgrade = 0;
+            upgrade(cycle);
+        }
+        if (sig_winch) {
+            sig_winch = 0;
+            stop_workers_for_upgrade();
         }
         if (sig_child) {
             sig_child = 0;
             reap(cycle);
-            if (nworkers == 0 && !respawn_pending) {
+            if (nworkers == 0 && !respawn_pending && !workers_stopped) {
                 pt_log(PT_LOG_CRIT, "no worker process left, exiting");
                 break;
             }
@@ -281,7 +402,10 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
         }
         if (sig_reload) {
             sig_reload = 0;
-            cycle = reload(cycle, args);
+            if (workers_stopped)
+                restart_workers(cycle);
+            else
+                cycle = reload(cycle, args);
         }
         if (sig_reopen) {
             sig_reopen = 0;
@@ -292,5 +416,14 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
         }
     }
     pt_cycle = cycle;
+    /* After an upgrade that was committed, this (old) master's pid file is the .oldbin one;
+     * the plain one belongs to the new master. */
+    if (new_master > 0) {
+        char oldbin[4096];
+        snprintf(oldbin, sizeof(oldbin), "%s.oldbin", pt_core_conf(cycle)->pid);
+        unlink(oldbin);
+    } else {
+        unlink(pt_core_conf(cycle)->pid);
+    }
     return 0;
 }

@@ -10,10 +10,26 @@
 #include "master.h"
 #include "module.h"
 #include "shm.h"
+#include "upgrade.h"
 
 static int open_zone(struct pt_shm_zone *z, struct pt_cycle *old, char *err, size_t errlen)
 {
     struct pt_shm_zone *prev = old ? pt_shm_zone_find(old->zones, z->name) : NULL;
+    int fd = old ? -1 : pt_upgrade_take_zone_fd(z->name);
+
+    /* A binary upgrade hands the previous binary's zone over: its state (upstream health,
+     * counters) carries on when the layout is the same. */
+    if (fd >= 0) {
+        int rc = pt_shm_zone_adopt_fd(z, fd);
+        if (rc == PT_OK) {
+            pt_log(PT_LOG_NOTICE, "shared memory zone \"%s\" inherited from the previous binary",
+                   z->name);
+            return PT_OK;
+        }
+        if (rc == PT_DECLINED)
+            pt_log(PT_LOG_NOTICE, "shared memory zone \"%s\" starts empty: %s", z->name,
+                   z->declined ? z->declined : "incompatible");
+    }
 
     if (prev && prev->addr) {
         int rc = pt_shm_zone_take_over(z, prev);

@@ -278,16 +278,19 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
         pt_event_post(&c->ev);
 }
 
+/* How long a draining worker keeps an idle keepalive connection open.  Closing it at once
+ * races with a client that is sending its next request on it (the request then meets a
+ * reset); within the grace such a request is answered, with Connection: close. */
+#define DRAIN_GRACE_MS 1000
+
 void pt_http_drain(void)
 {
-    struct pt_http_conn *c, *next;
+    struct pt_http_conn *c;
 
     draining = 1;
-    for (c = conns; c; c = next) {
-        next = c->next;
+    for (c = conns; c; c = c->next) {
+        c->closing = 1;
         if (c->r == NULL && (c->in == NULL || pt_buf_len(c->in) == 0) && !c->lingering)
-            pt_http_conn_close(c);
-        else
-            c->closing = 1;
+            pt_timer_add(&c->timer, DRAIN_GRACE_MS);
     }
 }
