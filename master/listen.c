@@ -133,6 +133,8 @@ static void add_inherited(int fd)
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &val, &len) < 0 || !val)
         return;
     fcntl(fd, F_SETFD, FD_CLOEXEC);
+    /* systemd passes its sockets blocking: one accept() too many would hang a worker. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     inherited[ninherited++] = fd;
 }
 

@@ -250,9 +250,18 @@ static void cap_draining(struct pt_cycle *cycle)
 /* USR2: start the new binary, unless an upgrade is already under way. */
 static void upgrade(struct pt_cycle *cycle)
 {
+    char oldbin[4096];
+
     if (new_master > 0) {
         pt_log(PT_LOG_WARN, "binary upgrade already in progress (new master %d): USR2 ignored",
                (int)new_master);
+        return;
+    }
+    /* The new master of an upgrade that is not committed yet (its old master still runs,
+     * PID.oldbin still exists) must not start a third generation over the pid files. */
+    snprintf(oldbin, sizeof(oldbin), "%s.oldbin", pt_core_conf(cycle)->pid);
+    if (access(oldbin, F_OK) == 0) {
+        pt_log(PT_LOG_WARN, "binary upgrade already in progress (%s exists): USR2 ignored", oldbin);
         return;
     }
     new_master = pt_upgrade_start(cycle, pt_core_conf(cycle)->pid);

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -483,3 +484,82 @@ class TestCase(unittest.TestCase):
         self.assertEqual(resp.status, status, resp)
         self.assertEqual(resp.header("Server"), "portier", resp)
         self.assertIsNone(resp.header("X-Backend"), resp)
+
+
+# --------------------------------------------------------------------------
+# load
+
+class Load:
+    """<clients> threads, each looping GET <path> on its own keepalive connection
+    to 127.0.0.1:<port>, with no retry: a connection error, a reset, an EOF before
+    a full response, a timeout or a non-2xx status is a failure.  A response with
+    "Connection: close" ends its connection and the next request goes on a new
+    one: that is how a draining server hands a connection back without losing a
+    request.  ok counts successes; failures lists (local port of the connection,
+    or None when the connect failed, description).  Start and stop it with
+    start()/stop() or as a context manager."""
+
+    def __init__(self, port, clients=32, path="/", timeout=10.0):
+        self.port = port
+        self.request = build_request("GET", path)
+        self.timeout = timeout
+        self.ok = 0
+        self.connections = 0
+        self.failures = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def failures_except(self, ports):
+        """The failures on connections whose local port is not in <ports>."""
+        return [f for f in self.failures if f[0] is None or f[0] not in ports]
+
+    def _fail(self, lport, what):
+        with self._lock:
+            self.failures.append((lport, what))
+
+    def _loop(self):
+        c, lport = None, None
+        while not self._stop.is_set():
+            try:
+                if c is None:
+                    lport = None
+                    c = Client(self.port, self.timeout)
+                    lport = c.local_port
+                    with self._lock:
+                        self.connections += 1
+                if not c.send(self.request):
+                    raise ConnectionResetError("send failed")
+                r = c.read_response(timeout=self.timeout)
+            except (OSError, ProtocolError, TimeoutError) as e:
+                self._fail(lport, "%r%s" % (e, " (reset)" if c is not None and c.reset else ""))
+                if c is not None:
+                    c.close()
+                c = None
+                continue
+            if not 200 <= r.status < 300:
+                self._fail(lport, "status %d" % r.status)
+            else:
+                with self._lock:
+                    self.ok += 1
+            if not 200 <= r.status < 300 or "close" in r.connection_tokens():
+                c.close()
+                c = None
+        if c is not None:
+            c.close()
