@@ -41,7 +41,7 @@ static const struct pt_directive core_directives[] = {
     {"max_draining_generations", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
      offsetof(struct pt_core_conf, max_draining_generations), draining_bounds,
      "old worker generations allowed to drain at once; reloads beyond it end the oldest early "
-     "(default 4)"},
+     "(default 8)"},
     {"worker_rlimit_nofile", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
      offsetof(struct pt_core_conf, worker_rlimit_nofile), NULL,
      "RLIMIT_NOFILE of worker processes (default: 2 x worker_connections + 64)"},
@@ -144,7 +144,7 @@ static int init_main_conf(struct pt_conf *cf, void *conf)
     if (cc->worker_shutdown_timeout == PT_CONF_UNSET)
         cc->worker_shutdown_timeout = 60000;
     if (cc->max_draining_generations == PT_CONF_UNSET)
-        cc->max_draining_generations = 4;
+        cc->max_draining_generations = 8;
     if (cc->worker_rlimit_nofile == PT_CONF_UNSET)
         cc->worker_rlimit_nofile = 2 * cc->worker_connections + 64;
     /* The user only matters when we can switch to it; a non-root master keeps its own. */

@@ -128,7 +128,9 @@ void pt_worker_main(struct pt_cycle *cycle, int slot)
         }
     }
     for (;;) {
-        pt_loop_once(1000);
+        /* A draining worker looks often whether its last connection is gone: an old
+         * generation should not outlive its work by a whole wait. */
+        pt_loop_once(deadline ? 20 : 1000);
         if (sig_term)
             break;
         if (sig_reopen) {
