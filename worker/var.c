@@ -251,7 +251,7 @@ struct pt_template *pt_template_compile(struct pt_conf *cf, const char *src, enu
     }
     t->esc = esc;
     for (p = lit = copy; *p;) {
-        struct pt_str name;
+        struct pt_str name = PT_NULL_STR;
         int n;
         if (*p != '$') {
             p++;
