@@ -1,7 +1,7 @@
 /*
- * upstream.c: the upstream module: `upstream` groups and their `server` peers, smooth
- * weighted round robin, passive health in shared memory, and the per-worker keepalive
- * pool of upstream connections.
+ * upstream.c: the upstream module: `upstream` groups and their `server` peers, their
+ * balancing directives (the algorithms are in lb.c), passive health in shared memory, and
+ * the per-worker keepalive pool of upstream connections.
  */
 #include "upstream.h"
 
@@ -16,34 +16,67 @@
 #include <unistd.h>
 
 #include "cycle.h"
+#include "http.h"
 #include "listen.h"
 #include "log.h"
 #include "module.h"
 #include "pool.h"
 #include "shm.h"
+#include "shmtx.h"
+#include "var.h"
 
 #define ZONE_SIZE    (1u << 20)
-#define ZONE_VERSION 1
+#define ZONE_VERSION 2    /* 2: group locks, shared round robin and slow start */
+#define GROUPS_MAX   512  /* group entries in the zone */
+#define HASH_KEY_MAX 1024 /* bytes of a hash key that count */
 
 struct ups_main_conf {
     struct pt_upstream **ups;
     int nups, cap;
 };
 
-/* The zone's root: a table of peer states, found again by key after a reload. */
-struct peer_table {
-    uint32_t n, cap;
-    struct pt_peer_shared entries[];
+/* A group's shared state: the lock that makes its choices one sequence for all workers. */
+struct group_shared {
+    char key[88]; /* the group's name */
+    struct pt_shmtx lock;
 };
+
+/* The zone's root: tables of group and peer states, found again by key after a reload. */
+struct zone_root {
+    uint32_t ngroups, npeers, peer_cap;
+    struct group_shared groups[GROUPS_MAX];
+    struct pt_peer_shared peers[];
+};
+
+/* This worker's random numbers (random), seeded apart from the other workers'. */
+static uint64_t rng_state;
 
 static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_server(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_hash(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_random(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 static const struct pt_directive upstream_directives[] = {
     {"upstream", PT_CTX_HTTP, PT_DIR_BLOCK, PT_MAIN_CONF, upstream_block, 0, NULL,
      "named groups of backend servers: upstream = { app = { server = [...]; }; }"},
     {"server", PT_CTX_UPS, PT_DIR_MULTI, PT_UPS_CONF, set_server, 0, NULL,
-     "\"HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] [backup] [down]\""},
+     "\"HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] [backup] [down] "
+     "[slow_start=TIME]\"; max_conns counts the connections of all workers; slow_start ramps "
+     "the weight up from 0 over TIME after the server comes back"},
+    {"least_conn", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_flag,
+     offsetof(struct pt_upstream, least_conn), NULL,
+     "send to the server with the fewest active connections (all workers counted) per weight; "
+     "ties by weighted round robin"},
+    {"ip_hash", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_flag, offsetof(struct pt_upstream, ip_hash),
+     NULL,
+     "send a client to the same server, by its IPv4 /24 or IPv6 address; the next one in the "
+     "hash sequence while it is unavailable"},
+    {"hash", PT_CTX_UPS, 0, PT_UPS_CONF, set_hash, 0, NULL,
+     "\"KEY [consistent]\": send by a hash of KEY (variables allowed, e.g. \"$arg_user\"); "
+     "consistent: on a ketama ring, so removing a server moves only its keys"},
+    {"random", PT_CTX_UPS, 0, PT_UPS_CONF, set_random, 0, NULL,
+     "\"on\" (or true): a server at random, by weight; \"two\" or \"two least_conn\": of two "
+     "servers at random, the one with fewer active connections"},
     {"keepalive", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_num,
      offsetof(struct pt_upstream, keepalive), NULL,
      "idle upstream connections each worker keeps (default 0: none)"},
@@ -105,6 +138,9 @@ static struct pt_upstream *add_upstream(struct pt_conf *cf, const char *name)
     u->keepalive = PT_CONF_UNSET;
     u->keepalive_timeout = PT_CONF_UNSET;
     u->keepalive_requests = PT_CONF_UNSET;
+    u->least_conn = PT_CONF_UNSET;
+    u->ip_hash = PT_CONF_UNSET;
+    u->random = PT_CONF_UNSET;
     mc->ups[mc->nups++] = u;
     return u;
 }
@@ -190,6 +226,8 @@ static int peer_option(struct pt_conf *cf, struct pt_peer *p, const char *opt)
         p->max_conns = (int)v;
     else if (strncmp(opt, "fail_timeout=", 13) == 0 && pt_parse_msec(opt + 13, &v) == PT_OK)
         p->fail_timeout = v;
+    else if (strncmp(opt, "slow_start=", 11) == 0 && pt_parse_msec(opt + 11, &v) == PT_OK)
+        p->slow_start = v;
     else
         return pt_conf_error(cf, "invalid server option \"%s\"", opt);
     return PT_OK;
@@ -210,6 +248,81 @@ static int set_server(struct pt_conf *cf, const struct pt_directive *d, void *co
     for (int i = 1; i < n; i++)
         if (peer_option(cf, p, w[i]) != PT_OK)
             return PT_ERROR;
+    return PT_OK;
+}
+
+/* hash = "KEY [consistent]": KEY is a template, and may hold spaces ("$host $uri"). */
+static int set_hash(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_upstream *u = conf;
+    const char *v = cf->value;
+    size_t len = strlen(v);
+    int consistent = len > 11 && strcmp(v + len - 11, " consistent") == 0;
+
+    if (u->hash)
+        return pt_conf_error(cf, "\"hash\" is duplicate");
+    len -= consistent ? 11 : 0;
+    while (len && v[len - 1] == ' ')
+        len--;
+    if (len == 0)
+        return pt_conf_error(cf, "invalid value \"%s\" for \"hash\": use \"KEY [consistent]\"", v);
+    u->hash = pt_template_compile(cf, pt_pstrndup(cf->pool, v, len), PT_ESCAPE_NONE);
+    if (u->hash == NULL)
+        return PT_ERROR;
+    u->lb.consistent = consistent;
+    return PT_OK;
+}
+
+/* random takes a string where nginx takes none or words: "on" (true), "off" (false),
+ * "two", "two least_conn" (least_conn is nginx's only way to compare two). */
+static int set_random(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_upstream *u = conf;
+    const char *v = cf->value;
+
+    if (u->random != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"random\" is duplicate");
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)
+        u->random = v[1] == 'n';
+    else if (strcmp(v, "two") == 0 || strcmp(v, "two least_conn") == 0)
+        u->random = 2;
+    else
+        return pt_conf_error(cf,
+                             "invalid value \"%s\" for \"random\": use true, \"two\" or "
+                             "\"two least_conn\"",
+                             v);
+    return PT_OK;
+}
+
+/* Settles the balancing method of <u> (group setting <g>) from its directives. */
+static int set_method(struct pt_conf *cf, const config_setting_t *g, struct pt_upstream *u)
+{
+    struct pt_lb *lb = &u->lb;
+    uint32_t n;
+
+    if ((u->least_conn == 1) + (u->ip_hash == 1) + (u->hash != NULL) + (u->random > 0) > 1)
+        return pt_conf_error_at(
+            cf, g, "upstream \"%s\" sets more than one of least_conn, ip_hash, hash and random",
+            u->name);
+    lb->method = u->least_conn == 1 ? PT_LB_LEAST_CONN
+                 : u->ip_hash == 1  ? PT_LB_IP_HASH
+                 : u->hash          ? PT_LB_HASH
+                 : u->random > 0    ? PT_LB_RANDOM
+                                    : PT_LB_ROUND_ROBIN;
+    lb->two = u->random == 2;
+    for (int i = 0; i < u->npeers; i++)
+        if (u->peers[i].slow_start && (lb->method == PT_LB_IP_HASH || lb->method == PT_LB_HASH))
+            return pt_conf_error_at(cf, g,
+                                    "slow_start cannot be used with ip_hash or hash in upstream "
+                                    "\"%s\": they map keys to servers by the configured weights",
+                                    u->name);
+    n = lb->consistent ? pt_lb_ring_size(u->peers, u->npeers) : 0;
+    if (n == 0)
+        return PT_OK;
+    lb->points = pt_palloc(cf->pool, n * sizeof(*lb->points));
+    if (lb->points == NULL)
+        return pt_conf_error(cf, "out of memory");
+    lb->npoints = pt_lb_ring_build(lb->points, u->peers, u->npeers);
     return PT_OK;
 }
 
@@ -237,7 +350,7 @@ static int read_group(struct pt_conf *cf, const config_setting_t *g)
         return PT_ERROR;
     if (u->npeers == 0)
         return pt_conf_error_at(cf, g, "no servers in upstream \"%s\"", name);
-    return PT_OK;
+    return set_method(cf, g, u);
 }
 
 static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
@@ -273,42 +386,67 @@ struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostpor
 
 /* --- shared state --- */
 
-static struct pt_peer_shared *find_entry(struct peer_table *t, const char *key)
+/* Finds the entry keyed <key> among the *<n> entries of <size> bytes at <base> (each starts
+ * with its key), else claims the next one (zeroed) and sets *<fresh>; NULL when all <cap>
+ * are taken.  Only the master claims entries, so workers never see a half-written key. */
+static void *find_entry(void *base, size_t size, uint32_t *n, uint32_t cap, const char *key,
+                        int *fresh)
 {
-    for (uint32_t i = 0; i < t->n; i++)
-        if (strcmp(t->entries[i].key, key) == 0)
-            return &t->entries[i];
-    if (t->n == t->cap)
+    char *e = base;
+
+    for (uint32_t i = 0; i < *n; i++, e += size)
+        if (strcmp(e, key) == 0)
+            return e;
+    if (*n == cap)
         return NULL;
-    snprintf(t->entries[t->n].key, sizeof(t->entries[0].key), "%s", key);
-    return &t->entries[t->n++];
+    strcpy(e, key);
+    (*n)++;
+    *fresh = 1;
+    return e;
+}
+
+/* Points <u> at its shared state in <t>, creating what a new group or peer needs. */
+static int bind_group(struct zone_root *t, struct pt_upstream *u)
+{
+    char key[sizeof(t->peers[0].key)];
+    struct group_shared *g;
+    int fresh = 0;
+
+    snprintf(key, sizeof(t->groups[0].key), "%s", u->name);
+    g = find_entry(t->groups, sizeof(*g), &t->ngroups, GROUPS_MAX, key, &fresh);
+    /* A lock is initialized once, when its entry is claimed: after a reload, workers of
+     * the old generation may be holding it. */
+    if (g == NULL || (fresh && pt_shmtx_init(&g->lock) != PT_OK))
+        return PT_ERROR;
+    u->lock = &g->lock;
+    for (int j = 0; j < u->npeers; j++) {
+        snprintf(key, sizeof(key), "%s/%s", u->name, u->peers[j].name);
+        u->peers[j].shared =
+            find_entry(t->peers, sizeof(t->peers[0]), &t->npeers, t->peer_cap, key, &fresh);
+        if (u->peers[j].shared == NULL)
+            return PT_ERROR;
+        /* Connections counted by workers of a previous generation are theirs to
+         * release; a fresh table starts at zero. */
+    }
+    return PT_OK;
 }
 
 static int zone_init(struct pt_shm_zone *zone, int reused)
 {
     struct ups_main_conf *mc = zone->ctx;
-    struct peer_table *t = reused ? pt_shm_root(zone) : NULL;
+    struct zone_root *t = reused ? pt_shm_root(zone) : NULL;
 
     if (t == NULL) {
         size_t room = ZONE_SIZE - 64 * 1024;
         t = pt_slab_alloc(zone->pool, room);
         if (t == NULL)
             return PT_ERROR;
-        t->cap = (uint32_t)((room - sizeof(*t)) / sizeof(t->entries[0]));
+        t->peer_cap = (uint32_t)((room - sizeof(*t)) / sizeof(t->peers[0]));
         pt_shm_set_root(zone, t);
     }
-    for (int i = 0; i < mc->nups; i++) {
-        struct pt_upstream *u = mc->ups[i];
-        for (int j = 0; j < u->npeers; j++) {
-            char key[160];
-            snprintf(key, sizeof(key), "%s/%s", u->name, u->peers[j].name);
-            u->peers[j].shared = find_entry(t, key);
-            if (u->peers[j].shared == NULL)
-                return PT_ERROR;
-            /* Connections counted by workers of a previous generation are theirs to
-             * release; a fresh table starts at zero. */
-        }
-    }
+    for (int i = 0; i < mc->nups; i++)
+        if (bind_group(t, mc->ups[i]) != PT_OK)
+            return PT_ERROR;
     return PT_OK;
 }
 
@@ -341,19 +479,6 @@ static int postconfig(struct pt_conf *cf)
 
 /* --- health --- */
 
-static int peer_usable(struct pt_peer *p, uint64_t now)
-{
-    struct pt_peer_shared *s = p->shared;
-
-    if (p->down)
-        return 0;
-    if (s && p->max_fails && __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) > now)
-        return 0;
-    if (s && p->max_conns && __atomic_load_n(&s->conns, __ATOMIC_RELAXED) >= p->max_conns)
-        return 0;
-    return 1;
-}
-
 void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
 {
     struct pt_peer_shared *s = p->shared;
@@ -376,6 +501,8 @@ void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
     fails = __atomic_add_fetch(&s->fails, 1, __ATOMIC_RELAXED);
     if (fails >= (uint32_t)p->max_fails) {
         __atomic_store_n(&s->down_until_ms, now + (uint64_t)p->fail_timeout, __ATOMIC_RELAXED);
+        /* It comes back when the window ends: slow start ramps from there. */
+        __atomic_store_n(&s->recovered_ms, now + (uint64_t)p->fail_timeout, __ATOMIC_RELAXED);
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
         pt_log(PT_LOG_WARN,
                "upstream %s server %s temporarily disabled for %lldms after %u failures", u->name,
@@ -391,28 +518,31 @@ void pt_peer_succeeded(struct pt_peer *p)
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
 }
 
-struct pt_peer *pt_upstream_choose(struct pt_upstream *u, uint64_t tried)
+struct pt_peer *pt_upstream_choose(struct pt_upstream *u, struct pt_request *r, uint64_t tried)
 {
-    uint64_t now = pt_mono_ms();
-    struct pt_peer *best = NULL;
-    int total = 0;
+    struct pt_lb_pick k = {.peers = u->peers,
+                           .npeers = u->npeers,
+                           .tried = tried,
+                           .now = pt_mono_ms(),
+                           .rng = &rng_state};
+    uint8_t addr[16];
+    char key[HASH_KEY_MAX];
+    struct pt_peer *p;
+    int locked;
 
-    /* Smooth weighted round robin (the sequence nginx uses): every usable peer gains its
-     * weight, the richest is chosen and pays the total back. */
-    for (int pass = 0; pass < 2 && best == NULL; pass++) {
-        for (int i = 0; i < u->npeers; i++) {
-            struct pt_peer *p = &u->peers[i];
-            if ((tried >> (i % 64)) & 1 || p->backup != (pass == 1) || !peer_usable(p, now))
-                continue;
-            p->current_weight += p->weight;
-            total += p->weight;
-            if (best == NULL || p->current_weight > best->current_weight)
-                best = p;
-        }
+    if (r && u->lb.method == PT_LB_IP_HASH) {
+        k.addrlen = pt_lb_ip_bytes((struct sockaddr *)&r->c->peer, addr);
+        k.addr = addr;
+    } else if (r && u->lb.method == PT_LB_HASH) {
+        k.key = (struct pt_str){key, pt_template_render(r, u->hash, key, sizeof(key))};
     }
-    if (best)
-        best->current_weight -= total;
-    return best;
+    /* One lock per group makes the shared round-robin weights one sequence.  Were it lost,
+     * choosing unlocked still gives a live peer, only a less even spread. */
+    locked = u->npeers > 1 && u->lock && pt_shmtx_lock(u->lock) != PT_ERROR;
+    p = pt_lb_choose(&u->lb, &k);
+    if (locked)
+        pt_shmtx_unlock(u->lock);
+    return p;
 }
 
 /* --- connections --- */
@@ -572,9 +702,17 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
     pt_timer_add(&uc->timer, (uint64_t)u->keepalive_timeout);
 }
 
+/* Seeds this worker's random numbers: forked workers would otherwise share one sequence. */
+static int init_worker(struct pt_cycle *cycle)
+{
+    rng_state = ((uint64_t)getpid() << 32) ^ pt_mono_ms() ^ (uint64_t)(uintptr_t)&cycle;
+    return PT_OK;
+}
+
 struct pt_module pt_upstream_module = {
     .name = "upstream",
     .directives = upstream_directives,
     .create_main_conf = create_main_conf,
     .postconfig = postconfig,
+    .init_worker = init_worker,
 };

@@ -1,7 +1,7 @@
 /*
  * upstream.h: upstream groups and their peers, the per-worker keepalive pool of upstream
  * connections, and the passive health every worker shares through shared memory.
- * Peer selection here is smooth weighted round robin; the lb module adds the rest.
+ * Peers (struct pt_peer) and the balancing algorithms are in lb.h.
  */
 #ifndef PT_UPSTREAM_H
 #define PT_UPSTREAM_H
@@ -12,34 +12,12 @@
 #include "buf.h"
 #include "conf.h"
 #include "event.h"
+#include "lb.h"
 #include "pt.h"
 
-struct pt_shm_zone;
-
-/* A peer's state shared by every worker (in the "upstream" zone; no pointers inside). */
-struct pt_peer_shared {
-    char key[160];          /* "group/host:port", to find the entry again after a reload */
-    uint32_t fails;         /* failures counted in the current fail_timeout window */
-    uint64_t fail_start_ms; /* start of that window (CLOCK_MONOTONIC, system-wide) */
-    uint64_t down_until_ms; /* unavailable until then after max_fails failures */
-    int32_t conns;          /* active connections, all workers */
-    uint64_t requests;
-    uint64_t total_fails;
-};
-
-struct pt_peer {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char name[64]; /* "127.0.0.1:3000" */
-    int weight;
-    int max_fails;
-    int64_t fail_timeout; /* ms */
-    int max_conns;        /* 0: no limit */
-    unsigned down : 1;
-    unsigned backup : 1;
-    int current_weight; /* smooth WRR, per worker */
-    struct pt_peer_shared *shared;
-};
+struct pt_request;
+struct pt_shmtx;
+struct pt_template;
 
 struct pt_upstream_conn;
 
@@ -53,6 +31,13 @@ struct pt_upstream {
     unsigned implicit : 1;      /* made from proxy_pass host:port */
     const char *file;
     int line;
+    /* balancing: the directives as read, then the method they make */
+    int least_conn;           /* flag */
+    int ip_hash;              /* flag */
+    int random;               /* 0 off, 1 on, 2 two; PT_CONF_UNSET when absent */
+    struct pt_template *hash; /* hash KEY */
+    struct pt_lb lb;
+    struct pt_shmtx *lock; /* in the zone: one choice at a time, all workers */
     /* per worker */
     struct pt_upstream_conn *idle;
     int nidle;
@@ -84,9 +69,12 @@ struct pt_upstream *pt_upstream_find(struct pt_conf *cf, const char *name);
  * upstream block).  Resolves the host now.  Returns NULL after pt_conf_error. */
 struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostport);
 
-/* Chooses a peer of <u> that is up and under its limits, skipping those marked in the
- * bitmask <tried> (peer i is bit i; groups beyond 64 peers wrap).  NULL: no live peer. */
-struct pt_peer *pt_upstream_choose(struct pt_upstream *u, uint64_t tried);
+/* Chooses the peer of <u> for request <r> by the group's method, among those up and under
+ * their limits, skipping those marked in the bitmask <tried> (peer i is bit i; groups beyond
+ * 64 peers wrap).  <r> may be NULL: ip_hash and hash then use round robin.  Takes the
+ * group's shared lock for the time of the choice.  Returns the peer, or NULL when none is
+ * live. */
+struct pt_peer *pt_upstream_choose(struct pt_upstream *u, struct pt_request *r, uint64_t tried);
 
 /* Gets a connection to <peer>: an idle pooled one (reused set) unless <fresh>, or a new
  * non-blocking connect in progress.  Registers it with the loop; events go to <handler>.

@@ -235,7 +235,7 @@ static int connect_peer(struct proxy_ctx *ctx, int count_try, int fresh)
     for (;;) {
         struct pt_peer *peer = ctx->peer;
         if (count_try) {
-            peer = pt_upstream_choose(u, ctx->tried);
+            peer = pt_upstream_choose(u, ctx->r, ctx->tried);
             if (peer == NULL) {
                 pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", u->name,
                        ctx->r->c->peer_text);
