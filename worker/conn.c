@@ -281,7 +281,7 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
 /* How long a draining worker keeps an idle keepalive connection open.  Closing it at once
  * races with a client that is sending its next request on it (the request then meets a
  * reset); within the grace such a request is answered, with Connection: close. */
-#define DRAIN_GRACE_MS 1000
+#define DRAIN_GRACE_MS 3000
 
 void pt_http_drain(void)
 {
