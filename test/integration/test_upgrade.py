@@ -29,6 +29,15 @@ def others_of(master):
     return sorted(k for k in harness.children(master) if "worker" not in harness.proc_title(k))
 
 
+def proc_state(pid):
+    """The one-letter state of <pid> from /proc/<pid>/stat ("T" when stopped)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
 def read_pid(path):
     try:
         with open(path) as f:
@@ -335,6 +344,9 @@ class ZeroDowntime(UpgradeCase):
         # Frozen first, so that the set of connections it holds cannot change before it dies.
         victim = workers_of(cur)[0]
         os.kill(victim, signal.SIGSTOP)
+        # kill() returns before the worker has stopped: until /proc says so it may still
+        # accept connections that the list below would miss.
+        harness.wait_until(lambda: proc_state(victim) == "T", 5, 0.001, "the worker to stop")
         held = client_ports_held_by(victim, p.port)
         os.kill(victim, signal.SIGKILL)
         harness.wait_until(lambda: len(workers_of(cur)) == self.nworkers and victim not in workers_of(cur),
