@@ -15,9 +15,12 @@ struct pt_cycle *pt_cycle;
 
 int pt_modules_count(void)
 {
-    int n = 0;
+    /* The list is fixed at build time: count it once (requests ask for it too). */
+    static int n = -1;
 
-    for (; pt_modules[n]; n++)
+    if (n >= 0)
+        return n;
+    for (n = 0; pt_modules[n]; n++)
         pt_modules[n]->index = n;
     return n;
 }

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core_module.h"
 #include "cycle.h"
 #include "log.h"
 #include "pool.h"
@@ -85,16 +84,4 @@ int pt_files_reopen(struct pt_cycle *c, uid_t uid)
             close(fd);
     }
     return rc;
-}
-
-int pt_files_reopen_master(struct pt_cycle *c)
-{
-    struct pt_core_conf *cc = c ? pt_core_conf(c) : NULL;
-
-    return pt_files_reopen(c, cc && cc->user_set ? cc->uid : (uid_t)-1);
-}
-
-int pt_files_reopen_worker(struct pt_cycle *c)
-{
-    return pt_files_reopen(c, (uid_t)-1);
 }

@@ -35,17 +35,9 @@ struct pt_file *pt_file_open(struct pt_cycle *c, const char *path);
  * know.  When running as root and <uid> is not (uid_t)-1, a file not owned by <uid> is
  * given to it, so that workers running as <uid> can reopen it in turn.  A file that cannot
  * be reopened keeps its old descriptor (logged).  Returns PT_OK, or PT_ERROR when at least
- * one file failed.
+ * one file failed.  USR1 runs it first in the master (with the workers' uid), then in each
+ * worker (with (uid_t)-1), as each process's descriptors are its own.
  */
 int pt_files_reopen(struct pt_cycle *c, uid_t uid);
-
-/*
- * The USR1 steps of each process, in this order: the master reopens the files of <c> (as
- * root it gives them to the workers' "user", so the workers can open them), then the
- * workers each reopen them for themselves, as their descriptors are their own.  PT_OK, or
- * PT_ERROR when a file failed (logged).
- */
-int pt_files_reopen_master(struct pt_cycle *c);
-int pt_files_reopen_worker(struct pt_cycle *c);
 
 #endif

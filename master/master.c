@@ -347,17 +347,19 @@ static void wait_all_exit(struct pt_cycle *cycle, int signo)
     }
 }
 
-/* Reopens the error log and, as root, hands the file to the workers' user so that they
- * can reopen it themselves after the USR1 the master sends them. */
-static void reopen_error_log(struct pt_cycle *cycle)
+/* USR1: reopens the error log and the cycle's log files and, as root, hands them to the
+ * workers' user so that they can reopen them in turn after the USR1 sent to them. */
+static void reopen_logs(struct pt_cycle *cycle)
 {
     struct pt_core_conf *cc = pt_core_conf(cycle);
+    uid_t uid = geteuid() == 0 && cc->user_set ? cc->uid : (uid_t)-1;
 
     if (pt_log_reopen() != PT_OK)
         pt_log(PT_LOG_ERR, "cannot reopen error log %s: %m", pt_log_path());
-    if (geteuid() == 0 && cc->user_set && strcmp(pt_log_path(), "stderr") != 0 &&
-        chown(pt_log_path(), cc->uid, (gid_t)-1) < 0)
+    if (uid != (uid_t)-1 && strcmp(pt_log_path(), "stderr") != 0 &&
+        chown(pt_log_path(), uid, (gid_t)-1) < 0)
         pt_log(PT_LOG_WARN, "cannot chown error log %s: %m", pt_log_path());
+    pt_files_reopen(cycle, uid);
 }
 
 int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
@@ -419,8 +421,7 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
         if (sig_reopen) {
             sig_reopen = 0;
             pt_log(PT_LOG_NOTICE, "reopening logs");
-            reopen_error_log(cycle);
-            pt_files_reopen_master(cycle);
+            reopen_logs(cycle);
             signal_workers(SIGUSR1, 0, 0);
         }
     }

@@ -136,7 +136,7 @@ void pt_worker_main(struct pt_cycle *cycle, int slot)
         if (sig_reopen) {
             sig_reopen = 0;
             pt_log_reopen();
-            pt_files_reopen_worker(cycle);
+            pt_files_reopen(cycle, (uid_t)-1);
         }
         if (sig_quit && deadline == 0) {
             pt_log(PT_LOG_NOTICE, "gracefully shutting down");
