@@ -87,6 +87,16 @@ int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf
             (conf) = ((prev) == NULL) ? (def) : (prev); \
     } while (0)
 
+/* nginx's rule for repeatable directives (proxy_set_header, set_real_ip_from, ...): a level
+ * that has any of its own does not inherit the parent's list; one that has none does. */
+#define pt_conf_merge_list(arr, n, parr, pn)        \
+    do {                                            \
+        if ((n) == PT_CONF_UNSET) {                 \
+            (arr) = (parr);                         \
+            (n) = (pn) == PT_CONF_UNSET ? 0 : (pn); \
+        }                                           \
+    } while (0)
+
 /* Finds the directive named <name>, preferring one allowed in <ctx>; *<mod> receives its
  * module.  NULL if no module has it. */
 const struct pt_directive *pt_conf_find_directive(const char *name, unsigned ctx,

@@ -137,10 +137,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->client_body_timeout, p->client_body_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);
-    if (c->nreal_ip_from == PT_CONF_UNSET) {
-        c->real_ip_from = p->real_ip_from;
-        c->nreal_ip_from = p->nreal_ip_from == PT_CONF_UNSET ? 0 : p->nreal_ip_from;
-    }
+    pt_conf_merge_list(c->real_ip_from, c->nreal_ip_from, p->real_ip_from, p->nreal_ip_from);
     return PT_OK;
 }
 

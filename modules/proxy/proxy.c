@@ -51,15 +51,8 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->connect_timeout, p->connect_timeout, 60000);
     pt_conf_merge_int(c->read_timeout, p->read_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
-    /* nginx's rule: a level with any proxy_set_header does not inherit the parent's. */
-    if (c->nset == PT_CONF_UNSET) {
-        c->set = p->set;
-        c->nset = p->nset == PT_CONF_UNSET ? 0 : p->nset;
-    }
-    if (c->nhide == PT_CONF_UNSET) {
-        c->hide = p->hide;
-        c->nhide = p->nhide == PT_CONF_UNSET ? 0 : p->nhide;
-    }
+    pt_conf_merge_list(c->set, c->nset, p->set, p->nset);
+    pt_conf_merge_list(c->hide, c->nhide, p->hide, p->nhide);
     return PT_OK;
 }
 
