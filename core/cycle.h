@@ -56,7 +56,8 @@ struct pt_cycle {
 
     struct pt_listen *listens;
     struct pt_shm_zone *zones;
-    struct pt_file *files; /* log files opened for this cycle (files.h) */
+    struct pt_file *files;    /* log files opened for this cycle (files.h) */
+    unsigned need_helper : 1; /* a module has work for the helper process */
 
     pt_phase_handler phases[PT_NPHASES][PT_MAX_PHASE_HANDLERS];
     int nphase[PT_NPHASES];

@@ -67,6 +67,9 @@ struct pt_module {
     /* In each worker after privileges are dropped, and when it exits. */
     int (*init_worker)(struct pt_cycle *cycle);
     void (*exit_worker)(struct pt_cycle *cycle);
+    /* In the helper process (forked when cycle->need_helper), after privileges are dropped:
+     * start the module's periodic work on the helper's event loop.  PT_OK or PT_ERROR. */
+    int (*init_helper)(struct pt_cycle *cycle);
 
     int index; /* set at start-up: this module's slot in the configuration arrays */
 };

@@ -27,6 +27,7 @@
 #include "worker.h"
 
 #define MAX_WORKERS 2048
+#define HELPER_SLOT (-1) /* the slot of the helper process in the table of children */
 
 struct worker {
     pid_t pid;
@@ -86,6 +87,12 @@ static void setup_signals(void)
     sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
+static const char *role(const struct worker *w)
+{
+    return w->slot == HELPER_SLOT ? "helper" : "worker";
+}
+
+/* Forks the worker of <slot>, or the helper for HELPER_SLOT; the child never returns. */
 static pid_t spawn(struct pt_cycle *cycle, int slot)
 {
     pid_t pid = fork();
@@ -94,13 +101,25 @@ static pid_t spawn(struct pt_cycle *cycle, int slot)
         pt_log(PT_LOG_CRIT, "fork() failed: %m");
         return -1;
     }
+    if (pid == 0 && slot == HELPER_SLOT)
+        pt_helper_main(cycle);
     if (pid == 0)
         pt_worker_main(cycle, slot);
     if (nworkers < MAX_WORKERS) {
         workers[nworkers++] = (struct worker){pid, cycle->generation, slot, 0, 0, time(NULL)};
     }
-    pt_log(PT_LOG_NOTICE, "started worker process %d", (int)pid);
+    pt_log(PT_LOG_NOTICE, "started %s process %d", role(&workers[nworkers - 1]), (int)pid);
     return pid;
+}
+
+/* Worker processes alive, of every generation (the helper is not one). */
+static int count_workers(void)
+{
+    int n = 0;
+
+    for (int i = 0; i < nworkers; i++)
+        n += workers[i].slot != HELPER_SLOT;
+    return n;
 }
 
 static void spawn_all(struct pt_cycle *cycle)
@@ -109,6 +128,8 @@ static void spawn_all(struct pt_cycle *cycle)
 
     for (int i = 0; i < (int)cc->worker_processes; i++)
         spawn(cycle, i);
+    if (cycle->need_helper)
+        spawn(cycle, HELPER_SLOT);
 }
 
 static void signal_workers(int signo, int only_old_generation, unsigned current)
@@ -167,21 +188,21 @@ static void reap(struct pt_cycle *cycle)
                 continue;
             workers[i] = workers[--nworkers];
             if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-                pt_log(PT_LOG_NOTICE, "worker process %d exited", (int)pid);
+                pt_log(PT_LOG_NOTICE, "%s process %d exited", role(&w), (int)pid);
                 if (!w.exiting && w.generation == cycle->generation)
                     respawn_pending = 1; /* a worker is not meant to exit by itself */
                 break;
             }
             if (WIFEXITED(status) && WEXITSTATUS(status) == PT_EXIT_FATAL) {
-                pt_log(PT_LOG_CRIT, "worker process %d exited with a fatal error, not respawning",
-                       (int)pid);
+                pt_log(PT_LOG_CRIT, "%s process %d exited with a fatal error, not respawning",
+                       role(&w), (int)pid);
                 break;
             }
             if (WIFSIGNALED(status))
-                pt_log(PT_LOG_ERR, "worker process %d exited on signal %d", (int)pid,
+                pt_log(PT_LOG_ERR, "%s process %d exited on signal %d", role(&w), (int)pid,
                        WTERMSIG(status));
             else
-                pt_log(PT_LOG_ERR, "worker process %d exited with code %d", (int)pid,
+                pt_log(PT_LOG_ERR, "%s process %d exited with code %d", role(&w), (int)pid,
                        WEXITSTATUS(status));
             if (w.exiting || w.generation != cycle->generation)
                 break;
@@ -201,15 +222,22 @@ static void respawn_missing(struct pt_cycle *cycle)
 {
     struct pt_core_conf *cc = pt_core_conf(cycle);
     char used[MAX_WORKERS] = {0};
+    int helper = 0;
 
     respawn_pending = 0;
-    for (int i = 0; i < nworkers; i++)
-        if (workers[i].generation == cycle->generation && !workers[i].exiting &&
-            workers[i].slot < MAX_WORKERS)
+    for (int i = 0; i < nworkers; i++) {
+        if (workers[i].generation != cycle->generation || workers[i].exiting)
+            continue;
+        if (workers[i].slot == HELPER_SLOT)
+            helper = 1;
+        else if (workers[i].slot >= 0 && workers[i].slot < MAX_WORKERS)
             used[workers[i].slot] = 1;
+    }
     for (int s = 0; s < (int)cc->worker_processes && s < MAX_WORKERS; s++)
         if (!used[s])
             spawn(cycle, s);
+    if (cycle->need_helper && !helper)
+        spawn(cycle, HELPER_SLOT);
 }
 
 /* Ends the oldest draining generations early when reloads come faster than their workers
@@ -397,8 +425,9 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
         if (sig_child) {
             sig_child = 0;
             reap(cycle);
-            if (nworkers == 0 && !respawn_pending && !workers_stopped) {
+            if (count_workers() == 0 && !respawn_pending && !workers_stopped) {
                 pt_log(PT_LOG_CRIT, "no worker process left, exiting");
+                wait_all_exit(cycle, SIGTERM); /* the helper, if any */
                 break;
             }
             if (respawn_pending && respawn_delay_ms)

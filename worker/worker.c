@@ -1,4 +1,8 @@
-/* worker.c: the worker process. */
+/*
+ * worker.c: the worker processes, and the helper: the one unprivileged process that does
+ * periodic work once for all workers (active health checks, re-resolving names).  Both
+ * start the same way: signals, privileges, an event loop, their modules' hooks.
+ */
 #include "worker.h"
 
 #include <errno.h>
@@ -109,16 +113,46 @@ static void exit_modules(struct pt_cycle *cycle)
             pt_modules[i]->exit_worker(cycle);
 }
 
+/* What a worker and the helper do first: take their name, signals and privileges, and
+ * create their loop.  Exits with PT_EXIT_FATAL when that fails. */
+static void start_child(struct pt_cycle *cycle, const char *role, const char *title)
+{
+    pt_log_set_role(role);
+    pt_proctitle_set(title);
+    setup_signals();
+    pt_cycle = cycle;
+    if (drop_privileges(pt_core_conf(cycle)) != PT_OK || pt_loop_init() != PT_OK)
+        _exit(PT_EXIT_FATAL);
+}
+
+void pt_helper_main(struct pt_cycle *cycle)
+{
+    start_child(cycle, "helper", "portier: helper process");
+    for (int i = 0; pt_modules[i]; i++) {
+        if (pt_modules[i]->init_helper && pt_modules[i]->init_helper(cycle) != PT_OK) {
+            pt_log(PT_LOG_CRIT, "module %s failed to start in the helper", pt_modules[i]->name);
+            _exit(PT_EXIT_FATAL);
+        }
+    }
+    /* The helper holds no client: a graceful stop is as quick as a fast one.  A check in
+     * flight is abandoned; the next generation's helper starts its own. */
+    while (!sig_quit && !sig_term) {
+        pt_loop_once(1000);
+        if (sig_reopen) {
+            sig_reopen = 0;
+            pt_log_reopen();
+        }
+    }
+    _exit(0);
+}
+
 void pt_worker_main(struct pt_cycle *cycle, int slot)
 {
     struct pt_core_conf *cc = pt_core_conf(cycle);
     uint64_t deadline = 0;
 
-    pt_log_set_role("worker");
-    pt_proctitle_set("portier: worker process");
-    setup_signals();
-    pt_cycle = cycle;
-    if (drop_privileges(cc) != PT_OK || pt_loop_init() != PT_OK || listen_all(cycle) != PT_OK)
+    start_child(cycle, "worker", "portier: worker process");
+    if (listen_all(cycle) != PT_OK)
         _exit(PT_EXIT_FATAL);
     for (int i = 0; pt_modules[i]; i++) {
         if (pt_modules[i]->init_worker && pt_modules[i]->init_worker(cycle) != PT_OK) {

@@ -10,4 +10,9 @@
  * after a graceful or fast stop, PT_EXIT_FATAL when it cannot start. */
 void pt_worker_main(struct pt_cycle *cycle, int slot) __attribute__((noreturn));
 
+/* Runs the helper process for <cycle> in the current (forked) process and never returns:
+ * starts the modules' periodic work (init_helper) and exits 0 on QUIT or TERM,
+ * PT_EXIT_FATAL when it cannot start. */
+void pt_helper_main(struct pt_cycle *cycle) __attribute__((noreturn));
+
 #endif
