@@ -26,9 +26,15 @@ static int64_t shared_conns(const struct pt_peer *p)
 int pt_lb_usable(const struct pt_peer *p, uint64_t now)
 {
     const struct pt_peer_shared *s = p->shared;
+    uint32_t admin = s ? __atomic_load_n(&s->admin, __ATOMIC_RELAXED) : PT_ADMIN_NONE;
 
-    if (p->down)
+    if (admin == PT_ADMIN_DOWN || admin == PT_ADMIN_DRAIN || (p->down && admin != PT_ADMIN_UP))
         return 0;
+    if (s && p->checked) {
+        uint32_t h = __atomic_load_n(&s->health, __ATOMIC_RELAXED);
+        if (h == PT_HEALTH_DOWN || (h == PT_HEALTH_UNKNOWN && p->mandatory))
+            return 0;
+    }
     if (s && p->max_fails && __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) > now)
         return 0;
     if (p->max_conns && shared_conns(p) >= p->max_conns)
@@ -38,7 +44,8 @@ int pt_lb_usable(const struct pt_peer *p, uint64_t now)
 
 int64_t pt_lb_weight(const struct pt_peer *p, uint64_t now)
 {
-    int64_t w = (int64_t)p->weight * PT_LB_SCALE;
+    int32_t set = p->shared ? __atomic_load_n(&p->shared->admin_weight, __ATOMIC_RELAXED) : 0;
+    int64_t w = (int64_t)(set > 0 ? set : p->weight) * PT_LB_SCALE;
     uint64_t since;
 
     if (p->slow_start <= 0 || p->shared == NULL)

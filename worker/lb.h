@@ -27,6 +27,7 @@
  * field is read and written with atomics; current_weight only under the group's lock. */
 struct pt_peer_shared {
     char key[160];          /* "group/host:port", to find the entry again after a reload */
+    uint32_t bound;         /* the zone's bind count when a configuration last named it */
     uint32_t fails;         /* failures counted in the current fail_timeout window */
     uint64_t fail_start_ms; /* start of that window (CLOCK_MONOTONIC, system-wide) */
     uint64_t down_until_ms; /* unavailable until then after max_fails failures */
@@ -35,12 +36,44 @@ struct pt_peer_shared {
     uint64_t total_fails;
     uint64_t recovered_ms;  /* when it last came back up (slow start ramps from there); 0: never */
     int64_t current_weight; /* smooth round robin: one sequence for all workers */
+    /* active health checks: written by the helper process only */
+    uint32_t health;        /* PT_HEALTH_* */
+    uint32_t check_passes;  /* consecutive passed checks */
+    uint32_t check_fails;   /* consecutive failed checks */
+    uint32_t check_seq;     /* odd while last_check is being written */
+    uint64_t checks;        /* checks run */
+    uint64_t checks_failed; /* checks failed */
+    int64_t last_check_ms;  /* wall clock (ms since the epoch) of the last result; 0: none */
+    char last_check[64];    /* "200 OK", "connect refused", "timeout" ... */
+    /* runtime control (the status API), kept across reloads while the server exists */
+    uint32_t admin;       /* PT_ADMIN_* */
+    int32_t admin_weight; /* 0: the configured weight */
+    /* `resolve`: the address the helper last found for the server's name */
+    uint32_t addr_seq; /* odd while addr is being written; bumps on each change */
+    uint32_t addrlen;  /* 0: none published yet (the configured address holds) */
+    struct sockaddr_storage addr;
+};
+
+/* Health of a peer by its active checks. */
+enum pt_health {
+    PT_HEALTH_UNKNOWN, /* no result yet ("checking") */
+    PT_HEALTH_UP,
+    PT_HEALTH_DOWN,
+};
+
+/* What an operator set through the status API; it overrides the configuration's `down`. */
+enum pt_admin {
+    PT_ADMIN_NONE,  /* as configured */
+    PT_ADMIN_UP,    /* takes requests (even if configured `down`) */
+    PT_ADMIN_DOWN,  /* takes none */
+    PT_ADMIN_DRAIN, /* takes no new requests; those in flight finish */
 };
 
 struct pt_peer {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char name[64]; /* "127.0.0.1:3000" */
+    char name[64];  /* "127.0.0.1:3000"; with resolve, the name as written ("app:3000") */
+    char host[128]; /* "HOST:PORT" as written in `server` */
     int weight;
     int max_fails;
     int64_t fail_timeout; /* ms */
@@ -48,6 +81,9 @@ struct pt_peer {
     int max_conns;        /* 0: no limit */
     unsigned down : 1;
     unsigned backup : 1;
+    unsigned resolve : 1;          /* the helper re-resolves host; the address is in shared */
+    unsigned checked : 1;          /* the group has health_check: shared->health counts */
+    unsigned mandatory : 1;        /* health_check mandatory: no requests before a first pass */
     struct pt_peer_shared *shared; /* NULL only in a group of one peer (nothing to decide) */
 };
 
@@ -96,12 +132,14 @@ struct pt_lb_pick {
  */
 struct pt_peer *pt_lb_choose(const struct pt_lb *lb, const struct pt_lb_pick *k);
 
-/* True when <p> may take a request at <now>: not down, not failed, under max_conns.  (Says
- * nothing about tried or backup.)  <p>->shared may be NULL (never failed, no count). */
+/* True when <p> may take a request at <now>: not down (by configuration, by the status API,
+ * or by its active checks), not draining, not failed, under max_conns.  (Says nothing about
+ * tried or backup.)  <p>->shared may be NULL (never failed, no count). */
 int pt_lb_usable(const struct pt_peer *p, uint64_t now);
 
-/* The weight of <p> at <now> in PT_LB_SCALE units: its configured weight, or while slow
- * start ramps (<p>->slow_start ms after shared->recovered_ms) a share of it, at least 1. */
+/* The weight of <p> at <now> in PT_LB_SCALE units: its configured weight (or the one set
+ * through the status API), or while slow start ramps (<p>->slow_start ms after
+ * shared->recovered_ms) a share of it, at least 1. */
 int64_t pt_lb_weight(const struct pt_peer *p, uint64_t now);
 
 /* Points the ring of <npeers> <peers> needs: PT_LB_POINTS per unit of weight of every

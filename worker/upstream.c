@@ -16,17 +16,19 @@
 #include <unistd.h>
 
 #include "cycle.h"
+#include "health.h"
 #include "http.h"
 #include "listen.h"
 #include "log.h"
 #include "module.h"
 #include "pool.h"
+#include "resolve.h"
 #include "shm.h"
 #include "shmtx.h"
 #include "var.h"
 
 #define ZONE_SIZE    (1u << 20)
-#define ZONE_VERSION 2    /* 2: group locks, shared round robin and slow start */
+#define ZONE_VERSION 3    /* 3: health checks, runtime control, resolved addresses */
 #define GROUPS_MAX   512  /* group entries in the zone */
 #define HASH_KEY_MAX 1024 /* bytes of a hash key that count */
 
@@ -44,6 +46,7 @@ struct group_shared {
 /* The zone's root: tables of group and peer states, found again by key after a reload. */
 struct zone_root {
     uint32_t ngroups, npeers, peer_cap;
+    uint32_t binds; /* configurations bound so far: tells entries still named from orphans */
     struct group_shared groups[GROUPS_MAX];
     struct pt_peer_shared peers[];
 };
@@ -61,8 +64,20 @@ static const struct pt_directive upstream_directives[] = {
      "named groups of backend servers: upstream = { app = { server = [...]; }; }"},
     {"server", PT_CTX_UPS, PT_DIR_MULTI, PT_UPS_CONF, set_server, 0, NULL,
      "\"HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] [backup] [down] "
-     "[slow_start=TIME]\"; max_conns counts the connections of all workers; slow_start ramps "
-     "the weight up from 0 over TIME after the server comes back"},
+     "[slow_start=TIME] [resolve]\"; max_conns counts the connections of all workers; "
+     "slow_start ramps the weight up from 0 over TIME after the server comes back; resolve: "
+     "the helper process re-resolves HOST every resolve_interval and workers follow without "
+     "a reload"},
+    {"health_check", PT_CTX_UPS, 0, PT_UPS_CONF, pt_health_set, 0, NULL,
+     "active checks run once for all workers by the helper process: \"[type=http|tcp] "
+     "[uri=/PATH] [method=GET|HEAD] [status=200-399] [body=REGEX] [host=NAME] [port=N] "
+     "[interval=5s] [timeout=2s] [rise=2] [fall=3] [mandatory]\"; a server is down after fall "
+     "failed checks in a row and up again after rise passed ones; mandatory: no requests "
+     "before a first pass"},
+    {"resolve_interval", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_msec,
+     offsetof(struct pt_upstream, resolve_interval), NULL,
+     "how often the helper re-resolves the names of `resolve` servers, with the system's "
+     "resolver (default 30s)"},
     {"least_conn", PT_CTX_UPS, 0, PT_UPS_CONF, pt_conf_set_flag,
      offsetof(struct pt_upstream, least_conn), NULL,
      "send to the server with the fewest active connections (all workers counted) per weight; "
@@ -107,6 +122,14 @@ static struct ups_main_conf *main_conf(struct pt_conf *cf)
     return cf->cycle->main_conf[pt_upstream_module.index];
 }
 
+struct pt_upstream **pt_upstream_groups(struct pt_cycle *cycle, int *n)
+{
+    struct ups_main_conf *mc = cycle->main_conf[pt_upstream_module.index];
+
+    *n = mc ? mc->nups : 0;
+    return mc ? mc->ups : NULL;
+}
+
 struct pt_upstream *pt_upstream_find(struct pt_conf *cf, const char *name)
 {
     struct ups_main_conf *mc = main_conf(cf);
@@ -141,6 +164,7 @@ static struct pt_upstream *add_upstream(struct pt_conf *cf, const char *name)
     u->least_conn = PT_CONF_UNSET;
     u->ip_hash = PT_CONF_UNSET;
     u->random = PT_CONF_UNSET;
+    u->resolve_interval = PT_CONF_UNSET;
     mc->ups[mc->nups++] = u;
     return u;
 }
@@ -200,6 +224,7 @@ static struct pt_peer *add_peer(struct pt_conf *cf, struct pt_upstream *u, const
         return NULL;
     }
     pt_sockaddr_text((struct sockaddr *)&p->addr, p->name, sizeof(p->name));
+    snprintf(p->host, sizeof(p->host), "%s", addr);
     p->weight = 1;
     p->max_fails = 1;
     p->fail_timeout = 10000;
@@ -213,6 +238,8 @@ static int peer_option(struct pt_conf *cf, struct pt_peer *p, const char *opt)
 
     if (strcmp(opt, "backup") == 0)
         p->backup = 1;
+    else if (strcmp(opt, "resolve") == 0)
+        p->resolve = 1;
     else if (strcmp(opt, "down") == 0)
         p->down = 1;
     else if (strncmp(opt, "weight=", 7) == 0 && pt_parse_int(opt + 7, &v) == PT_OK && v > 0 &&
@@ -248,6 +275,12 @@ static int set_server(struct pt_conf *cf, const struct pt_directive *d, void *co
     for (int i = 1; i < n; i++)
         if (peer_option(cf, p, w[i]) != PT_OK)
             return PT_ERROR;
+    if (p->resolve) {
+        /* The server is known by its name: addresses come and go under it. */
+        if (strlen(w[0]) >= sizeof(p->name))
+            return pt_conf_error(cf, "server name \"%s\" is too long for resolve", w[0]);
+        snprintf(p->name, sizeof(p->name), "%s", w[0]);
+    }
     return PT_OK;
 }
 
@@ -350,6 +383,10 @@ static int read_group(struct pt_conf *cf, const config_setting_t *g)
         return PT_ERROR;
     if (u->npeers == 0)
         return pt_conf_error_at(cf, g, "no servers in upstream \"%s\"", name);
+    for (int i = 0; i < u->npeers && u->check; i++) {
+        u->peers[i].checked = 1;
+        u->peers[i].mandatory = pt_health_mandatory(u->check);
+    }
     return set_method(cf, g, u);
 }
 
@@ -425,10 +462,28 @@ static int bind_group(struct zone_root *t, struct pt_upstream *u)
             find_entry(t->peers, sizeof(t->peers[0]), &t->npeers, t->peer_cap, key, &fresh);
         if (u->peers[j].shared == NULL)
             return PT_ERROR;
+        u->peers[j].shared->bound = t->binds;
         /* Connections counted by workers of a previous generation are theirs to
          * release; a fresh table starts at zero. */
     }
     return PT_OK;
+}
+
+/* A server the new configuration no longer names keeps its entry (old workers may still
+ * count its connections) but not what an operator or the checks said of it: were it added
+ * back later, it starts as configured. */
+static void forget_orphans(struct zone_root *t)
+{
+    for (uint32_t i = 0; i < t->npeers; i++) {
+        struct pt_peer_shared *s = &t->peers[i];
+        if (s->bound == t->binds)
+            continue;
+        __atomic_store_n(&s->admin, PT_ADMIN_NONE, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->admin_weight, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->health, PT_HEALTH_UNKNOWN, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->check_passes, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->check_fails, 0, __ATOMIC_RELAXED);
+    }
 }
 
 static int zone_init(struct pt_shm_zone *zone, int reused)
@@ -444,9 +499,11 @@ static int zone_init(struct pt_shm_zone *zone, int reused)
         t->peer_cap = (uint32_t)((room - sizeof(*t)) / sizeof(t->peers[0]));
         pt_shm_set_root(zone, t);
     }
+    t->binds++;
     for (int i = 0; i < mc->nups; i++)
         if (bind_group(t, mc->ups[i]) != PT_OK)
             return PT_ERROR;
+    forget_orphans(t);
     return PT_OK;
 }
 
@@ -459,6 +516,12 @@ static int merge_upstreams(struct pt_conf *cf)
         pt_conf_merge_int(u->keepalive, PT_CONF_UNSET, 0);
         pt_conf_merge_int(u->keepalive_timeout, PT_CONF_UNSET, 60000);
         pt_conf_merge_int(u->keepalive_requests, PT_CONF_UNSET, 1000);
+        pt_conf_merge_int(u->resolve_interval, PT_CONF_UNSET, 30000);
+        for (int j = 0; j < u->npeers; j++)
+            if (u->peers[j].resolve)
+                cf->cycle->need_helper = 1;
+        if (u->check)
+            cf->cycle->need_helper = 1;
     }
     return PT_OK;
 }
@@ -516,6 +579,46 @@ void pt_peer_succeeded(struct pt_peer *p)
 
     if (s && __atomic_load_n(&s->fails, __ATOMIC_RELAXED))
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+}
+
+const char *pt_peer_state(const struct pt_peer *p, uint64_t now, const char **why)
+{
+    const struct pt_peer_shared *s = p->shared;
+    uint32_t admin = s ? __atomic_load_n(&s->admin, __ATOMIC_RELAXED) : PT_ADMIN_NONE;
+    uint32_t health = s ? __atomic_load_n(&s->health, __ATOMIC_RELAXED) : PT_HEALTH_UNKNOWN;
+
+    *why = "";
+    if (admin == PT_ADMIN_DRAIN)
+        return "draining";
+    if (admin == PT_ADMIN_DOWN || (p->down && admin != PT_ADMIN_UP)) {
+        *why = admin == PT_ADMIN_DOWN ? "api" : "configuration";
+        return "down";
+    }
+    if (p->checked && health == PT_HEALTH_DOWN) {
+        *why = "health checks";
+        return "down";
+    }
+    if (s && p->max_fails && __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) > now) {
+        *why = "failures";
+        return "down";
+    }
+    return p->checked && health == PT_HEALTH_UNKNOWN ? "checking" : "up";
+}
+
+void pt_peer_control(struct pt_peer *p, int admin, int weight)
+{
+    struct pt_peer_shared *s = p->shared;
+
+    if (s == NULL)
+        return;
+    if (admin >= 0) {
+        uint32_t was = __atomic_exchange_n(&s->admin, (uint32_t)admin, __ATOMIC_RELAXED);
+        /* Back from down: slow start ramps from now, as after any recovery. */
+        if ((was == PT_ADMIN_DOWN || was == PT_ADMIN_DRAIN) && admin != (int)was)
+            __atomic_store_n(&s->recovered_ms, pt_mono_ms(), __ATOMIC_RELAXED);
+    }
+    if (weight >= 0)
+        __atomic_store_n(&s->admin_weight, weight, __ATOMIC_RELAXED);
 }
 
 struct pt_peer *pt_upstream_choose(struct pt_upstream *u, struct pt_request *r, uint64_t tried)
@@ -610,10 +713,43 @@ static void idle_timeout(struct pt_timer *t)
     close_conn(uc);
 }
 
+uint32_t pt_peer_address(const struct pt_peer *peer, struct sockaddr_storage *ss, socklen_t *len)
+{
+    const struct pt_peer_shared *s = peer->shared;
+    uint32_t seq;
+
+    if (peer->resolve && s) {
+        /* A seqlock: the helper bumps addr_seq to odd, writes, bumps to even. */
+        for (int i = 0; i < 100; i++) {
+            seq = __atomic_load_n(&s->addr_seq, __ATOMIC_ACQUIRE);
+            if (seq & 1)
+                continue;
+            *len = __atomic_load_n(&s->addrlen, __ATOMIC_RELAXED);
+            memcpy(ss, &s->addr, sizeof(*ss));
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&s->addr_seq, __ATOMIC_RELAXED) == seq && *len)
+                return seq;
+            if (*len == 0)
+                break;
+        }
+    }
+    memcpy(ss, &peer->addr, sizeof(*ss));
+    *len = peer->addrlen;
+    return 0;
+}
+
 static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer *peer)
 {
+    uint32_t seq = 0;
+
+    if (peer->resolve) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        seq = pt_peer_address(peer, &ss, &len);
+    }
     for (struct pt_upstream_conn *uc = u->idle; uc; uc = uc->next) {
-        if (uc->peer == peer) {
+        /* A connection made to an address the name no longer has is not reused. */
+        if (uc->peer == peer && uc->addr_seq == seq) {
             unlink_idle(uc);
             pt_timer_del(&uc->timer);
             uc->reused = 1;
@@ -628,10 +764,13 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
                                              void (*handler)(struct pt_upstream_conn *, unsigned))
 {
     struct pt_upstream_conn *uc = fresh ? NULL : take_idle(u, peer);
+    struct sockaddr_storage ss;
+    socklen_t sslen;
     int one = 1, fd;
 
     if (uc == NULL) {
-        fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        uint32_t seq = pt_peer_address(peer, &ss, &sslen);
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return NULL;
         uc = calloc(1, sizeof(*uc));
@@ -645,7 +784,8 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
         uc->ev.data = uc;
         uc->ups = u;
         uc->peer = peer;
-        if (connect(fd, (struct sockaddr *)&peer->addr, peer->addrlen) == 0) {
+        uc->addr_seq = seq;
+        if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
             uc->connected = 1;
             uc->writable = 1;
         } else if (errno != EINPROGRESS) {
@@ -709,10 +849,19 @@ static int init_worker(struct pt_cycle *cycle)
     return PT_OK;
 }
 
+/* The helper's work: health checks and re-resolution. */
+static int init_helper(struct pt_cycle *cycle)
+{
+    if (pt_health_start(cycle) != PT_OK)
+        return PT_ERROR;
+    return pt_resolve_start(cycle);
+}
+
 struct pt_module pt_upstream_module = {
     .name = "upstream",
     .directives = upstream_directives,
     .create_main_conf = create_main_conf,
     .postconfig = postconfig,
     .init_worker = init_worker,
+    .init_helper = init_helper,
 };

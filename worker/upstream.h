@@ -20,6 +20,7 @@ struct pt_shmtx;
 struct pt_template;
 
 struct pt_upstream_conn;
+struct pt_health_conf;
 
 struct pt_upstream {
     char *name;
@@ -37,7 +38,9 @@ struct pt_upstream {
     int random;               /* 0 off, 1 on, 2 two; PT_CONF_UNSET when absent */
     struct pt_template *hash; /* hash KEY */
     struct pt_lb lb;
-    struct pt_shmtx *lock; /* in the zone: one choice at a time, all workers */
+    struct pt_shmtx *lock;        /* in the zone: one choice at a time, all workers */
+    struct pt_health_conf *check; /* health_check; NULL: none */
+    int64_t resolve_interval;     /* ms between re-resolutions of `resolve` servers */
     /* per worker */
     struct pt_upstream_conn *idle;
     int nidle;
@@ -52,6 +55,7 @@ struct pt_upstream_conn {
     void *owner; /* the request using it; NULL while idle in the pool */
     void (*handler)(struct pt_upstream_conn *uc, unsigned events); /* owner's */
     unsigned requests;
+    uint32_t addr_seq; /* the peer's shared address version it was made for (resolve) */
     unsigned connected : 1;
     unsigned reused : 1; /* taken from the pool: may have been closed by the peer */
     unsigned readable : 1;
@@ -61,6 +65,9 @@ struct pt_upstream_conn {
 };
 
 extern struct pt_module pt_upstream_module;
+
+/* The upstream groups of <cycle>: sets *<n> and returns the array (NULL when none). */
+struct pt_upstream **pt_upstream_groups(struct pt_cycle *cycle, int *n);
 
 /* Finds the upstream group <name> of the cycle being configured, or NULL. */
 struct pt_upstream *pt_upstream_find(struct pt_conf *cf, const char *name);
@@ -86,9 +93,25 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
 /* Ends the use of <uc>: back to the pool when <keep> (and the pool has room), else closed. */
 void pt_upstream_release(struct pt_upstream_conn *uc, int keep);
 
+/* The state of <peer> at <now> as the status API shows it: "up", "down", "draining" or
+ * "checking" (active checks configured, no result yet); *<why> gets what holds a down
+ * server down ("configuration", "api", "health checks", "failures"), else "". */
+const char *pt_peer_state(const struct pt_peer *peer, uint64_t now, const char **why);
+
+/* Runtime control (the status API): sets <peer>'s state to <admin> (PT_ADMIN_*; NONE
+ * returns to the configuration) unless <admin> is negative, and its weight to <weight>
+ * (0: the configured one) unless <weight> is negative.  Kept in shared memory: every
+ * worker follows at once, and a reload keeps it while the server is still configured. */
+void pt_peer_control(struct pt_peer *peer, int admin, int weight);
+
 /* Passive health: records a failure or a success of <peer> in shared memory. */
 void pt_peer_failed(struct pt_upstream *u, struct pt_peer *peer);
 void pt_peer_succeeded(struct pt_peer *peer);
+
+/* Copies into <ss>/<len> the address to connect to for <peer>: the one the helper last
+ * published for a `resolve` server, else the configured one.  Returns the published
+ * address's version (0 for a configured address). */
+uint32_t pt_peer_address(const struct pt_peer *peer, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Parses "host:port" into an address (resolving a name).  PT_OK or PT_ERROR with <err>. */
 int pt_resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,

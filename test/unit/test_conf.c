@@ -138,6 +138,48 @@ START_TEST(unknown_variable_is_refused)
 }
 END_TEST
 
+/* An upstream of two servers whose health_check is <hc>, on line 3. */
+static void assert_health_error(const char *hc, const char *message)
+{
+    char text[512];
+
+    snprintf(text, sizeof(text),
+             "http = {\n  upstream = { app = {\n    server = [ \"127.0.0.1:1\", \"127.0.0.1:2\" ]; "
+             "health_check = \"%s\"; }; };\n};\n",
+             hc);
+    assert_error(text, 3, message);
+}
+
+START_TEST(bad_health_check_options_are_refused)
+{
+    assert_health_error("interval=fast", "invalid interval \"fast\" in \"health_check\"");
+    assert_health_error("rise=0", "invalid rise \"0\" in \"health_check\": use 1 to 1000");
+    assert_health_error("status=600", "invalid status \"600\" in \"health_check\"");
+    assert_health_error("status=299-200", "invalid status \"299-200\"");
+    assert_health_error("body=(unclosed", "invalid body regex \"(unclosed\"");
+    assert_health_error("uri=health", "invalid health_check option \"uri=health\"");
+    assert_health_error("type=udp", "invalid health_check option \"type=udp\"");
+    assert_health_error("port=70000", "invalid port \"70000\" in \"health_check\"");
+}
+END_TEST
+
+START_TEST(good_health_check_loads)
+{
+    char err[512] = "";
+    struct pt_cycle *c = load("http = {\n  upstream = { app = {\n    server = [ \"127.0.0.1:1\", "
+                              "\"127.0.0.1:2\" ];\n    health_check = \"type=http uri=/h "
+                              "method=HEAD status=200,204,301-302 body=^ok host=app.example "
+                              "port=81 interval=1s timeout=500ms rise=1 fails=5 mandatory\"; "
+                              "}; };\n};\n",
+                              err, sizeof(err));
+
+    unlink(path);
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert(c->need_helper);
+    pt_cycle_free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("conf");
@@ -155,6 +197,8 @@ static Suite *suite(void)
     tcase_add_test(t, bad_regex_location_reports_offset);
     tcase_add_test(t, unknown_upstream_server_option_is_refused);
     tcase_add_test(t, unknown_variable_is_refused);
+    tcase_add_test(t, bad_health_check_options_are_refused);
+    tcase_add_test(t, good_health_check_loads);
     suite_add_tcase(s, t);
     return s;
 }

@@ -369,6 +369,89 @@ START_TEST(ip_bytes_are_the_24_of_ipv4_and_all_of_ipv6)
 }
 END_TEST
 
+/* --- health checks and runtime control --- */
+
+/* How many of 30 choices of worker 0 among 3 peers went to each. */
+static void spread(int counts[3])
+{
+    counts[0] = counts[1] = counts[2] = 0;
+    for (int i = 0; i < 30; i++) {
+        int c = choose(3);
+        ck_assert_int_ge(c, 0);
+        counts[c]++;
+    }
+}
+
+START_TEST(a_peer_down_by_its_checks_takes_nothing)
+{
+    int n[3];
+
+    for (int k = 0; k < WORKERS; k++)
+        peers[k][1].checked = 1;
+    shared[1].health = PT_HEALTH_DOWN;
+    spread(n);
+    ck_assert_int_eq(n[1], 0);
+    ck_assert_int_eq(n[0] + n[2], 30);
+    shared[1].health = PT_HEALTH_UP;
+    spread(n);
+    ck_assert_int_eq(n[1], 10);
+}
+END_TEST
+
+START_TEST(check_results_do_not_count_when_the_group_has_no_checks)
+{
+    shared[1].health = PT_HEALTH_DOWN; /* left over from a configuration that had checks */
+    ck_assert(pt_lb_usable(&peers[0][1], NOW));
+}
+END_TEST
+
+START_TEST(mandatory_keeps_an_unchecked_peer_out_until_its_first_result)
+{
+    peers[0][2].checked = 1;
+    ck_assert(pt_lb_usable(&peers[0][2], NOW));
+    peers[0][2].mandatory = 1;
+    ck_assert(!pt_lb_usable(&peers[0][2], NOW));
+    shared[2].health = PT_HEALTH_UP;
+    ck_assert(pt_lb_usable(&peers[0][2], NOW));
+}
+END_TEST
+
+START_TEST(drained_and_api_down_peers_take_nothing_in_any_worker)
+{
+    shared[0].admin = PT_ADMIN_DRAIN;
+    shared[2].admin = PT_ADMIN_DOWN;
+    for (int w = 0; w < WORKERS; w++)
+        for (int i = 0; i < 5; i++)
+            ck_assert_int_eq(choose_by(w, 3), 1);
+}
+END_TEST
+
+START_TEST(api_up_overrides_a_configured_down)
+{
+    peers[0][0].down = 1;
+    ck_assert(!pt_lb_usable(&peers[0][0], NOW));
+    shared[0].admin = PT_ADMIN_UP;
+    ck_assert(pt_lb_usable(&peers[0][0], NOW));
+    shared[0].admin = PT_ADMIN_NONE;
+    ck_assert(!pt_lb_usable(&peers[0][0], NOW));
+}
+END_TEST
+
+START_TEST(a_weight_set_at_run_time_replaces_the_configured_one)
+{
+    int n[3];
+
+    shared[2].admin_weight = 4;
+    ck_assert_int_eq(pt_lb_weight(&peers[0][2], NOW), 4 * PT_LB_SCALE);
+    spread(n);
+    ck_assert_int_eq(n[0], 5);
+    ck_assert_int_eq(n[1], 5);
+    ck_assert_int_eq(n[2], 20);
+    shared[2].admin_weight = 0;
+    ck_assert_int_eq(pt_lb_weight(&peers[0][2], NOW), PT_LB_SCALE);
+}
+END_TEST
+
 /* --- hash --- */
 
 START_TEST(crc32_is_the_ieee_one)
@@ -542,7 +625,7 @@ static Suite *lb_suite(void)
     Suite *s = suite_create("lb");
     TCase *rr = tcase_create("round_robin"), *lc = tcase_create("least_conn");
     TCase *ip = tcase_create("ip_hash"), *hash = tcase_create("hash");
-    TCase *rnd = tcase_create("random");
+    TCase *rnd = tcase_create("random"), *hc = tcase_create("health");
 
     tcase_add_checked_fixture(rr, setup, teardown);
     tcase_add_test(rr, smooth_round_robin_for_weights_5_1_1_is_a_a_b_a_c_a_a);
@@ -563,6 +646,15 @@ static Suite *lb_suite(void)
     tcase_add_test(lc, least_conn_scales_connections_by_weight);
     tcase_add_test(lc, backup_is_used_by_least_conn_too_when_primaries_are_down);
     suite_add_tcase(s, lc);
+
+    tcase_add_checked_fixture(hc, setup, teardown);
+    tcase_add_test(hc, a_peer_down_by_its_checks_takes_nothing);
+    tcase_add_test(hc, check_results_do_not_count_when_the_group_has_no_checks);
+    tcase_add_test(hc, mandatory_keeps_an_unchecked_peer_out_until_its_first_result);
+    tcase_add_test(hc, drained_and_api_down_peers_take_nothing_in_any_worker);
+    tcase_add_test(hc, api_up_overrides_a_configured_down);
+    tcase_add_test(hc, a_weight_set_at_run_time_replaces_the_configured_one);
+    suite_add_tcase(s, hc);
 
     tcase_add_checked_fixture(ip, setup, teardown);
     tcase_add_test(ip, ip_hash_sends_one_24_to_one_server_as_nginx);
