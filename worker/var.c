@@ -292,9 +292,7 @@ int pt_template_is_static(const struct pt_template *t, struct pt_str *value)
 static const char hex_upper[] = "0123456789ABCDEF";
 static const char hex_lower[] = "0123456789abcdef";
 
-/* Writes the escape sequence for byte <c> under <esc> into <seq>; returns its length, or
- * 0 when <c> is written as is. */
-static size_t escape_byte(enum pt_escape esc, unsigned char c, char *seq)
+size_t pt_escape_byte(enum pt_escape esc, unsigned char c, char *seq)
 {
     static const char json_short[] = {
         ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
@@ -338,7 +336,7 @@ static size_t put_escaped(enum pt_escape esc, struct pt_str v, char *out, size_t
 
     for (size_t i = 0; i < v.len; i++) {
         char seq[8];
-        size_t len = escape_byte(esc, (unsigned char)v.p[i], seq);
+        size_t len = pt_escape_byte(esc, (unsigned char)v.p[i], seq);
         if (len == 0) {
             run++;
             continue;

@@ -23,6 +23,10 @@ int pt_var_register(const char *name, int prefix, pt_var_get get);
  * printable ASCII and for '"' and '\\'), json (JSON string escapes). */
 enum pt_escape { PT_ESCAPE_NONE, PT_ESCAPE_DEFAULT, PT_ESCAPE_JSON };
 
+/* Writes the escape sequence for byte <c> under <esc> into <seq> (room for 6 bytes);
+ * returns its length, or 0 when <c> is written as is. */
+size_t pt_escape_byte(enum pt_escape esc, unsigned char c, char *seq);
+
 struct pt_template;
 
 /* Compiles <src> ("$remote_addr - ${http_x}x") from configuration into a template in the

@@ -1,0 +1,550 @@
+/*
+ * status.c: the status module.  `status = true` (or "write") in a location makes it
+ * answer with the state of every upstream server as JSON: what the workers share in
+ * memory, so any worker gives the same answer.  With "write", POSTs change a server's
+ * state or weight at run time (HAProxy's runtime API, nginx Plus's api write=on): the
+ * change is in shared memory, followed at once by every worker and kept across reloads.
+ * Who may read or write is the location's allow/deny.
+ *
+ *   GET  /status[?upstream=NAME]
+ *   POST /status  upstream=NAME&server=HOST:PORT[&state=up|down|drain|reset][&weight=N]
+ *                 (form-encoded body or query string; weight=0 returns to the configured one)
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "listen.h"
+#include "log.h"
+#include "pool.h"
+#include "upstream.h"
+#include "var.h"
+
+#define FORM_MAX 4096 /* bytes of a POST body */
+
+enum { STATUS_UNSET = -1, STATUS_OFF, STATUS_READ, STATUS_WRITE };
+
+struct status_conf {
+    int mode;
+};
+
+/* A growing JSON text (malloc'd: it is handed to the writer, which copies it). */
+struct json {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+/* One POST's parameters. */
+struct control {
+    struct pt_str upstream, server, state, weight;
+};
+
+struct status_ctx {
+    char form[FORM_MAX];
+    size_t len;
+};
+
+static int set_status(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+static const struct pt_directive status_directives[] = {
+    {"status", PT_CTX_LOC, 0, PT_LOC_CONF, set_status, 0, NULL,
+     "true: this location answers with the upstream servers' state as JSON (same in every "
+     "worker); \"write\": also takes POSTs upstream=NAME&server=HOST:PORT&state=up|down|drain|"
+     "reset&weight=N, kept across reloads; restrict it with allow/deny"},
+    {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+extern struct pt_module pt_status_module;
+
+static void *create_loc_conf(struct pt_conf *cf)
+{
+    struct status_conf *sc = pt_palloc(cf->pool, sizeof(*sc));
+
+    if (sc)
+        sc->mode = STATUS_UNSET;
+    return sc;
+}
+
+static int status_handler(struct pt_request *r);
+
+static int set_status(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct status_conf *sc = conf;
+    struct pt_http_loc_conf *lc = cf->conf->loc_conf[pt_http_module.index];
+
+    if (sc->mode != STATUS_UNSET)
+        return pt_conf_error(cf, "\"status\" is duplicate");
+    if (strcmp(cf->value, "on") == 0)
+        sc->mode = STATUS_READ;
+    else if (strcmp(cf->value, "write") == 0)
+        sc->mode = STATUS_WRITE;
+    else if (strcmp(cf->value, "off") == 0)
+        sc->mode = STATUS_OFF;
+    else
+        return pt_conf_error(
+            cf, "invalid value \"%s\" for \"status\": use true, false or \"write\"", cf->value);
+    if (sc->mode != STATUS_OFF) {
+        if (lc->handler)
+            return pt_conf_error(cf, "\"status\" and another content handler (proxy_pass, ...) "
+                                     "in one location");
+        lc->handler = status_handler;
+    }
+    return PT_OK;
+}
+
+/* --- JSON --- */
+
+static void put(struct json *j, const char *s, size_t n)
+{
+    if (j->failed)
+        return;
+    if (j->len + n > j->cap) {
+        size_t cap = pt_max(j->cap * 2, j->len + n + 1024);
+        char *p = realloc(j->p, cap);
+        if (p == NULL) {
+            j->failed = 1;
+            return;
+        }
+        j->p = p;
+        j->cap = cap;
+    }
+    memcpy(j->p + j->len, s, n);
+    j->len += n;
+}
+
+static void putf(struct json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void putf(struct json *j, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        put(j, buf, pt_min((size_t)n, sizeof(buf) - 1));
+}
+
+/* A JSON string. */
+static void put_str(struct json *j, const char *s, size_t n)
+{
+    put(j, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        char seq[8];
+        size_t k = pt_escape_byte(PT_ESCAPE_JSON, (unsigned char)s[i], seq);
+        if (k)
+            put(j, seq, k);
+        else
+            put(j, s + i, 1);
+    }
+    put(j, "\"", 1);
+}
+
+static void put_cstr(struct json *j, const char *s)
+{
+    put_str(j, s, strlen(s));
+}
+
+/* An ISO 8601 UTC time from milliseconds since the epoch, or null. */
+static void put_time(struct json *j, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[40];
+
+    if (ms <= 0) {
+        put(j, "null", 4);
+        return;
+    }
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    putf(j, "\"%s.%03dZ\"", buf, (int)(ms % 1000));
+}
+
+static const char *method_name(enum pt_lb_method m)
+{
+    static const char *const names[] = {"round_robin", "least_conn", "ip_hash", "hash", "random"};
+
+    return names[m];
+}
+
+/* The last check result of <s>, read under the helper's seqlock. */
+static void last_check(const struct pt_peer_shared *s, char *text, size_t cap, int64_t *ms)
+{
+    for (int i = 0; i < 100; i++) {
+        uint32_t seq = __atomic_load_n(&s->check_seq, __ATOMIC_ACQUIRE);
+        if (seq & 1)
+            continue;
+        snprintf(text, cap, "%s", s->last_check);
+        *ms = __atomic_load_n(&s->last_check_ms, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->check_seq, __ATOMIC_RELAXED) == seq)
+            return;
+    }
+    text[0] = '\0';
+}
+
+static void put_health(struct json *j, const struct pt_peer *p)
+{
+    const struct pt_peer_shared *s = p->shared;
+    static const char *const names[] = {"checking", "up", "down"};
+    char text[sizeof(s->last_check)];
+    int64_t ms = 0;
+
+    if (!p->checked || s == NULL) {
+        put(j, "null", 4);
+        return;
+    }
+    last_check(s, text, sizeof(text), &ms);
+    putf(j,
+         "{\"status\":\"%s\",\"checks\":%llu,\"checks_failed\":%llu,\"passes_in_a_row\":%u,"
+         "\"fails_in_a_row\":%u,\"last_result\":",
+         names[__atomic_load_n(&s->health, __ATOMIC_RELAXED) % 3],
+         (unsigned long long)__atomic_load_n(&s->checks, __ATOMIC_RELAXED),
+         (unsigned long long)__atomic_load_n(&s->checks_failed, __ATOMIC_RELAXED),
+         __atomic_load_n(&s->check_passes, __ATOMIC_RELAXED),
+         __atomic_load_n(&s->check_fails, __ATOMIC_RELAXED));
+    if (ms)
+        put_cstr(j, text);
+    else
+        put(j, "null", 4);
+    put(j, ",\"last_time\":", 13);
+    put_time(j, ms);
+    put(j, "}", 1);
+}
+
+static void put_server(struct json *j, const struct pt_peer *p, uint64_t now)
+{
+    const struct pt_peer_shared *s = p->shared;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char addr[64];
+    const char *why, *state = pt_peer_state(p, now, &why);
+    uint64_t until = s ? __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) : 0;
+    int32_t w = s ? __atomic_load_n(&s->admin_weight, __ATOMIC_RELAXED) : 0;
+
+    pt_peer_address(p, &ss, &len);
+    pt_sockaddr_text((struct sockaddr *)&ss, addr, sizeof(addr));
+    put(j, "{\"server\":", 10);
+    put_cstr(j, p->name);
+    put(j, ",\"address\":", 11);
+    put_cstr(j, addr);
+    putf(j, ",\"state\":\"%s\",\"down_reason\":", state);
+    if (why[0])
+        put_cstr(j, why);
+    else
+        put(j, "null", 4);
+    putf(j,
+         ",\"weight\":%d,\"configured_weight\":%d,\"backup\":%s,\"max_conns\":%d,\"active\":%d,"
+         "\"requests\":%llu,\"fails\":%llu,\"unavailable_ms\":%llu,\"health_check\":",
+         w > 0 ? w : p->weight, p->weight, p->backup ? "true" : "false", p->max_conns,
+         s ? __atomic_load_n(&s->conns, __ATOMIC_RELAXED) : 0,
+         (unsigned long long)(s ? __atomic_load_n(&s->requests, __ATOMIC_RELAXED) : 0),
+         (unsigned long long)(s ? __atomic_load_n(&s->total_fails, __ATOMIC_RELAXED) : 0),
+         (unsigned long long)(until > now ? until - now : 0));
+    put_health(j, p);
+    put(j, "}", 1);
+}
+
+static void put_upstream(struct json *j, const struct pt_upstream *u, uint64_t now)
+{
+    put_cstr(j, u->name);
+    putf(j, ":{\"method\":\"%s\",\"servers\":[", method_name(u->lb.method));
+    for (int i = 0; i < u->npeers; i++) {
+        if (i)
+            put(j, ",", 1);
+        put_server(j, &u->peers[i], now);
+    }
+    put(j, "]}", 2);
+}
+
+/* The whole document, or one group's when <only> is not empty. */
+static void put_document(struct json *j, struct pt_str only)
+{
+    int n, first = 1;
+    struct pt_upstream **ups = pt_upstream_groups(pt_cycle, &n);
+    uint64_t now = pt_mono_ms();
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    putf(j, "{\"version\":\"%s\",\"pid\":%d,\"generation\":%u,\"time\":", PORTIER_VERSION,
+         (int)getpid(), pt_cycle->generation);
+    put_time(j, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    put(j, ",\"upstreams\":{", 14);
+    for (int i = 0; i < n; i++) {
+        /* An implicit group (proxy_pass to an address) has nothing to control. */
+        if (ups[i]->implicit || (only.len && !pt_str_eq(only, ups[i]->name)))
+            continue;
+        if (!first)
+            put(j, ",", 1);
+        first = 0;
+        put_upstream(j, ups[i], now);
+    }
+    put(j, "}}\n", 3);
+}
+
+/* --- answers --- */
+
+/* Sends <j> (or, if building it failed, a 500) with <status> and finishes the request. */
+static int respond(struct pt_request *r, int status, struct json *j)
+{
+    int rc;
+
+    if (j->failed) {
+        free(j->p);
+        return 500;
+    }
+    r->status = status;
+    r->out_length = (int64_t)j->len;
+    rc = pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("application/json")) == PT_OK &&
+                 pt_header_add(r, &r->out, PT_STR("Cache-Control"), PT_STR("no-store")) == PT_OK &&
+                 pt_http_send_header(r) == PT_OK && pt_http_send_body(r, j->p, j->len, 1) == PT_OK
+             ? PT_OK
+             : PT_ERROR;
+    free(j->p);
+    pt_http_finalize(r, rc);
+    return PT_DONE;
+}
+
+static int respond_error(struct pt_request *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int respond_error(struct pt_request *r, int status, const char *fmt, ...)
+{
+    struct json j = {0};
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    put(&j, "{\"error\":", 9);
+    put_cstr(&j, msg);
+    put(&j, "}\n", 2);
+    return respond(r, status, &j);
+}
+
+/* --- control --- */
+
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Decodes %XX and '+' of a form value in place; returns its new length. */
+static size_t form_decode(char *s, size_t n)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '+') {
+            s[o++] = ' ';
+        } else if (s[i] == '%' && i + 2 < n && (hi = hex_value(s[i + 1])) >= 0 &&
+                   (lo = hex_value(s[i + 2])) >= 0) {
+            s[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            s[o++] = s[i];
+        }
+    }
+    return o;
+}
+
+/* Reads "k=v&k=v" in <s>/<n> (decoded in place) into <c>.  PT_OK, or a message in <err>. */
+static int parse_form(char *s, size_t n, struct control *c, const char **err)
+{
+    while (n) {
+        char *amp = memchr(s, '&', n), *eq;
+        size_t len = amp ? (size_t)(amp - s) : n;
+        struct pt_str *slot = NULL;
+        eq = memchr(s, '=', len);
+        if (len && eq) {
+            struct pt_str k = {s, (size_t)(eq - s)};
+            slot = pt_str_eq(k, "upstream") ? &c->upstream
+                   : pt_str_eq(k, "server") ? &c->server
+                   : pt_str_eq(k, "state")  ? &c->state
+                   : pt_str_eq(k, "weight") ? &c->weight
+                                            : NULL;
+        }
+        if (len && slot == NULL) {
+            *err = "unknown parameter: use upstream, server, state and weight";
+            return PT_ERROR;
+        }
+        if (slot)
+            *slot = (struct pt_str){eq + 1, form_decode(eq + 1, len - (size_t)(eq + 1 - s))};
+        s += len + (amp != NULL);
+        n -= len + (amp != NULL);
+    }
+    return PT_OK;
+}
+
+static struct pt_peer *find_server(const struct pt_upstream *u, struct pt_str name)
+{
+    for (int i = 0; i < u->npeers; i++)
+        if (pt_str_eq(name, u->peers[i].name) || pt_str_eq(name, u->peers[i].host))
+            return &u->peers[i];
+    return NULL;
+}
+
+static struct pt_upstream *find_upstream(struct pt_str name)
+{
+    int n;
+    struct pt_upstream **ups = pt_upstream_groups(pt_cycle, &n);
+
+    for (int i = 0; i < n; i++)
+        if (!ups[i]->implicit && pt_str_eq(name, ups[i]->name))
+            return ups[i];
+    return NULL;
+}
+
+/* Applies a POST's <c> and answers with the server's new state. */
+static int apply(struct pt_request *r, struct control *c)
+{
+    static const struct {
+        const char *name;
+        int admin;
+    } states[] = {{"up", PT_ADMIN_UP},
+                  {"down", PT_ADMIN_DOWN},
+                  {"drain", PT_ADMIN_DRAIN},
+                  {"reset", PT_ADMIN_NONE}};
+    struct pt_upstream *u = find_upstream(c->upstream);
+    struct pt_peer *p = u ? find_server(u, c->server) : NULL;
+    int admin = -1;
+    int64_t weight = -1;
+    struct json j = {0};
+
+    if (u == NULL)
+        return respond_error(r, 404, "no upstream \"%.*s\"", (int)c->upstream.len, c->upstream.p);
+    if (p == NULL)
+        return respond_error(r, 404, "no server \"%.*s\" in upstream \"%s\"", (int)c->server.len,
+                             c->server.p, u->name);
+    for (size_t i = 0; i < pt_nelems(states) && c->state.p; i++)
+        if (pt_str_eq(c->state, states[i].name))
+            admin = states[i].admin;
+    if (c->state.p && admin < 0)
+        return respond_error(r, 400, "invalid state \"%.*s\": use up, down, drain or reset",
+                             (int)c->state.len, c->state.p);
+    if (c->weight.p) {
+        char buf[16];
+        snprintf(buf, sizeof(buf), "%.*s", (int)pt_min(c->weight.len, 15), c->weight.p);
+        if (c->weight.len > 15 || pt_parse_int(buf, &weight) != PT_OK || weight > 1000)
+            return respond_error(r, 400,
+                                 "invalid weight \"%.*s\": use 1 to 1000, or 0 for the "
+                                 "configured weight",
+                                 (int)c->weight.len, c->weight.p);
+    }
+    if (admin < 0 && weight < 0)
+        return respond_error(r, 400,
+                             "nothing to change: give state=up|down|drain|reset or weight=N");
+    pt_peer_control(p, admin, (int)weight);
+    pt_log(PT_LOG_NOTICE, "status API: upstream %s server %s set%s%.*s%s%.*s by client %s", u->name,
+           p->name, c->state.p ? " state " : "", (int)c->state.len, c->state.p ? c->state.p : "",
+           c->weight.p ? " weight " : "", (int)c->weight.len, c->weight.p ? c->weight.p : "",
+           r->c->peer_text);
+    put_server(&j, p, pt_mono_ms());
+    put(&j, "\n", 1);
+    return respond(r, 200, &j);
+}
+
+/* Collects the POST body; PT_OK when whole, PT_AGAIN, or an HTTP status. */
+static int read_form(struct pt_request *r, struct status_ctx *ctx)
+{
+    struct pt_str d;
+    int last = 0, rc;
+
+    while (r->has_body && !last) {
+        rc = pt_http_body_peek(r, &d, &last);
+        if (rc != PT_OK)
+            return rc;
+        if (ctx->len + d.len > sizeof(ctx->form))
+            return 413;
+        memcpy(ctx->form + ctx->len, d.p, d.len);
+        ctx->len += d.len;
+        pt_http_body_consumed(r, d.len);
+        if (d.len == 0 && !last)
+            return PT_AGAIN;
+    }
+    return PT_OK;
+}
+
+static int post(struct pt_request *r)
+{
+    struct status_ctx *ctx = r->ctx[pt_status_module.index];
+    struct control c = {.upstream = {NULL, 0}};
+    const char *err = NULL;
+    char *args;
+    int rc = read_form(r, ctx);
+
+    if (rc != PT_OK)
+        return rc;
+    r->read_handler = NULL;
+    args = pt_pstrndup(r->pool, r->args.p ? r->args.p : "", r->args.len);
+    if (args == NULL)
+        return PT_ERROR;
+    if (parse_form(args, r->args.len, &c, &err) != PT_OK ||
+        parse_form(ctx->form, ctx->len, &c, &err) != PT_OK)
+        return respond_error(r, 400, "%s", err);
+    if (c.upstream.p == NULL || c.server.p == NULL)
+        return respond_error(r, 400, "give upstream=NAME and server=HOST:PORT");
+    return apply(r, &c);
+}
+
+/* The body came in: carry on with the POST. */
+static void body_readable(struct pt_request *r)
+{
+    int rc = post(r);
+
+    if (rc != PT_AGAIN && rc != PT_DONE)
+        pt_http_finalize(r, rc);
+}
+
+static int status_handler(struct pt_request *r)
+{
+    struct status_conf *sc = pt_http_loc_conf(r, pt_status_module);
+    struct json j = {0};
+
+    if (r->h.method_id == PT_HTTP_POST) {
+        if (sc->mode != STATUS_WRITE)
+            return respond_error(r, 403,
+                                 "this status location is read-only (status = \"write\" "
+                                 "takes changes)");
+        r->ctx[pt_status_module.index] = pt_palloc(r->pool, sizeof(struct status_ctx));
+        if (r->ctx[pt_status_module.index] == NULL)
+            return PT_ERROR;
+        r->read_handler = body_readable;
+        return post(r);
+    }
+    if (r->h.method_id != PT_HTTP_GET && r->h.method_id != PT_HTTP_HEAD) {
+        if (pt_header_add(r, &r->out, PT_STR("Allow"), PT_STR("GET, HEAD, POST")) != PT_OK)
+            return PT_ERROR;
+        return respond_error(r, 405, "use GET, or POST to change a server");
+    }
+    {
+        struct control c = {.upstream = {NULL, 0}};
+        const char *err = NULL;
+        char *args = pt_pstrndup(r->pool, r->args.p ? r->args.p : "", r->args.len);
+        if (args == NULL)
+            return PT_ERROR;
+        if (parse_form(args, r->args.len, &c, &err) != PT_OK)
+            return respond_error(r, 400, "%s", err);
+        put_document(&j, c.upstream);
+    }
+    return respond(r, 200, &j);
+}
+
+struct pt_module pt_status_module = {
+    .name = "status",
+    .directives = status_directives,
+    .create_loc_conf = create_loc_conf,
+};
