@@ -240,10 +240,10 @@ class HealthChecks(harness.TestCase):
         self.assertEqual({p.get("/").header("X-Backend") for _ in range(6)}, {"b2"})
         # Removed, then added back: it starts as configured.
         only_b2 = dict(self.http, upstream={"app": upstream(b2.addr)})
-        p.write_config(only_b2, main={"worker_processes": 2})
-        p.reload()
-        p.write_config(self.http, main={"worker_processes": 2})
-        p.reload()
+        for http in (only_b2, self.http):
+            p.wait_workers(2)  # the previous generation has drained
+            p.write_config(http, main={"worker_processes": 2})
+            p.reload()
         self.assertEqual(self.servers(p)[b1.addr]["state"], "up")
 
     def test_reset_returns_to_the_configuration(self):

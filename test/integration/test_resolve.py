@@ -57,6 +57,7 @@ class Resolve(harness.TestCase):
         self.write_hosts(self.hosts, "127.0.0.1 backend.test\n")
         p.env = dict(os.environ, LD_PRELOAD=self.wrapper, NSS_WRAPPER_HOSTS=self.hosts,
                      NSS_WRAPPER_PASSWD="/etc/passwd", NSS_WRAPPER_GROUP="/etc/group",
+                     NSS_WRAPPER_DISABLE_DEEPBIND="1",
                      ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
                      ":verify_asan_link_order=0")
         p.start(workers=2)
