@@ -3,12 +3,41 @@
  * re-framed by portier (never the client's framing as received), bodies stream both ways
  * through bounded buffers with backpressure, a stale pooled connection is retried once,
  * and an Upgrade becomes a tunnel only after the upstream answers 101.
+ *
+ * A try that fails before anything of the response reached the client passes the request
+ * to the next server not yet tried, as nginx's proxy_next_upstream says (kinds of failure,
+ * tries, timeout; POST, PATCH and LOCK not once bytes went up unless non_idempotent).  The
+ * body streams rather than being buffered first, so the bytes that went up are kept, up to
+ * PROXY_REPLAY_MAX, to be sent again; a larger body rules out another try once it started.
  */
 #include "proxy.h"
 
 static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_hide_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_next_upstream(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+/* proxy_next_upstream's words and the PROXY_FT_* bit each stands for. */
+static const struct next_word {
+    const char *name;
+    unsigned ft;
+} next_words[] = {
+    {"error", PROXY_FT_ERROR},
+    {"timeout", PROXY_FT_TIMEOUT},
+    {"invalid_header", PROXY_FT_INVALID_HEADER},
+    {"http_500", PROXY_FT_HTTP_500},
+    {"http_502", PROXY_FT_HTTP_502},
+    {"http_503", PROXY_FT_HTTP_503},
+    {"http_504", PROXY_FT_HTTP_504},
+    {"http_403", PROXY_FT_HTTP_403},
+    {"http_404", PROXY_FT_HTTP_404},
+    {"http_429", PROXY_FT_HTTP_429},
+    {"non_idempotent", PROXY_FT_NON_IDEMPOTENT},
+    {"off", PROXY_FT_OFF},
+    {NULL, 0},
+};
+
+static const int64_t tries_bounds[2] = {0, 1000};
 
 #define PLC(f) offsetof(struct proxy_loc_conf, f)
 #define HSL    (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
@@ -27,6 +56,16 @@ static const struct pt_directive proxy_directives[] = {
      "\"NAME VALUE\" sent upstream (VALUE may hold variables; empty removes the header)"},
     {"proxy_hide_header", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_hide_header, 0, NULL,
      "response header NAME not passed to the client"},
+    {"proxy_next_upstream", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_next_upstream, PLC(next_upstream),
+     next_words,
+     "failures passed to the next server: error timeout invalid_header http_500 http_502 "
+     "http_503 http_504 http_403 http_404 http_429 non_idempotent, or off (default \"error "
+     "timeout\")"},
+    {"proxy_next_upstream_tries", HSL, 0, PT_LOC_CONF, pt_conf_set_num, PLC(next_upstream_tries),
+     tries_bounds, "tries of one request in all, the first included; 0: no limit (default 0)"},
+    {"proxy_next_upstream_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec,
+     PLC(next_upstream_timeout), NULL,
+     "no new try once this long has passed since the first began; 0: no limit (default 0)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -41,6 +80,9 @@ static void *create_loc_conf(struct pt_conf *cf)
     plc->send_timeout = PT_CONF_UNSET;
     plc->nset = PT_CONF_UNSET;
     plc->nhide = PT_CONF_UNSET;
+    plc->next_upstream = PT_CONF_UNSET;
+    plc->next_upstream_tries = PT_CONF_UNSET;
+    plc->next_upstream_timeout = PT_CONF_UNSET;
     return plc;
 }
 
@@ -53,6 +95,9 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_list(c->set, c->nset, p->set, p->nset);
     pt_conf_merge_list(c->hide, c->nhide, p->hide, p->nhide);
+    pt_conf_merge_int(c->next_upstream, p->next_upstream, (int)(PROXY_FT_ERROR | PROXY_FT_TIMEOUT));
+    pt_conf_merge_int(c->next_upstream_tries, p->next_upstream_tries, 0);
+    pt_conf_merge_int(c->next_upstream_timeout, p->next_upstream_timeout, 0);
     return PT_OK;
 }
 
@@ -140,6 +185,32 @@ static int set_hide_header(struct pt_conf *cf, const struct pt_directive *d, voi
     return PT_OK;
 }
 
+/* One value of proxy_next_upstream: a string of words (or one element of a list of them),
+ * each adding its bit.  "off" stands alone. */
+static int set_next_upstream(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct proxy_loc_conf *plc = conf;
+    const struct next_word *table = d->post;
+    char *words[16];
+    int n = pt_conf_split(cf, cf->value, words, (int)pt_nelems(words));
+
+    if (n <= 0)
+        return pt_conf_error(cf, "invalid value \"%s\" in \"%s\"", cf->value, d->name);
+    if (plc->next_upstream == PT_CONF_UNSET)
+        plc->next_upstream = 0;
+    for (int i = 0; i < n; i++) {
+        const struct next_word *w = table;
+        while (w->name && strcmp(w->name, words[i]) != 0)
+            w++;
+        if (w->name == NULL)
+            return pt_conf_error(cf, "invalid value \"%s\" in \"%s\"", words[i], d->name);
+        plc->next_upstream |= (int)w->ft;
+    }
+    if ((plc->next_upstream & PROXY_FT_OFF) && plc->next_upstream != PROXY_FT_OFF)
+        return pt_conf_error(cf, "\"off\" cannot be combined with other values in \"%s\"", d->name);
+    return PT_OK;
+}
+
 static int proxy_handler(struct pt_request *r);
 
 /* Binds each proxy_pass to its upstream now that every upstream block has been read. */
@@ -184,10 +255,50 @@ static const char *const err_text[] = {
     [ERR_CONNECT] = "connect() failed",
     [ERR_CONNECT_TIMEOUT] = "connect timed out",
     [ERR_WRITE] = "send failed",
+    [ERR_SEND_TIMEOUT] = "upstream timed out while the request was sent",
     [ERR_READ] = "upstream closed or reset the connection",
     [ERR_READ_TIMEOUT] = "upstream timed out",
     [ERR_INVALID] = "upstream sent an invalid response",
 };
+
+/* The proxy_next_upstream kind of each failure. */
+static const unsigned err_ft[] = {
+    [ERR_CONNECT] = PROXY_FT_ERROR,
+    [ERR_CONNECT_TIMEOUT] = PROXY_FT_TIMEOUT,
+    [ERR_WRITE] = PROXY_FT_ERROR,
+    [ERR_SEND_TIMEOUT] = PROXY_FT_TIMEOUT,
+    [ERR_READ] = PROXY_FT_ERROR,
+    [ERR_READ_TIMEOUT] = PROXY_FT_TIMEOUT,
+    [ERR_INVALID] = PROXY_FT_INVALID_HEADER,
+};
+
+/* The statuses that count as a failure of the server when they are listed (as in nginx,
+ * 403 and 404 only send the request on). */
+#define FT_STATUS_COUNTED                                                            \
+    (PROXY_FT_HTTP_500 | PROXY_FT_HTTP_502 | PROXY_FT_HTTP_503 | PROXY_FT_HTTP_504 | \
+     PROXY_FT_HTTP_429)
+
+static unsigned status_ft(int status)
+{
+    switch (status) {
+    case 500: return PROXY_FT_HTTP_500;
+    case 502: return PROXY_FT_HTTP_502;
+    case 503: return PROXY_FT_HTTP_503;
+    case 504: return PROXY_FT_HTTP_504;
+    case 403: return PROXY_FT_HTTP_403;
+    case 404: return PROXY_FT_HTTP_404;
+    case 429: return PROXY_FT_HTTP_429;
+    default: return 0;
+    }
+}
+
+/* The methods nginx does not pass to another server once the request went up: POST, PATCH
+ * and LOCK (RFC 9110 9.2.2 leaves the others idempotent or safe). */
+static int non_idempotent(const struct pt_request *r)
+{
+    return r->h.method_id == PT_HTTP_POST || r->h.method_id == PT_HTTP_PATCH ||
+           (r->h.method_id == PT_HTTP_OTHER && pt_str_eq(r->h.method, "LOCK"));
+}
 
 void pt_proxy_release(struct proxy_ctx *ctx, int keep)
 {
@@ -206,104 +317,237 @@ void pt_proxy_cleanup(struct pt_request *r)
     pt_buf_put(ctx->in);
     pt_buf_put(ctx->out);
     ctx->in = ctx->out = NULL;
+    free(ctx->replay);
+    ctx->replay = NULL;
+    ctx->replay_len = ctx->replay_cap = 0;
 }
 
-void pt_proxy_note_upstream(struct proxy_ctx *ctx)
+/* <prev>, then ", " and the <n> bytes at <s> when <prev> is not empty, in <r>'s pool: one
+ * more entry of nginx's comma-separated $upstream_* lists. */
+static struct pt_str after(struct pt_request *r, struct pt_str prev, const char *s, size_t n)
+{
+    size_t len = prev.len ? prev.len + 2 + n : n;
+    char *p = pt_palloc(r->pool, len + 1);
+
+    if (p == NULL)
+        return PT_NULL_STR;
+    if (prev.len) {
+        memcpy(p, prev.p, prev.len);
+        memcpy(p + prev.len, ", ", 2);
+    }
+    memcpy(p + len - n, s, n);
+    return (struct pt_str){p, len};
+}
+
+void pt_proxy_note_upstream(struct proxy_ctx *ctx, int status)
 {
     struct pt_request *r = ctx->r;
-    char t[32];
-    uint64_t ms = pt_now_ms() - ctx->start_ms;
+    char t[32], st[8];
+    uint64_t ms = pt_now_ms() - ctx->try_start_ms;
     int n = snprintf(t, sizeof(t), "%llu.%03llu", (unsigned long long)(ms / 1000),
                      (unsigned long long)(ms % 1000));
 
-    r->upstream_time = (struct pt_str){pt_pstrndup(r->pool, t, (size_t)n), (size_t)n};
-    if (ctx->peer)
-        r->upstream_addr = pt_str_c(ctx->peer->name);
-}
-
-static int connect_peer(struct proxy_ctx *ctx, int count_try, int fresh)
-{
-    struct pt_upstream *u = ctx->plc->upstream;
-
-    for (;;) {
-        struct pt_peer *peer = ctx->peer;
-        if (count_try) {
-            peer = pt_upstream_choose(u, ctx->r, ctx->tried);
-            if (peer == NULL) {
-                pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", u->name,
-                       ctx->r->c->peer_text);
-                return 502;
-            }
-            ctx->tried |= 1ull << ((peer - u->peers) % 64);
-            ctx->tries++;
-        }
-        ctx->peer = peer;
-        ctx->uc = pt_upstream_connect(u, peer, fresh, ctx, upstream_event);
-        if (ctx->uc)
-            break;
-        pt_log(PT_LOG_ERR, "connect() to %s failed: %m (upstream \"%s\")", peer->name, u->name);
-        pt_peer_failed(u, peer);
-        if (ctx->tries >= u->npeers)
-            return 502;
-        count_try = 1;
+    if (ctx->peer == NULL)
+        return;
+    if (status)
+        ctx->status = status;
+    r->upstream_time = after(r, ctx->prev_time, t, (size_t)n);
+    r->upstream_addr = after(r, ctx->prev_addr, ctx->peer->name, strlen(ctx->peer->name));
+    if (ctx->status) {
+        n = snprintf(st, sizeof(st), "%03d", ctx->status);
+        r->upstream_status = after(r, ctx->prev_status, st, (size_t)n);
+    } else if (ctx->prev_status.len) {
+        r->upstream_status = after(r, ctx->prev_status, "-", 1);
     }
-    ctx->uc->timer.handler = upstream_timeout;
-    ctx->uc->timer.data = ctx;
-    ctx->head_copied = 0;
-    ctx->got_bytes = 0;
-    ctx->req_sent = 0;
-    pt_timer_add(&ctx->uc->timer, (uint64_t)(ctx->uc->connected ? ctx->plc->send_timeout
-                                                                : ctx->plc->connect_timeout));
-    return PT_OK;
 }
 
-/* Ends the request after the exchange failed with <err>: retries when nothing was lost,
- * else answers 502/504 (or cuts the client off if its response had started). */
-void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
+/* One error line per failed try: what went wrong, with which server, for which request. */
+static void log_failure(struct proxy_ctx *ctx, const char *what)
 {
     struct pt_request *r = ctx->r;
-    struct pt_upstream *u = ctx->plc->upstream;
-    int stale = ctx->uc && ctx->uc->reused && !ctx->got_bytes &&
-                (err == ERR_WRITE || err == ERR_READ) && !ctx->stale_retried;
-    int rc;
+    const char *group = ctx->plc->upstream->name;
 
-    /* A failed retry is a failure like any other, and says so. */
-    if (!stale || ctx->stale_retried)
-        pt_log(PT_LOG_ERR, "%s: upstream %s (\"%s\"), client %s, request \"%.*s %.*s\"",
-               err_text[err], ctx->peer ? ctx->peer->name : "-", u->name, r->c->peer_text,
-               (int)r->h.method.len, r->h.method.p, (int)r->h.target.len, r->h.target.p);
+    if (ctx->err_no)
+        pt_log(PT_LOG_ERR,
+               "connect() to %s failed: %s (upstream \"%s\"), client %s, request "
+               "\"%.*s %.*s\"",
+               ctx->peer->name, strerror(ctx->err_no), group, r->c->peer_text, (int)r->h.method.len,
+               r->h.method.p, (int)r->h.target.len, r->h.target.p);
+    else
+        pt_log(PT_LOG_ERR, "%s: upstream %s (\"%s\"), client %s, request \"%.*s %.*s\"", what,
+               ctx->peer->name, group, r->c->peer_text, (int)r->h.method.len, r->h.method.p,
+               (int)r->h.target.len, r->h.target.p);
+}
+
+/* Whether the body may have to go up again (to the same server after a stale pooled
+ * connection, or to another one), so that a replay copy of it is worth keeping.  A started
+ * non-idempotent body never goes again unless non_idempotent is listed. */
+static int replay_useful(const struct proxy_ctx *ctx)
+{
+    const struct proxy_loc_conf *plc = ctx->plc;
+    int kinds = plc->next_upstream & ~(int)(PROXY_FT_NON_IDEMPOTENT | PROXY_FT_OFF);
+    int next = kinds && plc->next_upstream_tries != 1 && plc->upstream->npeers > 1;
+
+    if (non_idempotent(ctx->r) && !(plc->next_upstream & PROXY_FT_NON_IDEMPOTENT))
+        return 0;
+    return next || plc->upstream->keepalive > 0;
+}
+
+/* The server for another try after the current one failed with <ft> (a PROXY_FT_* bit), or
+ * NULL when proxy_next_upstream, its limits, the method or a body that cannot be sent again
+ * rule it out, or when no server is left. */
+static struct pt_peer *next_peer(struct proxy_ctx *ctx, unsigned ft)
+{
+    struct proxy_loc_conf *plc = ctx->plc;
+    struct pt_request *r = ctx->r;
+
+    if (!(plc->next_upstream & (int)ft))
+        return NULL;
+    if (ctx->tries >= plc->upstream->npeers ||
+        (plc->next_upstream_tries && ctx->tries >= plc->next_upstream_tries))
+        return NULL;
+    if (plc->next_upstream_timeout &&
+        pt_now_ms() - ctx->start_ms >= (uint64_t)plc->next_upstream_timeout)
+        return NULL;
+    if (ctx->sent_any && non_idempotent(r) && !(plc->next_upstream & PROXY_FT_NON_IDEMPOTENT))
+        return NULL;
+    if (ctx->body_started && !ctx->replay_ok) {
+        if (ctx->replay_lost)
+            pt_log(PT_LOG_INFO,
+                   "request \"%.*s %.*s\" not passed to the next upstream server: its body "
+                   "had started going up and is larger than the %d KiB kept to resend it",
+                   (int)r->h.method.len, r->h.method.p, (int)r->h.target.len, r->h.target.p,
+                   PROXY_REPLAY_MAX / 1024);
+        return NULL;
+    }
+    return pt_upstream_choose(plc->upstream, r, ctx->tried);
+}
+
+/* A pooled connection the peer had closed before any byte of the response: the request goes
+ * once more to the same server on a fresh connection, which is neither a try nor a failure
+ * (nor possible when the body started going up and cannot be sent again). */
+static int stale(const struct proxy_ctx *ctx, enum proxy_err err)
+{
+    if (ctx->uc == NULL || !ctx->uc->reused || ctx->got_bytes || ctx->stale_retried ||
+        ctx->r->header_sent || (err != ERR_WRITE && err != ERR_READ))
+        return 0;
+    return !ctx->body_started || ctx->replay_ok;
+}
+
+/* Ends the current try's connection and what was buffered for it. */
+static void end_try(struct proxy_ctx *ctx)
+{
     pt_proxy_release(ctx, 0);
     pt_buf_put(ctx->in);
     ctx->in = NULL;
     if (ctx->out)
         ctx->out->pos = ctx->out->last = ctx->out->start;
-    pt_proxy_note_upstream(ctx);
-    if (r->header_sent) {
-        pt_http_abort(r);
+}
+
+/* Clears what one try learnt, so that the next one starts over: head and body go again from
+ * their start, and the response is a new one. */
+static void reset_try(struct proxy_ctx *ctx)
+{
+    ctx->head_copied = 0;
+    ctx->replay_pos = 0;
+    ctx->status = 0;
+    ctx->err_no = 0;
+    ctx->body_sent = ctx->sent_any = ctx->req_sent = ctx->got_bytes = 0;
+    ctx->resp_head = ctx->resp_until_close = ctx->resp_chunked = ctx->resp_done = 0;
+    ctx->resp_left = 0;
+    memset(&ctx->resp, 0, sizeof(ctx->resp));
+    memset(&ctx->chunk, 0, sizeof(ctx->chunk));
+}
+
+/* Starts a try of the request on <peer>: a new one, or when <again> the same server again on
+ * a fresh connection.  Connects and sends what it can; a failure goes on through
+ * pt_proxy_failed(), which may end the request. */
+static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
+{
+    struct pt_upstream *u = ctx->plc->upstream;
+    struct pt_upstream_conn *uc;
+
+    if (!again) {
+        ctx->tried |= 1ull << ((peer - u->peers) % 64);
+        ctx->tries++;
+        ctx->stale_retried = 0;
+        ctx->try_start_ms = pt_now_ms();
+    }
+    ctx->peer = peer;
+    reset_try(ctx);
+    uc = pt_upstream_connect(u, peer, again, ctx, upstream_event);
+    if (uc == NULL) {
+        ctx->err_no = errno ? errno : EIO;
+        pt_proxy_failed(ctx, ERR_CONNECT);
         return;
     }
-    /* A pooled connection the peer had closed: once more on a fresh one, not a failure. */
-    if (stale && !ctx->body_started && !ctx->stale_retried) {
+    ctx->uc = uc;
+    uc->timer.handler = upstream_timeout;
+    uc->timer.data = ctx;
+    pt_timer_add(&uc->timer,
+                 (uint64_t)(uc->connected ? ctx->plc->send_timeout : ctx->plc->connect_timeout));
+    if (uc->writable)
+        pt_proxy_send_request(ctx);
+}
+
+/* The failed try's entries join the log lists, and <peer> gets the next try. */
+static void go_next(struct proxy_ctx *ctx, struct pt_peer *peer)
+{
+    ctx->prev_addr = ctx->r->upstream_addr;
+    ctx->prev_status = ctx->r->upstream_status;
+    ctx->prev_time = ctx->r->upstream_time;
+    start_try(ctx, peer, 0);
+}
+
+void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
+{
+    struct pt_request *r = ctx->r;
+    int status = err_ft[err] == PROXY_FT_TIMEOUT ? 504 : 502;
+    struct pt_peer *next;
+
+    if (stale(ctx, err)) {
+        end_try(ctx);
         ctx->stale_retried = 1;
         pt_log(PT_LOG_INFO, "upstream %s closed a kept-alive connection; retrying on a new one",
                ctx->peer->name);
-        rc = connect_peer(ctx, 0, 1);
-    } else {
-        if (err != ERR_INVALID)
-            pt_peer_failed(u, ctx->peer);
-        if ((err != ERR_CONNECT && err != ERR_CONNECT_TIMEOUT) || ctx->body_started ||
-            ctx->tries >= u->npeers) {
-            pt_http_finalize(r, err == ERR_READ_TIMEOUT || err == ERR_CONNECT_TIMEOUT ? 504 : 502);
-            return;
-        }
-        rc = connect_peer(ctx, 1, 0);
-    }
-    if (rc != PT_OK) {
-        pt_http_finalize(r, rc);
+        start_try(ctx, ctx->peer, 1);
         return;
     }
-    if (ctx->uc->writable)
-        pt_proxy_send_request(ctx);
+    log_failure(ctx, err_text[err]);
+    end_try(ctx);
+    if (r->header_sent) {
+        pt_proxy_note_upstream(ctx, 0);
+        pt_http_abort(r);
+        return;
+    }
+    /* error, timeout and invalid_header are failures of the server whatever is listed. */
+    pt_peer_failed(ctx->plc->upstream, ctx->peer);
+    pt_proxy_note_upstream(ctx, status);
+    next = next_peer(ctx, err_ft[err]);
+    if (next == NULL) {
+        pt_http_finalize(r, status);
+        return;
+    }
+    go_next(ctx, next);
+}
+
+int pt_proxy_retry_status(struct proxy_ctx *ctx)
+{
+    int status = ctx->resp.status;
+    unsigned ft = status_ft(status);
+    struct pt_peer *next = next_peer(ctx, ft);
+    char what[32];
+
+    if (next == NULL)
+        return PT_DECLINED; /* the last answer goes to the client as it is */
+    snprintf(what, sizeof(what), "upstream answered %d", status);
+    log_failure(ctx, what);
+    end_try(ctx);
+    if (ft & FT_STATUS_COUNTED)
+        pt_peer_failed(ctx->plc->upstream, ctx->peer);
+    pt_proxy_note_upstream(ctx, status);
+    go_next(ctx, next);
+    return PT_DONE;
 }
 
 static void upstream_timeout(struct pt_timer *t)
@@ -316,14 +560,26 @@ static void upstream_timeout(struct pt_timer *t)
         ctx->r->response_done = 1; /* an idle tunnel ends cleanly */
         pt_http_finalize(ctx->r, PT_OK);
     } else
-        pt_proxy_failed(ctx, ctx->req_sent ? ERR_READ_TIMEOUT : ERR_WRITE);
+        pt_proxy_failed(ctx, ctx->req_sent ? ERR_READ_TIMEOUT : ERR_SEND_TIMEOUT);
+}
+
+/* A body too large for the replay copy can still go to another server as long as none of
+ * it went up; only its start rules that out (see next_peer). */
+static void init_replay(struct proxy_ctx *ctx)
+{
+    if (!ctx->r->has_body || !replay_useful(ctx))
+        return;
+    if (ctx->r->h.content_length > PROXY_REPLAY_MAX)
+        ctx->replay_lost = 1;
+    else
+        ctx->replay_ok = 1;
 }
 
 static int proxy_handler(struct pt_request *r)
 {
     struct proxy_loc_conf *plc = pt_http_loc_conf(r, pt_proxy_module);
     struct proxy_ctx *ctx = pt_palloc(r->pool, sizeof(*ctx));
-    int rc;
+    struct pt_peer *peer;
 
     if (ctx == NULL)
         return PT_ERROR;
@@ -335,14 +591,18 @@ static int proxy_handler(struct pt_request *r)
     ctx->start_ms = pt_now_ms();
     if (pt_proxy_build_head(ctx) != PT_OK)
         return PT_ERROR;
+    init_replay(ctx);
     r->cleanup = pt_proxy_cleanup;
     r->read_handler = client_readable;
     r->write_handler = client_drained;
-    rc = connect_peer(ctx, 1, 0);
-    if (rc != PT_OK)
-        return rc;
-    if (ctx->uc->writable)
-        pt_proxy_send_request(ctx);
+    peer = pt_upstream_choose(plc->upstream, r, 0);
+    if (peer == NULL) {
+        pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", plc->upstream->name,
+               r->c->peer_text);
+        return 502;
+    }
+    /* Failures from here on end the request themselves (or pass it on). */
+    start_try(ctx, peer, 0);
     return PT_AGAIN;
 }
 
@@ -352,8 +612,7 @@ static int connected(struct proxy_ctx *ctx)
     socklen_t len = sizeof(err);
 
     if (getsockopt(ctx->uc->ev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-        errno = err;
-        pt_log(PT_LOG_ERR, "connect() to %s failed: %m", ctx->peer->name);
+        ctx->err_no = err ? err : errno;
         pt_proxy_failed(ctx, ERR_CONNECT);
         return PT_DONE;
     }

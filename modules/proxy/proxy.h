@@ -40,12 +40,33 @@ struct proxy_loc_conf {
     int nset;
     char **hide;
     int nhide;
+    int next_upstream;             /* PROXY_FT_* bits: the failures passed to the next server */
+    int64_t next_upstream_tries;   /* tries in all, the first included; 0: no limit */
+    int64_t next_upstream_timeout; /* ms after the first try began; 0: no limit */
 };
+
+/* proxy_next_upstream's words: the kinds of failure of a try. */
+#define PROXY_FT_ERROR          0x0001u /* connect, send or read error; closed before the head */
+#define PROXY_FT_TIMEOUT        0x0002u /* connect, send or read timeout before the head */
+#define PROXY_FT_INVALID_HEADER 0x0004u /* an invalid response head */
+#define PROXY_FT_HTTP_500       0x0008u
+#define PROXY_FT_HTTP_502       0x0010u
+#define PROXY_FT_HTTP_503       0x0020u
+#define PROXY_FT_HTTP_504       0x0040u
+#define PROXY_FT_HTTP_403       0x0080u
+#define PROXY_FT_HTTP_404       0x0100u
+#define PROXY_FT_HTTP_429       0x0200u
+#define PROXY_FT_NON_IDEMPOTENT 0x0400u /* POST, PATCH, LOCK may go on after bytes went up */
+#define PROXY_FT_OFF            0x0800u
+
+/* The most of a request body kept to send it again to another server. */
+#define PROXY_REPLAY_MAX (64 * 1024)
 
 enum proxy_err {
     ERR_CONNECT,
     ERR_CONNECT_TIMEOUT,
     ERR_WRITE,
+    ERR_SEND_TIMEOUT,
     ERR_READ,
     ERR_READ_TIMEOUT,
     ERR_INVALID
@@ -58,17 +79,30 @@ struct proxy_ctx {
     struct pt_peer *peer;
     struct pt_str head; /* the request head sent upstream (kept for a retry) */
     size_t head_copied;
+    /* The body bytes that went upstream so far, framed as sent, to send them again on
+     * another try: malloc'ed, at most PROXY_REPLAY_MAX, freed by pt_proxy_cleanup(). */
+    char *replay;
+    size_t replay_len, replay_cap;
+    size_t replay_pos;  /* how much of it this try has put out again */
     struct pt_buf *out; /* bytes on their way upstream */
     struct pt_buf *in;  /* bytes from upstream */
     struct pt_http_response resp;
-    uint64_t tried;
-    int tries;
+    uint64_t tried; /* peers tried: bit i for peer i (% 64) */
+    int tries;      /* tries counted (a stale pooled connection's retry is not one) */
+    int status;     /* what the current try counts as for $upstream_status; 0: none yet */
+    int err_no;     /* errno of a connect failure, for the log */
+    struct pt_str prev_addr, prev_status, prev_time; /* the log lists of the tries before */
     int64_t resp_left;
     struct pt_chunked chunk;
-    uint64_t start_ms;
+    uint64_t start_ms;         /* when the first try began (proxy_next_upstream_timeout) */
+    uint64_t try_start_ms;     /* when the current try began ($upstream_response_time) */
     unsigned req_chunked : 1;  /* the body goes upstream chunked */
-    unsigned body_started : 1; /* client body bytes were consumed: no retry */
-    unsigned body_sent : 1;
+    unsigned body_started : 1; /* client body bytes were consumed: replay or no retry */
+    unsigned body_done : 1;    /* the whole body, framed, was taken from the client */
+    unsigned replay_ok : 1;    /* replay holds every body byte consumed so far */
+    unsigned replay_lost : 1;  /* the body is too large to keep: no try after it started */
+    unsigned body_sent : 1;    /* this try has put out the whole body */
+    unsigned sent_any : 1;     /* some request byte was written on this connection */
     unsigned req_sent : 1;
     unsigned got_bytes : 1; /* the upstream sent something on this connection */
     unsigned resp_head : 1;
@@ -82,12 +116,14 @@ extern struct pt_module pt_proxy_module;
 
 /* proxy_request.c: builds the request head for <ctx> into the request pool (PT_OK or
  * PT_ERROR), and sends what can be sent of head and body (PT_OK: sent or waiting for a
- * socket; PT_DONE: the request ended). */
+ * socket; PT_DONE: the request ended or went on to another try).  A new try sends the head
+ * again, then the replay copy of the body, then the rest of the body. */
 int pt_proxy_build_head(struct proxy_ctx *ctx);
 int pt_proxy_send_request(struct proxy_ctx *ctx);
 
 /* proxy_response.c: reads and passes on the response (PT_OK: waiting; PT_DONE: the
- * request ended), and moves tunnel bytes from the client to the upstream. */
+ * request ended or went on to another server), and moves tunnel bytes from the client to
+ * the upstream. */
 int pt_proxy_read_response(struct proxy_ctx *ctx);
 int pt_proxy_tunnel_client(struct proxy_ctx *ctx);
 
@@ -95,9 +131,27 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx);
 int pt_proxy_named_in(struct pt_str conn, struct pt_str name);
 
 /* proxy.c: the exchange's control, used by the other two files. */
+
+/* Ends the current try of <ctx> after failure <err>: passes the request to the next server
+ * when proxy_next_upstream and the limits allow it, else answers 502 (504 after a timeout)
+ * or, when the response had started, cuts the client off.  <ctx> may be reused by a new try
+ * or the request may have ended: the caller returns without touching the old connection. */
 void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err);
+
+/* The upstream answered ctx->resp.status: when proxy_next_upstream lists it and another try
+ * is possible, discards that response, closes its connection and passes the request on
+ * (PT_DONE); else PT_DECLINED: the response is the client's. */
+int pt_proxy_retry_status(struct proxy_ctx *ctx);
+
+/* Gives the upstream connection of <ctx> back to the pool when <keep>, else closes it. */
 void pt_proxy_release(struct proxy_ctx *ctx, int keep);
+
+/* Frees what the exchange of <r> holds (connection, buffers, replay copy). */
 void pt_proxy_cleanup(struct pt_request *r);
-void pt_proxy_note_upstream(struct proxy_ctx *ctx);
+
+/* Records the current try for the log after the tries before it: $upstream_addr,
+ * $upstream_status (<status>, or the try's status so far when 0) and
+ * $upstream_response_time up to now. */
+void pt_proxy_note_upstream(struct proxy_ctx *ctx, int status);
 
 #endif

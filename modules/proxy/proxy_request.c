@@ -202,30 +202,62 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
 
 /* --- request to upstream --- */
 
-/* Moves request bytes into ctx->out: the head first, then the body with its new framing. */
-static int fill_out(struct proxy_ctx *ctx)
+static void replay_drop(struct proxy_ctx *ctx)
+{
+    free(ctx->replay);
+    ctx->replay = NULL;
+    ctx->replay_len = ctx->replay_cap = 0;
+    ctx->replay_ok = 0;
+    ctx->replay_lost = 1;
+}
+
+/* Keeps the <n> body bytes at <p>, framed as they go upstream, so that another try can
+ * send exactly them again.  A body that outgrows PROXY_REPLAY_MAX loses its copy, and with
+ * it the chance of another try once it has started going up. */
+static void keep_for_replay(struct proxy_ctx *ctx, const char *p, size_t n)
+{
+    size_t need = ctx->replay_len + n;
+
+    if (!ctx->replay_ok || n == 0)
+        return;
+    if (need > PROXY_REPLAY_MAX) {
+        replay_drop(ctx);
+        return;
+    }
+    if (need > ctx->replay_cap) {
+        size_t cap = ctx->replay_cap ? ctx->replay_cap : 4096;
+        char *grown;
+        while (cap < need)
+            cap *= 2;
+        cap = pt_min(cap, (size_t)PROXY_REPLAY_MAX);
+        grown = realloc(ctx->replay, cap);
+        if (grown == NULL) {
+            replay_drop(ctx);
+            return;
+        }
+        ctx->replay = grown;
+        ctx->replay_cap = cap;
+    }
+    memcpy(ctx->replay + ctx->replay_len, p, n);
+    ctx->replay_len = need;
+}
+
+/* Moves the next body bytes from the client into <out>, re-framed when the body goes up
+ * chunked.  PT_OK, PT_AGAIN (nothing buffered yet) or an HTTP status (a bad body). */
+static int fill_body(struct proxy_ctx *ctx, struct pt_buf *out)
 {
     struct pt_request *r = ctx->r;
-    struct pt_buf *out = ctx->out;
+    char *mark = out->last;
     struct pt_str data;
     int last = 0, rc;
+    size_t n;
 
-    if (ctx->head_copied < ctx->head.len) {
-        size_t n = pt_min(pt_buf_room(out), ctx->head.len - ctx->head_copied);
-        pt_buf_append(out, ctx->head.p + ctx->head_copied, n);
-        ctx->head_copied += n;
-        return PT_OK;
-    }
-    if (ctx->body_sent || !r->has_body) {
-        ctx->body_sent = 1;
-        return PT_DONE;
-    }
     rc = pt_http_body_peek(r, &data, &last);
     if (rc != PT_OK)
         return rc;
     if (ctx->req_chunked) {
         char head[24];
-        size_t room = pt_buf_room(out), n;
+        size_t room = pt_buf_room(out);
         if (room < 32)
             return PT_OK;
         n = pt_min(data.len, room - 32);
@@ -237,20 +269,45 @@ static int fill_out(struct proxy_ctx *ctx)
             pt_buf_append(out, data.p, n);
             pt_buf_append(out, "\r\n", 2);
         }
-        pt_http_body_consumed(r, n);
-        if (last && n == data.len) {
-            pt_buf_append(out, "0\r\n\r\n", 5);
-            ctx->body_sent = 1;
-        }
-    } else {
-        size_t n = pt_min(data.len, pt_buf_room(out));
-        pt_buf_append(out, data.p, n);
-        pt_http_body_consumed(r, n);
         if (last && n == data.len)
-            ctx->body_sent = 1;
+            pt_buf_append(out, "0\r\n\r\n", 5);
+    } else {
+        n = pt_min(data.len, pt_buf_room(out));
+        pt_buf_append(out, data.p, n);
     }
+    pt_http_body_consumed(r, n);
+    if (last && n == data.len)
+        ctx->body_done = 1;
     ctx->body_started = 1;
+    keep_for_replay(ctx, mark, (size_t)(out->last - mark));
+    /* What this try streams is in the copy already sent: only another try resends it. */
+    ctx->replay_pos = ctx->replay_len;
     return PT_OK;
+}
+
+/* Moves request bytes into ctx->out: the head first, then what an earlier try sent of the
+ * body (the replay copy), then the rest of the body.  PT_DONE once all is out. */
+static int fill_out(struct proxy_ctx *ctx)
+{
+    struct pt_buf *out = ctx->out;
+
+    if (ctx->head_copied < ctx->head.len) {
+        size_t n = pt_min(pt_buf_room(out), ctx->head.len - ctx->head_copied);
+        pt_buf_append(out, ctx->head.p + ctx->head_copied, n);
+        ctx->head_copied += n;
+        return PT_OK;
+    }
+    if (ctx->replay_pos < ctx->replay_len) {
+        size_t n = pt_min(pt_buf_room(out), ctx->replay_len - ctx->replay_pos);
+        pt_buf_append(out, ctx->replay + ctx->replay_pos, n);
+        ctx->replay_pos += n;
+        return PT_OK;
+    }
+    if (ctx->body_done || !ctx->r->has_body) {
+        ctx->body_sent = 1;
+        return PT_DONE;
+    }
+    return fill_body(ctx, out);
 }
 
 int pt_proxy_send_request(struct proxy_ctx *ctx)
@@ -278,6 +335,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
                 return PT_DONE;
             }
             out->pos += n;
+            ctx->sent_any = 1;
             if (pt_buf_len(out)) {
                 uc->writable = 0;
                 pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
@@ -285,15 +343,19 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
             }
         }
         out->pos = out->last = out->start;
-        if (ctx->body_sent && ctx->head_copied == ctx->head.len) {
+        if (ctx->body_sent) {
             ctx->req_sent = 1;
             pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
             return PT_OK;
         }
         {
             int rc = fill_out(ctx);
-            if (rc == PT_AGAIN && pt_buf_len(out) == 0)
-                return PT_OK; /* waiting for the client's body: client_readable resumes */
+            if (rc == PT_AGAIN && pt_buf_len(out) == 0) {
+                /* Waiting for the client's body: client_body_timeout watches the client,
+                 * and the upstream, which waits too, is not blamed for it. */
+                pt_timer_del(&uc->timer);
+                return PT_OK; /* client_readable resumes */
+            }
             if (rc > 0) {
                 /* A bad body (400) or one over client_max_body_size (413). */
                 pt_proxy_release(ctx, 0);

@@ -33,7 +33,6 @@ static int pass_head(struct proxy_ctx *ctx)
     char *copy = pt_pstrndup(r->pool, ctx->in->pos, resp->head_len);
     const struct pt_http_header *conn =
         pt_http_find_header(resp->headers, resp->nheaders, "connection");
-    char status[4];
 
     if (copy == NULL)
         return PT_ERROR;
@@ -48,9 +47,7 @@ static int pass_head(struct proxy_ctx *ctx)
             return PT_ERROR;
     }
 #undef MOVE
-    snprintf(status, sizeof(status), "%03d", resp->status);
-    r->upstream_status = (struct pt_str){pt_pstrndup(r->pool, status, 3), 3};
-    pt_proxy_note_upstream(ctx);
+    pt_proxy_note_upstream(ctx, resp->status);
     /* RFC 9112 6.3: which responses have a body and how it is framed. */
     if (r->h.method_id == PT_HTTP_HEAD || resp->status == 204 || resp->status == 304 || r->tunnel) {
         ctx->resp_left = 0;
@@ -79,7 +76,8 @@ static int pass_head(struct proxy_ctx *ctx)
     return PT_OK;
 }
 
-/* Parses the head in ctx->in.  PT_OK (passed on), PT_AGAIN (need more), PT_ERROR (bad). */
+/* Parses the head in ctx->in.  PT_OK (passed on), PT_AGAIN (need more), PT_ERROR (bad),
+ * PT_DONE (a status listed in proxy_next_upstream: the request went on to another try). */
 static int parse_head(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
@@ -97,7 +95,7 @@ static int parse_head(struct proxy_ctx *ctx)
             return pass_head(ctx);
         }
         if (ctx->resp.status >= 200)
-            return pass_head(ctx);
+            return pt_proxy_retry_status(ctx) == PT_DONE ? PT_DONE : pass_head(ctx);
         /* An interim response (100 Continue, 103): portier answered Expect itself. */
         ctx->in->pos += ctx->resp.head_len;
         memset(&ctx->resp, 0, sizeof(ctx->resp));
@@ -112,7 +110,7 @@ static void response_complete(struct proxy_ctx *ctx)
         ctx->resp.keep_alive && !ctx->resp_until_close && ctx->req_sent && pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
-    pt_proxy_note_upstream(ctx);
+    pt_proxy_note_upstream(ctx, 0);
     pt_proxy_release(ctx, keep);
     r->cleanup = NULL;
     pt_proxy_cleanup(r);
@@ -172,6 +170,8 @@ static int process_input(struct proxy_ctx *ctx)
         rc = parse_head(ctx);
         if (rc == PT_AGAIN)
             return PT_OK;
+        if (rc == PT_DONE)
+            return PT_DONE;
         if (rc != PT_OK) {
             pt_proxy_failed(ctx, ERR_INVALID);
             return PT_DONE;

@@ -2,7 +2,16 @@
  * backend.c: pt-backend, the small HTTP/1.1 origin server that stands behind portier in the
  * demo, the integration tests and the benchmark.
  *
- * Usage: pt-backend [--listen HOST:PORT] [--name NAME]   (PORT 0 = ephemeral)
+ * Usage: pt-backend [--listen HOST:PORT] [--name NAME] [--fail MODE] [--once]
+ *   --listen   where to listen (PORT 0 = ephemeral; default 127.0.0.1:0)
+ *   --name     the X-Backend value (default "backend")
+ *   --fail     fail every request, once it was read whole (head and body), whatever its
+ *              path: MODE is a status code (answers it, body "status N\n"), "reset"
+ *              (closes with a TCP RST), "close" (closes with a FIN, no answer) or "hang"
+ *              (never answers).  A proxy's retries are tested against it.
+ *   --once     answers the first request of each connection normally (and keeps the
+ *              connection), then closes the connection without an answer on the next one:
+ *              a kept-alive connection the server gave up on just as it was reused.
  * Once listening it prints "READY <port>\n" on stdout.  SIGTERM or SIGINT stop it cleanly.
  *
  * One process, one level-triggered epoll loop, non-blocking sockets, keepalive and
@@ -64,6 +73,9 @@
 enum state { ST_HEAD, ST_BODY, ST_WAIT, ST_STREAM, ST_WS, ST_HANG, ST_LINGER };
 enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER };
 
+/* --fail MODE */
+enum fail_mode { FAIL_NONE, FAIL_STATUS, FAIL_RESET, FAIL_CLOSE, FAIL_HANG };
+
 enum endpoint {
     EP_HELLO,
     EP_ECHO,
@@ -114,6 +126,7 @@ struct conn {
     uint64_t body_len;     /* decoded body bytes so far */
     uint64_t n, ms, chunk; /* endpoint arguments */
     uint64_t done;         /* /bytes: bytes produced; /drip: chunks sent */
+    uint64_t served;       /* requests answered on this connection (--once) */
     char ws_accept[32];
 
     /* WebSocket: the data frame whose payload is being echoed. */
@@ -128,6 +141,9 @@ static struct {
     struct conn *conns;
     int timers; /* how many connections have a timer set */
     unsigned long long requests, connections;
+    enum fail_mode fail; /* --fail */
+    int fail_status;
+    int once; /* --once */
     char hello_body[300];
     size_t hello_body_len;
     char hello[600]; /* the whole keepalive response to "GET / HTTP/1.1" */
@@ -817,12 +833,33 @@ static void respond_ws(struct conn *c)
     c->state = ST_WS;
 }
 
+/* Fails <c>'s request, all read, as --fail or --once say.  Returns PT_ERROR when <c> must
+ * be dropped at once (with a RST when its endpoint is EP_RESET). */
+static int fail_request(struct conn *c)
+{
+    char text[32];
+    int len;
+    switch (g.fail) {
+    case FAIL_STATUS:
+        finish(c);
+        len = snprintf(text, sizeof(text), "status %d\n", g.fail_status);
+        put_response(c, g.fail_status, "", 0, text, (size_t)len);
+        return PT_OK;
+    case FAIL_HANG: c->state = ST_HANG; return PT_OK;
+    case FAIL_RESET: c->ep = EP_RESET; return PT_ERROR;
+    default: return PT_ERROR; /* FAIL_CLOSE, and --once */
+    }
+}
+
 /* The request (head and body) is all read: answers it.  Returns PT_ERROR when <c> must be
  * dropped at once (/reset). */
 static int respond(struct conn *c)
 {
     char text[128], hdr[128];
     int len, hlen;
+    if (g.fail != FAIL_NONE || (g.once && c->served > 0))
+        return fail_request(c);
+    c->served++;
     finish(c);
     switch (c->ep) {
     case EP_ECHO:
@@ -1246,8 +1283,30 @@ static sigset_t signals_setup(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: pt-backend [--listen HOST:PORT] [--name NAME]\n");
+    fprintf(stderr,
+            "usage: pt-backend [--listen HOST:PORT] [--name NAME] [--fail CODE|reset|close|hang]"
+            " [--once]\n");
     exit(2);
+}
+
+/* --fail MODE: a status code (100-999), reset, close or hang. */
+static void parse_fail(const char *mode)
+{
+    static const struct {
+        const char *name;
+        enum fail_mode mode;
+    } modes[] = {{"reset", FAIL_RESET}, {"close", FAIL_CLOSE}, {"hang", FAIL_HANG}};
+    uint64_t code;
+    for (size_t i = 0; i < pt_nelems(modes); i++) {
+        if (strcmp(mode, modes[i].name) == 0) {
+            g.fail = modes[i].mode;
+            return;
+        }
+    }
+    if (parse_u64(pt_str_c(mode), &code) != PT_OK || code < 100 || code > 999)
+        usage();
+    g.fail = FAIL_STATUS;
+    g.fail_status = (int)code;
 }
 
 int main(int argc, char **argv)
@@ -1260,6 +1319,10 @@ int main(int argc, char **argv)
             listen_spec = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--name") == 0)
             g.name = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--fail") == 0)
+            parse_fail(argv[++i]);
+        else if (strcmp(argv[i], "--once") == 0)
+            g.once = 1;
         else
             usage();
     }
