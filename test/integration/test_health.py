@@ -95,7 +95,11 @@ class HealthChecks(harness.TestCase):
             start = harness.file_size(p.error_log)
             b2.proc.kill()
             b2.proc.wait()
-            down = self.wait_state(p, b2.addr, "down", (FALL + 2) * INTERVAL_MS / 1000 + 3)
+            # Passive health may see the failures first; the checks must reach it too.
+            down = harness.wait_until(
+                lambda: self.servers(p)[b2.addr]["health_check"]["status"] == "down" and
+                self.servers(p)[b2.addr], (FALL + 2) * INTERVAL_MS / 1000 + 3, 0.02,
+                "the checks to mark %s down" % b2.addr)
             time.sleep(0.3)
         self.assertEqual(load.failures, [], "GETs failed while a backend died")
         self.assertGreater(load.ok, 50)

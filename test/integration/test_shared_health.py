@@ -5,6 +5,7 @@ zone is kept when its name and size are unchanged).
 """
 
 import re
+import threading
 
 import harness
 from harness import location, server, upstream
@@ -17,14 +18,33 @@ class SharedHealth(harness.TestCase):
         return len(re.findall(r"connect\(\) to 127\.0\.0\.1:%d failed" % dead, text))
 
     def spread_requests(self, p, n):
-        """<n> requests on fresh connections, so both workers take some."""
-        served = set()
-        for i in range(n):
-            with p.client() as c:
-                r = c.request("GET", "/?n=%d" % i)
-                self.assertEqual(r.status, 200, r)
-                self.assertEqual(r.header("X-Backend"), "alive")
-                served.add(p.worker_for(c))
+        """At least <n> requests on fresh connections, from concurrent clients (an idle
+        worker would take every new connection), until both workers took some."""
+        served, failures, lock = set(), [], threading.Lock()
+
+        def client(k):
+            for i in range(200):
+                with lock:
+                    if (i >= n // 8 and len(served - {None}) >= 2) or failures:
+                        return
+                with p.client() as c:
+                    r = c.request("GET", "/?n=%d-%d" % (k, i))
+                    with lock:
+                        if r.status != 200 or r.header("X-Backend") != "alive":
+                            failures.append(r)
+                        served.add(p.worker_for(c))
+
+        # The first two, one after the other: the round robin's first turn of the dead
+        # server is taken before clients race (two workers choosing it in the same
+        # instant would both try it).
+        for i in range(2):
+            self.assertEqual(p.get("/?first=%d" % i).header("X-Backend"), "alive")
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
         return served
 
     def test_dead_server_marked_down_once_for_all_workers_and_kept_across_reload(self):
