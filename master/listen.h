@@ -20,6 +20,7 @@ struct pt_listen {
     int backlog;
     unsigned reuseport : 1;
     unsigned ipv6only : 1;
+    unsigned ssl : 1;       /* connections start with a TLS handshake (the ssl module) */
     unsigned taken : 1;     /* fd handed to a newer generation: do not close it here */
     struct pt_listen *from; /* the older generation's listener whose fd this one took */
     void *servers;          /* the http core's routing table for this address */

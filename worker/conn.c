@@ -17,6 +17,8 @@
 #include "log.h"
 #include "pool.h"
 
+int (*pt_http_tls_start)(struct pt_http_conn *c);
+
 static struct pt_http_conn *conns; /* every open client connection */
 static unsigned nconns;
 static int draining;
@@ -60,6 +62,8 @@ void pt_http_conn_close(struct pt_http_conn *c)
         pt_http_request_free(c->r);
     pt_timer_del(&c->timer);
     pt_event_del(&c->ev);
+    if (c->io)
+        c->io->close(c);
     close(c->ev.fd);
     c->ev.fd = -1;
     pt_buf_put(c->in);
@@ -113,10 +117,12 @@ static void accept_one(struct pt_listen *ls, int fd, struct sockaddr_storage *ss
     peer_text(c);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     link_conn(c);
-    if (pt_event_add(&c->ev, 0) != PT_OK) {
+    if (pt_event_add(&c->ev, 0) != PT_OK ||
+        (ls->ssl && (pt_http_tls_start == NULL || pt_http_tls_start(c) != PT_OK))) {
         pt_http_conn_close(c);
         return;
     }
+    c->handshaking = c->io && c->io->handshake;
     pt_timer_add(&c->timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
     /* Data often arrives with the handshake: try to read at once and save a wake-up. */
     c->readable = 1;
@@ -140,6 +146,25 @@ void pt_http_accept(struct pt_event *ev, unsigned events)
     }
 }
 
+/* pt_http_conn_read() through the transport.  A short read says nothing here: the TLS
+ * library may hold decrypted bytes the socket no longer shows, so only PT_AGAIN ends the
+ * readable state. */
+static ssize_t tls_read(struct pt_http_conn *c, size_t room)
+{
+    ssize_t n = c->io->recv(c, c->in->last, room);
+
+    if (n > 0) {
+        c->in->last += n;
+        return n;
+    }
+    c->readable = 0;
+    if (n == 0)
+        c->eof = 1;
+    else if (n == PT_ERROR)
+        c->error = 1;
+    return n;
+}
+
 ssize_t pt_http_conn_read(struct pt_http_conn *c)
 {
     ssize_t n;
@@ -147,6 +172,8 @@ ssize_t pt_http_conn_read(struct pt_http_conn *c)
 
     if (room == 0)
         return PT_AGAIN;
+    if (c->io)
+        return tls_read(c, room);
     n = read(c->ev.fd, c->in->last, room);
     if (n > 0) {
         c->in->last += n;
@@ -180,6 +207,8 @@ void pt_http_conn_linger(struct pt_http_conn *c)
         c->linger_after = 1;
         return;
     }
+    if (c->io)
+        c->io->shutdown(c);
     shutdown(c->ev.fd, SHUT_WR);
     c->lingering = 1;
     pt_timer_add(&c->timer, 2000);
@@ -208,7 +237,7 @@ static void conn_timeout(struct pt_timer *t)
         pt_http_request_timeout(c->r);
         return;
     }
-    if (c->in && pt_buf_len(c->in) && !c->lingering) {
+    if (c->in && pt_buf_len(c->in) && !c->lingering && !c->handshaking) {
         /* A partial head: nginx closes silently after client_header_timeout; we answer
          * 408 so that the client knows why. */
         pt_http_head_timeout(c);
@@ -228,8 +257,21 @@ static void conn_event(struct pt_event *ev, unsigned events)
     if (events & PT_EV_WRITE)
         c->writable = 1;
     if (c->lingering) {
+        /* Raw reads: what a TLS client still sends is dropped unread all the same. */
         linger_read(c);
         return;
+    }
+    if (c->handshaking) {
+        int rc = c->io->handshake(c);
+        if (rc == PT_AGAIN)
+            return;
+        if (rc != PT_OK) {
+            pt_http_conn_close(c);
+            return;
+        }
+        /* The client's first request often came with its last handshake flight. */
+        c->handshaking = 0;
+        c->readable = 1;
     }
     if (c->r) {
         pt_http_request_event(c->r, events);

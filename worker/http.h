@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "buf.h"
@@ -93,6 +94,28 @@ int pt_http_foreach_loc(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void *
 
 /* --- connections and requests --- */
 
+struct pt_http_conn;
+
+/* A client connection's transport when it is not the plain socket: TLS, provided by the ssl
+ * module.  Each call has the meaning of the system call it replaces. */
+struct pt_conn_io {
+    /* Runs the handshake as far as it can go: PT_OK when done, PT_AGAIN when it waits for
+     * the socket, PT_ERROR when the connection must be closed. */
+    int (*handshake)(struct pt_http_conn *c);
+    /* As read(): bytes (> 0), 0 at the peer's end, PT_AGAIN, or PT_ERROR. */
+    ssize_t (*recv)(struct pt_http_conn *c, char *buf, size_t len);
+    /* As writev(): bytes taken (>= 0, possibly fewer than offered), PT_AGAIN, or PT_ERROR. */
+    ssize_t (*send)(struct pt_http_conn *c, const struct iovec *iov, int n);
+    /* Says goodbye at the transport's level (TLS close_notify) before a shutdown(SHUT_WR). */
+    void (*shutdown)(struct pt_http_conn *c);
+    /* Frees the transport's state; the socket is closed by the caller. */
+    void (*close)(struct pt_http_conn *c);
+};
+
+/* Set by the ssl module: makes <c>, accepted on a listener marked ssl, a TLS connection
+ * (sets c->io and c->tls).  PT_OK, or PT_ERROR to close the connection. */
+extern int (*pt_http_tls_start)(struct pt_http_conn *c);
+
 struct pt_http_conn {
     struct pt_event ev;
     struct pt_timer timer;
@@ -113,6 +136,9 @@ struct pt_http_conn {
     unsigned linger_after : 1;        /* linger once the pending output is out */
     unsigned req_gen;                 /* counts requests begun: tells a handler its request ended */
     struct pt_http_conn *prev, *next; /* the worker's list, for draining */
+    const struct pt_conn_io *io;      /* NULL: the plain socket */
+    void *tls;                        /* the transport's state (an SSL *) */
+    unsigned handshaking : 1;         /* the transport's handshake is not done yet */
     char peer_text[INET6_ADDRSTRLEN];
     uint16_t peer_port;
 };

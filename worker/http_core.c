@@ -50,7 +50,8 @@ static const struct pt_directive http_directives[] = {
     {"location", PT_CTX_SRV, PT_DIR_BLOCK, PT_SRV_CONF, location_block, 0, NULL,
      "a list of locations, each with path = \"[=|^~|~|~*] PATTERN\""},
     {"listen", PT_CTX_SRV, PT_DIR_MULTI, PT_SRV_CONF, set_listen, 0, NULL,
-     "\"[ADDR:]PORT [default_server] [backlog=N] [reuseport]\"; ADDR may be [IPv6]"},
+     "\"[ADDR:]PORT [default_server] [ssl] [backlog=N] [reuseport]\"; ADDR may be [IPv6]; ssl: "
+     "connections on the address start with TLS (the ssl module)"},
     {"server_name", PT_CTX_SRV, PT_DIR_MULTI, PT_SRV_CONF, set_server_name, 0, NULL,
      "names: exact, *.wildcard, wildcard.*, .example.com, ~regex"},
     {"client_header_timeout", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, pt_conf_set_msec,
@@ -183,6 +184,8 @@ static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *co
             lo->default_server = 1;
         else if (strcmp(w[i], "reuseport") == 0)
             lo->addr.reuseport = 1;
+        else if (strcmp(w[i], "ssl") == 0)
+            lo->addr.ssl = 1;
         else if (strncmp(w[i], "backlog=", 8) == 0 && pt_parse_int(w[i] + 8, &v) == PT_OK &&
                  v > 0 && v <= 65535)
             lo->addr.backlog = (int)v;
@@ -384,6 +387,7 @@ static int add_server_to_listen(struct pt_conf *cf, struct pt_http_server *s, st
         return pt_conf_error(cf, "out of memory");
     a = ls->servers;
     ls->reuseport |= lo->addr.reuseport;
+    ls->ssl |= lo->addr.ssl;
     if (lo->addr.backlog != 511)
         ls->backlog = lo->addr.backlog;
     if (lo->default_server) {

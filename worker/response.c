@@ -142,6 +142,22 @@ static int out_append(struct pt_http_conn *c, const char *p, size_t n)
     return pt_buf_append(c->out, p, n);
 }
 
+/* The transport's send() with writev()'s conventions (-1 and errno). */
+static ssize_t tls_send(struct pt_http_conn *c, struct iovec *iov, int n)
+{
+    ssize_t w = c->io->send(c, iov, n);
+
+    if (w == PT_AGAIN) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (w < 0) {
+        errno = EPIPE;
+        return -1;
+    }
+    return w;
+}
+
 /* Writes <iov> to the client, after whatever waits in c->out, and keeps what the socket
  * does not take in c->out.  PT_OK or PT_ERROR (the connection is broken). */
 static int write_iov(struct pt_http_conn *c, struct iovec *iov, int n)
@@ -160,7 +176,7 @@ static int write_iov(struct pt_http_conn *c, struct iovec *iov, int n)
     if (k == 0)
         return PT_OK;
     if (c->writable && !c->error) {
-        w = writev(c->ev.fd, all, k);
+        w = c->io ? tls_send(c, all, k) : writev(c->ev.fd, all, k);
         if (w < 0) {
             if (errno != EAGAIN && errno != EINTR) {
                 c->error = 1;

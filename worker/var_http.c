@@ -16,6 +16,7 @@
 
 #include "event.h"
 #include "listen.h"
+#include "listen.h"
 #include "pool.h"
 
 /* Every getter has the pt_var_get signature; most ignore some of its arguments. */
@@ -314,7 +315,13 @@ GETTER(var_remote_user)
 
 GETTER(var_scheme)
 {
-    *out = PT_STR("http");
+    *out = r->c->ls->ssl ? PT_STR("https") : PT_STR("http");
+    return PT_OK;
+}
+
+GETTER(var_https)
+{
+    *out = r->c->ls->ssl ? PT_STR("on") : PT_STR("");
     return PT_OK;
 }
 
@@ -580,6 +587,7 @@ static const struct {
     {"remote_port", 0, var_remote_port},
     {"remote_user", 0, var_remote_user},
     {"scheme", 0, var_scheme},
+    {"https", 0, var_https},
     {"request_method", 0, var_request_method},
     {"request", 0, var_request},
     {"server_protocol", 0, var_server_protocol},
