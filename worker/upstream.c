@@ -403,6 +403,8 @@ static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void
     return PT_OK;
 }
 
+static void merge_upstream(struct pt_conf *cf, struct pt_upstream *u);
+
 struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostport)
 {
     struct pt_upstream *u = pt_upstream_find(cf, hostport);
@@ -418,6 +420,8 @@ struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostpor
     u->file = cf->file;
     if (add_peer(cf, u, hostport) == NULL)
         return NULL;
+    /* Made after the upstream blocks were merged (proxy_pass is bound later). */
+    merge_upstream(cf, u);
     return u;
 }
 
@@ -507,22 +511,26 @@ static int zone_init(struct pt_shm_zone *zone, int reused)
     return PT_OK;
 }
 
+/* Fills what <u>'s block left unset with the defaults. */
+static void merge_upstream(struct pt_conf *cf, struct pt_upstream *u)
+{
+    pt_conf_merge_int(u->keepalive, PT_CONF_UNSET, 0);
+    pt_conf_merge_int(u->keepalive_timeout, PT_CONF_UNSET, 60000);
+    pt_conf_merge_int(u->keepalive_requests, PT_CONF_UNSET, 1000);
+    pt_conf_merge_int(u->resolve_interval, PT_CONF_UNSET, 30000);
+    for (int j = 0; j < u->npeers; j++)
+        if (u->peers[j].resolve)
+            cf->cycle->need_helper = 1;
+    if (u->check)
+        cf->cycle->need_helper = 1;
+}
+
 static int merge_upstreams(struct pt_conf *cf)
 {
     struct ups_main_conf *mc = main_conf(cf);
 
-    for (int i = 0; i < mc->nups; i++) {
-        struct pt_upstream *u = mc->ups[i];
-        pt_conf_merge_int(u->keepalive, PT_CONF_UNSET, 0);
-        pt_conf_merge_int(u->keepalive_timeout, PT_CONF_UNSET, 60000);
-        pt_conf_merge_int(u->keepalive_requests, PT_CONF_UNSET, 1000);
-        pt_conf_merge_int(u->resolve_interval, PT_CONF_UNSET, 30000);
-        for (int j = 0; j < u->npeers; j++)
-            if (u->peers[j].resolve)
-                cf->cycle->need_helper = 1;
-        if (u->check)
-            cf->cycle->need_helper = 1;
-    }
+    for (int i = 0; i < mc->nups; i++)
+        merge_upstream(cf, mc->ups[i]);
     return PT_OK;
 }
 

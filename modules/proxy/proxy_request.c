@@ -130,7 +130,8 @@ static void put_forwarded(struct builder *b, struct pt_request *r, int trusted)
     put_str(b, peer);
     put_lit(b, "\r\n");
     if (!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-proto"))
-        put_lit(b, r->c->ls->ssl ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+        put_str(b, r->c->ls->ssl ? PT_STR("X-Forwarded-Proto: https\r\n")
+                                 : PT_STR("X-Forwarded-Proto: http\r\n"));
     if ((!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-host")) &&
         r->h.host.len)
         put_header(b, PT_STR("X-Forwarded-Host"), r->h.host);

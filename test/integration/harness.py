@@ -430,10 +430,19 @@ class TestCase(unittest.TestCase):
             return False
         return any(t is self for t, _ in list(result.failures) + list(result.errors))
 
+    # A process of portier that died of a crash (or of a sanitizer's report, exit code 1):
+    # the test's requests may all have been answered, it is a failure all the same.
+    CRASH = re.compile(r"(worker|helper) process \d+ exited (on signal (4|6|7|8|11)|with code 1)\b")
+
     def tearDown(self):
         if self._failed():
             for p in self._portiers + getattr(type(self), "_class_portiers", []):
                 sys.stderr.write("\n" + p.diagnostics() + "\n")
+        for p in self._portiers + getattr(type(self), "_class_portiers", []):
+            crash = self.CRASH.search(read_file(p.error_log)) if os.path.exists(p.error_log) else None
+            if crash:
+                sys.stderr.write("\n" + p.diagnostics() + "\n")
+                self.fail("portier crashed: %s" % crash.group(0))
 
     def start_backend(self, name="b1", port=0):
         b = Backend(name, port)
