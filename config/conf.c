@@ -274,8 +274,9 @@ const char *pt_conf_path(struct pt_conf *cf, const char *path)
     size_t n;
     char *p;
 
+    /* Always a copy: <path> is often the configuration's own string, gone after loading. */
     if (path[0] == '/' || cf->cycle->prefix == NULL)
-        return path;
+        return pt_pstrdup(cf->pool, path);
     n = strlen(cf->cycle->prefix) + strlen(path) + 2;
     p = pt_palloc(cf->pool, n);
     if (p)

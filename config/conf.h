@@ -59,7 +59,7 @@ int pt_conf_create_level(struct pt_conf *cf, enum pt_conf_level level, void ***a
 /* Merges every module's <level> configuration from <parent> into <child>. */
 int pt_conf_merge_level(struct pt_conf *cf, enum pt_conf_level level, void **parent, void **child);
 
-/* Resolves <path> against the prefix unless it is absolute; allocated from the cycle pool. */
+/* Resolves <path> against the prefix unless it is absolute; always a copy in the cycle pool. */
 const char *pt_conf_path(struct pt_conf *cf, const char *path);
 
 /* Parsers shared by setters.  Each returns PT_OK or PT_ERROR (nothing reported). */

@@ -439,7 +439,7 @@ class TestCase(unittest.TestCase):
             for p in self._portiers + getattr(type(self), "_class_portiers", []):
                 sys.stderr.write("\n" + p.diagnostics() + "\n")
         for p in self._portiers + getattr(type(self), "_class_portiers", []):
-            crash = self.CRASH.search(read_file(p.error_log)) if os.path.exists(p.error_log) else None
+            crash = self.CRASH.search(read_file(p.error_log, "rb").decode("utf-8", "replace"))
             if crash:
                 sys.stderr.write("\n" + p.diagnostics() + "\n")
                 self.fail("portier crashed: %s" % crash.group(0))
