@@ -664,19 +664,74 @@ static void conn_event(struct pt_event *ev, unsigned events)
 {
     struct pt_upstream_conn *uc = ev->data;
 
-    if (events & PT_EV_READ)
+    /* A transport that waited for the other direction (a TLS write needing to read a
+     * record first, or a read needing to flush one) can go on when that one is ready:
+     * no edge of its own would come. */
+    if (events & PT_EV_READ) {
         uc->readable = 1;
+        if (uc->send_wants_read)
+            uc->writable = 1;
+        uc->send_wants_read = 0;
+    }
     if (events & PT_EV_RDHUP)
         uc->rdhup = 1;
-    if (events & PT_EV_WRITE)
+    if (events & PT_EV_WRITE) {
         uc->writable = 1;
+        if (uc->recv_wants_write)
+            uc->readable = 1;
+        uc->recv_wants_write = 0;
+    }
     uc->handler(uc, events);
+}
+
+ssize_t pt_upstream_recv(struct pt_upstream_conn *uc, char *buf, size_t len)
+{
+    ssize_t n;
+
+    if (uc->io)
+        return uc->io->recv(uc, buf, len);
+    n = read(uc->ev.fd, buf, len);
+    if (n > 0) {
+        /* A short read emptied the socket: more bytes bring a new edge.  Not after the
+         * peer's FIN, which no edge follows: read on to the EOF. */
+        if ((size_t)n < len && !uc->rdhup)
+            uc->readable = 0;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EINTR) {
+        uc->readable = 0;
+        return PT_AGAIN;
+    }
+    return PT_ERROR;
+}
+
+ssize_t pt_upstream_send(struct pt_upstream_conn *uc, const char *buf, size_t len)
+{
+    ssize_t n;
+
+    if (uc->io)
+        return uc->io->send(uc, buf, len);
+    n = write(uc->ev.fd, buf, len);
+    if (n >= 0) {
+        if ((size_t)n < len)
+            uc->writable = 0; /* the socket is full: EPOLLOUT says when it has room */
+        return n;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        uc->writable = 0;
+        return PT_AGAIN;
+    }
+    return PT_ERROR;
 }
 
 static void close_conn(struct pt_upstream_conn *uc)
 {
     pt_timer_del(&uc->timer);
     pt_event_del(&uc->ev);
+    if (uc->io)
+        uc->io->close(uc);
     close(uc->ev.fd);
     uc->ev.fd = -1;
     pt_loop_defer_free(uc);
@@ -695,17 +750,25 @@ static void unlink_idle(struct pt_upstream_conn *uc)
     uc->next = NULL;
 }
 
-/* An idle pooled connection that turns readable was closed by the peer (or sent bytes
- * nobody asked for): either way it cannot be reused.  An edge queued for data that was
- * already read while the connection was busy is no such sign, so the socket is asked. */
-static void idle_event(struct pt_upstream_conn *uc, unsigned events)
+/* Whether an idle connection that turned readable can still carry a request: nothing is
+ * there to read after all (an edge queued for data read while it was busy), or only what
+ * its transport handles itself (a TLS session ticket). */
+static int still_idle(struct pt_upstream_conn *uc)
 {
     char byte;
 
+    if (uc->io)
+        return uc->io->idle_check(uc) == PT_OK;
+    return recv(uc->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN;
+}
+
+/* An idle pooled connection that turns readable was closed by the peer (or sent bytes
+ * nobody asked for): either way it cannot be reused. */
+static void idle_event(struct pt_upstream_conn *uc, unsigned events)
+{
     if (!(events & (PT_EV_READ | PT_EV_ERROR)))
         return;
-    if (!(events & (PT_EV_ERROR | PT_EV_RDHUP)) &&
-        recv(uc->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+    if (!(events & (PT_EV_ERROR | PT_EV_RDHUP)) && still_idle(uc)) {
         uc->readable = 0;
         return;
     }
@@ -746,7 +809,8 @@ uint32_t pt_peer_address(const struct pt_peer *peer, struct sockaddr_storage *ss
     return 0;
 }
 
-static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer *peer)
+static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer *peer,
+                                          const void *key)
 {
     uint32_t seq = 0;
 
@@ -756,8 +820,9 @@ static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer 
         seq = pt_peer_address(peer, &ss, &len);
     }
     for (struct pt_upstream_conn *uc = u->idle; uc; uc = uc->next) {
-        /* A connection made to an address the name no longer has is not reused. */
-        if (uc->peer == peer && uc->addr_seq == seq) {
+        /* A connection made to an address the name no longer has is not reused, nor one
+         * made for another transport (plain or TLS, SNI name, client certificate). */
+        if (uc->peer == peer && uc->addr_seq == seq && uc->key == key) {
             unlink_idle(uc);
             pt_timer_del(&uc->timer);
             uc->reused = 1;
@@ -768,10 +833,10 @@ static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer 
 }
 
 struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer, int fresh,
-                                             void *owner,
+                                             const void *key, void *owner,
                                              void (*handler)(struct pt_upstream_conn *, unsigned))
 {
-    struct pt_upstream_conn *uc = fresh ? NULL : take_idle(u, peer);
+    struct pt_upstream_conn *uc = fresh ? NULL : take_idle(u, peer, key);
     struct sockaddr_storage ss;
     socklen_t sslen;
     int one = 1, fd;
@@ -793,6 +858,7 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
         uc->ups = u;
         uc->peer = peer;
         uc->addr_seq = seq;
+        uc->key = key;
         if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
             uc->connected = 1;
             uc->writable = 1;

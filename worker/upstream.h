@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "conf.h"
@@ -46,6 +47,22 @@ struct pt_upstream {
     int nidle;
 };
 
+/*
+ * An upstream connection's transport when it is not the plain socket: TLS, provided by the
+ * proxy module.  recv and send have the meaning of pt_upstream_recv() and pt_upstream_send()
+ * and keep the connection's readable/writable flags true to what the loop will report.
+ */
+struct pt_upstream_io {
+    ssize_t (*recv)(struct pt_upstream_conn *uc, char *buf, size_t len);
+    ssize_t (*send)(struct pt_upstream_conn *uc, const char *buf, size_t len);
+    /* An idle pooled connection turned readable: PT_OK when it can still carry a request
+     * (what arrived was the transport's own business), PT_ERROR when it must be closed. */
+    int (*idle_check)(struct pt_upstream_conn *uc);
+    /* Says goodbye at the transport's level (best effort) and frees its state; the socket
+     * is closed by the caller. */
+    void (*close)(struct pt_upstream_conn *uc);
+};
+
 /* An upstream connection; the proxy module owns it while a request uses it. */
 struct pt_upstream_conn {
     struct pt_event ev;
@@ -56,11 +73,21 @@ struct pt_upstream_conn {
     void (*handler)(struct pt_upstream_conn *uc, unsigned events); /* owner's */
     unsigned requests;
     uint32_t addr_seq; /* the peer's shared address version it was made for (resolve) */
+    /* What the connection was made for (a TLS configuration; NULL: plain): the pool hands
+     * it only to a request asking for the same. */
+    const void *key;
+    const struct pt_upstream_io *io; /* NULL: the plain socket */
+    void *tls;                       /* the transport's state (an SSL *) */
     unsigned connected : 1;
-    unsigned reused : 1; /* taken from the pool: may have been closed by the peer */
+    unsigned handshaken : 1; /* the transport's handshake is done (TLS only) */
+    unsigned reused : 1;     /* taken from the pool: may have been closed by the peer */
     unsigned readable : 1;
     unsigned writable : 1;
     unsigned rdhup : 1; /* the peer's FIN was seen: read on to the EOF */
+    /* The transport's last send waited for the socket to be readable, or its last recv for
+     * it to be writable (TLS records go both ways): that event makes both ready again. */
+    unsigned send_wants_read : 1;
+    unsigned recv_wants_write : 1;
     struct pt_upstream_conn *next;
 };
 
@@ -83,15 +110,31 @@ struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostpor
  * live. */
 struct pt_peer *pt_upstream_choose(struct pt_upstream *u, struct pt_request *r, uint64_t tried);
 
-/* Gets a connection to <peer>: an idle pooled one (reused set) unless <fresh>, or a new
- * non-blocking connect in progress.  Registers it with the loop; events go to <handler>.
- * Returns NULL with errno set when the socket cannot be created. */
+/* Gets a connection to <peer> for <key> (a transport configuration, NULL for plain): an
+ * idle pooled one made for the same <key> (reused set) unless <fresh>, or a new
+ * non-blocking connect in progress, on which the caller sets up the transport <key> names.
+ * Registers it with the loop; events go to <handler>.  Returns NULL with errno set when
+ * the socket cannot be created. */
 struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer, int fresh,
-                                             void *owner,
+                                             const void *key, void *owner,
                                              void (*handler)(struct pt_upstream_conn *, unsigned));
 
-/* Ends the use of <uc>: back to the pool when <keep> (and the pool has room), else closed. */
+/* Ends the use of <uc>: back to the pool when <keep> (and the pool has room), else closed
+ * (after the transport's goodbye). */
 void pt_upstream_release(struct pt_upstream_conn *uc, int keep);
+
+/* Reads up to <len> bytes from <uc> into <buf>, through its transport: as read(), bytes
+ * (> 0), 0 at the peer's end, PT_AGAIN (nothing now: uc->readable or uc->writable was
+ * cleared, and the event that sets it again resumes), or PT_ERROR with errno set.  While
+ * uc->readable stays set after bytes came, more may be waiting (TLS buffers records): the
+ * caller reads on. */
+ssize_t pt_upstream_recv(struct pt_upstream_conn *uc, char *buf, size_t len);
+
+/* Writes up to <len> (> 0) bytes from <buf> to <uc>, through its transport: as write(),
+ * bytes taken (possibly fewer; uc->writable is cleared when the socket is full), PT_AGAIN
+ * (nothing taken, waiting for an event as above), or PT_ERROR with errno set.  After
+ * PT_AGAIN the same bytes must be offered again. */
+ssize_t pt_upstream_send(struct pt_upstream_conn *uc, const char *buf, size_t len);
 
 /* The state of <peer> at <now> as the status API shows it: "up", "down", "draining" or
  * "checking" (active checks configured, no result yet); *<why> gets what holds a down

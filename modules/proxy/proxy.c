@@ -9,6 +9,10 @@
  * tries, timeout; POST, PATCH and LOCK not once bytes went up unless non_idempotent).  The
  * body streams rather than being buffered first, so the bytes that went up are kept, up to
  * PROXY_REPLAY_MAX, to be sent again; a larger body rules out another try once it started.
+ *
+ * With proxy_pass https:// the connection is TLS (proxy_ssl.c): the handshake follows the
+ * connect, within proxy_connect_timeout, and its failure is a failure of the server like a
+ * refused connect.
  */
 #include "proxy.h"
 
@@ -38,14 +42,15 @@ static const struct next_word {
 };
 
 static const int64_t tries_bounds[2] = {0, 1000};
+static const int64_t depth_bounds[2] = {0, 100};
 
 #define PLC(f) offsetof(struct proxy_loc_conf, f)
 #define HSL    (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
 
 static const struct pt_directive proxy_directives[] = {
     {"proxy_pass", PT_CTX_LOC, 0, PT_LOC_CONF, set_proxy_pass, 0, NULL,
-     "\"http://UPSTREAM[/URI]\" or \"http://HOST:PORT[/URI]\": the URI part replaces the location "
-     "prefix"},
+     "\"http://UPSTREAM[/URI]\" or \"http://HOST:PORT[/URI]\" (https:// for TLS, port 443 by "
+     "default): the URI part replaces the location prefix"},
     {"proxy_connect_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(connect_timeout), NULL,
      "time to establish an upstream connection (default 60s)"},
     {"proxy_read_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(read_timeout), NULL,
@@ -66,6 +71,34 @@ static const struct pt_directive proxy_directives[] = {
     {"proxy_next_upstream_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec,
      PLC(next_upstream_timeout), NULL,
      "no new try once this long has passed since the first began; 0: no limit (default 0)"},
+    {"proxy_ssl_server_name", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(ssl_conf.server_name),
+     NULL, "send proxy_ssl_name as SNI to an https upstream (not for an IP address) (default off)"},
+    {"proxy_ssl_name", HSL, 0, PT_LOC_CONF, pt_conf_set_str, PLC(ssl_conf.name), NULL,
+     "the name sent as SNI and checked by proxy_ssl_verify, a plain string (default: the host "
+     "of proxy_pass)"},
+    {"proxy_ssl_verify", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(ssl_conf.verify), NULL,
+     "check the upstream's certificate chain against proxy_ssl_trusted_certificate and its "
+     "name against proxy_ssl_name; a failure is a 502 (default off)"},
+    {"proxy_ssl_verify_depth", HSL, 0, PT_LOC_CONF, pt_conf_set_num, PLC(ssl_conf.verify_depth),
+     depth_bounds, "how many CA certificates may stand above the upstream's (default 1)"},
+    {"proxy_ssl_trusted_certificate", HSL, 0, PT_LOC_CONF, pt_conf_set_str,
+     PLC(ssl_conf.trusted_certificate), NULL,
+     "PEM file of the CAs trusted for upstream certificates (needed by proxy_ssl_verify)"},
+    {"proxy_ssl_certificate", HSL, 0, PT_LOC_CONF, pt_conf_set_str, PLC(ssl_conf.certificate), NULL,
+     "PEM client certificate (and chain) presented to an https upstream"},
+    {"proxy_ssl_certificate_key", HSL, 0, PT_LOC_CONF, pt_conf_set_str,
+     PLC(ssl_conf.certificate_key), NULL,
+     "PEM key of proxy_ssl_certificate, read by the master at start (may be readable by root "
+     "only)"},
+    {"proxy_ssl_protocols", HSL, 0, PT_LOC_CONF, pt_proxy_ssl_set_protocols,
+     PLC(ssl_conf.protocols), NULL,
+     "TLS versions offered upstream: TLSv1 TLSv1.1 TLSv1.2 TLSv1.3 (default \"TLSv1.2 TLSv1.3\")"},
+    {"proxy_ssl_ciphers", HSL, 0, PT_LOC_CONF, pt_proxy_ssl_set_ciphers, PLC(ssl_conf.ciphers),
+     NULL, "OpenSSL cipher list for TLSv1.2 and below upstream (default \"DEFAULT\")"},
+    {"proxy_ssl_session_reuse", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(ssl_conf.session_reuse),
+     NULL,
+     "resume the last TLS session with the same upstream server on a new connection "
+     "(default on)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -83,6 +116,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     plc->next_upstream = PT_CONF_UNSET;
     plc->next_upstream_tries = PT_CONF_UNSET;
     plc->next_upstream_timeout = PT_CONF_UNSET;
+    pt_proxy_ssl_init_conf(&plc->ssl_conf);
     return plc;
 }
 
@@ -98,6 +132,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->next_upstream, p->next_upstream, (int)(PROXY_FT_ERROR | PROXY_FT_TIMEOUT));
     pt_conf_merge_int(c->next_upstream_tries, p->next_upstream_tries, 0);
     pt_conf_merge_int(c->next_upstream_timeout, p->next_upstream_timeout, 0);
+    pt_proxy_ssl_merge_conf(&p->ssl_conf, &c->ssl_conf);
     return PT_OK;
 }
 
@@ -109,12 +144,14 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
 
     if (plc->pass)
         return pt_conf_error(cf, "\"proxy_pass\" is duplicate");
-    if (strncmp(v, "http://", 7) != 0)
-        return pt_conf_error(cf,
-                             "invalid proxy_pass \"%s\": only http:// is supported here "
-                             "(https upstreams come with the ssl module)",
+    if (strncmp(v, "http://", 7) == 0)
+        host = v + 7;
+    else if (strncmp(v, "https://", 8) == 0)
+        host = v + 8;
+    else
+        return pt_conf_error(cf, "invalid proxy_pass \"%s\": it starts with http:// or https://",
                              v);
-    host = v + 7;
+    plc->https = host - v == 8;
     slash = strchr(host, '/');
     plc->pass = pt_pstrdup(cf->pool, v);
     plc->pass_setting = cf->setting;
@@ -213,20 +250,46 @@ static int set_next_upstream(struct pt_conf *cf, const struct pt_directive *d, v
 
 static int proxy_handler(struct pt_request *r);
 
-/* Binds each proxy_pass to its upstream now that every upstream block has been read. */
+/* True when the proxy_pass host <h> names a port: "host:port" or "[v6]:port". */
+static int has_port(const char *h)
+{
+    const char *close = h[0] == '[' ? strchr(h, ']') : NULL;
+
+    return close ? close[1] == ':' : strchr(h, ':') != NULL;
+}
+
+/* Binds each proxy_pass to its upstream now that every upstream block has been read: a
+ * group of that name, else the address itself (port 443 by default for https, as port 80
+ * is for http); an https location also gets its TLS configuration. */
 static int bind_location(struct pt_conf *cf, void **loc_conf)
 {
     struct proxy_loc_conf *plc = loc_conf[pt_proxy_module.index];
     struct pt_http_loc_conf *lc = loc_conf[pt_http_module.index];
+    const char *addr = plc->host;
 
     if (plc->pass == NULL)
         return PT_OK;
     cf->setting = plc->pass_setting;
-    plc->upstream = strchr(plc->host, ':') ? NULL : pt_upstream_find(cf, plc->host);
-    if (plc->upstream == NULL && (plc->upstream = pt_upstream_implicit(cf, plc->host)) == NULL)
+    plc->upstream = has_port(plc->host) ? NULL : pt_upstream_find(cf, plc->host);
+    if (plc->upstream == NULL && plc->https && !has_port(plc->host)) {
+        size_t n = strlen(plc->host) + sizeof(":443");
+        char *a = pt_palloc(cf->pool, n);
+        if (a == NULL)
+            return pt_conf_error(cf, "out of memory");
+        snprintf(a, n, "%s:443", plc->host);
+        addr = a;
+    }
+    if (plc->upstream == NULL && (plc->upstream = pt_upstream_implicit(cf, addr)) == NULL)
+        return PT_ERROR;
+    if (plc->https && pt_proxy_ssl_conf(cf, plc) != PT_OK)
         return PT_ERROR;
     lc->handler = proxy_handler;
     return PT_OK;
+}
+
+static void *create_main_conf(struct pt_conf *cf)
+{
+    return pt_palloc(cf->pool, sizeof(struct proxy_main_conf));
 }
 
 static int postconfig(struct pt_conf *cf);
@@ -234,6 +297,7 @@ static int postconfig(struct pt_conf *cf);
 struct pt_module pt_proxy_module = {
     .name = "proxy",
     .directives = proxy_directives,
+    .create_main_conf = create_main_conf,
     .create_loc_conf = create_loc_conf,
     .merge_loc_conf = merge_loc_conf,
     .postconfig = postconfig,
@@ -254,6 +318,8 @@ static void client_drained(struct pt_request *r);
 static const char *const err_text[] = {
     [ERR_CONNECT] = "connect() failed",
     [ERR_CONNECT_TIMEOUT] = "connect timed out",
+    [ERR_HANDSHAKE] = "SSL handshake failed",
+    [ERR_HANDSHAKE_TIMEOUT] = "upstream timed out while SSL handshaking",
     [ERR_WRITE] = "send failed",
     [ERR_SEND_TIMEOUT] = "upstream timed out while the request was sent",
     [ERR_READ] = "upstream closed or reset the connection",
@@ -265,6 +331,8 @@ static const char *const err_text[] = {
 static const unsigned err_ft[] = {
     [ERR_CONNECT] = PROXY_FT_ERROR,
     [ERR_CONNECT_TIMEOUT] = PROXY_FT_TIMEOUT,
+    [ERR_HANDSHAKE] = PROXY_FT_ERROR,
+    [ERR_HANDSHAKE_TIMEOUT] = PROXY_FT_TIMEOUT,
     [ERR_WRITE] = PROXY_FT_ERROR,
     [ERR_SEND_TIMEOUT] = PROXY_FT_TIMEOUT,
     [ERR_READ] = PROXY_FT_ERROR,
@@ -304,6 +372,9 @@ void pt_proxy_release(struct proxy_ctx *ctx, int keep)
 {
     if (ctx->uc == NULL)
         return;
+    /* TLS may hold bytes past the response that the socket no longer shows. */
+    if (keep && ctx->uc->tls && !pt_proxy_ssl_clean(ctx->uc))
+        keep = 0;
     pt_timer_del(&ctx->uc->timer);
     pt_upstream_release(ctx->uc, keep);
     ctx->uc = NULL;
@@ -365,18 +436,19 @@ void pt_proxy_note_upstream(struct proxy_ctx *ctx, int status)
 static void log_failure(struct proxy_ctx *ctx, const char *what)
 {
     struct pt_request *r = ctx->r;
-    const char *group = ctx->plc->upstream->name;
+    const char *group = ctx->plc->upstream->name, *peer = ctx->peer->name;
+    char why[512];
 
     if (ctx->err_no)
-        pt_log(PT_LOG_ERR,
-               "connect() to %s failed: %s (upstream \"%s\"), client %s, request "
-               "\"%.*s %.*s\"",
-               ctx->peer->name, strerror(ctx->err_no), group, r->c->peer_text, (int)r->h.method.len,
-               r->h.method.p, (int)r->h.target.len, r->h.target.p);
+        snprintf(why, sizeof(why), "connect() to %s failed: %s (upstream \"%s\")", peer,
+                 strerror(ctx->err_no), group);
+    else if (ctx->tls_error) /* nginx's words, which operators grep for */
+        snprintf(why, sizeof(why), "%s while SSL handshaking to upstream %s (upstream \"%s\")",
+                 ctx->tls_error, peer, group);
     else
-        pt_log(PT_LOG_ERR, "%s: upstream %s (\"%s\"), client %s, request \"%.*s %.*s\"", what,
-               ctx->peer->name, group, r->c->peer_text, (int)r->h.method.len, r->h.method.p,
-               (int)r->h.target.len, r->h.target.p);
+        snprintf(why, sizeof(why), "%s: upstream %s (\"%s\")", what, peer, group);
+    pt_log(PT_LOG_ERR, "%s, client %s, request \"%.*s %.*s\"", why, r->c->peer_text,
+           (int)r->h.method.len, r->h.method.p, (int)r->h.target.len, r->h.target.p);
 }
 
 /* Whether the body may have to go up again (to the same server after a stale pooled
@@ -452,6 +524,7 @@ static void reset_try(struct proxy_ctx *ctx)
     ctx->replay_pos = 0;
     ctx->status = 0;
     ctx->err_no = 0;
+    ctx->tls_error = NULL;
     ctx->body_sent = ctx->sent_any = ctx->req_sent = ctx->got_bytes = 0;
     ctx->resp_head = ctx->resp_until_close = ctx->resp_chunked = ctx->resp_done = 0;
     ctx->resp_left = 0;
@@ -464,8 +537,10 @@ static void reset_try(struct proxy_ctx *ctx)
  * pt_proxy_failed(), which may end the request. */
 static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
 {
-    struct pt_upstream *u = ctx->plc->upstream;
+    struct proxy_loc_conf *plc = ctx->plc;
+    struct pt_upstream *u = plc->upstream;
     struct pt_upstream_conn *uc;
+    int ready;
 
     if (!again) {
         ctx->tried |= 1ull << ((peer - u->peers) % 64);
@@ -475,7 +550,8 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
     }
     ctx->peer = peer;
     reset_try(ctx);
-    uc = pt_upstream_connect(u, peer, again, ctx, upstream_event);
+    /* The TLS configuration keys the pool: a pooled connection is one made for it. */
+    uc = pt_upstream_connect(u, peer, again, plc->ssl, ctx, upstream_event);
     if (uc == NULL) {
         ctx->err_no = errno ? errno : EIO;
         pt_proxy_failed(ctx, ERR_CONNECT);
@@ -484,10 +560,14 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
     ctx->uc = uc;
     uc->timer.handler = upstream_timeout;
     uc->timer.data = ctx;
-    pt_timer_add(&uc->timer,
-                 (uint64_t)(uc->connected ? ctx->plc->send_timeout : ctx->plc->connect_timeout));
-    if (uc->writable)
-        pt_proxy_send_request(ctx);
+    if (plc->ssl && uc->tls == NULL && pt_proxy_ssl_attach(ctx) != PT_OK) {
+        pt_proxy_failed(ctx, ERR_HANDSHAKE);
+        return;
+    }
+    ready = uc->connected && (uc->tls == NULL || uc->handshaken);
+    pt_timer_add(&uc->timer, (uint64_t)(ready ? plc->send_timeout : plc->connect_timeout));
+    if (uc->connected)
+        upstream_event(uc, 0); /* no edge may come for a socket already usable */
 }
 
 /* The failed try's entries join the log lists, and <peer> gets the next try. */
@@ -556,6 +636,8 @@ static void upstream_timeout(struct pt_timer *t)
 
     if (!ctx->uc->connected)
         pt_proxy_failed(ctx, ERR_CONNECT_TIMEOUT);
+    else if (ctx->uc->tls && !ctx->uc->handshaken)
+        pt_proxy_failed(ctx, ERR_HANDSHAKE_TIMEOUT);
     else if (ctx->r->tunnel && ctx->resp_head) {
         ctx->r->response_done = 1; /* an idle tunnel ends cleanly */
         pt_http_finalize(ctx->r, PT_OK);
@@ -617,17 +699,42 @@ static int connected(struct proxy_ctx *ctx)
         return PT_DONE;
     }
     ctx->uc->connected = 1;
+    /* As in nginx, the TLS handshake gets a proxy_connect_timeout of its own. */
+    if (ctx->uc->tls)
+        pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->connect_timeout);
     return PT_OK;
+}
+
+/* Brings the connection of <ctx> up on <events>: the connect's outcome, then the TLS
+ * handshake of an https upstream.  PT_OK once it can carry the request; PT_AGAIN while it
+ * waits; PT_DONE after a failure, which went on through pt_proxy_failed(). */
+static int establish(struct proxy_ctx *ctx, unsigned events)
+{
+    struct pt_upstream_conn *uc = ctx->uc;
+    int rc;
+
+    if (!uc->connected) {
+        if (!(events & (PT_EV_WRITE | PT_EV_ERROR)))
+            return PT_AGAIN;
+        if (connected(ctx) != PT_OK)
+            return PT_DONE;
+    }
+    if (uc->tls == NULL || uc->handshaken)
+        return PT_OK;
+    rc = pt_proxy_ssl_handshake(ctx);
+    if (rc == PT_ERROR) {
+        pt_proxy_failed(ctx, ERR_HANDSHAKE);
+        return PT_DONE;
+    }
+    return rc;
 }
 
 static void upstream_event(struct pt_upstream_conn *uc, unsigned events)
 {
     struct proxy_ctx *ctx = uc->owner;
 
-    if (!uc->connected) {
-        if (!(events & (PT_EV_WRITE | PT_EV_ERROR)) || connected(ctx) != PT_OK)
-            return;
-    }
+    if (establish(ctx, events) != PT_OK)
+        return;
     if (ctx->r->tunnel && ctx->resp_head) {
         if (uc->writable && pt_proxy_tunnel_client(ctx) == PT_DONE)
             return;

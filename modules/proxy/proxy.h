@@ -5,6 +5,9 @@
  *                     and connecting a peer, failures, retries, timeouts, events
  *   proxy_request.c   the request sent upstream: its head, then the body, re-framed
  *   proxy_response.c  the response: its head, the body to the client, tunnels
+ *   proxy_ssl.c       TLS to upstream servers (proxy_pass https://, proxy_ssl_*): one
+ *                     SSL_CTX per distinct configuration, the handshake, the transport
+ *                     of struct pt_upstream_io, sessions kept for resumption
  */
 #ifndef PT_PROXY_H
 #define PT_PROXY_H
@@ -27,14 +30,43 @@ struct proxy_header {
     struct pt_template *value;
 };
 
+/* proxy_ssl_protocols' words. */
+#define PROXY_TLSv1   0x1
+#define PROXY_TLSv1_1 0x2
+#define PROXY_TLSv1_2 0x4
+#define PROXY_TLSv1_3 0x8
+
+/* The proxy_ssl_* directives as read, then merged (unset: PT_CONF_UNSET or NULL). */
+struct proxy_ssl_conf {
+    int server_name; /* flag: send SNI */
+    char *name;      /* proxy_ssl_name; NULL: the host of proxy_pass */
+    int verify;      /* flag */
+    int64_t verify_depth;
+    char *trusted_certificate;
+    char *certificate, *certificate_key;
+    int protocols; /* PROXY_TLSv1* bits */
+    char *ciphers;
+    int session_reuse; /* flag */
+};
+
+struct proxy_ssl; /* proxy_ssl.c: a built upstream TLS configuration */
+
+/* The module's per-cycle state. */
+struct proxy_main_conf {
+    struct proxy_ssl *ssl; /* every TLS configuration built, to share identical ones */
+};
+
 struct proxy_loc_conf {
     struct pt_upstream *upstream;
     char *pass; /* "http://app/v1/" as written */
     const config_setting_t *pass_setting;
-    char *host;        /* the part after http:// and before the URI */
+    char *host;        /* the part after http:// or https:// and before the URI */
     struct pt_str uri; /* URI part of proxy_pass */
     unsigned has_uri : 1;
-    struct pt_str prefix; /* the location prefix the URI part replaces */
+    unsigned https : 1; /* proxy_pass https:// */
+    struct proxy_ssl_conf ssl_conf;
+    struct proxy_ssl *ssl; /* built in postconfig for https; NULL: plain http */
+    struct pt_str prefix;  /* the location prefix the URI part replaces */
     int64_t connect_timeout, read_timeout, send_timeout;
     struct proxy_header *set;
     int nset;
@@ -65,6 +97,8 @@ struct proxy_loc_conf {
 enum proxy_err {
     ERR_CONNECT,
     ERR_CONNECT_TIMEOUT,
+    ERR_HANDSHAKE, /* TLS: ctx->tls_error says why */
+    ERR_HANDSHAKE_TIMEOUT,
     ERR_WRITE,
     ERR_SEND_TIMEOUT,
     ERR_READ,
@@ -87,10 +121,11 @@ struct proxy_ctx {
     struct pt_buf *out; /* bytes on their way upstream */
     struct pt_buf *in;  /* bytes from upstream */
     struct pt_http_response resp;
-    uint64_t tried; /* peers tried: bit i for peer i (% 64) */
-    int tries;      /* tries counted (a stale pooled connection's retry is not one) */
-    int status;     /* what the current try counts as for $upstream_status; 0: none yet */
-    int err_no;     /* errno of a connect failure, for the log */
+    uint64_t tried;        /* peers tried: bit i for peer i (% 64) */
+    int tries;             /* tries counted (a stale pooled connection's retry is not one) */
+    int status;            /* what the current try counts as for $upstream_status; 0: none yet */
+    int err_no;            /* errno of a connect failure, for the log */
+    const char *tls_error; /* why the TLS handshake failed, for the log; NULL: it did not */
     struct pt_str prev_addr, prev_status, prev_time; /* the log lists of the tries before */
     int64_t resp_left;
     struct pt_chunked chunk;
@@ -129,6 +164,37 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx);
 
 /* True when the field name <name> is a token of the Connection value <conn>. */
 int pt_proxy_named_in(struct pt_str conn, struct pt_str name);
+
+/*
+ * proxy_ssl.c.
+ * pt_proxy_ssl_set_protocols() and pt_proxy_ssl_set_ciphers() are the setters of
+ * proxy_ssl_protocols and proxy_ssl_ciphers (checked when read).  pt_proxy_ssl_init_conf()
+ * marks <sc> unset; pt_proxy_ssl_merge_conf() fills <c> from its parent <p> and the
+ * defaults.
+ */
+int pt_proxy_ssl_set_protocols(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_proxy_ssl_set_ciphers(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+void pt_proxy_ssl_init_conf(struct proxy_ssl_conf *sc);
+void pt_proxy_ssl_merge_conf(const struct proxy_ssl_conf *p, struct proxy_ssl_conf *c);
+
+/* For the https location <plc> (merged, its upstream bound): sets plc->ssl to the TLS
+ * configuration its proxy_ssl_* directives make, built now (in the master, before
+ * privileges drop: keys readable by root only are fine) or shared with an identical one
+ * of the cycle.  PT_OK, or PT_ERROR after pt_conf_error. */
+int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc);
+
+/* Makes ctx->uc, a new connection of an https location, a TLS client connection (the
+ * handshake is still to do): SNI, verification, a saved session to resume.  PT_OK, or
+ * PT_ERROR with ctx->tls_error set. */
+int pt_proxy_ssl_attach(struct proxy_ctx *ctx);
+
+/* Runs the handshake of ctx->uc as far as it goes: PT_OK once done (uc->handshaken set),
+ * PT_AGAIN waiting for the socket, PT_ERROR with ctx->tls_error set (the saved session of
+ * that server is forgotten). */
+int pt_proxy_ssl_handshake(struct proxy_ctx *ctx);
+
+/* True when the TLS connection <uc> holds no bytes nobody read: it may go to the pool. */
+int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc);
 
 /* proxy.c: the exchange's control, used by the other two files. */
 

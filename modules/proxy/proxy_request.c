@@ -324,9 +324,8 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
     for (;;) {
         struct pt_buf *out = ctx->out;
         if (pt_buf_len(out)) {
-            ssize_t n = write(uc->ev.fd, out->pos, pt_buf_len(out));
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                uc->writable = 0;
+            ssize_t n = pt_upstream_send(uc, out->pos, pt_buf_len(out));
+            if (n == PT_AGAIN) {
                 pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
                 /* The upstream is the slow side now: proxy_send_timeout watches it, and
                  * the client, whose body waits, is not blamed for it. */
@@ -340,7 +339,9 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
             out->pos += n;
             ctx->sent_any = 1;
             if (pt_buf_len(out)) {
-                uc->writable = 0;
+                /* Short: the socket is full, or TLS took one record and wants more. */
+                if (uc->writable)
+                    continue;
                 pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
                 return PT_OK;
             }

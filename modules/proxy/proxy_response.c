@@ -263,19 +263,17 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
             pt_proxy_failed(ctx, ERR_INVALID); /* a head larger than the buffer */
             return PT_DONE;
         }
-        n = read(uc->ev.fd, ctx->in->last, room);
+        /* Reads on while uc->readable: a short read clears it for a plain socket, while
+         * TLS may still hold records that no new edge would announce. */
+        n = pt_upstream_recv(uc, ctx->in->last, room);
         if (n > 0) {
             ctx->in->last += n;
             ctx->got_bytes = 1;
-            if ((size_t)n < room && !uc->rdhup)
-                uc->readable = 0;
             pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            uc->readable = 0;
+        if (n == PT_AGAIN)
             return PT_OK;
-        }
         if (n < 0 && !ctx->resp_head && errno != ECONNRESET && errno != EPIPE)
             pt_log(PT_LOG_ERR, "read from upstream %s failed: %m", ctx->peer->name);
         upstream_eof(ctx);
@@ -293,17 +291,17 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx)
     for (;;) {
         ssize_t n;
         if (pt_buf_len(c->in)) {
-            n = write(ctx->uc->ev.fd, c->in->pos, pt_buf_len(c->in));
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                ctx->uc->writable = 0;
+            n = pt_upstream_send(ctx->uc, c->in->pos, pt_buf_len(c->in));
+            if (n == PT_AGAIN)
                 return PT_OK;
-            }
             if (n < 0) {
                 upstream_eof(ctx);
                 return PT_DONE;
             }
             c->in->pos += n;
             pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->read_timeout);
+            if (pt_buf_len(c->in) && ctx->uc->writable)
+                continue; /* TLS took one record: the socket may take the next */
             if (pt_buf_len(c->in))
                 return PT_OK;
         }

@@ -1,0 +1,560 @@
+/*
+ * proxy_ssl.c: TLS to upstream servers, for proxy_pass https:// and the proxy_ssl_*
+ * directives (nginx's names and meanings).
+ *
+ * Each distinct configuration (every directive, and the name used for SNI and
+ * verification) gets one SSL_CTX, built in the master at configuration time so that a
+ * client key readable by root only works once the workers run as nobody.  Its address
+ * keys the keepalive pool: a connection made for one name, client certificate or set of
+ * protocols never carries a request configured for another, nor a plain one.
+ *
+ * Connections speak TLS through struct pt_upstream_io, so that the proxy code reads and
+ * writes them as it does plain sockets.  Under edge-triggered epoll two things matter:
+ * OpenSSL may hold decrypted records after a read with no new edge to come, so a read
+ * clears uc->readable only when OpenSSL says it wants more from the socket; and a record
+ * layer may need the other direction (a write waiting for a read, or the reverse), which
+ * the upstream loop turns back into readiness when that event comes.
+ *
+ * The last session each worker got from a server under a configuration (TLS 1.3 sends it
+ * after the handshake, so it is taken from the new-session callback) is offered on the
+ * next connection to that server, as proxy_ssl_session_reuse says.
+ */
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "proxy.h"
+
+/* One upstream TLS configuration, shared by the locations that configure the same. */
+struct proxy_ssl {
+    struct proxy_ssl_conf conf; /* as merged, to recognise an identical configuration */
+    char *name;                 /* SNI and verified name: proxy_ssl_name or the host */
+    unsigned sni : 1;           /* proxy_ssl_server_name on, and the name is not an address */
+    SSL_CTX *ctx;
+    /* Per worker (filled after the fork): the last session of each server. */
+    struct saved_session {
+        const struct pt_peer *peer;
+        SSL_SESSION *session;
+    } * sessions;
+    int nsessions;
+    struct proxy_ssl *next; /* the cycle's list (struct proxy_main_conf) */
+};
+
+static const struct protocol_word {
+    const char *name;
+    int bit;
+    int version;
+} protocol_words[] = {
+    {"TLSv1", PROXY_TLSv1, TLS1_VERSION},
+    {"TLSv1.1", PROXY_TLSv1_1, TLS1_1_VERSION},
+    {"TLSv1.2", PROXY_TLSv1_2, TLS1_2_VERSION},
+    {"TLSv1.3", PROXY_TLSv1_3, TLS1_3_VERSION},
+    {NULL, 0, 0},
+};
+
+/* The last OpenSSL error as text into <buf> (the queue is emptied). */
+static const char *ssl_reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (e)
+        ERR_error_string_n(e, buf, len);
+    else
+        snprintf(buf, len, "no reason given");
+    ERR_clear_error();
+    return buf;
+}
+
+/* --- configuration --- */
+
+int pt_proxy_ssl_set_protocols(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    int *bits = (int *)((char *)conf + d->offset);
+    char *words[8];
+    int n = pt_conf_split(cf, cf->value, words, (int)pt_nelems(words));
+
+    if (*bits != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    if (n <= 0)
+        return pt_conf_error(cf, "\"%s\" takes TLS versions: TLSv1 TLSv1.1 TLSv1.2 TLSv1.3",
+                             d->name);
+    *bits = 0;
+    for (int i = 0; i < n; i++) {
+        const struct protocol_word *w = protocol_words;
+        while (w->name && strcmp(w->name, words[i]) != 0)
+            w++;
+        if (w->name == NULL)
+            return pt_conf_error(cf,
+                                 "invalid value \"%s\" in \"%s\": use TLSv1 TLSv1.1 TLSv1.2 "
+                                 "TLSv1.3",
+                                 words[i], d->name);
+        *bits |= w->bit;
+    }
+    return PT_OK;
+}
+
+/* Checked now, against OpenSSL itself, so that the error names the directive's line. */
+int pt_proxy_ssl_set_ciphers(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    char **f = (char **)((char *)conf + d->offset);
+    SSL_CTX *probe;
+    int ok;
+    char why[256];
+
+    if (*f != NULL)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    probe = SSL_CTX_new(TLS_client_method());
+    ok = probe && SSL_CTX_set_cipher_list(probe, cf->value) == 1;
+    SSL_CTX_free(probe);
+    if (!ok)
+        return pt_conf_error(cf, "invalid \"%s\" \"%s\": %s", d->name, cf->value,
+                             ssl_reason(why, sizeof(why)));
+    *f = pt_pstrdup(cf->pool, cf->value);
+    return PT_OK;
+}
+
+void pt_proxy_ssl_init_conf(struct proxy_ssl_conf *sc)
+{
+    sc->server_name = PT_CONF_UNSET;
+    sc->verify = PT_CONF_UNSET;
+    sc->verify_depth = PT_CONF_UNSET;
+    sc->protocols = PT_CONF_UNSET;
+    sc->session_reuse = PT_CONF_UNSET;
+}
+
+void pt_proxy_ssl_merge_conf(const struct proxy_ssl_conf *p, struct proxy_ssl_conf *c)
+{
+    pt_conf_merge_int(c->server_name, p->server_name, 0);
+    pt_conf_merge_ptr(c->name, p->name, NULL);
+    pt_conf_merge_int(c->verify, p->verify, 0);
+    pt_conf_merge_int(c->verify_depth, p->verify_depth, 1);
+    pt_conf_merge_ptr(c->trusted_certificate, p->trusted_certificate, NULL);
+    /* Certificate and key go together: a level setting either takes neither from above. */
+    if (c->certificate == NULL && c->certificate_key == NULL) {
+        c->certificate = p->certificate;
+        c->certificate_key = p->certificate_key;
+    }
+    pt_conf_merge_int(c->protocols, p->protocols, PROXY_TLSv1_2 | PROXY_TLSv1_3);
+    pt_conf_merge_ptr(c->ciphers, p->ciphers, "DEFAULT");
+    pt_conf_merge_int(c->session_reuse, p->session_reuse, 1);
+}
+
+static int is_address(const char *name)
+{
+    unsigned char a[16];
+
+    return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+/* The host part of proxy_pass' "<host>[:port]" or "[v6][:port]", in <cf>'s pool. */
+static char *host_part(struct pt_conf *cf, const char *host)
+{
+    const char *end;
+
+    if (host[0] == '[' && (end = strchr(host, ']')) != NULL)
+        return pt_pstrndup(cf->pool, host + 1, (size_t)(end - host - 1));
+    end = strrchr(host, ':');
+    return pt_pstrndup(cf->pool, host, end ? (size_t)(end - host) : strlen(host));
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_conf(const struct proxy_ssl *ps, const struct proxy_ssl_conf *sc, const char *name)
+{
+    const struct proxy_ssl_conf *a = &ps->conf;
+
+    return strcmp(ps->name, name) == 0 && a->server_name == sc->server_name &&
+           a->verify == sc->verify && a->verify_depth == sc->verify_depth &&
+           same_str(a->trusted_certificate, sc->trusted_certificate) &&
+           same_str(a->certificate, sc->certificate) &&
+           same_str(a->certificate_key, sc->certificate_key) && a->protocols == sc->protocols &&
+           same_str(a->ciphers, sc->ciphers) && a->session_reuse == sc->session_reuse;
+}
+
+/* Frees what <arg>, a struct proxy_ssl, holds outside the cycle's pool. */
+static void free_ssl(void *arg)
+{
+    struct proxy_ssl *ps = arg;
+
+    for (int i = 0; i < ps->nsessions; i++)
+        SSL_SESSION_free(ps->sessions[i].session);
+    free(ps->sessions);
+    ps->sessions = NULL;
+    ps->nsessions = 0;
+    SSL_CTX_free(ps->ctx);
+    ps->ctx = NULL;
+}
+
+static int new_session(SSL *ssl, SSL_SESSION *session);
+
+/* Versions offered: from the lowest listed to the highest, without those left out between. */
+static int set_protocols(SSL_CTX *ctx, int bits)
+{
+    static const uint64_t no[] = {SSL_OP_NO_TLSv1, SSL_OP_NO_TLSv1_1, SSL_OP_NO_TLSv1_2,
+                                  SSL_OP_NO_TLSv1_3};
+    int min = 0, max = 0;
+
+    for (int i = 0; protocol_words[i].name; i++) {
+        if (!(bits & protocol_words[i].bit)) {
+            SSL_CTX_set_options(ctx, no[i]);
+            continue;
+        }
+        if (min == 0)
+            min = protocol_words[i].version;
+        max = protocol_words[i].version;
+    }
+    return SSL_CTX_set_min_proto_version(ctx, min) == 1 &&
+           SSL_CTX_set_max_proto_version(ctx, max) == 1;
+}
+
+/* proxy_ssl_verify: the chain against the trusted CAs, the name against the certificate. */
+static int set_verify(struct pt_conf *cf, struct proxy_ssl *ps, const char *pass)
+{
+    const struct proxy_ssl_conf *sc = &ps->conf;
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ps->ctx);
+    const char *file;
+    char why[256];
+
+    if (!sc->verify) {
+        SSL_CTX_set_verify(ps->ctx, SSL_VERIFY_NONE, NULL);
+        return PT_OK;
+    }
+    if (sc->trusted_certificate == NULL)
+        return pt_conf_error(cf,
+                             "\"proxy_ssl_verify\" needs \"proxy_ssl_trusted_certificate\" (the "
+                             "CAs to check the upstream's certificate against) for proxy_pass "
+                             "\"%s\"",
+                             pass);
+    file = pt_conf_path(cf, sc->trusted_certificate);
+    if (file == NULL || SSL_CTX_load_verify_locations(ps->ctx, file, NULL) != 1)
+        return pt_conf_error(cf, "cannot load proxy_ssl_trusted_certificate \"%s\": %s",
+                             sc->trusted_certificate, ssl_reason(why, sizeof(why)));
+    SSL_CTX_set_verify(ps->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify_depth(ps->ctx, (int)sc->verify_depth);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (is_address(ps->name) ? X509_VERIFY_PARAM_set1_ip_asc(param, ps->name) != 1
+                             : X509_VERIFY_PARAM_set1_host(param, ps->name, 0) != 1)
+        return pt_conf_error(cf, "cannot verify the name \"%s\": %s", ps->name,
+                             ssl_reason(why, sizeof(why)));
+    return PT_OK;
+}
+
+/* proxy_ssl_certificate and its key, read now, by the master. */
+static int set_certificate(struct pt_conf *cf, struct proxy_ssl *ps)
+{
+    const struct proxy_ssl_conf *sc = &ps->conf;
+    const char *cert, *key;
+    char why[256];
+
+    if (sc->certificate == NULL && sc->certificate_key == NULL)
+        return PT_OK;
+    if (sc->certificate == NULL || sc->certificate_key == NULL)
+        return pt_conf_error(
+            cf, "\"%s\" is set without \"%s\"",
+            sc->certificate ? "proxy_ssl_certificate" : "proxy_ssl_certificate_key",
+            sc->certificate ? "proxy_ssl_certificate_key" : "proxy_ssl_certificate");
+    cert = pt_conf_path(cf, sc->certificate);
+    key = pt_conf_path(cf, sc->certificate_key);
+    if (cert == NULL || SSL_CTX_use_certificate_chain_file(ps->ctx, cert) != 1)
+        return pt_conf_error(cf, "cannot load proxy_ssl_certificate \"%s\": %s", sc->certificate,
+                             ssl_reason(why, sizeof(why)));
+    if (key == NULL || SSL_CTX_use_PrivateKey_file(ps->ctx, key, SSL_FILETYPE_PEM) != 1)
+        return pt_conf_error(cf, "cannot load proxy_ssl_certificate_key \"%s\": %s",
+                             sc->certificate_key, ssl_reason(why, sizeof(why)));
+    if (SSL_CTX_check_private_key(ps->ctx) != 1)
+        return pt_conf_error(cf, "proxy_ssl_certificate_key \"%s\" does not match \"%s\": %s",
+                             sc->certificate_key, sc->certificate, ssl_reason(why, sizeof(why)));
+    return PT_OK;
+}
+
+/* Builds the SSL_CTX of <ps> for the location whose proxy_pass is <pass>. */
+static int build_ctx(struct pt_conf *cf, struct proxy_ssl *ps, const char *pass)
+{
+    char why[256];
+
+    ps->ctx = SSL_CTX_new(TLS_client_method());
+    if (ps->ctx == NULL)
+        return pt_conf_error(cf, "SSL_CTX_new() failed: %s", ssl_reason(why, sizeof(why)));
+    SSL_CTX_set_app_data(ps->ctx, ps);
+    /* Partial writes and a moving buffer fit the proxy's buffers (a write takes what it
+     * can, the rest is offered again from wherever it is then); idle pooled connections
+     * give their buffers back. */
+    SSL_CTX_set_mode(ps->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
+    /* A server that closes without close_notify ends its response as a plain one would
+     * (nginx's behaviour); renegotiation is not offered to it. */
+    SSL_CTX_set_options(ps->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION |
+                                     SSL_OP_NO_COMPRESSION);
+    if (!set_protocols(ps->ctx, ps->conf.protocols))
+        return pt_conf_error(cf, "cannot set proxy_ssl_protocols: %s",
+                             ssl_reason(why, sizeof(why)));
+    if (SSL_CTX_set_cipher_list(ps->ctx, ps->conf.ciphers) != 1)
+        return pt_conf_error(cf, "invalid proxy_ssl_ciphers \"%s\": %s", ps->conf.ciphers,
+                             ssl_reason(why, sizeof(why)));
+    if (set_verify(cf, ps, pass) != PT_OK || set_certificate(cf, ps) != PT_OK)
+        return PT_ERROR;
+    if (ps->conf.session_reuse) {
+        /* Sessions are kept by the callback, per server, not in OpenSSL's cache. */
+        SSL_CTX_set_session_cache_mode(ps->ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ps->ctx, new_session);
+    } else {
+        SSL_CTX_set_session_cache_mode(ps->ctx, SSL_SESS_CACHE_OFF);
+    }
+    return PT_OK;
+}
+
+int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc)
+{
+    struct proxy_main_conf *mc = cf->cycle->main_conf[pt_proxy_module.index];
+    const struct proxy_ssl_conf *sc = &plc->ssl_conf;
+    const char *name = sc->name ? sc->name : host_part(cf, plc->host);
+    struct proxy_ssl *ps;
+
+    if (name == NULL || name[0] == '\0')
+        return pt_conf_error(cf, "no name for TLS to the upstream of proxy_pass \"%s\"", plc->pass);
+    for (ps = mc->ssl; ps; ps = ps->next) {
+        if (same_conf(ps, sc, name)) {
+            plc->ssl = ps;
+            return PT_OK;
+        }
+    }
+    ps = pt_palloc(cf->pool, sizeof(*ps));
+    if (ps == NULL || pt_pool_cleanup(cf->pool, free_ssl, ps) != PT_OK)
+        return pt_conf_error(cf, "out of memory");
+    ps->conf = *sc;
+    ps->name = pt_pstrdup(cf->pool, name);
+    /* RFC 6066 3: a literal address is never sent as a server name. */
+    ps->sni = sc->server_name && !is_address(ps->name);
+    if (ps->name == NULL || build_ctx(cf, ps, plc->pass) != PT_OK)
+        return PT_ERROR;
+    ps->next = mc->ssl;
+    mc->ssl = ps;
+    plc->ssl = ps;
+    return PT_OK;
+}
+
+/* --- sessions --- */
+
+/* The slot of <peer>'s session in <ps>, added when <add>; NULL when none (or no memory). */
+static SSL_SESSION **session_slot(struct proxy_ssl *ps, const struct pt_peer *peer, int add)
+{
+    struct saved_session *grown;
+
+    for (int i = 0; i < ps->nsessions; i++)
+        if (ps->sessions[i].peer == peer)
+            return &ps->sessions[i].session;
+    if (!add)
+        return NULL;
+    grown = realloc(ps->sessions, (size_t)(ps->nsessions + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return NULL;
+    ps->sessions = grown;
+    grown[ps->nsessions] = (struct saved_session){peer, NULL};
+    return &grown[ps->nsessions++].session;
+}
+
+/* OpenSSL's new-session callback: keeps <session> (returns 1: the reference is ours) as
+ * the one to offer the same server next time, in place of the one before. */
+static int new_session(SSL *ssl, SSL_SESSION *session)
+{
+    const struct pt_upstream_conn *uc = SSL_get_app_data(ssl);
+    struct proxy_ssl *ps = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION **slot = uc ? session_slot(ps, uc->peer, 1) : NULL;
+
+    if (slot == NULL)
+        return 0;
+    SSL_SESSION_free(*slot);
+    *slot = session;
+    return 1;
+}
+
+/* Drops <peer>'s session: after a failed handshake it may be the cause. */
+static void forget_session(struct proxy_ssl *ps, const struct pt_peer *peer)
+{
+    SSL_SESSION **slot = session_slot(ps, peer, 0);
+
+    if (slot) {
+        SSL_SESSION_free(*slot);
+        *slot = NULL;
+    }
+}
+
+/* --- the transport --- */
+
+/* SSL_read or SSL_write on <uc> failed with <err>: errno tells the caller why. */
+static ssize_t io_failed(struct pt_upstream_conn *uc, const char *op, int err)
+{
+    char why[256];
+
+    if (err == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
+        if (errno == 0)
+            errno = ECONNRESET;
+        return PT_ERROR;
+    }
+    pt_log(PT_LOG_INFO, "%s() with upstream %s failed (SSL: %s)", op, uc->peer->name,
+           ssl_reason(why, sizeof(why)));
+    errno = EPROTO;
+    return PT_ERROR;
+}
+
+static ssize_t tls_recv(struct pt_upstream_conn *uc, char *buf, size_t len)
+{
+    size_t n = 0;
+    int err;
+
+    ERR_clear_error();
+    errno = 0;
+    /* Bytes: uc->readable stays set, since OpenSSL may hold more records already read
+     * from the socket; the next call finds out. */
+    if (SSL_read_ex(uc->tls, buf, len, &n) == 1)
+        return (ssize_t)n;
+    err = SSL_get_error(uc->tls, 0);
+    switch (err) {
+    case SSL_ERROR_WANT_READ: uc->readable = 0; return PT_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        uc->readable = 0;
+        uc->writable = 0;
+        uc->recv_wants_write = 1;
+        return PT_AGAIN;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify, or a FIN without it */ return 0;
+    default: return io_failed(uc, "SSL_read", err);
+    }
+}
+
+static ssize_t tls_send(struct pt_upstream_conn *uc, const char *buf, size_t len)
+{
+    size_t n = 0;
+    int err;
+
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_write_ex(uc->tls, buf, len, &n) == 1)
+        return (ssize_t)n; /* one record at least: the socket may take more */
+    err = SSL_get_error(uc->tls, 0);
+    switch (err) {
+    case SSL_ERROR_WANT_WRITE: uc->writable = 0; return PT_AGAIN;
+    case SSL_ERROR_WANT_READ:
+        uc->writable = 0;
+        uc->send_wants_read = 1;
+        return PT_AGAIN;
+    default: return io_failed(uc, "SSL_write", err);
+    }
+}
+
+/* An idle connection's socket turned readable: a session ticket or a key update is
+ * OpenSSL's to take (it wants more then); data, close_notify or an error end it. */
+static int tls_idle_check(struct pt_upstream_conn *uc)
+{
+    char byte;
+    size_t n;
+    int ok;
+
+    ERR_clear_error();
+    ok =
+        SSL_peek_ex(uc->tls, &byte, 1, &n) != 1 && SSL_get_error(uc->tls, 0) == SSL_ERROR_WANT_READ;
+    ERR_clear_error();
+    return ok ? PT_OK : PT_ERROR;
+}
+
+static void tls_close(struct pt_upstream_conn *uc)
+{
+    /* Best effort: one close_notify if the socket takes it, no waiting for the server's. */
+    if (uc->handshaken)
+        SSL_shutdown(uc->tls);
+    ERR_clear_error();
+    SSL_free(uc->tls);
+    uc->tls = NULL;
+    uc->io = NULL;
+}
+
+static const struct pt_upstream_io tls_io = {
+    .recv = tls_recv,
+    .send = tls_send,
+    .idle_check = tls_idle_check,
+    .close = tls_close,
+};
+
+int pt_proxy_ssl_attach(struct proxy_ctx *ctx)
+{
+    struct proxy_ssl *ps = ctx->plc->ssl;
+    struct pt_upstream_conn *uc = ctx->uc;
+    SSL_SESSION **saved = ps->conf.session_reuse ? session_slot(ps, uc->peer, 0) : NULL;
+    SSL *ssl = SSL_new(ps->ctx);
+    char why[256];
+
+    if (ssl == NULL || SSL_set_fd(ssl, uc->ev.fd) != 1 ||
+        (ps->sni && SSL_set_tlsext_host_name(ssl, ps->name) != 1)) {
+        char msg[300];
+        SSL_free(ssl);
+        snprintf(msg, sizeof(msg), "SSL setup failed (SSL: %s)", ssl_reason(why, sizeof(why)));
+        ctx->tls_error = pt_pstrdup(ctx->r->pool, msg);
+        return PT_ERROR;
+    }
+    SSL_set_connect_state(ssl);
+    SSL_set_app_data(ssl, uc);
+    if (saved && *saved)
+        SSL_set_session(ssl, *saved);
+    uc->tls = ssl;
+    uc->io = &tls_io;
+    return PT_OK;
+}
+
+/* Why the handshake of <ssl> ended with <err> (errno as it was in <sys_errno>), in nginx's
+ * words, in the request's pool. */
+static const char *handshake_error(struct proxy_ctx *ctx, SSL *ssl, int err, int sys_errno)
+{
+    long v = SSL_get_verify_result(ssl);
+    char buf[384], why[256];
+
+    if (ctx->plc->ssl->conf.verify && v != X509_V_OK)
+        snprintf(buf, sizeof(buf), "upstream SSL certificate verify error: (%ld:%s)", v,
+                 X509_verify_cert_error_string(v));
+    else if (ERR_peek_last_error())
+        snprintf(buf, sizeof(buf), "SSL_do_handshake() failed (SSL: %s)",
+                 ssl_reason(why, sizeof(why)));
+    else if (err == SSL_ERROR_SYSCALL && sys_errno)
+        snprintf(buf, sizeof(buf), "SSL_do_handshake() failed (%d: %s)", sys_errno,
+                 strerror(sys_errno));
+    else
+        snprintf(buf, sizeof(buf), "peer closed connection in SSL handshake");
+    ERR_clear_error();
+    return pt_pstrdup(ctx->r->pool, buf);
+}
+
+int pt_proxy_ssl_handshake(struct proxy_ctx *ctx)
+{
+    struct pt_upstream_conn *uc = ctx->uc;
+    int rc, err;
+
+    ERR_clear_error();
+    errno = 0;
+    rc = SSL_do_handshake(uc->tls);
+    if (rc == 1) {
+        uc->handshaken = 1;
+        if (SSL_session_reused(uc->tls))
+            pt_log_debug("TLS session with upstream %s resumed", uc->peer->name);
+        return PT_OK;
+    }
+    err = SSL_get_error(uc->tls, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        uc->readable = 0;
+        return PT_AGAIN;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+        uc->writable = 0;
+        return PT_AGAIN;
+    }
+    ctx->tls_error = handshake_error(ctx, uc->tls, err, errno);
+    forget_session(ctx->plc->ssl, uc->peer);
+    return PT_ERROR;
+}
+
+int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc)
+{
+    return !SSL_has_pending(uc->tls);
+}
