@@ -88,6 +88,9 @@ extern struct pt_module pt_http_module;
 #define pt_http_loc_conf(r, m)     ((r)->loc_conf[(m).index])
 #define pt_http_main_conf_of(c, m) ((c)->main_conf[(m).index])
 
+/* True when server <s> has a `listen ... ssl`; *<listen> then names that address. */
+int pt_http_server_ssl(struct pt_http_server *s, const char **listen);
+
 /* Calls <fn> for the location configuration arrays of every server (its server level) and
  * every location of the cycle being configured.  Stops at the first error. */
 int pt_http_foreach_loc(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void **loc_conf));

@@ -462,6 +462,19 @@ static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *co
     return build_listens(cf, mc);
 }
 
+int pt_http_server_ssl(struct pt_http_server *s, const char **listen)
+{
+    struct srv_extra *x = extra(s->srv_conf[pt_http_module.index]);
+
+    for (int i = 0; i < x->nlistens; i++) {
+        if (x->listens[i].addr.ssl) {
+            *listen = x->listens[i].addr.text;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int pt_http_foreach_loc(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void **loc_conf))
 {
     struct pt_http_main_conf *mc = cf->cycle->main_conf[pt_http_module.index];

@@ -16,7 +16,6 @@
 
 #include "event.h"
 #include "listen.h"
-#include "listen.h"
 #include "pool.h"
 
 /* Every getter has the pt_var_get signature; most ignore some of its arguments. */
