@@ -28,14 +28,20 @@
  *   /slow      ?ms=N: the hello response, N ms later
  *   /drip      ?n=K&ms=M: chunked, "chunk i\n" for i = 0..K-1: chunk 0 with the head, then
  *              one every M ms
+ *   /sse       ?n=K&ms=M: like /drip with server-sent events: Content-Type
+ *              text/event-stream, "data: event i\n\n" for i = 0..K-1
  *   /status    ?code=N: status N, body "status N\n" (no body for 1xx, 204, 304)
- *   /headers   ?name=value&...: the hello response with those headers added
+ *   /headers   ?name=value&...: the hello response with those headers added (but for
+ *              "type", see below)
  *   /close     the hello response with "Connection: close", then a lingering close
  *   /reset     closes with a TCP RST, without answering
  *   /hang      reads the request (and anything after it) and never answers
  *   /ws        WebSocket echo (RFC 6455): data frames echoed unmasked, ping -> pong,
  *              close -> close
  *   /count     "requests=N connections=M\n", this request and connection included
+ *
+ * Every endpoint takes ?type=T (percent-decoded, at most 127 bytes): the response's
+ * Content-Type is T instead of its usual one, e.g. /bytes?n=1000&type=text/html.
  */
 #ifndef _GNU_SOURCE
 #ifndef _GNU_SOURCE
@@ -83,6 +89,7 @@ enum endpoint {
     EP_SINK,
     EP_SLOW,
     EP_DRIP,
+    EP_SSE,
     EP_STATUS,
     EP_HEADERS,
     EP_CLOSE,
@@ -99,6 +106,7 @@ static const struct {
     {"echo", EP_ECHO},   {"bytes", EP_BYTES},   {"sink", EP_SINK},       {"slow", EP_SLOW},
     {"drip", EP_DRIP},   {"status", EP_STATUS}, {"headers", EP_HEADERS}, {"close", EP_CLOSE},
     {"reset", EP_RESET}, {"hang", EP_HANG},     {"ws", EP_WS},           {"count", EP_COUNT},
+    {"sse", EP_SSE},
 };
 
 /* A byte buffer: data waits in [off, len); room is [len, cap). */
@@ -127,6 +135,7 @@ struct conn {
     uint64_t n, ms, chunk; /* endpoint arguments */
     uint64_t done;         /* /bytes: bytes produced; /drip: chunks sent */
     uint64_t served;       /* requests answered on this connection (--once) */
+    char ctype[128];       /* ?type=: the Content-Type of the response, or "" */
     char ws_accept[32];
 
     /* WebSocket: the data frame whose payload is being echoed. */
@@ -479,6 +488,8 @@ static void put_head(struct conn *c, int code, const char *ctype, int64_t clen, 
                      size_t extra_len)
 {
     buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", code, reason(code));
+    if (ctype && c->ctype[0])
+        ctype = c->ctype;
     if (ctype)
         buf_printf(&c->out, "Content-Type: %s\r\n", ctype);
     if (clen == CHUNKED)
@@ -522,7 +533,7 @@ static void fail(struct conn *c, int code)
 
 static void put_hello(struct conn *c, const char *extra, size_t extra_len)
 {
-    if (c->keepalive && !c->http10 && !c->head_only && extra_len == 0)
+    if (c->keepalive && !c->http10 && !c->head_only && extra_len == 0 && c->ctype[0] == 0)
         buf_add(&c->out, g.hello, g.hello_len); /* the benchmark's path: one memcpy */
     else
         put_response(c, 200, extra, extra_len, g.hello_body, g.hello_body_len);
@@ -658,6 +669,8 @@ static void headers_from_query(struct conn *c, struct pt_str q)
         struct pt_str value = cut(&q, '&');
         size_t name_len = pct_decode(cut(&value, '='), tmp);
         size_t value_len = pct_decode(value, tmp + name_len);
+        if (name_len == 4 && memcmp(tmp, "type", 4) == 0)
+            continue; /* ?type= is the Content-Type, not an extra header */
         if (header_safe(tmp, name_len, value_len)) {
             buf_add(&c->scratch, tmp, name_len);
             buf_add(&c->scratch, ": ", 2);
@@ -666,6 +679,21 @@ static void headers_from_query(struct conn *c, struct pt_str q)
         }
     }
     free(tmp);
+}
+
+/* Sets <c>'s Content-Type from argument "type" of <q>, when it is there and fits on a header
+ * line; else clears it. */
+static void ctype_from_query(struct conn *c, struct pt_str q)
+{
+    struct pt_str v;
+    size_t n;
+    c->ctype[0] = 0;
+    if (query_get(q, "type", &v) != PT_OK || v.len >= sizeof(c->ctype))
+        return;
+    n = pct_decode(v, c->ctype);
+    c->ctype[n] = 0;
+    if (strlen(c->ctype) != n || strpbrk(c->ctype, "\r\n"))
+        c->ctype[0] = 0; /* a NUL, CR or LF would split the head */
 }
 
 /*
@@ -682,6 +710,7 @@ static void request_prepare(struct conn *c, struct head *h, const char *raw, siz
     c->resp_chunked = query_num(query, "chunked", 0, 1) == 1;
     c->chunk = query_num(query, "chunk", CHUNK_DEFAULT, CHUNK_MAX);
     c->chunk = c->chunk ? c->chunk : 1;
+    ctype_from_query(c, query);
     if (c->ep == EP_STATUS)
         c->n = pt_max(query_num(query, "code", 200, 999), (uint64_t)100);
     else if (c->ep == EP_ECHO)
@@ -806,12 +835,14 @@ static int bytes_step(struct conn *c)
     return PT_DONE;
 }
 
-/* /drip: sends the next chunk, then waits M ms, or ends the body after the last one. */
+/* /drip and /sse: sends the next chunk, then waits M ms, or ends the body after the last one. */
 static void drip_step(struct conn *c)
 {
     char line[48];
     if (c->done < c->n) {
-        int len = snprintf(line, sizeof(line), "chunk %llu\n", (unsigned long long)c->done++);
+        int len =
+            snprintf(line, sizeof(line), c->ep == EP_SSE ? "data: event %llu\n\n" : "chunk %llu\n",
+                     (unsigned long long)c->done++);
         put_chunk(c, line, (size_t)len);
     }
     if (c->done < c->n) {
@@ -884,7 +915,8 @@ static int respond(struct conn *c)
             c->state = ST_STREAM;
         return PT_OK;
     case EP_DRIP:
-        put_head(c, 200, "text/plain", CHUNKED, "", 0);
+    case EP_SSE:
+        put_head(c, 200, c->ep == EP_SSE ? "text/event-stream" : "text/plain", CHUNKED, "", 0);
         c->done = 0;
         if (!c->head_only)
             drip_step(c);
@@ -920,7 +952,7 @@ static int on_timer(struct conn *c)
 {
     if (c->state == ST_LINGER)
         return PT_ERROR;
-    if (c->ep == EP_DRIP) {
+    if (c->ep == EP_DRIP || c->ep == EP_SSE) {
         drip_step(c);
         return PT_OK;
     }
@@ -1033,6 +1065,7 @@ static int head_step(struct conn *c)
     }
     g.requests++;
     c->ep = EP_HELLO;
+    c->ctype[0] = 0; /* a bad request's error answer keeps its own type */
     c->req_chunked = 0;
     c->chunk_state = CH_SIZE;
     c->body_len = 0;
