@@ -269,6 +269,21 @@ int pt_conf_merge_level(struct pt_conf *cf, enum pt_conf_level level, void **par
     return PT_OK;
 }
 
+int pt_conf_list_add(struct pt_conf *cf, char ***list, int *n, char *value)
+{
+    int have = *n == PT_CONF_UNSET ? 0 : *n;
+    char **a = pt_palloc(cf->pool, (size_t)(have + 1) * sizeof(*a));
+
+    if (a == NULL || value == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (have)
+        memcpy(a, *list, (size_t)have * sizeof(*a));
+    a[have] = value;
+    *list = a;
+    *n = have + 1;
+    return PT_OK;
+}
+
 const char *pt_conf_path(struct pt_conf *cf, const char *path)
 {
     size_t n;

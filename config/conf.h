@@ -59,6 +59,11 @@ int pt_conf_create_level(struct pt_conf *cf, enum pt_conf_level level, void ***a
 /* Merges every module's <level> configuration from <parent> into <child>. */
 int pt_conf_merge_level(struct pt_conf *cf, enum pt_conf_level level, void **parent, void **child);
 
+/* Appends <value> (kept as given: copy it first if it does not outlive the cycle) to the
+ * list *<list> of *<n> strings, *<n> being PT_CONF_UNSET for a list not set yet.  Returns
+ * PT_OK, or PT_ERROR after reporting "out of memory". */
+int pt_conf_list_add(struct pt_conf *cf, char ***list, int *n, char *value);
+
 /* Resolves <path> against the prefix unless it is absolute; always a copy in the cycle pool. */
 const char *pt_conf_path(struct pt_conf *cf, const char *path);
 

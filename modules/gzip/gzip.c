@@ -163,20 +163,12 @@ static int set_coding(struct pt_conf *cf, const struct pt_directive *d, void *co
 static int set_types(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct gzip_loc_conf *lc = conf;
-    int n = lc->ntypes == PT_CONF_UNSET ? 0 : lc->ntypes;
-    char **a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(*a));
+    char *type = pt_pstrdup(cf->pool, cf->value);
 
     pt_unused(d);
-    if (a == NULL)
-        return pt_conf_error(cf, "out of memory");
-    if (n)
-        memcpy(a, lc->types, (size_t)n * sizeof(*a));
-    a[n] = pt_pstrdup(cf->pool, cf->value);
-    for (char *p = a[n]; *p; p++)
+    for (char *p = type; p && *p; p++)
         *p = pt_lower(*p);
-    lc->types = a;
-    lc->ntypes = n + 1;
-    return PT_OK;
+    return pt_conf_list_add(cf, &lc->types, &lc->ntypes, type);
 }
 
 static int set_proxied(struct pt_conf *cf, const struct pt_directive *d, void *conf)

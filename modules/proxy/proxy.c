@@ -209,17 +209,9 @@ static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, vo
 static int set_hide_header(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct proxy_loc_conf *plc = conf;
-    int n = plc->nhide == PT_CONF_UNSET ? 0 : plc->nhide;
-    char **a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(*a));
 
-    if (a == NULL)
-        return pt_conf_error(cf, "out of memory");
-    if (n)
-        memcpy(a, plc->hide, (size_t)n * sizeof(*a));
-    a[n] = pt_pstrdup(cf->pool, cf->value);
-    plc->hide = a;
-    plc->nhide = n + 1;
-    return PT_OK;
+    pt_unused(d);
+    return pt_conf_list_add(cf, &plc->hide, &plc->nhide, pt_pstrdup(cf->pool, cf->value));
 }
 
 /* One value of proxy_next_upstream: a string of words (or one element of a list of them),

@@ -151,22 +151,13 @@ static int set_list(struct pt_conf *cf, const struct pt_directive *d, void *conf
 {
     char ***list = (char ***)((char *)conf + d->offset);
     int *n = (int *)((char *)conf + *(const size_t *)d->post);
-    int have = *n == PT_CONF_UNSET ? 0 : *n;
-    char **a = pt_palloc(cf->pool, (size_t)(have + 1) * sizeof(*a));
-
-    if (a == NULL)
-        return pt_conf_error(cf, "out of memory");
-    if (have)
-        memcpy(a, *list, (size_t)have * sizeof(*a));
     /* Files are relative to the prefix, as nginx's are; commands are taken as they are. */
-    a[have] = list == (char ***)((char *)conf + SSC(conf_commands))
-                  ? pt_pstrdup(cf->pool, cf->value)
-                  : (char *)pt_conf_path(cf, cf->value);
-    *list = a;
-    *n = have + 1;
+    char *v = d->offset == SSC(conf_commands) ? pt_pstrdup(cf->pool, cf->value)
+                                              : (char *)pt_conf_path(cf, cf->value);
+
     if (strcmp(d->name, "ssl_certificate") == 0)
         ((struct ssl_srv_conf *)conf)->cert_setting = cf->setting;
-    return PT_OK;
+    return pt_conf_list_add(cf, list, n, v);
 }
 
 /* A file name, resolved against the prefix. */
