@@ -24,7 +24,15 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+/* Added to the default list when ssl_protocols names TLS 1.0 or 1.1, which have no AEAD
+ * suites: without them such a handshake could never succeed. */
+#define LEGACY_CIPHERS \
+    ":ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+
+static const char default_ciphers[] = DEFAULT_CIPHERS;
+
 static int set_list(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_protocols_str(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_verify(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_path(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
@@ -42,12 +50,14 @@ static const struct pt_directive ssl_directives[] = {
     {"ssl_certificate_key", HS, PT_DIR_MULTI, PT_SRV_CONF, set_list, SSC(keys), &n_keys,
      "PEM private key of each ssl_certificate, in the same order; read by the master before "
      "it drops privileges, so the file may be readable by root only"},
-    {"ssl_protocols", HS, 0, PT_SRV_CONF, pt_conf_set_str, SSC(protocols), NULL,
-     "\"TLSv1 TLSv1.1 TLSv1.2 TLSv1.3\" (default \"TLSv1.2 TLSv1.3\")"},
+    {"ssl_protocols", HS, 0, PT_SRV_CONF, set_protocols_str, SSC(protocols), NULL,
+     "the versions enabled, of \"TLSv1 TLSv1.1 TLSv1.2 TLSv1.3\" (default \"TLSv1.2 TLSv1.3\")"},
     {"ssl_ciphers", HS, 0, PT_SRV_CONF, pt_conf_set_str, SSC(ciphers), NULL,
      "OpenSSL cipher list for TLS 1.2 and below (default: ECDHE with AES-GCM or ChaCha20)"},
     {"ssl_prefer_server_ciphers", HS, 0, PT_SRV_CONF, pt_conf_set_flag, SSC(prefer_server_ciphers),
-     NULL, "choose the cipher by the server's order rather than the client's (default off)"},
+     NULL,
+     "choose the cipher by the server's order rather than the client's (default on, "
+     "unlike nginx: every default suite is strong, and scanners ask for a server order)"},
     {"ssl_conf_command", HS, PT_DIR_MULTI, PT_SRV_CONF, set_list, SSC(conf_commands), &n_conf,
      "\"NAME VALUE\" passed to OpenSSL's SSL_CONF_cmd, e.g. \"Ciphersuites "
      "TLS_AES_256_GCM_SHA384\" or \"Options PrioritizeChaCha\""},
@@ -130,13 +140,17 @@ static int merge_srv_conf(struct pt_conf *cf, void *parent, void *child)
     c->nconf_commands = c->nconf_commands == PT_CONF_UNSET ? 0 : c->nconf_commands;
     c->nticket_key_files = c->nticket_key_files == PT_CONF_UNSET ? 0 : c->nticket_key_files;
     merge_str(c->protocols, p->protocols, "TLSv1.2 TLSv1.3");
-    merge_str(c->ciphers, p->ciphers, DEFAULT_CIPHERS);
+    merge_str(c->ciphers, p->ciphers, (char *)default_ciphers);
     merge_str(c->session_cache, p->session_cache, "none");
     merge_str(c->client_certificate, p->client_certificate, NULL);
     merge_str(c->trusted_certificate, p->trusted_certificate, NULL);
     merge_str(c->stapling_file, p->stapling_file, NULL);
     merge_str(c->stapling_responder, p->stapling_responder, NULL);
-    pt_conf_merge_int(c->prefer_server_ciphers, p->prefer_server_ciphers, 0);
+    pt_conf_merge_int(c->prefer_server_ciphers, p->prefer_server_ciphers, 1);
+    if (c->protocols_setting == NULL)
+        c->protocols_setting = p->protocols_setting;
+    if (c->conf_setting == NULL)
+        c->conf_setting = p->conf_setting;
     pt_conf_merge_int(c->session_timeout, p->session_timeout, 300000);
     pt_conf_merge_int(c->session_tickets, p->session_tickets, 1);
     pt_conf_merge_int(c->verify_client, p->verify_client, PT_SSL_VERIFY_OFF);
@@ -157,7 +171,15 @@ static int set_list(struct pt_conf *cf, const struct pt_directive *d, void *conf
 
     if (strcmp(d->name, "ssl_certificate") == 0)
         ((struct ssl_srv_conf *)conf)->cert_setting = cf->setting;
+    if (d->offset == SSC(conf_commands))
+        ((struct ssl_srv_conf *)conf)->conf_setting = cf->setting;
     return pt_conf_list_add(cf, list, n, v);
+}
+
+static int set_protocols_str(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    ((struct ssl_srv_conf *)conf)->protocols_setting = cf->setting;
+    return pt_conf_set_str(cf, d, conf);
 }
 
 /* A file name, resolved against the prefix. */
@@ -220,27 +242,46 @@ static int version_of(const char *name)
     return 0;
 }
 
-/* ssl_protocols: the lowest and highest listed (OpenSSL takes a range). */
+/* ssl_protocols: exactly the versions listed (OpenSSL takes a range; the versions inside it
+ * that are not listed are switched off one by one). */
 static int set_protocols(struct pt_conf *cf, struct ssl_srv_conf *sc)
 {
+    static const struct {
+        int version;
+        uint64_t off;
+    } all[] = {{TLS1_VERSION, SSL_OP_NO_TLSv1},
+               {TLS1_1_VERSION, SSL_OP_NO_TLSv1_1},
+               {TLS1_2_VERSION, SSL_OP_NO_TLSv1_2},
+               {TLS1_3_VERSION, SSL_OP_NO_TLSv1_3}};
     char *w[8];
     int n = pt_conf_split(cf, sc->protocols, w, 8), lo = 0, hi = 0;
+    unsigned listed = 0;
 
     for (int i = 0; i < n; i++) {
         int v = version_of(w[i]);
         if (v == 0)
-            return pt_conf_error_at(cf, sc->cert_setting,
+            return pt_conf_error_at(cf, sc->protocols_setting,
                                     "invalid protocol \"%s\" in \"ssl_protocols\": use TLSv1, "
                                     "TLSv1.1, TLSv1.2 or TLSv1.3",
                                     w[i]);
         lo = lo == 0 || v < lo ? v : lo;
         hi = v > hi ? v : hi;
+        for (size_t k = 0; k < pt_nelems(all); k++)
+            listed |= all[k].version == v ? 1u << k : 0;
     }
     if (n <= 0)
-        return pt_conf_error_at(cf, sc->cert_setting, "\"ssl_protocols\" names no protocol");
-    /* TLS 1.0 and 1.1 need SHA-1 signatures that OpenSSL 3's default level refuses. */
-    if (lo < TLS1_2_VERSION)
+        return pt_conf_error_at(cf, sc->protocols_setting, "\"ssl_protocols\" names no protocol");
+    for (size_t k = 0; k < pt_nelems(all); k++)
+        if (all[k].version > lo && all[k].version < hi && !(listed & (1u << k)))
+            SSL_CTX_set_options(sc->ctx, all[k].off);
+    /* TLS 1.0 and 1.1 need SHA-1 signatures that OpenSSL 3's default level refuses, and
+     * CBC suites that the default list leaves out. */
+    if (lo < TLS1_2_VERSION) {
         SSL_CTX_set_security_level(sc->ctx, 0);
+        if (sc->ciphers == default_ciphers &&
+            SSL_CTX_set_cipher_list(sc->ctx, DEFAULT_CIPHERS LEGACY_CIPHERS) != 1)
+            return ssl_error(cf, sc->protocols_setting, "cannot set the TLS 1.0/1.1 ciphers");
+    }
     SSL_CTX_set_min_proto_version(sc->ctx, lo);
     SSL_CTX_set_max_proto_version(sc->ctx, hi);
     return PT_OK;
@@ -305,10 +346,10 @@ static int conf_commands(struct pt_conf *cf, struct ssl_srv_conf *sc)
         snprintf(what, sizeof(what), "ssl_conf_command \"%s\" refused by OpenSSL",
                  sc->conf_commands[i]);
         if (value == NULL || SSL_CONF_cmd(cctx, name, value) <= 0)
-            rc = ssl_error(cf, sc->cert_setting, what);
+            rc = ssl_error(cf, sc->conf_setting, what);
     }
     if (rc == PT_OK && SSL_CONF_CTX_finish(cctx) != 1)
-        rc = ssl_error(cf, sc->cert_setting, "ssl_conf_command failed");
+        rc = ssl_error(cf, sc->conf_setting, "ssl_conf_command failed");
     SSL_CONF_CTX_free(cctx);
     return rc;
 }
@@ -452,35 +493,46 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 
 /* --- requests --- */
 
-/* ssl_verify_client: a request on a connection without the certificate the server asks
- * for gets nginx's 400 pages. */
+/* Answers <r> with nginx's 400 page <page> after logging <fmt> (the client, and the verify
+ * error of <result> when not 0).  Returns PT_DONE. */
+static int refuse(struct pt_request *r, const char *fmt, const char *page, long result)
+{
+    pt_log(PT_LOG_INFO, fmt, r->c->peer_text, result ? X509_verify_cert_error_string(result) : "");
+    r->keepalive = 0;
+    pt_http_send_special(r, 400, pt_str_c(page));
+    pt_http_finalize(r, PT_OK);
+    return PT_DONE;
+}
+
+/* ssl_verify_client: judged by the server the request is for (its Host), as nginx does.  A
+ * request for a server that verifies clients, on a connection whose handshake was made for
+ * another name, gets 421: that handshake asked for no certificate, or for another CA's.
+ * Without a certificate the server requires, nginx's 400 pages. */
 static int verify_request(struct pt_request *r)
 {
     SSL *ssl = pt_ssl_of(r->c);
-    struct ssl_srv_conf *sc = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+    struct ssl_srv_conf *sc = ssl ? pt_ssl_srv_conf(r->server) : NULL;
     X509 *cert;
     long result;
 
     if (sc == NULL || sc->verify_client == PT_SSL_VERIFY_OFF)
         return PT_DECLINED;
+    if (sc != SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) &&
+        SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
+        pt_log(PT_LOG_INFO, "client %s asked for a host other than its SNI name \"%s\"",
+               r->c->peer_text, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+        r->keepalive = 0;
+        return 421;
+    }
     cert = SSL_get1_peer_certificate(ssl);
     result = SSL_get_verify_result(ssl);
     X509_free(cert);
-    if (cert == NULL && sc->verify_client == PT_SSL_VERIFY_ON) {
-        pt_log(PT_LOG_INFO, "client %s sent no required SSL certificate", r->c->peer_text);
-        r->keepalive = 0;
-        pt_http_send_special(r, 400, PT_STR("400 No required SSL certificate was sent\n"));
-        pt_http_finalize(r, PT_OK);
-        return PT_DONE;
-    }
-    if (cert && result != X509_V_OK && sc->verify_client != PT_SSL_VERIFY_OPTIONAL_NO_CA) {
-        pt_log(PT_LOG_INFO, "client %s SSL certificate verify error: (%ld:%s)", r->c->peer_text,
-               result, X509_verify_cert_error_string(result));
-        r->keepalive = 0;
-        pt_http_send_special(r, 400, PT_STR("400 The SSL certificate error\n"));
-        pt_http_finalize(r, PT_OK);
-        return PT_DONE;
-    }
+    if (cert == NULL && sc->verify_client == PT_SSL_VERIFY_ON)
+        return refuse(r, "client %s sent no required SSL certificate",
+                      "400 No required SSL certificate was sent\n", 0);
+    if (cert && result != X509_V_OK && sc->verify_client != PT_SSL_VERIFY_OPTIONAL_NO_CA)
+        return refuse(r, "client %s SSL certificate verify error: %s",
+                      "400 The SSL certificate error\n", result);
     return PT_DECLINED;
 }
 

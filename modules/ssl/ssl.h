@@ -54,8 +54,9 @@ struct ssl_srv_conf {
     char *stapling_responder;
     struct ssl_stapling *staple; /* NULL: none */
 
-    SSL_CTX *ctx;                         /* built in postconfig for a server with certificates */
-    const config_setting_t *cert_setting; /* ssl_certificate, for messages (config time only) */
+    SSL_CTX *ctx; /* built in postconfig for a server with certificates */
+    /* where directives were written, for messages (config time only) */
+    const config_setting_t *cert_setting, *protocols_setting, *conf_setting;
 };
 
 extern struct pt_module pt_ssl_module;
