@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 struct pt_health_conf {
     unsigned tcp : 1;
     unsigned mandatory : 1;
+    SSL_CTX *tls; /* `tls`: checks go over TLS (no certificate verification); NULL: plain */
     const char *method;
     const char *uri;
     const char *host; /* NULL: the server as written */
@@ -55,8 +58,10 @@ struct check {
     char req[512];
     size_t req_len, sent;
     size_t len;
+    SSL *ssl; /* the running check's TLS, with `tls` */
     unsigned running : 1;
     unsigned connected : 1;
+    unsigned handshaken : 1;
     char buf[CHECK_BUF];
 };
 
@@ -139,6 +144,25 @@ static int parse_time(struct pt_conf *cf, const char *name, const char *v, int64
     return PT_OK;
 }
 
+static void free_ctx(void *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+/* `tls`: a client context for the checks.  They ask whether a server answers, not who it
+ * is, so certificates are not verified (HAProxy's check-ssl with verify none). */
+static int tls_context(struct pt_conf *cf, struct pt_health_conf *hc)
+{
+    if (hc->tls)
+        return PT_OK;
+    hc->tls = SSL_CTX_new(TLS_client_method());
+    if (hc->tls == NULL || pt_pool_cleanup(cf->pool, free_ctx, hc->tls) != PT_OK)
+        return pt_conf_error(cf, "cannot create the TLS context of \"health_check\"");
+    SSL_CTX_set_verify(hc->tls, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_options(hc->tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return PT_OK;
+}
+
 /* One word of the directive's value. */
 static int health_option(struct pt_conf *cf, struct pt_health_conf *hc, const char *w)
 {
@@ -150,6 +174,8 @@ static int health_option(struct pt_conf *cf, struct pt_health_conf *hc, const ch
 #define IS(name) (n == sizeof(name) - 1 && strncmp(w, name, n) == 0)
     if (!eq && IS("mandatory"))
         hc->mandatory = 1;
+    else if (!eq && IS("tls"))
+        return tls_context(cf, hc);
     else if (eq && IS("type") && (strcmp(v, "http") == 0 || strcmp(v, "tcp") == 0))
         hc->tcp = v[0] == 't';
     else if (eq && IS("uri") && v[0] == '/')
@@ -176,9 +202,9 @@ static int health_option(struct pt_conf *cf, struct pt_health_conf *hc, const ch
         return parse_time(cf, "timeout", v, &hc->timeout);
     else
         return pt_conf_error(cf,
-                             "invalid health_check option \"%s\": use type=http|tcp, uri=/PATH, "
-                             "method=GET|HEAD, status=LOW-HIGH, body=REGEX, host=NAME, port=N, "
-                             "interval=TIME, timeout=TIME, rise=N, fall=N or mandatory",
+                             "invalid health_check option \"%s\": use type=http|tcp, tls, "
+                             "uri=/PATH, method=GET|HEAD, status=LOW-HIGH, body=REGEX, host=NAME, "
+                             "port=N, interval=TIME, timeout=TIME, rise=N, fall=N or mandatory",
                              w);
 #undef IS
     return PT_OK;
@@ -286,6 +312,9 @@ static void check_event(struct pt_event *ev, unsigned events);
 
 static void finish(struct check *c, int ok, const char *text)
 {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    ERR_clear_error();
     pt_event_del(&c->ev);
     close(c->ev.fd);
     c->ev.fd = -1;
@@ -319,7 +348,7 @@ static void start(struct check *c)
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->ev.fd = fd;
     c->running = 1;
-    c->connected = 0;
+    c->connected = c->handshaken = 0;
     c->sent = c->len = 0;
     if (fd < 0 || pt_event_add(&c->ev, 0) != PT_OK) {
         int err = errno;
@@ -341,7 +370,10 @@ static void on_timer(struct pt_timer *t)
     struct check *c = t->data;
 
     if (c->running)
-        finish(c, 0, c->connected ? "timeout waiting for the response" : "connect timeout");
+        finish(c, 0,
+               !c->connected                  ? "connect timeout"
+               : c->hc->tls && !c->handshaken ? "TLS handshake timeout"
+                                              : "timeout waiting for the response");
     else
         start(c);
 }
@@ -404,10 +436,42 @@ static int judge(struct check *c, int eof)
     return PT_DONE;
 }
 
+/* send() or SSL_write(): bytes taken, or -1 with errno (EAGAIN: wait for an event). */
+static ssize_t chk_send(struct check *c, const char *p, size_t n)
+{
+    size_t done = 0;
+    int err;
+
+    if (c->ssl == NULL)
+        return send(c->ev.fd, p, n, MSG_NOSIGNAL);
+    if (SSL_write_ex(c->ssl, p, n, &done) == 1)
+        return (ssize_t)done;
+    err = SSL_get_error(c->ssl, 0);
+    errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
+    return -1;
+}
+
+/* recv() or SSL_read(): bytes, 0 at the end, or -1 with errno. */
+static ssize_t chk_recv(struct check *c, char *p, size_t n)
+{
+    size_t done = 0;
+    int err;
+
+    if (c->ssl == NULL)
+        return recv(c->ev.fd, p, n, 0);
+    if (SSL_read_ex(c->ssl, p, n, &done) == 1)
+        return (ssize_t)done;
+    err = SSL_get_error(c->ssl, 0);
+    if (err == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
+    return -1;
+}
+
 static void do_write(struct check *c)
 {
     while (c->sent < c->req_len) {
-        ssize_t n = send(c->ev.fd, c->req + c->sent, c->req_len - c->sent, MSG_NOSIGNAL);
+        ssize_t n = chk_send(c, c->req + c->sent, c->req_len - c->sent);
         if (n < 0 && errno == EAGAIN)
             return;
         if (n < 0) {
@@ -420,8 +484,9 @@ static void do_write(struct check *c)
 
 static void do_read(struct check *c)
 {
+    /* The buffer is never full here: judge() ends the check before that. */
     for (;;) {
-        ssize_t n = recv(c->ev.fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+        ssize_t n = chk_recv(c, c->buf + c->len, sizeof(c->buf) - c->len);
         if (n < 0 && errno == EAGAIN)
             return;
         if (n < 0) {
@@ -432,6 +497,50 @@ static void do_read(struct check *c)
         if (judge(c, n == 0) == PT_DONE)
             return;
     }
+}
+
+/* Runs the TLS handshake of <c> as far as it goes: PT_OK once done (a TCP check then passes),
+ * PT_AGAIN while it waits, PT_ERROR after finish(). */
+static int tls_handshake(struct check *c)
+{
+    char text[64], host[128];
+    const char *why;
+    int rc, err;
+
+    if (c->ssl == NULL) {
+        struct in6_addr a;
+        char *colon;
+        snprintf(host, sizeof(host), "%s", c->hc->host ? c->hc->host : c->p->host);
+        colon = strrchr(host, ':');
+        if (colon && !c->hc->host)
+            *colon = '\0';
+        c->ssl = SSL_new(c->hc->tls);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->ev.fd) != 1) {
+            finish(c, 0, "cannot start TLS");
+            return PT_ERROR;
+        }
+        /* SNI is a host name, never an address (RFC 6066 3). */
+        if (inet_pton(AF_INET, host, &a) != 1 && inet_pton(AF_INET6, host, &a) != 1 &&
+            host[0] != '[')
+            SSL_set_tlsext_host_name(c->ssl, host);
+        SSL_set_connect_state(c->ssl);
+    }
+    rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        c->handshaken = 1;
+        if (c->hc->tcp) {
+            finish(c, 1, "TLS handshake done");
+            return PT_ERROR;
+        }
+        return PT_OK;
+    }
+    err = SSL_get_error(c->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+        return PT_AGAIN;
+    why = ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : NULL;
+    snprintf(text, sizeof(text), "TLS handshake failed: %s", why ? why : "connection closed");
+    finish(c, 0, text);
+    return PT_ERROR;
 }
 
 static void check_event(struct pt_event *ev, unsigned events)
@@ -450,14 +559,17 @@ static void check_event(struct pt_event *ev, unsigned events)
             return;
         }
         c->connected = 1;
-        if (c->hc->tcp) {
+        if (c->hc->tcp && !c->hc->tls) {
             finish(c, 1, "connected");
             return;
         }
     }
-    if (events & (PT_EV_WRITE | PT_EV_ERROR))
-        do_write(c);
-    if (c->running && c->sent == c->req_len && (events & (PT_EV_READ | PT_EV_ERROR | PT_EV_RDHUP)))
+    if (c->hc->tls && !c->handshaken && tls_handshake(c) != PT_OK)
+        return;
+    do_write(c);
+    /* Edge-triggered: what arrived while we were writing (or inside the TLS library) gives
+     * no new edge, so reading is tried whenever the request is out. */
+    if (c->running && c->sent == c->req_len)
         do_read(c);
 }
 

@@ -69,7 +69,7 @@ static const struct pt_directive upstream_directives[] = {
      "the helper process re-resolves HOST every resolve_interval and workers follow without "
      "a reload"},
     {"health_check", PT_CTX_UPS, 0, PT_UPS_CONF, pt_health_set, 0, NULL,
-     "active checks run once for all workers by the helper process: \"[type=http|tcp] "
+     "active checks run once for all workers by the helper process: \"[type=http|tcp] [tls] "
      "[uri=/PATH] [method=GET|HEAD] [status=200-399] [body=REGEX] [host=NAME] [port=N] "
      "[interval=5s] [timeout=2s] [rise=2] [fall=3] [mandatory]\"; a server is down after fall "
      "failed checks in a row and up again after rise passed ones; mandatory: no requests "

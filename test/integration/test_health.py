@@ -9,7 +9,10 @@ requests while those in flight finish, and changes survive a reload.
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -157,6 +160,42 @@ class HealthChecks(harness.TestCase):
         b1.stop()
         s = self.wait_state(p, b1.addr, "down", 5.0)
         self.assertEqual(s["health_check"]["last_result"], "connect refused")
+
+    def tls_origin(self, name):
+        """A portier terminating TLS on 127.0.0.1 that answers "<name> ok": an https
+        backend for the checks to reach."""
+        d = tempfile.mkdtemp(prefix="pt-it-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=origin.test", "-keyout", os.path.join(d, "o.key"),
+                        "-out", os.path.join(d, "o.crt")], check=True, capture_output=True)
+        os.chmod(d, 0o755)
+        os.chmod(os.path.join(d, "o.key"), 0o644)
+        port = harness.free_port()
+        origin = self.start_portier({"server": [server(port, [
+            location("/", ret="200 %s ok" % name)], listen=["127.0.0.1:%d ssl" % port],
+            ssl_certificate=os.path.join(d, "o.crt"),
+            ssl_certificate_key=os.path.join(d, "o.key"))]})
+        return origin, "127.0.0.1:%d" % port
+
+    def test_tls_checks_reach_https_backends(self):
+        origin, addr = self.tls_origin("o1")
+        plain = self.start_backend("plain")
+        port = harness.free_port()
+        p = self.start_portier({
+            "upstream": {"app": upstream(addr, plain.addr, health_check=check(tls=True,
+                                                                               body="ok$"))},
+            "server": [server(port, [location("= /status", status=True),
+                                     location("/", proxy_pass="http://app")])],
+        })
+        up = self.wait_state(p, addr, "up", 5.0)
+        self.assertEqual(up["health_check"]["last_result"], "200 OK")
+        # A backend that does not speak TLS fails the TLS check (pt-backend waits for the
+        # end of a request head that never comes: the handshake times out).
+        down = self.wait_state(p, plain.addr, "down", 5.0)
+        self.assertEqual(down["health_check"]["last_result"], "TLS handshake timeout")
+        origin.stop()
+        self.wait_state(p, addr, "down", 5.0)
 
     def test_mandatory_keeps_a_server_out_until_its_first_pass(self):
         b1, b2 = self.start_backend("b1"), self.start_backend("b2")
