@@ -17,9 +17,12 @@
 #include "gzip.h"
 
 #define OUT_SIZE 16384
+#define SPARE    8 /* finished gzip and zstd encoders kept for reuse, per process */
 
 struct pt_encoder {
     enum pt_coding coding;
+    int level;
+    struct pt_encoder *next_spare;
     z_stream z;
 #ifdef PT_HAVE_BROTLI
     BrotliEncoderState *br;
@@ -47,13 +50,48 @@ static int clamp(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* Finished encoders of this process, ready for another response.  A compressor's state is
+ * a few hundred KiB that malloc would hand back to the kernel and take again, zero-filled,
+ * for every response (brk and page faults cost more than compressing 100 KiB at level 1):
+ * resetting one is far cheaper. */
+static struct pt_encoder *spare;
+static int nspare;
+
+/* A spare encoder for <coding> at <level>, reset for a new stream; NULL when there is none. */
+static struct pt_encoder *take_spare(enum pt_coding coding, int level)
+{
+    for (struct pt_encoder **pp = &spare; *pp; pp = &(*pp)->next_spare) {
+        struct pt_encoder *e = *pp;
+        int ok;
+        if (e->coding != coding || e->level != level)
+            continue;
+        *pp = e->next_spare;
+        nspare--;
+        e->next_spare = NULL;
+        ok = coding == PT_CODING_GZIP ? deflateReset(&e->z) == Z_OK : 0;
+#ifdef PT_HAVE_ZSTD
+        if (coding == PT_CODING_ZSTD)
+            ok = !ZSTD_isError(ZSTD_CCtx_reset(e->zs, ZSTD_reset_session_only));
+#endif
+        if (ok)
+            return e;
+        pt_encoder_free(e);
+        return NULL;
+    }
+    return NULL;
+}
+
 struct pt_encoder *pt_encoder_new(enum pt_coding coding, int level)
 {
-    struct pt_encoder *e = calloc(1, sizeof(*e));
+    struct pt_encoder *e = take_spare(coding, level);
 
+    if (e)
+        return e;
+    e = calloc(1, sizeof(*e));
     if (e == NULL)
         return NULL;
     e->coding = coding;
+    e->level = level;
     switch (coding) {
     case PT_CODING_GZIP:
         /* 16 + 15: a gzip wrapper around a 32 KiB window; memLevel 8 is zlib's default. */
@@ -170,6 +208,20 @@ int pt_encoder_write(struct pt_encoder *e, const char *in, size_t len, enum pt_e
     case PT_CODING_GZIP: return gzip_write(e, in, len, mode, emit, arg);
     default: return PT_ERROR;
     }
+}
+
+void pt_encoder_done(struct pt_encoder *e)
+{
+    if (e == NULL)
+        return;
+    /* brotli has no reset: its encoders are not kept. */
+    if (nspare < SPARE && e->coding != PT_CODING_BR) {
+        e->next_spare = spare;
+        spare = e;
+        nspare++;
+        return;
+    }
+    pt_encoder_free(e);
 }
 
 void pt_encoder_free(struct pt_encoder *e)

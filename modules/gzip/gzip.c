@@ -472,7 +472,7 @@ static int body_filter(struct pt_request *r, int self, const char *data, size_t 
         return PT_ERROR;
     if (!last)
         return PT_OK;
-    pt_encoder_free(ctx->enc);
+    pt_encoder_done(ctx->enc);
     ctx->enc = NULL;
     return pt_body_filter_next(r, self, NULL, 0, 1);
 }

@@ -47,7 +47,11 @@ enum pt_enc_mode { PT_ENC_MORE, PT_ENC_FLUSH, PT_ENC_END };
 int pt_encoder_write(struct pt_encoder *e, const char *in, size_t len, enum pt_enc_mode mode,
                      int (*emit)(void *arg, const char *out, size_t n), void *arg);
 
-/* Frees <e> (NULL allowed). */
+/* Hands back <e> (NULL allowed) after a stream that ended (PT_ENC_END written): it may be
+ * kept for the next pt_encoder_new() of the same coding and level. */
+void pt_encoder_done(struct pt_encoder *e);
+
+/* Frees <e> (NULL allowed): for an encoder in any state. */
 void pt_encoder_free(struct pt_encoder *e);
 
 #endif

@@ -5,6 +5,8 @@
  */
 #include <check.h>
 #include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
 
 #include "gzip/gzip.h"
 
@@ -239,12 +241,61 @@ START_TEST(coding_names)
 }
 END_TEST
 
+/* --- encoders --- */
+
+struct sink {
+    char buf[4096];
+    size_t len;
+};
+
+static int collect(void *arg, const char *out, size_t n)
+{
+    struct sink *k = arg;
+
+    ck_assert_uint_le(k->len + n, sizeof(k->buf));
+    memcpy(k->buf + k->len, out, n);
+    k->len += n;
+    return PT_OK;
+}
+
+/* Gzip-compresses <text> with a fresh or spare encoder and checks it decompresses to it. */
+static void round_trip(const char *text)
+{
+    struct pt_encoder *e = pt_encoder_new(PT_CODING_GZIP, 1);
+    struct sink k = {.len = 0};
+    char out[256];
+    z_stream z = {0};
+
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(pt_encoder_write(e, text, strlen(text), PT_ENC_END, collect, &k), PT_OK);
+    pt_encoder_done(e);
+    ck_assert_int_eq(inflateInit2(&z, 16 + 15), Z_OK);
+    z.next_in = (Bytef *)k.buf;
+    z.avail_in = (uInt)k.len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = sizeof(out);
+    ck_assert_int_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+    ck_assert_uint_eq(sizeof(out) - z.avail_out, strlen(text));
+    ck_assert_mem_eq(out, text, strlen(text));
+    inflateEnd(&z);
+}
+
+START_TEST(a_reused_encoder_starts_a_new_stream)
+{
+    /* The second and third streams come from the encoder the first one handed back. */
+    round_trip("first response, first stream");
+    round_trip("second response: nothing of the first may leak in");
+    round_trip("third");
+}
+END_TEST
+
 static Suite *coding_suite(void)
 {
     Suite *s = suite_create("coding");
     TCase *q = tcase_create("qvalues"), *star = tcase_create("star");
     TCase *names = tcase_create("names"), *syntax = tcase_create("syntax");
     TCase *none = tcase_create("identity"), *offer = tcase_create("offered");
+    TCase *enc = tcase_create("encoders");
 
     tcase_add_test(q, higher_qvalue_wins);
     tcase_add_test(q, missing_qvalue_is_one);
@@ -282,6 +333,9 @@ static Suite *coding_suite(void)
     tcase_add_test(offer, offered_mask_limits_the_choice);
     tcase_add_test(offer, nothing_offered_means_identity);
     suite_add_tcase(s, offer);
+
+    tcase_add_test(enc, a_reused_encoder_starts_a_new_stream);
+    suite_add_tcase(s, enc);
     return s;
 }
 
