@@ -32,6 +32,7 @@ struct access_loc_conf {
 };
 
 static int set_rule(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_access(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 /* d->post of each row: what a rule of that directive does. */
 static const int rule_allow = 0, rule_deny = 1;
@@ -45,6 +46,11 @@ static const struct pt_directive access_directives[] = {
      &rule_deny,
      "\"ADDRESS\", \"ADDRESS/BITS\" or \"all\": answers 403 to clients from there; a level "
      "with allow or deny does not inherit its parent's rules"},
+    {"access", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF, set_access, 0,
+     NULL,
+     "[ \"deny 10.0.0.1\", \"allow 10.0.0.0/8\", \"deny all\" ]: allow and deny rules in one "
+     "list, for the orders two libconfig settings cannot write (a key appears once per "
+     "block)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -119,19 +125,20 @@ static int rules_grow(struct pt_conf *cf, struct access_rules *l)
     return PT_OK;
 }
 
-static int set_rule(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+/* Adds the rule <value> (allow, or deny when <deny>) of directive <name> to <alc>. */
+static int add_rule(struct pt_conf *cf, struct access_loc_conf *alc, int deny, const char *value,
+                    const char *name)
 {
-    struct access_loc_conf *alc = conf;
     struct access_rules *l = alc->rules;
     struct access_rule rule = {.line = (int)config_setting_source_line(cf->setting)};
     int pos;
 
-    rule.deny = *(const int *)d->post == rule_deny;
-    if (parse_rule(cf, cf->value, &rule) != PT_OK)
+    rule.deny = deny;
+    if (parse_rule(cf, value, &rule) != PT_OK)
         return pt_conf_error(cf,
                              "invalid value \"%s\" for \"%s\": use ADDRESS, ADDRESS/BITS or "
                              "\"all\"",
-                             cf->value, d->name);
+                             value, name);
     if (l == NULL && (l = alc->rules = pt_palloc(cf->pool, sizeof(*l))) == NULL)
         return pt_conf_error(cf, "out of memory");
     if (rules_grow(cf, l) != PT_OK)
@@ -143,6 +150,26 @@ static int set_rule(struct pt_conf *cf, const struct pt_directive *d, void *conf
     l->rule[pos] = rule;
     l->n++;
     return PT_OK;
+}
+
+static int set_rule(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    return add_rule(cf, conf, *(const int *)d->post == rule_deny, cf->value, d->name);
+}
+
+/* access: "allow ADDRESS" or "deny ADDRESS", in the list's order. */
+static int set_access(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    const char *v = cf->value;
+
+    if (strncmp(v, "allow ", 6) == 0)
+        return add_rule(cf, conf, 0, v + 6, "access");
+    if (strncmp(v, "deny ", 5) == 0)
+        return add_rule(cf, conf, 1, v + 5, "access");
+    return pt_conf_error(cf,
+                         "invalid value \"%s\" for \"%s\": use \"allow ADDRESS\" or \"deny "
+                         "ADDRESS\" (ADDRESS/BITS or all)",
+                         v, d->name);
 }
 
 /* Whether <rule> matches peer <sa>.  pt_cidr_match checks an IPv4-mapped IPv6 peer against

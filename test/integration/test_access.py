@@ -70,6 +70,10 @@ class Access(harness.TestCase):
                     ruled("/low-bits/", deny="127.9.9.9/8"),
                     ruled("/v6-all/", deny="::/0"),
                     ruled("/v6-mapped/", deny="::ffff:127.0.0.0/104"),
+                    ruled("/ordered-deny/", access=["deny 127.0.0.1", "allow 127.0.0.0/8",
+                                                    "deny all"]),
+                    ruled("/ordered-allow/", access=["deny 127.0.0.2", "allow 127.0.0.0/8",
+                                                     "deny all"]),
                 ], allow="all"),
                 server(cls.closed, [
                     location("/", proxy_pass="http://app"),
@@ -132,6 +136,11 @@ class Access(harness.TestCase):
         self.assertAllowed("/list-order/")
 
     # -- addresses
+
+    def test_access_list_keeps_nginx_order_deny_allow_deny(self):
+        # nginx's "deny A; allow NET; deny all;", which two libconfig keys cannot write.
+        self.assertDenied("/ordered-deny/x")
+        self.assertAllowed("/ordered-allow/x")
 
     def test_cidr_8_covers_the_client(self):
         self.assertDenied("/cidr8/")
@@ -231,6 +240,16 @@ class AccessConfigErrors(harness.TestCase):
 
     def test_bad_element_of_a_list_is_refused(self):
         self.check_refused("deny", ["10.0.0.1", "all/8"], shown="all/8")
+
+    def test_bad_access_element_is_refused(self):
+        p = self.start_portier({"server": [server(harness.free_port(), [
+            location("/", ret="200 ok", access=["allow 127.0.0.1", "permit all"])])]},
+            start=False)
+        res = p.run("-t", "-c", p.conf_path)
+        self.assertEqual(res.returncode, 1, res)
+        self.assertRegex(res.stderr.decode("utf-8", "replace"),
+                         r'portier\.conf:\d+: invalid value "permit all" for "access": use '
+                         r'"allow ADDRESS" or "deny ADDRESS"')
 
     def test_good_rules_pass(self):
         port = harness.free_port()
