@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "http.h"
-#include "listen.h"
 #include "log.h"
 #include "pool.h"
 #include "upstream.h"
@@ -175,81 +174,47 @@ static const char *method_name(enum pt_lb_method m)
     return names[m];
 }
 
-/* The last check result of <s>, read under the helper's seqlock. */
-static void last_check(const struct pt_peer_shared *s, char *text, size_t cap, int64_t *ms)
+static void put_health(struct json *j, const struct pt_peer_view *v)
 {
-    for (int i = 0; i < 100; i++) {
-        uint32_t seq = __atomic_load_n(&s->check_seq, __ATOMIC_ACQUIRE);
-        if (seq & 1)
-            continue;
-        snprintf(text, cap, "%s", s->last_check);
-        *ms = __atomic_load_n(&s->last_check_ms, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&s->check_seq, __ATOMIC_RELAXED) == seq)
-            return;
-    }
-    text[0] = '\0';
-}
-
-static void put_health(struct json *j, const struct pt_peer *p)
-{
-    const struct pt_peer_shared *s = p->shared;
-    static const char *const names[] = {"checking", "up", "down"};
-    char text[sizeof(s->last_check)];
-    int64_t ms = 0;
-
-    if (!p->checked || s == NULL) {
+    if (!v->checked) {
         put(j, "null", 4);
         return;
     }
-    last_check(s, text, sizeof(text), &ms);
     putf(j,
          "{\"status\":\"%s\",\"checks\":%llu,\"checks_failed\":%llu,\"passes_in_a_row\":%u,"
          "\"fails_in_a_row\":%u,\"last_result\":",
-         names[__atomic_load_n(&s->health, __ATOMIC_RELAXED) % 3],
-         (unsigned long long)__atomic_load_n(&s->checks, __ATOMIC_RELAXED),
-         (unsigned long long)__atomic_load_n(&s->checks_failed, __ATOMIC_RELAXED),
-         __atomic_load_n(&s->check_passes, __ATOMIC_RELAXED),
-         __atomic_load_n(&s->check_fails, __ATOMIC_RELAXED));
-    if (ms)
-        put_cstr(j, text);
+         v->health, (unsigned long long)v->checks, (unsigned long long)v->checks_failed,
+         v->passes_in_a_row, v->fails_in_a_row);
+    if (v->last_check_ms)
+        put_cstr(j, v->last_check);
     else
         put(j, "null", 4);
     put(j, ",\"last_time\":", 13);
-    put_time(j, ms);
+    put_time(j, v->last_check_ms);
     put(j, "}", 1);
 }
 
 static void put_server(struct json *j, const struct pt_peer *p, uint64_t now)
 {
-    const struct pt_peer_shared *s = p->shared;
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char addr[64];
-    const char *why, *state = pt_peer_state(p, now, &why);
-    uint64_t until = s ? __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) : 0;
-    int32_t w = s ? __atomic_load_n(&s->admin_weight, __ATOMIC_RELAXED) : 0;
+    struct pt_peer_view v;
 
-    pt_peer_address(p, &ss, &len);
-    pt_sockaddr_text((struct sockaddr *)&ss, addr, sizeof(addr));
+    pt_peer_view(p, now, &v);
     put(j, "{\"server\":", 10);
-    put_cstr(j, p->name);
+    put_cstr(j, v.name);
     put(j, ",\"address\":", 11);
-    put_cstr(j, addr);
-    putf(j, ",\"state\":\"%s\",\"down_reason\":", state);
-    if (why[0])
-        put_cstr(j, why);
+    put_cstr(j, v.address);
+    putf(j, ",\"state\":\"%s\",\"down_reason\":", v.state);
+    if (v.down_reason[0])
+        put_cstr(j, v.down_reason);
     else
         put(j, "null", 4);
     putf(j,
          ",\"weight\":%d,\"configured_weight\":%d,\"backup\":%s,\"max_conns\":%d,\"active\":%d,"
          "\"requests\":%llu,\"fails\":%llu,\"unavailable_ms\":%llu,\"health_check\":",
-         w > 0 ? w : p->weight, p->weight, p->backup ? "true" : "false", p->max_conns,
-         s ? __atomic_load_n(&s->conns, __ATOMIC_RELAXED) : 0,
-         (unsigned long long)(s ? __atomic_load_n(&s->requests, __ATOMIC_RELAXED) : 0),
-         (unsigned long long)(s ? __atomic_load_n(&s->total_fails, __ATOMIC_RELAXED) : 0),
-         (unsigned long long)(until > now ? until - now : 0));
-    put_health(j, p);
+         v.weight, v.configured_weight, v.backup ? "true" : "false", v.max_conns, v.active,
+         (unsigned long long)v.requests, (unsigned long long)v.fails,
+         (unsigned long long)v.unavailable_ms);
+    put_health(j, &v);
     put(j, "}", 1);
 }
 

@@ -589,7 +589,8 @@ void pt_peer_succeeded(struct pt_peer *p)
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
 }
 
-const char *pt_peer_state(const struct pt_peer *p, uint64_t now, const char **why)
+/* The state of <p> at <now> for the status API; *<why> gets what holds it down, else "". */
+static const char *peer_state(const struct pt_peer *p, uint64_t now, const char **why)
 {
     const struct pt_peer_shared *s = p->shared;
     uint32_t admin = s ? __atomic_load_n(&s->admin, __ATOMIC_RELAXED) : PT_ADMIN_NONE;
@@ -611,6 +612,58 @@ const char *pt_peer_state(const struct pt_peer *p, uint64_t now, const char **wh
         return "down";
     }
     return p->checked && health == PT_HEALTH_UNKNOWN ? "checking" : "up";
+}
+
+/* The last check result of <s>, read under the helper's seqlock (health.c writes it). */
+static void last_check(const struct pt_peer_shared *s, struct pt_peer_view *v)
+{
+    for (int i = 0; i < 100; i++) {
+        uint32_t seq = __atomic_load_n(&s->check_seq, __ATOMIC_ACQUIRE);
+        if (seq & 1)
+            continue;
+        snprintf(v->last_check, sizeof(v->last_check), "%s", s->last_check);
+        v->last_check_ms = __atomic_load_n(&s->last_check_ms, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->check_seq, __ATOMIC_RELAXED) == seq)
+            return;
+    }
+    v->last_check[0] = '\0';
+    v->last_check_ms = 0;
+}
+
+void pt_peer_view(const struct pt_peer *p, uint64_t now, struct pt_peer_view *v)
+{
+    static const char *const health[] = {"checking", "up", "down"};
+    const struct pt_peer_shared *s = p->shared;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int32_t set = s ? __atomic_load_n(&s->admin_weight, __ATOMIC_RELAXED) : 0;
+    uint64_t until = s ? __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) : 0;
+
+    memset(v, 0, sizeof(*v));
+    v->name = p->name;
+    pt_peer_address(p, &ss, &len);
+    pt_sockaddr_text((struct sockaddr *)&ss, v->address, sizeof(v->address));
+    v->state = peer_state(p, now, &v->down_reason);
+    v->weight = set > 0 ? set : p->weight;
+    v->configured_weight = p->weight;
+    v->max_conns = p->max_conns;
+    v->backup = p->backup;
+    v->unavailable_ms = until > now ? until - now : 0;
+    v->checked = p->checked && s;
+    if (s == NULL)
+        return;
+    v->active = __atomic_load_n(&s->conns, __ATOMIC_RELAXED);
+    v->requests = __atomic_load_n(&s->requests, __ATOMIC_RELAXED);
+    v->fails = __atomic_load_n(&s->total_fails, __ATOMIC_RELAXED);
+    if (!v->checked)
+        return;
+    v->health = health[__atomic_load_n(&s->health, __ATOMIC_RELAXED) % 3];
+    v->checks = __atomic_load_n(&s->checks, __ATOMIC_RELAXED);
+    v->checks_failed = __atomic_load_n(&s->checks_failed, __ATOMIC_RELAXED);
+    v->passes_in_a_row = __atomic_load_n(&s->check_passes, __ATOMIC_RELAXED);
+    v->fails_in_a_row = __atomic_load_n(&s->check_fails, __ATOMIC_RELAXED);
+    last_check(s, v);
 }
 
 void pt_peer_control(struct pt_peer *p, int admin, int weight)

@@ -136,10 +136,29 @@ ssize_t pt_upstream_recv(struct pt_upstream_conn *uc, char *buf, size_t len);
  * PT_AGAIN the same bytes must be offered again. */
 ssize_t pt_upstream_send(struct pt_upstream_conn *uc, const char *buf, size_t len);
 
-/* The state of <peer> at <now> as the status API shows it: "up", "down", "draining" or
- * "checking" (active checks configured, no result yet); *<why> gets what holds a down
- * server down ("configuration", "api", "health checks", "failures"), else "". */
-const char *pt_peer_state(const struct pt_peer *peer, uint64_t now, const char **why);
+/* What the status API shows of a peer: its configuration and a copy of its shared state. */
+struct pt_peer_view {
+    const char *name;        /* as in $upstream_addr (the written name with resolve) */
+    char address[64];        /* where new connections go */
+    const char *state;       /* "up", "down", "draining", or "checking" (no check result yet) */
+    const char *down_reason; /* "configuration", "api", "health checks", "failures"; "" */
+    int weight;              /* in force: set at run time, else configured */
+    int configured_weight;
+    int max_conns;
+    unsigned backup : 1;
+    unsigned checked : 1; /* the group has health_check: the fields below mean something */
+    int32_t active;
+    uint64_t requests, fails, unavailable_ms;
+    const char *health; /* "checking", "up", "down" */
+    uint64_t checks, checks_failed;
+    uint32_t passes_in_a_row, fails_in_a_row;
+    char last_check[64];   /* the last result ("200 OK", "connect refused"); "" before one */
+    int64_t last_check_ms; /* its wall-clock time; 0: none yet */
+};
+
+/* Fills <v> with <peer> as it stands at <now> (CLOCK_MONOTONIC ms), reading the shared state
+ * the way its writers expect (the check result under the helper's seqlock). */
+void pt_peer_view(const struct pt_peer *peer, uint64_t now, struct pt_peer_view *v);
 
 /* Runtime control (the status API): sets <peer>'s state to <admin> (PT_ADMIN_*; NONE
  * returns to the configuration) unless <admin> is negative, and its weight to <weight>
