@@ -61,21 +61,35 @@ class HealthChecks(harness.TestCase):
             lambda: self.servers(p)[addr]["state"] == state and self.servers(p)[addr],
             timeout, 0.02, "%s to be %s" % (addr, state))
 
-    def views_of_every_worker(self, p, n):
+    def views_of_every_worker(self, p, n, seconds=20.0):
         """{worker pid: {server: (state, weight)}} from status answers of all <n>
-        workers.  Concurrent clients keep workers busy, so that new connections
+        workers.  Concurrent clients keep workers busy, and each keeps the connections
+        it opened: a worker busy with events does not wait in epoll, so new connections
         reach the others too (an idle worker would take them all)."""
         seen, lock = {}, threading.Lock()
+        deadline = time.monotonic() + seconds
 
         def ask():
-            for _ in range(100):
-                with lock:
-                    if len(seen) == n:
-                        return
-                doc = json.loads(p.get("/status").body)
-                with lock:
-                    seen[doc["pid"]] = {s["server"]: (s["state"], s["weight"])
-                                        for s in doc["upstreams"]["app"]["servers"]}
+            held = []
+            try:
+                while time.monotonic() < deadline:
+                    with lock:
+                        if len(seen) == n:
+                            return
+                    c = p.client()
+                    held.append(c)
+                    doc = json.loads(c.request("GET", "/status").body)
+                    with lock:
+                        seen[doc["pid"]] = {s["server"]: (s["state"], s["weight"])
+                                            for s in doc["upstreams"]["app"]["servers"]}
+                    for old in held[:-1]:  # keep the workers that hold them busy
+                        old.request("GET", "/status")
+                    for old in held[:-8]:
+                        old.close()
+                    del held[:-8]
+            finally:
+                for c in held:
+                    c.close()
 
         threads = [threading.Thread(target=ask) for _ in range(16)]
         for t in threads:
