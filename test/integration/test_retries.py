@@ -66,6 +66,36 @@ class Retries(harness.TestCase):
         p.start()
         return p
 
+    def passive_group(self, bad, good, next_upstream):
+        """A portier whose group marks a server down after one failure for a minute, so
+        that whether an answer counts as a failure shows in the log and in where the next
+        requests go."""
+        return self.start_portier({
+            "upstream": {"app": upstream("%s max_fails=1 fail_timeout=60s" % bad.addr,
+                                         good.addr)},
+            "server": [server(harness.free_port(), [
+                location("/", proxy_pass="http://app", proxy_next_upstream=next_upstream)])],
+        })
+
+    def test_a_listed_5xx_counts_as_a_failure_of_the_server(self):
+        bad, good = self.flaky("bad", "--fail", "503"), self.start_backend("good")
+        p = self.passive_group(bad, good, "error timeout http_503")
+        self.assertEqual(p.get("/?t=first").header("X-Backend"), "good")
+        self.assertRegex(harness.read_file(p.error_log),
+                         r"upstream app server %s temporarily disabled" % re.escape(bad.addr))
+        self.assertEqual([p.get("/?n=%d" % i).status for i in range(6)], [200] * 6)
+
+    def test_an_unlisted_5xx_or_a_404_is_not_a_failure(self):
+        bad, good = self.flaky("bad", "--fail", "503"), self.start_backend("good")
+        p = self.passive_group(bad, good, "error timeout")
+        statuses = [p.get("/?n=%d" % i).status for i in range(4)]
+        self.assertEqual(sorted(statuses), [200, 200, 503, 503], "still in the rotation")
+        self.assertNotIn("temporarily disabled", harness.read_file(p.error_log))
+        missing = self.flaky("missing", "--fail", "404")
+        p = self.passive_group(missing, good, "error timeout http_404")
+        self.assertEqual(p.get("/?t=404").header("X-Backend"), "good")  # passed on...
+        self.assertNotIn("temporarily disabled", harness.read_file(p.error_log))  # ...not counted
+
     def log_entry(self, uri):
         """(status, upstream_addr, upstream_status, upstream_response_time) of the
         request to <uri> in the access log."""
