@@ -27,6 +27,20 @@ const struct pt_http_limits pt_http_default_limits = {
 /* Returned by the per-line steps of the scanner: keep going. */
 #define NEXT_LINE 1
 
+/* Returned by parse_field_line(): a field line to leave out (ignore_invalid_headers). */
+#define IGNORED 2
+
+/* Returns <status>, noting <reason> and <detail> in <err> (NULL for a response, whose
+ * errors are logged by the proxy). */
+static int fail(struct pt_http_error *err, int status, const char *reason, struct pt_str detail)
+{
+    if (err) {
+        err->reason = reason;
+        err->detail = detail;
+    }
+    return status;
+}
+
 static inline int is_alnum(char c)
 {
     c = pt_lower(c);
@@ -134,16 +148,16 @@ static int method_prefix_bad(const char *buf, size_t from, size_t to, const stru
 
 /* Limits that a line without its end yet may already cross. */
 static int check_partial_line(const char *buf, size_t len, const struct scan_limits *lim,
-                              const struct pt_http_scan *st)
+                              const struct pt_http_scan *st, struct pt_http_error *err)
 {
     size_t line = len - st->line_start;
 
     if (line && buf[len - 1] == '\r')
         line--; /* may be the CR of the CRLF: not part of the line */
     if (!st->in_fields && line > lim->first_line)
-        return lim->first_status;
+        return fail(err, lim->first_status, "client sent too long URI", PT_NULL_STR);
     if (len > lim->head)
-        return 431;
+        return fail(err, 431, "client sent too large request", PT_NULL_STR);
     return PT_AGAIN;
 }
 
@@ -153,24 +167,25 @@ static int check_partial_line(const char *buf, size_t len, const struct scan_lim
  * set when it was the empty line ending the head, or an error status.
  */
 static int end_line(size_t eol, const struct scan_limits *lim, struct pt_http_scan *st,
-                    size_t *head_len)
+                    size_t *head_len, struct pt_http_error *err)
 {
     size_t line_len = eol - 1 - st->line_start;
 
     if (eol + 1 > lim->head)
-        return 431;
+        return fail(err, 431, "client sent too large request", PT_NULL_STR);
     if (st->in_fields && line_len == 0) {
         *head_len = eol + 1;
         return PT_OK;
     }
     if (st->in_fields) {
         if (++st->nfields > lim->fields)
-            return 431;
+            return fail(err, 431, "client sent too many header lines", PT_NULL_STR);
     } else if (line_len == 0 && lim->is_request) {
         /* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request
          * line; a few, not an unbounded stream of them. */
         if (++st->nempty > PT_HTTP_MAX_EMPTY_LINES)
-            return 400;
+            return fail(err, 400, "client sent too many empty lines before the request line",
+                        PT_NULL_STR);
         st->first_line = eol + 1;
         st->method_seen = 0;
     } else {
@@ -185,29 +200,30 @@ static int end_line(size_t eol, const struct scan_limits *lim, struct pt_http_sc
  * set, PT_AGAIN, or an error status (400, the start-line status, 431).
  */
 static int scan_head(const char *buf, size_t len, const struct scan_limits *lim, size_t *pos,
-                     struct pt_http_scan *st, size_t *head_len)
+                     struct pt_http_scan *st, size_t *head_len, struct pt_http_error *err)
 {
     while (*pos < len) {
         const char *lf = memchr(buf + *pos, '\n', len - *pos);
         size_t end = lf ? (size_t)(lf - buf) : len;
 
         if (lim->is_request && !st->in_fields && method_prefix_bad(buf, *pos, end, lim, st))
-            return 400;
+            return fail(err, 400, "client sent invalid method", PT_NULL_STR);
         /* Limits before the line end: a caller feeding one byte at a time meets them
          * before the LF, so one feeding all at once must get the same answer. */
-        int rc = check_partial_line(buf, end, lim, st);
+        int rc = check_partial_line(buf, end, lim, st, err);
         *pos = lf ? end + 1 : len;
         if (rc != PT_AGAIN || lf == NULL)
             return rc;
         /* RFC 9112 2.2: a bare LF is not a line terminator here.  Accepting one is how a
          * proxy and its backend come to disagree on where a field ends. */
         if (end == st->line_start || buf[end - 1] != '\r')
-            return 400;
-        rc = end_line(end, lim, st, head_len);
+            return fail(err, 400, "client sent line ending in LF without CR",
+                        (struct pt_str){buf + st->line_start, end - st->line_start});
+        rc = end_line(end, lim, st, head_len, err);
         if (rc != NEXT_LINE)
             return rc;
     }
-    return check_partial_line(buf, len, lim, st);
+    return check_partial_line(buf, len, lim, st, err);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -225,53 +241,108 @@ static struct pt_str next_line(const char **p, const char *end)
     return line;
 }
 
-/* Splits and validates the field line <line> into <h>.  Returns PT_OK or 400. */
-static int parse_field_line(struct pt_str line, struct pt_http_header *h)
+/* parse_fields() flag of response heads: a name must be a token, none is ignored. */
+#define NAMES_TOKEN 0x100
+
+/* Returns 1 if nginx keeps a field name holding <c>: a letter, a digit, '-', or '_' when
+ * <flags> has PT_HTTP_UNDERSCORES. */
+static int valid_name_char(char c, unsigned flags)
+{
+    return is_alnum(c) || c == '-' || (c == '_' && (flags & PT_HTTP_UNDERSCORES));
+}
+
+/*
+ * Judges the request field name <name> of <line> by the policy of http_parse.h under
+ * <flags> (PT_HTTP_*): returns PT_OK (keep it), IGNORED, or 400.
+ */
+static int judge_name(struct pt_str name, struct pt_str line, unsigned flags,
+                      struct pt_http_error *err)
+{
+    int invalid = 0;
+
+    for (size_t i = 0; i < name.len; i++) {
+        unsigned char c = (unsigned char)name.p[i];
+        /* RFC 9112 5.1: whitespace between the name and the colon MUST be rejected with
+         * 400; nginx refuses any CTL, SP or DEL in a name the same way. */
+        if (c <= 0x20 || c == 0x7f)
+            return fail(err, 400, "client sent invalid header line", line);
+        invalid |= !valid_name_char(name.p[i], flags);
+    }
+    if (!invalid)
+        return PT_OK;
+    if (!(flags & PT_HTTP_KEEP_INVALID))
+        return IGNORED;
+    /* Kept names are forwarded: RFC 9110 5.1 makes a field-name a token. */
+    if (!all_of_class(name, PT_HTTP_C_TCHAR, 1))
+        return fail(err, 400, "client sent invalid character in header name", line);
+    return PT_OK;
+}
+
+/* Splits and validates the field line <line> into <h>.  Returns PT_OK, IGNORED (a request
+ * field with an invalid name, see judge_name()) or 400. */
+static int parse_field_line(struct pt_str line, unsigned flags, struct pt_http_header *h,
+                            struct pt_http_error *err)
 {
     /* RFC 9112 5.2: obs-fold (a line starting with SP or HTAB) is refused; RFC 9112 2.2:
      * so is whitespace between the start line and the first field. */
     if (line.len == 0 || pt_http_is_ows(line.p[0]))
-        return 400;
+        return fail(err, 400, "client sent header line starting with whitespace", line);
     const char *colon = memchr(line.p, ':', line.len);
     if (colon == NULL)
-        return 400;
+        return fail(err, 400, "client sent header line without colon", line);
     h->name = (struct pt_str){line.p, (size_t)(colon - line.p)};
-    /* RFC 9110 5.1: field-name = token, so never empty.  RFC 9112 5.1: whitespace between
-     * the name and the colon MUST be rejected with 400; any non-tchar falls here too. */
-    if (!all_of_class(h->name, PT_HTTP_C_TCHAR, 1))
-        return 400;
+    /* RFC 9110 5.1: field-name = token, so never empty. */
+    if (h->name.len == 0)
+        return fail(err, 400, "client sent header line with empty name", line);
+    int rc = PT_OK;
+    if (!(flags & NAMES_TOKEN))
+        rc = judge_name(h->name, line, flags, err);
+    else if (!all_of_class(h->name, PT_HTTP_C_TCHAR, 1))
+        rc = 400;
+    if (rc == 400)
+        return rc;
     h->value = trim_ows((struct pt_str){colon + 1, line.len - h->name.len - 1});
     /* RFC 9110 5.5: CR, LF and NUL in a value MUST be rejected (or replaced); other CTLs
-     * are invalid too.  HTAB, SP, VCHAR and obs-text are fine. */
+     * are invalid too, in an ignored field as well.  HTAB, SP, VCHAR and obs-text are
+     * fine. */
     if (!all_of_class(h->value, PT_HTTP_C_VALUE, 0))
-        return 400;
-    return PT_OK;
+        return fail(err, 400, "client sent invalid header value", line);
+    return rc;
 }
 
-/* Parses the field lines from <p> up to <end> (the final CRLF) into <h>/<*n>. */
-static int parse_fields(const char *p, const char *end, struct pt_http_header *h, size_t *n)
+/* Parses the field lines from <p> up to <end> (the final CRLF) into <h>: the fields kept
+ * from h[0] (<*n> of them), the ignored ones from h[PT_HTTP_MAX_HEADERS - 1] down (<*nign>).
+ * The scanner has counted the lines, so the two ends never meet. */
+static int parse_fields(const char *p, const char *end, unsigned flags, struct pt_http_header *h,
+                        size_t *n, size_t *nign, struct pt_http_error *err)
 {
-    *n = 0;
+    *n = *nign = 0;
     while (p < end) {
-        int rc = parse_field_line(next_line(&p, end), &h[*n]);
-        if (rc != PT_OK)
+        struct pt_http_header f;
+        int rc = parse_field_line(next_line(&p, end), flags, &f, err);
+        if (rc == IGNORED)
+            h[PT_HTTP_MAX_HEADERS - 1 - (*nign)++] = f;
+        else if (rc == PT_OK)
+            h[(*n)++] = f;
+        else
             return rc;
-        (*n)++;
     }
     return PT_OK;
 }
 
-/* "HTTP/1.1" -> 11, "HTTP/1.0" -> 10, another "HTTP/d.d" -> 505, anything else -> 400
- * (RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive). */
+/* "HTTP/1.0" -> 10; "HTTP/1.1" and any higher "HTTP/1.d" -> 11 (RFC 9112 2.3: a recipient
+ * handles a higher minor version of a major version it implements as the highest minor
+ * it knows); another "HTTP/d.d" -> 505; anything else -> 400 (RFC 9112 2.3:
+ * HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive). */
 static int parse_version(struct pt_str v)
 {
     if (v.len != 8 || memcmp(v.p, "HTTP/", 5) != 0 || v.p[6] != '.')
         return 400;
     if (v.p[5] < '0' || v.p[5] > '9' || v.p[7] < '0' || v.p[7] > '9')
         return 400;
-    if (v.p[5] == '1' && (v.p[7] == '0' || v.p[7] == '1'))
-        return 10 + (v.p[7] - '0');
-    return 505;
+    if (v.p[5] != '1')
+        return 505;
+    return v.p[7] == '0' ? 10 : 11;
 }
 
 /* Parses a Content-Length value: 1*DIGIT (RFC 9110 8.6), at most 2^62.  Returns -1 when
@@ -304,10 +375,12 @@ static int64_t parse_content_length(struct pt_str v)
  */
 struct framing {
     int64_t cl;
-    int cl_bad;
+    int cl_bad, cl_repeated;
     int te_seen, te;
     struct pt_http_te_list tel;
     int conn_close, conn_keep_alive, conn_upgrade;
+    const struct pt_http_header *cl_h, *te_h; /* the last Content-Length, the first
+                                                 Transfer-Encoding: for the error log */
 };
 
 /* Reads the framing and connection fields of <h>/<n> into <f>. */
@@ -318,10 +391,13 @@ static void read_framing(const struct pt_http_header *h, size_t n, struct framin
         if (pt_str_ieq(h[i].name, "content-length")) {
             /* RFC 9110 8.6 lets a recipient either refuse repeated identical values or
              * merge them; the desync corpus ranks it ambiguous, so refuse. */
-            f->cl_bad |= f->cl != -1;
+            f->cl_repeated |= f->cl_h != NULL;
+            f->cl_h = &h[i];
             f->cl = parse_content_length(h[i].value);
             f->cl_bad |= f->cl == -1;
         } else if (pt_str_ieq(h[i].name, "transfer-encoding")) {
+            if (!f->te_seen)
+                f->te_h = &h[i];
             f->te_seen = 1;
             pt_http_te_fold(h[i].value, &f->tel);
         } else if (pt_str_ieq(h[i].name, "connection")) {
@@ -333,25 +409,46 @@ static void read_framing(const struct pt_http_header *h, size_t n, struct framin
     f->te = f->te_seen ? pt_http_te_verdict(&f->tel) : PT_OK;
 }
 
+/* The error of Transfer-Encoding verdict <f>->te (400 or 501), with its reason. */
+static int te_error(const struct framing *f, struct pt_http_error *err)
+{
+    struct pt_str line = pt_http_field_line(f->te_h);
+
+    if (f->te == 501)
+        return fail(err, 501, "client sent unknown \"Transfer-Encoding\"", f->te_h->value);
+    if (f->tel.malformed)
+        return fail(err, 400, "client sent invalid \"Transfer-Encoding\" header", line);
+    return fail(err, 400, "client sent \"Transfer-Encoding\" not ending in chunked", line);
+}
+
 /*
  * Common framing rules of requests and responses.  Returns PT_OK, 400 or 501 (the latter
- * only when every 400 rule passed).  Sets <*cl>, <*chunked> and <*keep_alive>.
+ * only when every 400 rule passed), noting why in <err> (may be NULL).  Sets <*cl>,
+ * <*chunked> and <*keep_alive>.
  */
 static int check_framing(const struct framing *f, int version, int64_t *cl, int *chunked,
-                         int *keep_alive)
+                         int *keep_alive, struct pt_http_error *err)
 {
+    if (f->cl_repeated)
+        return fail(err, 400, "client sent duplicate \"Content-Length\" header",
+                    pt_http_field_line(f->cl_h));
     if (f->cl_bad)
-        return 400;
+        return fail(err, 400, "client sent invalid \"Content-Length\" header",
+                    pt_http_field_line(f->cl_h));
     if (f->te_seen) {
         /* RFC 9112 6.1: a server MAY reject a request with both Content-Length and
          * Transfer-Encoding; a proxy in front of unknown backends must. */
         if (f->cl != -1)
-            return 400;
+            return fail(err, 400,
+                        "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at "
+                        "the same time",
+                        PT_NULL_STR);
         /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing. */
         if (version == 10)
-            return 400;
+            return fail(err, 400, "client sent HTTP/1.0 request with \"Transfer-Encoding\" header",
+                        PT_NULL_STR);
         if (f->te != PT_OK)
-            return f->te;
+            return te_error(f, err);
     }
     *cl = f->cl;
     *chunked = f->te_seen;
@@ -453,7 +550,7 @@ static int parse_absolute_form(struct pt_http_request *req)
                   : t.len > 8 && strncasecmp(t.p, "https://", 8) == 0 ? 8
                                                                       : 0;
     if (skip == 0)
-        return 400;
+        return fail(&req->err, 400, "client sent request target of unknown form", req->target);
     t.p += skip;
     t.len -= skip;
     size_t n = 0;
@@ -463,7 +560,7 @@ static int parse_absolute_form(struct pt_http_request *req)
     /* RFC 9110 4.2.1: an empty host MUST be rejected; 4.2.4: userinfo ('@') SHOULD be
      * treated as an error; both fail the reg-name check. */
     if (!valid_authority(req->host, 0))
-        return 400;
+        return fail(&req->err, 400, "client sent invalid host in request line", req->host);
     split_query(req, (struct pt_str){t.p + n, t.len - n});
     if (req->path.len == 0)
         req->path = PT_STR("/");
@@ -478,7 +575,7 @@ static int parse_target(struct pt_http_request *req)
     /* RFC 9112 3.2.3: authority-form is for CONNECT only, and CONNECT uses only it. */
     if (req->method_id == PT_HTTP_CONNECT) {
         if (!valid_authority(t, 1))
-            return 400;
+            return fail(&req->err, 400, "client sent invalid host in CONNECT request line", t);
         req->host = t;
         req->path = req->query = (struct pt_str){t.p, 0};
         return PT_OK;
@@ -490,7 +587,8 @@ static int parse_target(struct pt_http_request *req)
     /* RFC 9112 3.2.4: asterisk-form is for a server-wide OPTIONS only. */
     if (pt_str_eq(t, "*")) {
         if (req->method_id != PT_HTTP_OPTIONS)
-            return 400;
+            return fail(&req->err, 400, "client sent \"*\" target with a method other than OPTIONS",
+                        PT_NULL_STR);
         split_query(req, t);
         return PT_OK;
     }
@@ -504,24 +602,28 @@ static int parse_target(struct pt_http_request *req)
  */
 static int parse_request_line(struct pt_str line, struct pt_http_request *req)
 {
+    struct pt_http_error *err = &req->err;
     const char *sp1 = memchr(line.p, ' ', line.len);
     if (sp1 == NULL)
-        return 400;
+        return fail(err, 400, "client sent request line without spaces", PT_NULL_STR);
     req->method = (struct pt_str){line.p, (size_t)(sp1 - line.p)};
     if (!all_of_class(req->method, PT_HTTP_C_TCHAR, 1)) /* RFC 9110 9.1: method = token */
-        return 400;
+        return fail(err, 400, "client sent invalid method", PT_NULL_STR);
     const char *tp = sp1 + 1, *end = line.p + line.len;
     const char *sp2 = memchr(tp, ' ', (size_t)(end - tp));
     if (sp2 == NULL)
-        return 400;
+        return fail(err, 400, "client sent request line without HTTP version", PT_NULL_STR);
     req->target = (struct pt_str){tp, (size_t)(sp2 - tp)};
     /* RFC 9112 3.2: no CTL, SP or DEL in a target (raw 8-bit bytes pass, by policy). */
     if (!all_of_class(req->target, PT_HTTP_C_TARGET, 1))
-        return 400;
+        return fail(err, 400, "client sent invalid character in request target", PT_NULL_STR);
     /* Exactly 8 bytes, so a third SP ("HTTP/1.1 ", "HTTP/1.1 HTTP/1.1") is a 400 too. */
-    req->version = parse_version((struct pt_str){sp2 + 1, (size_t)(end - sp2 - 1)});
-    if (req->version > 11)
-        return req->version;
+    req->protocol = (struct pt_str){sp2 + 1, (size_t)(end - sp2 - 1)};
+    req->version = parse_version(req->protocol);
+    if (req->version == 400)
+        return fail(err, 400, "client sent malformed HTTP version", PT_NULL_STR);
+    if (req->version == 505)
+        return fail(err, 505, "client sent invalid version", PT_NULL_STR);
     req->method_id = method_id(req->method);
     return parse_target(req);
 }
@@ -559,16 +661,39 @@ static int check_host(struct pt_http_request *req)
         if (!pt_str_ieq(req->headers[i].name, "host"))
             continue;
         if (host)
-            return 400;
+            return fail(&req->err, 400, "client sent duplicate host header",
+                        pt_http_field_line(&req->headers[i]));
         host = &req->headers[i];
     }
+    if (host == NULL && req->version == 11)
+        return fail(&req->err, 400, "client sent HTTP/1.1 request without \"Host\" header",
+                    PT_NULL_STR);
     if (host == NULL)
-        return req->version == 11 ? 400 : PT_OK;
+        return PT_OK;
     if (!valid_authority(host->value, 0))
-        return 400;
+        return fail(&req->err, 400, "client sent invalid host header", host->value);
     if (req->host.p == NULL)
         req->host = host->value;
     return PT_OK;
+}
+
+/* Refuses a framing lookalike among the fields of <req>, kept or ignored: an ignored one
+ * is not forwarded, but one that the backend would have read as framing says the client
+ * is trying something. */
+static int check_lookalikes(struct pt_http_request *req)
+{
+    const struct pt_http_header *h = NULL;
+
+    for (size_t i = 0; i < req->nheaders && h == NULL; i++)
+        if (is_framing_lookalike(req->headers[i].name))
+            h = &req->headers[i];
+    for (size_t i = 0; i < req->nignored && h == NULL; i++)
+        if (is_framing_lookalike(pt_http_ignored_header(req, i)->name))
+            h = pt_http_ignored_header(req, i);
+    if (h == NULL)
+        return PT_OK;
+    return fail(&req->err, 400, "client sent header line spelling a framing header",
+                pt_http_field_line(h));
 }
 
 /* Derives framing and connection semantics of the parsed request <req>. */
@@ -580,18 +705,15 @@ static int request_semantics(struct pt_http_request *req)
     int rc = check_host(req);
     if (rc != PT_OK)
         return rc;
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (is_framing_lookalike(req->headers[i].name))
-            return 400;
+    rc = check_lookalikes(req);
+    if (rc != PT_OK)
+        return rc;
     read_framing(req->headers, req->nheaders, &f);
-    /* RFC 9110 9.3.1, 9.3.2: content in GET or HEAD has no semantics and "might lead some
-     * implementations to reject the request ... because of its potential as a request
-     * smuggling attack"; 9.3.8: a client MUST NOT send content in TRACE. */
-    int bodyless = req->method_id == PT_HTTP_GET || req->method_id == PT_HTTP_HEAD ||
-                   req->method_id == PT_HTTP_TRACE;
-    if (bodyless && (f.te_seen || f.cl > 0))
-        return 400;
-    rc = check_framing(&f, req->version, &req->content_length, &chunked, &keep_alive);
+    /* RFC 9110 9.3.8: a client MUST NOT send content in TRACE.  (Content in GET, HEAD,
+     * DELETE and OPTIONS is framed like any other: see the policy in http_parse.h.) */
+    if (req->method_id == PT_HTTP_TRACE && (f.te_seen || f.cl > 0))
+        return fail(&req->err, 400, "client sent TRACE request with body", PT_NULL_STR);
+    rc = check_framing(&f, req->version, &req->content_length, &chunked, &keep_alive, &req->err);
     if (rc != PT_OK)
         return rc;
     req->chunked = chunked;
@@ -607,7 +729,7 @@ static int request_semantics(struct pt_http_request *req)
 }
 
 /* Parses the complete head of <req> (the scanner has found its end) from <buf>. */
-static int parse_request_head(const char *buf, struct pt_http_request *req)
+static int parse_request_head(const char *buf, unsigned flags, struct pt_http_request *req)
 {
     const char *p = buf + req->scan.first_line;
     const char *end = buf + req->head_len - 2;
@@ -615,10 +737,23 @@ static int parse_request_head(const char *buf, struct pt_http_request *req)
     int rc = parse_request_line(next_line(&p, end), req);
     if (rc != PT_OK)
         return rc;
-    rc = parse_fields(p, end, req->headers, &req->nheaders);
+    req->err.in_fields = 1;
+    rc = parse_fields(p, end, flags & ~NAMES_TOKEN, req->headers, &req->nheaders, &req->nignored,
+                      &req->err);
     if (rc != PT_OK)
         return rc;
     return request_semantics(req);
+}
+
+void pt_http_request_seen(const char *buf, size_t len, struct pt_http_request *req)
+{
+    const char *line = buf + pt_min(req->scan.first_line, len);
+    size_t n = 0, avail = len - (size_t)(line - buf);
+
+    while (n < avail && line[n] != '\r' && line[n] != '\n')
+        n++;
+    req->err.request_line = (struct pt_str){line, n};
+    req->err.in_fields = req->scan.in_fields;
 }
 
 int pt_http_parse_request(const char *buf, size_t len, const struct pt_http_limits *lim,
@@ -636,10 +771,18 @@ int pt_http_parse_request(const char *buf, size_t len, const struct pt_http_limi
         .first_status = 414,
         .is_request = 1,
     };
-    int rc = scan_head(buf, len, &sl, &req->scan_pos, &req->scan, &req->head_len);
-    if (rc != PT_OK)
-        return rc;
-    return parse_request_head(buf, req);
+    int rc = scan_head(buf, len, &sl, &req->scan_pos, &req->scan, &req->head_len, &req->err);
+    if (rc == PT_OK) {
+        rc = parse_request_head(buf, lim->flags, req);
+        if (rc == PT_OK)
+            return rc;
+        int in_fields = req->err.in_fields;
+        pt_http_request_seen(buf, len, req);
+        req->err.in_fields = in_fields; /* the request line may be the bad one */
+    } else if (rc != PT_AGAIN) {
+        pt_http_request_seen(buf, len, req);
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -680,7 +823,7 @@ int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
         .first_status = PT_ERROR,
     };
     sl.first_line = sl.head;
-    int rc = scan_head(buf, len, &sl, &resp->scan_pos, &resp->scan, &resp->head_len);
+    int rc = scan_head(buf, len, &sl, &resp->scan_pos, &resp->scan, &resp->head_len, NULL);
     if (rc == PT_AGAIN || rc == PT_ERROR)
         return rc;
     if (rc != PT_OK)
@@ -689,7 +832,8 @@ int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
     const char *p = buf + resp->scan.first_line, *end = buf + resp->head_len - 2;
     if (parse_status_line(next_line(&p, end), resp) != PT_OK)
         return PT_ERROR;
-    if (parse_fields(p, end, resp->headers, &resp->nheaders) != PT_OK)
+    size_t nignored;
+    if (parse_fields(p, end, NAMES_TOKEN, resp->headers, &resp->nheaders, &nignored, NULL) != PT_OK)
         return PT_ERROR;
 
     struct framing f;
@@ -698,7 +842,8 @@ int pt_http_parse_response(const char *buf, size_t len, size_t max_head,
     /* The request rules, 501 included.  A response has nowhere to keep a coding before
      * chunked, and re-framing without it would hand the client coded bytes as plain: the
      * upstream answer is unusable (502). */
-    if (check_framing(&f, resp->version, &resp->content_length, &chunked, &keep_alive) != PT_OK)
+    if (check_framing(&f, resp->version, &resp->content_length, &chunked, &keep_alive, NULL) !=
+        PT_OK)
         return PT_ERROR;
     if (f.tel.ncodings)
         return PT_ERROR;

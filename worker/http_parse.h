@@ -29,12 +29,27 @@
  *    token BWS "=" BWS ( token / quoted-string ), the quoted-string without obs-text.
  *    Anything else in a Transfer-Encoding value (a space inside a coding, a CTL, a
  *    non-ASCII byte) is 400.
- *  - GET, HEAD and TRACE requests with content (Content-Length > 0 or Transfer-Encoding)
- *    are refused: a backend that ignores such a body reads it as the next request
- *    (RFC 9110 9.3.1 and 9.3.2 name this very risk; 9.3.8 forbids content in TRACE).
+ *  - TRACE requests with content (Content-Length > 0 or Transfer-Encoding) are refused
+ *    (RFC 9110 9.3.8: a client MUST NOT send it).  GET, HEAD, DELETE and OPTIONS requests
+ *    with content are accepted: their framing is read as for any other method (RFC 9112
+ *    6.3 does not depend on the method) and portier sends the body upstream with its own
+ *    framing, so no two readers can disagree on where it ends.  Elasticsearch searches and
+ *    GraphQL-over-GET send such bodies.  A location may refuse them (reject_unexpected_body,
+ *    request.c).
  *  - Field names spelling Content-Length or Transfer-Encoding with other punctuation
  *    ("Content_Length", "Transfer---Encoding") are refused: CGI-style backends map '-'
  *    and '_' to the same variable, so they could see framing that portier did not.
+ *  - Request field names follow nginx (ignore_invalid_headers, underscores_in_headers):
+ *    a name holding a CTL, SP or DEL (whitespace before the colon included) is 400, as in
+ *    nginx; a name of letters, digits and '-' (and '_' with PT_HTTP_UNDERSCORES) is kept;
+ *    any other name is "invalid": ignored (left out of headers[], listed as ignored, so
+ *    that it is neither forwarded nor seen by $http_*) unless PT_HTTP_KEEP_INVALID, which
+ *    keeps a name that is still a token (RFC 9110 5.1) and refuses any other with 400.
+ *    Dropping "X_Forwarded_For" matters: CGI and WSGI present it to the application as
+ *    HTTP_X_FORWARDED_FOR, the very variable the real X-Forwarded-For becomes.
+ *  - A request line with HTTP/1.x, x > 1, is handled as HTTP/1.1 (RFC 9112 2.3: a higher
+ *    minor version of a major version the recipient implements); HTTP/2.0 and above, and
+ *    HTTP/0.x, are 505 on this HTTP/1 connection, as in nginx.
  *  - Request targets may hold raw bytes >= 0x80 (obs-text, e.g. unencoded UTF-8) besides
  *    the VCHARs, as nginx accepts them and the desync corpus rates them compliant; CTLs,
  *    SP and DEL stay 400.  They are passed on raw (see normalize.h).
@@ -80,14 +95,22 @@ struct pt_http_header {
     struct pt_str name, value;
 };
 
+/* Options of a request head (pt_http_limits.flags), both off by default as in nginx.
+ * PT_HTTP_UNDERSCORES: '_' is a valid name character (underscores_in_headers on).
+ * PT_HTTP_KEEP_INVALID: invalid names are kept or refused, never ignored
+ * (ignore_invalid_headers off). */
+#define PT_HTTP_UNDERSCORES  0x1
+#define PT_HTTP_KEEP_INVALID 0x2
+
 /*
- * Limits of a request head.  A field set to 0 takes the default given in brackets;
- * max_headers is capped at PT_HTTP_MAX_HEADERS.
+ * Limits and options of a request head.  A field set to 0 takes the default given in
+ * brackets; max_headers is capped at PT_HTTP_MAX_HEADERS.
  */
 struct pt_http_limits {
     size_t max_request_line; /* request line without its CRLF; longer -> 414 [8192] */
     size_t max_head;         /* whole head incl. request line and final CRLF -> 431 [32768] */
     size_t max_headers;      /* number of header field lines -> 431 [100] */
+    unsigned flags;          /* PT_HTTP_UNDERSCORES, PT_HTTP_KEEP_INVALID [none] */
 };
 
 /* The defaults above, for callers that have no configuration at hand. */
@@ -119,6 +142,21 @@ struct pt_http_scan {
     unsigned method_seen : 1; /* the early method check reached the first SP or CR */
 };
 
+/*
+ * Why a request head was refused, for the error log (the parser's answer is only a
+ * status).  <reason> is static text in nginx's words where nginx has them ("client sent
+ * invalid method"); <detail> is the field line or value it is about, possibly empty;
+ * <request_line> is the start line as far as it was received; <in_fields> tells whether
+ * that line was complete (nginx's "while reading client request headers") or not ("...
+ * request line").  All slices point into the buffer of the call that failed.
+ */
+struct pt_http_error {
+    const char *reason;
+    struct pt_str detail;
+    struct pt_str request_line;
+    unsigned in_fields : 1;
+};
+
 struct pt_http_request {
     size_t scan_pos; /* caller zeroes the struct before the first call for a new request;
                         the parser keeps how far it has scanned so that re-calls with more
@@ -130,10 +168,15 @@ struct pt_http_request {
                             if empty; OPTIONS "*": "*"; CONNECT: empty */
     struct pt_str query; /* after '?', without it, may be empty (see has_query) */
     unsigned has_query : 1;
-    int method_id; /* enum pt_http_method */
-    int version;   /* 10 or 11 */
+    int method_id;          /* enum pt_http_method */
+    int version;            /* 10 or 11 (HTTP/1.2 and above are 11) */
+    struct pt_str protocol; /* the HTTP-version as sent, "HTTP/1.2" say ($server_protocol) */
+    /* The fields kept, in order, from headers[0]; the field lines ignored as invalid (see
+     * the policy above) from the other end, read through pt_http_ignored_header().  Both
+     * fit: there are never more field lines than PT_HTTP_MAX_HEADERS. */
     struct pt_http_header headers[PT_HTTP_MAX_HEADERS];
     size_t nheaders;
+    size_t nignored;
     struct pt_str host;     /* validated host[:port]: the authority of an absolute-form or
                                authority-form target, else the Host field (RFC 9112 3.2.2);
                                empty only for HTTP/1.0 without Host */
@@ -152,8 +195,22 @@ struct pt_http_request {
     unsigned expect_continue : 1; /* HTTP/1.1 with Expect: 100-continue (case-insensitive) */
     unsigned upgrade : 1;         /* HTTP/1.1, Connection has the "upgrade" token and an
                                      Upgrade header is present */
+    struct pt_http_error err;     /* set with every error status */
     struct pt_http_scan scan;     /* parser-private */
 };
+
+/* The <i>th field line (0 first, <i> < <req>->nignored) that the parser ignored as invalid. */
+static inline const struct pt_http_header *pt_http_ignored_header(const struct pt_http_request *req,
+                                                                  size_t i)
+{
+    return &req->headers[PT_HTTP_MAX_HEADERS - 1 - i];
+}
+
+/* The field line of <h> as received, from its name to the end of its (trimmed) value. */
+static inline struct pt_str pt_http_field_line(const struct pt_http_header *h)
+{
+    return (struct pt_str){h->name.p, (size_t)(h->value.p + h->value.len - h->name.p)};
+}
 
 /*
  * Parses the request head at the start of <buf>/<len> into <req>, using the limits <lim>
@@ -168,11 +225,19 @@ struct pt_http_request {
  * connection: 400 (malformed or ambiguous), 414 (request line over the limit, reported as
  * soon as it is exceeded), 431 (head or field count over the limit), 501 (an unknown
  * transfer coding before chunked, or more than PT_HTTP_MAX_TE_CODINGS of them; only when
- * no 400 rule applies), 505 (an HTTP version other than 1.0 and 1.1).  After an error the
- * contents of <req> are unspecified and nothing of the request may be used.
+ * no 400 rule applies), 505 (an HTTP major version other than 1).  After an error, req->err
+ * says why (its slices point into <buf>); the other contents of <req> are unspecified and
+ * nothing else of the request may be used.
  */
 int pt_http_parse_request(const char *buf, size_t len, const struct pt_http_limits *lim,
                           struct pt_http_request *req);
+
+/*
+ * Sets req->err.request_line and req->err.in_fields for a head that is still incomplete
+ * in <buf>/<len> (the bytes of the last pt_http_parse_request() call on <req>, which
+ * returned PT_AGAIN), so that a request that times out can be logged as nginx does.
+ */
+void pt_http_request_seen(const char *buf, size_t len, struct pt_http_request *req);
 
 /*
  * Writes to <buf> (<cap> bytes) the transfer codings of <req>, in order, as the start of

@@ -145,11 +145,26 @@ START_TEST(http_1_0_is_version_10_and_not_persistent)
 }
 END_TEST
 
-START_TEST(well_formed_other_versions_are_505)
+START_TEST(well_formed_other_major_versions_are_505)
 {
     ck_assert_int_eq(parse(REQ("GET / HTTP/2.0", "")), 505);
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.2", "")), 505);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/3.0", "")), 505);
     ck_assert_int_eq(parse(REQ("GET / HTTP/0.9", "")), 505);
+    ck_assert_str_eq(req.err.reason, "client sent invalid version");
+}
+END_TEST
+
+START_TEST(higher_http_1_minor_versions_are_handled_as_1_1)
+{
+    /* RFC 9112 2.3; the version as sent stays visible ($server_protocol). */
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.2", "")), PT_OK);
+    ck_assert_int_eq(req.version, 11);
+    ck_assert_slice(req.protocol, "HTTP/1.2");
+    ck_assert(req.keep_alive);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.9", "")), PT_OK);
+    ck_assert_int_eq(req.version, 11);
+    /* Like 1.1, such a request needs a Host. */
+    ck_assert_int_eq(parse("GET / HTTP/1.2\r\n\r\n"), 400);
 }
 END_TEST
 
@@ -392,15 +407,94 @@ START_TEST(empty_field_name_is_400)
 }
 END_TEST
 
-START_TEST(non_token_char_in_field_name_is_400)
+START_TEST(ctl_in_field_name_is_400)
 {
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X@A: b\r\n")), 400);
+    const char nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX\0A: b\r\n\r\n";
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\x01"
                                                  "A: b\r\n")),
                      400);
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\xa0"
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\x7f"
                                                  "A: b\r\n")),
                      400);
+    ck_assert_int_eq(parse_lim(nul, sizeof(nul) - 1, NULL), 400);
+    ck_assert_str_eq(req.err.reason, "client sent invalid header line");
+}
+END_TEST
+
+START_TEST(invalid_field_names_are_ignored_by_default)
+{
+    /* nginx's ignore_invalid_headers on, underscores_in_headers off: anything but letters,
+     * digits and '-' makes a name invalid, and an invalid field is left out. */
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X_Forwarded_For: 1.2.3.4\r\nX@A: b\r\n"
+                                                 "X.A: c\r\nX-Ok: d\r\nX\xa0"
+                                                 "A: e\r\n")),
+                     PT_OK);
+    ck_assert_uint_eq(req.nheaders, 2);
+    ck_assert_slice(req.headers[0].name, "Host");
+    ck_assert_slice(req.headers[1].name, "X-Ok");
+    ck_assert_uint_eq(req.nignored, 4);
+    ck_assert_slice(pt_http_ignored_header(&req, 0)->name, "X_Forwarded_For");
+    ck_assert_slice(pt_http_ignored_header(&req, 0)->value, "1.2.3.4");
+    ck_assert_slice(pt_http_field_line(pt_http_ignored_header(&req, 0)),
+                    "X_Forwarded_For: 1.2.3.4");
+    ck_assert_slice(pt_http_ignored_header(&req, 1)->name, "X@A");
+    ck_assert_slice(pt_http_ignored_header(&req, 2)->name, "X.A");
+    ck_assert_slice(pt_http_ignored_header(&req, 3)->name, "X\xa0"
+                                                           "A");
+    ck_assert_ptr_null(pt_http_find_header(req.headers, req.nheaders, "X_Forwarded_For"));
+}
+END_TEST
+
+START_TEST(ignored_field_with_ctl_in_value_is_still_400)
+{
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X_A: a\x01"
+                                                 "b\r\n")),
+                     400);
+}
+END_TEST
+
+START_TEST(ignored_fields_fill_the_header_array_from_its_end)
+{
+    struct pt_http_limits l = {.max_head = 1 << 20};
+    char *s = malloc(64 * PT_HTTP_MAX_HEADERS), *p = s;
+
+    p += sprintf(p, "GET / HTTP/1.1\r\nHost: h\r\n");
+    for (int i = 1; i < PT_HTTP_MAX_HEADERS; i++)
+        p += sprintf(p, i % 2 ? "X_%d: %d\r\n" : "X-%d: %d\r\n", i, i);
+    p += sprintf(p, "\r\n");
+    ck_assert_int_eq(parse_lim(s, (size_t)(p - s), &l), PT_OK);
+    ck_assert_uint_eq(req.nheaders + req.nignored, PT_HTTP_MAX_HEADERS);
+    ck_assert_slice(req.headers[req.nheaders - 1].name, "X-98");
+    ck_assert_slice(pt_http_ignored_header(&req, req.nignored - 1)->name, "X_99");
+    free(s);
+}
+END_TEST
+
+START_TEST(underscores_are_kept_with_underscores_in_headers)
+{
+    struct pt_http_limits l = {.flags = PT_HTTP_UNDERSCORES};
+    const char *s = REQ("GET / HTTP/1.1", "My_Header: 1\r\nX.A: 2\r\n");
+
+    ck_assert_int_eq(parse_lim(s, strlen(s), &l), PT_OK);
+    ck_assert_uint_eq(req.nheaders, 2);
+    ck_assert_slice(req.headers[1].name, "My_Header");
+    ck_assert_uint_eq(req.nignored, 1);
+}
+END_TEST
+
+START_TEST(invalid_token_names_are_kept_without_ignore_invalid_headers)
+{
+    /* nginx's ignore_invalid_headers off passes invalid names on; portier does so for the
+     * names that are still tokens (RFC 9110 5.1) and refuses the others. */
+    struct pt_http_limits l = {.flags = PT_HTTP_KEEP_INVALID};
+    const char *s = REQ("GET / HTTP/1.1", "My_Header: 1\r\nX.A: 2\r\n");
+    const char *bad = REQ("GET / HTTP/1.1", "X@A: b\r\n");
+
+    ck_assert_int_eq(parse_lim(s, strlen(s), &l), PT_OK);
+    ck_assert_uint_eq(req.nheaders, 3);
+    ck_assert_uint_eq(req.nignored, 0);
+    ck_assert_int_eq(parse_lim(bad, strlen(bad), &l), 400);
+    ck_assert_str_eq(req.err.reason, "client sent invalid character in header name");
 }
 END_TEST
 
@@ -442,17 +536,19 @@ START_TEST(empty_field_value_is_accepted)
 }
 END_TEST
 
-START_TEST(underscore_in_ordinary_field_name_is_accepted)
-{
-    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "My_Header: 1\r\n")), PT_OK);
-}
-END_TEST
-
 START_TEST(framing_field_lookalikes_are_400)
 {
+    /* Refused although ignored by default: kept with underscores_in_headers, and a
+     * client that tries one is up to something. */
+    struct pt_http_limits l = {.flags = PT_HTTP_UNDERSCORES};
+    const char *s = REQ("POST / HTTP/1.1", "Content_Length: 1\r\n");
+
     ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Content_Length: 1\r\n")), 400);
     ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer_Encoding: chunked\r\n")), 400);
     ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer---Encoding: chunked\r\n")), 400);
+    ck_assert_int_eq(parse_lim(s, strlen(s), &l), 400);
+    ck_assert_str_eq(req.err.reason, "client sent header line spelling a framing header");
+    ck_assert_slice(req.err.detail, "Content_Length: 1");
 }
 END_TEST
 
@@ -700,6 +796,106 @@ START_TEST(moved_buffer_gives_slices_into_the_new_one)
 }
 END_TEST
 
+/* --- reasons of rejections, for the error log ----------------------------------------- */
+
+START_TEST(every_rejection_says_why_in_nginx_words)
+{
+    static const struct {
+        const char *head;
+        int status;
+        const char *reason, *detail;
+        int in_fields;
+    } cases[] = {
+        {"G(T / HTTP/1.1\r\n", 400, "client sent invalid method", "", 0},
+        {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505, "client sent invalid version", "", 0},
+        {"GET / HTTX/1.1\r\nHost: h\r\n\r\n", 400, "client sent malformed HTTP version", "", 0},
+        {"GET /\r\nHost: h\r\n\r\n", 400, "client sent request line without HTTP version", "", 0},
+        {"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "client sent invalid character in request target", "", 0},
+        {"GET http://a@b/ HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "client sent invalid host in request line", "a@b", 0},
+        {"GET / HTTP/1.1\r\nX-A: b\r\n\r\n", 400,
+         "client sent HTTP/1.1 request without \"Host\" header", "", 1},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "client sent duplicate host header",
+         "Host: b", 1},
+        {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "client sent invalid host header", "a b", 1},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n", 400, "client sent invalid header line",
+         "X-A : b", 1},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n", 400,
+         "client sent header line starting with whitespace", " b", 1},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX-A b\r\n\r\n", 400, "client sent header line without colon",
+         "X-A b", 1},
+        {"GET / HTTP/1.1\r\nHost: h\r\n: b\r\n\r\n", 400, "client sent header line with empty name",
+         ": b", 1},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x01\r\n\r\n", 400, "client sent invalid header value",
+         "X-A: a\x01", 1},
+        {"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400, "client sent line ending in LF without CR",
+         "Host: h", 1},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5x\r\n\r\n", 400,
+         "client sent invalid \"Content-Length\" header", "Content-Length: 5x", 1},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400,
+         "client sent duplicate \"Content-Length\" header", "Content-Length: 5", 1},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400, "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
+         "", 1},
+        {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+         "client sent HTTP/1.0 request with \"Transfer-Encoding\" header", "", 1},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400,
+         "client sent \"Transfer-Encoding\" not ending in chunked",
+         "Transfer-Encoding: chunked, gzip", 1},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: a b, chunked\r\n\r\n", 400,
+         "client sent invalid \"Transfer-Encoding\" header", "Transfer-Encoding: a b, chunked", 1},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: br, chunked\r\n\r\n", 501,
+         "client sent unknown \"Transfer-Encoding\"", "br, chunked", 1},
+        {"TRACE / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n", 400,
+         "client sent TRACE request with body", "", 1},
+        {"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "client sent \"*\" target with a method other than OPTIONS", "", 0},
+    };
+
+    for (size_t i = 0; i < pt_nelems(cases); i++) {
+        int rc = parse(cases[i].head);
+        ck_assert_msg(rc == cases[i].status, "%s: %d", cases[i].head, rc);
+        ck_assert_str_eq(req.err.reason, cases[i].reason);
+        ck_assert_msg(pt_str_eq(req.err.detail, cases[i].detail), "%s: detail \"%.*s\"",
+                      cases[i].head, (int)req.err.detail.len, req.err.detail.p);
+        ck_assert_msg(req.err.in_fields == cases[i].in_fields, "%s: in_fields", cases[i].head);
+        ck_assert_uint_eq(req.err.request_line.len, strcspn(cases[i].head, "\r\n"));
+    }
+}
+END_TEST
+
+START_TEST(limit_rejections_say_why)
+{
+    const char *s = "GET /0123456789abcdef HTTP/1.1\r\n";
+    ck_assert_int_eq(parse_lim(s, strlen(s), &small), 414);
+    ck_assert_str_eq(req.err.reason, "client sent too long URI");
+    ck_assert(!req.err.in_fields);
+    ck_assert_slice(req.err.request_line, "GET /0123456789abcdef HTTP/1.1");
+    s = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    ck_assert_int_eq(parse_lim(s, strlen(s), &small), 431);
+    ck_assert_str_eq(req.err.reason, "client sent too many header lines");
+    ck_assert(req.err.in_fields);
+    s = "GET / HTTP/1.1\r\nHost: h\r\nA: 0123456789012345678901234567890123456789\r\n\r\n";
+    ck_assert_int_eq(parse_lim(s, strlen(s), &small), 431);
+    ck_assert_str_eq(req.err.reason, "client sent too large request");
+}
+END_TEST
+
+START_TEST(request_seen_gives_the_partial_request_line)
+{
+    const char *s = "GET /slow HTTP/1.1\r\nHost: h\r\n";
+    ck_assert_int_eq(parse(s), PT_AGAIN);
+    pt_http_request_seen(s, strlen(s), &req);
+    ck_assert_slice(req.err.request_line, "GET /slow HTTP/1.1");
+    ck_assert(req.err.in_fields);
+    ck_assert_int_eq(parse("GET /sl"), PT_AGAIN);
+    pt_http_request_seen("GET /sl", 7, &req);
+    ck_assert_slice(req.err.request_line, "GET /sl");
+    ck_assert(!req.err.in_fields);
+}
+END_TEST
+
 /* --- helpers --------------------------------------------------------------------------- */
 
 START_TEST(find_header_returns_first_match_case_insensitively)
@@ -730,6 +926,7 @@ static Suite *http_parse_suite(void)
     TCase *limits = tcase_create("limits");
     TCase *incr = tcase_create("incremental");
     TCase *help = tcase_create("helpers");
+    TCase *why = tcase_create("reasons");
 
     tcase_add_test(line, simple_get_fills_every_field);
     tcase_add_test(line, slices_point_into_the_buffer);
@@ -746,7 +943,8 @@ static Suite *http_parse_suite(void)
     tcase_add_test(line, space_inside_target_is_400);
     tcase_add_test(line, request_line_without_version_is_400);
     tcase_add_test(line, http_1_0_is_version_10_and_not_persistent);
-    tcase_add_test(line, well_formed_other_versions_are_505);
+    tcase_add_test(line, well_formed_other_major_versions_are_505);
+    tcase_add_test(line, higher_http_1_minor_versions_are_handled_as_1_1);
     tcase_add_test(line, malformed_versions_are_400);
     tcase_add_test(line, ctl_in_target_is_400);
     tcase_add_test(line, nul_in_target_is_400);
@@ -785,13 +983,17 @@ static Suite *http_parse_suite(void)
     tcase_add_test(fields, whitespace_before_first_field_is_400);
     tcase_add_test(fields, whitespace_before_colon_is_400);
     tcase_add_test(fields, empty_field_name_is_400);
-    tcase_add_test(fields, non_token_char_in_field_name_is_400);
+    tcase_add_test(fields, ctl_in_field_name_is_400);
+    tcase_add_test(fields, invalid_field_names_are_ignored_by_default);
+    tcase_add_test(fields, ignored_field_with_ctl_in_value_is_still_400);
+    tcase_add_test(fields, ignored_fields_fill_the_header_array_from_its_end);
+    tcase_add_test(fields, underscores_are_kept_with_underscores_in_headers);
+    tcase_add_test(fields, invalid_token_names_are_kept_without_ignore_invalid_headers);
     tcase_add_test(fields, field_line_without_colon_is_400);
     tcase_add_test(fields, ctl_in_field_value_is_400);
     tcase_add_test(fields, nul_in_field_value_is_400);
     tcase_add_test(fields, htab_and_obs_text_in_field_value_are_kept);
     tcase_add_test(fields, empty_field_value_is_accepted);
-    tcase_add_test(fields, underscore_in_ordinary_field_name_is_accepted);
     tcase_add_test(fields, framing_field_lookalikes_are_400);
     suite_add_tcase(s, fields);
 
@@ -817,6 +1019,11 @@ static Suite *http_parse_suite(void)
     tcase_add_test(incr, pipelined_requests_parse_one_after_the_other);
     tcase_add_test(incr, moved_buffer_gives_slices_into_the_new_one);
     suite_add_tcase(s, incr);
+
+    tcase_add_test(why, every_rejection_says_why_in_nginx_words);
+    tcase_add_test(why, limit_rejections_say_why);
+    tcase_add_test(why, request_seen_gives_the_partial_request_line);
+    suite_add_tcase(s, why);
 
     tcase_add_test(help, find_header_returns_first_match_case_insensitively);
     tcase_add_test(help, has_token_matches_whole_list_elements);
