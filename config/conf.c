@@ -26,7 +26,7 @@ static const char *ctx_name(unsigned ctx)
 
 static int conf_verror(struct pt_conf *cf, const config_setting_t *s, const char *fmt, va_list ap)
 {
-    char msg[1024];
+    char msg[1024], name[4096];
     const char *file;
     int line = 0;
 
@@ -37,6 +37,7 @@ static int conf_verror(struct pt_conf *cf, const config_setting_t *s, const char
     file = s ? config_setting_source_file(s) : NULL;
     if (file == NULL)
         file = cf->file;
+    file = pt_conf_file_name(cf, file, name, sizeof(name));
     if (s)
         line = (int)config_setting_source_line(s);
     snprintf(cf->err, cf->errlen, "%s:%d: %s", file ? file : "?", line, msg);
@@ -51,6 +52,21 @@ int pt_conf_error(struct pt_conf *cf, const char *fmt, ...)
     conf_verror(cf, cf->setting, fmt, ap);
     va_end(ap);
     return PT_ERROR;
+}
+
+void pt_conf_warn(struct pt_conf *cf, const char *fmt, ...)
+{
+    const config_setting_t *s = cf->setting;
+    const char *file = s ? config_setting_source_file(s) : NULL;
+    char msg[1024], name[4096];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    file = pt_conf_file_name(cf, file ? file : cf->file, name, sizeof(name));
+    pt_log(PT_LOG_WARN, "%s:%d: %s", file ? file : "?", s ? (int)config_setting_source_line(s) : 0,
+           msg);
 }
 
 int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *fmt, ...)
@@ -222,6 +238,8 @@ int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsign
                        struct pt_conf_ctx *conf, const char *const *skip)
 {
     struct pt_conf_ctx *saved_conf = cf->conf;
+    const config_setting_t *saved_setting = cf->setting;
+    const char *saved_name = cf->name;
     unsigned saved_ctx = cf->ctx;
     int n = config_setting_length(group), rc = PT_OK;
 
@@ -235,6 +253,8 @@ int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsign
     }
     cf->conf = saved_conf;
     cf->ctx = saved_ctx;
+    cf->setting = saved_setting;
+    cf->name = saved_name;
     return rc;
 }
 
@@ -431,6 +451,27 @@ int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *con
 int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     return set_int64(cf, d, conf, pt_parse_msec, "time", "a time like 500ms, 5s, 2m");
+}
+
+int pt_conf_set_enum(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    const struct pt_conf_enum *e = d->post;
+    int *f = FIELD(conf, d, int);
+    char words[256];
+    size_t n = 0;
+
+    if (*f != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    for (; e->name; e++) {
+        if (strcmp(cf->value, e->name) == 0) {
+            *f = e->value;
+            return PT_OK;
+        }
+        n += (size_t)snprintf(words + n, sizeof(words) - n, "%s\"%s\"", n ? ", " : "", e->name);
+        if (n >= sizeof(words))
+            n = sizeof(words) - 1;
+    }
+    return pt_conf_error(cf, "invalid value \"%s\" for \"%s\": use %s", cf->value, d->name, words);
 }
 
 int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf)

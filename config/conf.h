@@ -23,6 +23,8 @@ struct pt_conf_ctx {
     void **loc_conf;
 };
 
+struct pt_conf_source;
+
 struct pt_conf {
     struct pt_cycle *cycle;
     struct pt_pool *pool;
@@ -36,6 +38,8 @@ struct pt_conf {
     char *err;                       /* first error goes here */
     size_t errlen;
     int failed;
+    struct pt_conf_source *sources; /* files read by include, kept until loading ends */
+    int depth;                      /* of include nesting */
 };
 
 /* Formats "<file>:<line>: <message>" for the setting being read into cf->err (the first
@@ -46,9 +50,37 @@ int pt_conf_error(struct pt_conf *cf, const char *fmt, ...) __attribute__((forma
 int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Initialises <lc> and reads the libconfig file <file> into it; @include paths are relative
+ * to the directory of <main>, the main configuration file (<file> itself, or the file whose
+ * include reads it).  On failure <lc> is destroyed and <err> says why as "file:line: message",
+ * naming the fix for nginx habits libconfig refuses (a bare word, as in `gzip = on;`).
+ * Returns PT_OK or PT_ERROR. */
+int pt_conf_read_file(config_t *lc, const char *file, const char *main, char *err, size_t errlen);
+
+/* The name errors give for <file>, the source file of a setting <cf> read: files read by
+ * @include are named by libconfig as written, relative to the main file's directory; they
+ * are joined to it (into <buf>) so that the name can be opened.  Returns <file> or <buf>. */
+const char *pt_conf_file_name(struct pt_conf *cf, const char *file, char *buf, size_t len);
+
+/* The include directive: reads the files that cf->value names (a path or a glob pattern,
+ * relative to the main file's directory; matches in sorted order) as if their settings were
+ * written where the include is.  A pattern that matches nothing is no error; a plain path
+ * that does not exist is.  Returns PT_OK or PT_ERROR (reported). */
+int pt_conf_set_include(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+/* Frees the files <cf> read through include; settings read from them are gone after it.
+ * The loader calls it once the configuration is fully read. */
+void pt_conf_release(struct pt_conf *cf);
+
+/* Reports, at the setting being read, that <path> (a <what>, "access log" say) cannot be
+ * opened for the reason <err> (an errno), naming the missing directory when that is the
+ * reason.  Returns PT_ERROR. */
+int pt_conf_open_failed(struct pt_conf *cf, const char *what, const char *path, int err);
+
 /* Reads every directive in <group> as context <ctx> with the arrays <conf>, dispatching
  * each to its module's setter.  Settings named in <skip> (NULL-terminated, may be NULL)
- * are left to the caller.  Returns PT_OK or PT_ERROR. */
+ * are left to the caller.  cf->setting is the same after as before, so that errors found
+ * after a block is read (merging) point at the block.  Returns PT_OK or PT_ERROR. */
 int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsigned ctx,
                        struct pt_conf_ctx *conf, const char *const *skip);
 
@@ -72,13 +104,25 @@ int pt_parse_msec(const char *s, int64_t *ms);    /* "500ms" "5s" "2m" "1h" "1d"
 int pt_parse_size(const char *s, int64_t *bytes); /* "512" "8k" "1m" "1g" */
 int pt_parse_int(const char *s, int64_t *n);
 
-/* Generic setters; the field at d->offset is: flag int; num/size/msec int64_t; str char *.
- * d->post for num is an optional int64_t[2] {min, max}. */
+/* One word of an enum directive's value table (d->post), NULL-name terminated. */
+struct pt_conf_enum {
+    const char *name;
+    int value;
+};
+
+/* Generic setters; the field at d->offset is: flag int; num/size/msec int64_t; str char *;
+ * enum int, one of the values of the struct pt_conf_enum table d->post (true and false read
+ * as "on" and "off").  d->post for num is an optional int64_t[2] {min, max}. */
 int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_num(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_str(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_conf_set_enum(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+/* Logs at warn "<file>:<line>: <message>" for the setting being read: accepted, but the
+ * operator should know (a directive portier ignores, say).  -t prints it too. */
+void pt_conf_warn(struct pt_conf *cf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define pt_conf_merge_int(conf, prev, def)                       \
     do {                                                         \

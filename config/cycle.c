@@ -70,28 +70,6 @@ struct pt_shm_zone *pt_cycle_add_zone(struct pt_cycle *c, const char *name, size
     return z;
 }
 
-static int read_file(config_t *lc, const char *file, char *err, size_t errlen)
-{
-    char dir[4096];
-    const char *slash = strrchr(file, '/');
-
-    config_init(lc);
-    /* @include paths are relative to the including file's directory. */
-    if (slash) {
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - file), file);
-        config_set_include_dir(lc, dir);
-    }
-    if (config_read_file(lc, file) == CONFIG_TRUE)
-        return PT_OK;
-    if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
-        snprintf(err, errlen, "%s: cannot read the configuration file", file);
-    else
-        snprintf(err, errlen, "%s:%d: %s", config_error_file(lc) ? config_error_file(lc) : file,
-                 config_error_line(lc), config_error_text(lc));
-    config_destroy(lc);
-    return PT_ERROR;
-}
-
 static int finish(struct pt_conf *cf)
 {
     for (int i = 0; pt_modules[i]; i++) {
@@ -119,7 +97,7 @@ struct pt_cycle *pt_cycle_load(const char *file, const char *prefix, char *err, 
 
     err[0] = '\0';
     pt_modules_count();
-    if (read_file(&lc, file, err, errlen) != PT_OK)
+    if (pt_conf_read_file(&lc, file, file, err, errlen) != PT_OK)
         return NULL;
     c = calloc(1, sizeof(*c));
     if (c == NULL || (c->pool = pt_pool_create(16384)) == NULL) {
@@ -143,6 +121,7 @@ struct pt_cycle *pt_cycle_load(const char *file, const char *prefix, char *err, 
         rc = pt_conf_read_block(&cf, config_root_setting(&lc), PT_CTX_MAIN, &root, NULL);
     if (rc == PT_OK)
         rc = finish(&cf);
+    pt_conf_release(&cf);
     config_destroy(&lc);
     if (rc != PT_OK || cf.failed) {
         if (err[0] == '\0')

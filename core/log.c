@@ -15,6 +15,7 @@ int pt_log_level = PT_LOG_NOTICE;
 static int log_fd = 2;
 static char log_path[4096] = "stderr";
 static const char *log_role = "master";
+static int console; /* stderr before the error log is open: "portier: [level] message" */
 
 static const char *const level_names[] = {"debug", "info", "notice", "warn", "error", "crit"};
 
@@ -36,6 +37,7 @@ int pt_log_open(const char *path, int level)
     log_fd = fd;
     snprintf(log_path, sizeof(log_path), "%s", path);
     pt_log_level = level;
+    console = 0;
     return PT_OK;
 }
 
@@ -82,6 +84,11 @@ int pt_log_level_parse(const char *name, int *level)
     return PT_ERROR;
 }
 
+void pt_log_set_console(void)
+{
+    console = 1;
+}
+
 void pt_log_set_role(const char *role)
 {
     log_role = role;
@@ -97,10 +104,14 @@ void pt_vlog(int level, const char *fmt, va_list ap)
 
     if (level < pt_log_level)
         return;
-    localtime_r(&now, &tm);
-    n = strftime(line, sizeof(line), "%Y/%m/%d %H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, " [%s] %d %s: ", level_names[level],
-                          (int)getpid(), log_role);
+    if (console) {
+        n = (size_t)snprintf(line, sizeof(line), "portier: [%s] ", level_names[level]);
+    } else {
+        localtime_r(&now, &tm);
+        n = strftime(line, sizeof(line), "%Y/%m/%d %H:%M:%S", &tm);
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " [%s] %d %s: ", level_names[level],
+                              (int)getpid(), log_role);
+    }
     if (n < sizeof(line))
         n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
     if (n > sizeof(line) - 2)

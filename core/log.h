@@ -38,6 +38,10 @@ int pt_log_level_parse(const char *name, int *level);
 void pt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pt_vlog(int level, const char *fmt, va_list ap);
 
+/* Until the error log is opened (pt_log_open), lines go to stderr the way a command's
+ * messages do, "portier: [warn] message", as nginx prints them at start and for -t. */
+void pt_log_set_console(void);
+
 /* Tag written after the pid on every line ("worker", "master", "helper"). */
 void pt_log_set_role(const char *role);
 

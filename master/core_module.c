@@ -1,6 +1,8 @@
 /* core_module.c: main-context directives. */
 #include "core_module.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -45,6 +47,12 @@ static const struct pt_directive core_directives[] = {
     {"worker_rlimit_nofile", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
      offsetof(struct pt_core_conf, worker_rlimit_nofile), NULL,
      "RLIMIT_NOFILE of worker processes (default: 2 x worker_connections + 64)"},
+    {"include", PT_CTX_MAIN | PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC | PT_CTX_UPS, PT_DIR_MULTI,
+     PT_MAIN_CONF, pt_conf_set_include, 0, NULL,
+     "\"PATH\" or a pattern \"conf.d/*.conf\", relative to the main configuration file's "
+     "directory: each file (matches in sorted order) is a libconfig fragment of settings of "
+     "the block the include is in, read as if written there (server lists add up); a pattern "
+     "matching nothing is no error, a missing PATH is"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -81,6 +89,24 @@ static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d
     return PT_OK;
 }
 
+/* The error log is opened once the configuration is accepted (at start, or on reload in
+ * place of the running one's): find out now, while the directive's line is known, whether
+ * it can be, as nginx does (creating the file, as opening it would). */
+static int can_open(struct pt_conf *cf, const char *path)
+{
+    int fd;
+
+    if (path == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (strcmp(path, "stderr") == 0)
+        return PT_OK;
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return pt_conf_open_failed(cf, "error log", path, errno);
+    close(fd);
+    return PT_OK;
+}
+
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct pt_core_conf *cc = conf;
@@ -94,7 +120,7 @@ static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void 
     if (n == 2 && pt_log_level_parse(w[1], &cc->error_log_level) != PT_OK)
         return pt_conf_error(
             cf, "unknown log level \"%s\" (debug, info, notice, warn, error, crit)", w[1]);
-    return PT_OK;
+    return can_open(cf, cc->error_log);
 }
 
 static int resolve_user(struct pt_conf *cf, struct pt_core_conf *cc)

@@ -159,6 +159,7 @@ int main(int argc, char **argv)
     snprintf(prefix_copy, sizeof(prefix_copy), "%s", prefix);
     conf = conf_copy;
     prefix = prefix_copy;
+    pt_log_set_console();
     cycle = pt_cycle_load(conf, prefix, err, sizeof(err));
     if (cycle == NULL) {
         fprintf(stderr, "portier: %s\n", err);

@@ -214,7 +214,8 @@ static int set_log_format(struct pt_conf *cf, const struct pt_directive *d, void
 
 /* --- access_log --- */
 
-static struct access_log *new_log(struct pt_conf *cf, const char *path)
+/* A log writing to <path> (<what> names it in errors). */
+static struct access_log *new_log(struct pt_conf *cf, const char *path, const char *what)
 {
     struct log_main_conf *mc = main_conf(cf);
     struct access_log *log = pt_palloc(cf->pool, sizeof(*log));
@@ -224,8 +225,12 @@ static struct access_log *new_log(struct pt_conf *cf, const char *path)
         return NULL;
     }
     path = pt_conf_path(cf, path);
-    if (path == NULL || (log->file = pt_file_open(cf->cycle, path)) == NULL) {
-        pt_conf_error(cf, "cannot open access log \"%s\": %s", path ? path : "?", strerror(errno));
+    if (path == NULL) {
+        pt_conf_error(cf, "out of memory");
+        return NULL;
+    }
+    if ((log->file = pt_file_open(cf->cycle, path)) == NULL) {
+        pt_conf_open_failed(cf, what, path, errno);
         return NULL;
     }
     log->format_name = "combined";
@@ -292,7 +297,7 @@ static int set_access_log(struct pt_conf *cf, const struct pt_directive *d, void
     if (n < 1)
         return pt_conf_error(cf, "\"access_log\" takes \"PATH [FORMAT] [buffer=SIZE] "
                                  "[flush=TIME]\" or \"off\"");
-    if ((log = new_log(cf, w[0])) == NULL || log_options(cf, log, w, n) != PT_OK)
+    if ((log = new_log(cf, w[0], "access log")) == NULL || log_options(cf, log, w, n) != PT_OK)
         return PT_ERROR;
     return list_add(cf, llc->list, log);
 }
@@ -301,17 +306,16 @@ static int set_access_log(struct pt_conf *cf, const struct pt_directive *d, void
 static struct log_list *default_list(struct pt_conf *cf)
 {
     struct log_main_conf *mc = main_conf(cf);
-    const config_setting_t *saved = cf->setting;
     struct log_list *l;
     struct access_log *log;
 
     if (mc->default_list)
         return mc->default_list;
     l = pt_palloc(cf->pool, sizeof(*l));
-    cf->setting = NULL; /* no line to blame: the error names the path */
-    if (l && (log = new_log(cf, "logs/access.log")) != NULL && list_add(cf, l, log) == PT_OK)
+    /* Errors point at the block being merged (http), where an access_log would go. */
+    if (l && (log = new_log(cf, "logs/access.log", "the default access log")) != NULL &&
+        list_add(cf, l, log) == PT_OK)
         mc->default_list = l;
-    cf->setting = saved;
     return mc->default_list;
 }
 

@@ -1,0 +1,290 @@
+/*
+ * source.c: the configuration's files: reading one with libconfig, explaining libconfig's
+ * errors in the terms of an nginx user, and the include directive, which reads every file a
+ * glob pattern matches as if its settings were written where the include is.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <glob.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "pool.h"
+
+/* Deep enough for any real layout, shallow enough to stop a file that includes itself. */
+#define INCLUDE_DEPTH_MAX 16
+
+/* A file read by include.  Kept until the whole configuration is read: blocks keep pointers
+ * to their settings (a server's, for errors found when listeners are built) until then. */
+struct pt_conf_source {
+    config_t lc;
+    const char *path;
+    struct pt_conf_source *next;
+};
+
+/* Writes the directory of <file> into <dir> ("" when it has none). */
+static void dir_of(const char *file, char *dir, size_t len)
+{
+    const char *slash = strrchr(file, '/');
+
+    snprintf(dir, len, "%.*s", slash ? (int)(slash - file) : 0, file);
+}
+
+/* <path> relative to the directory of <main> unless absolute, into <buf>. */
+static const char *from_main_dir(const char *main, const char *path, char *buf, size_t len)
+{
+    char dir[4096];
+
+    dir_of(main, dir, sizeof(dir));
+    if (path[0] == '/' || dir[0] == '\0')
+        return path;
+    snprintf(buf, len, "%s/%s", dir, path);
+    return buf;
+}
+
+/* The name to show for <file>, a file of the configuration <lc> was read from as <top>:
+ * libconfig names an @include'd file as written, relative to the main file's directory, and
+ * the reader must be able to open what an error names. */
+static const char *shown_name(const char *main, const char *top, const char *file, char *buf,
+                              size_t len)
+{
+    if (file == NULL)
+        return top;
+    if (strcmp(file, top) == 0)
+        return file;
+    return from_main_dir(main, file, buf, len);
+}
+
+/* Reads line <line> (from 1) of <file> into <buf>.  PT_OK, or PT_ERROR if there is none. */
+static int read_line(const char *file, int line, char *buf, size_t len)
+{
+    FILE *f = fopen(file, "r");
+    int n = 0;
+
+    if (f == NULL)
+        return PT_ERROR;
+    while (fgets(buf, (int)len, f)) {
+        size_t l = strlen(buf);
+        /* A line longer than <buf> spans several reads: count it once. */
+        if (l && buf[l - 1] != '\n' && !feof(f))
+            continue;
+        if (++n == line) {
+            fclose(f);
+            buf[strcspn(buf, "\r\n")] = '\0';
+            return PT_OK;
+        }
+    }
+    fclose(f);
+    return PT_ERROR;
+}
+
+/* Length of the name or bare word at <s>: a letter or '_', then letters, digits, '_', '-'. */
+static size_t word_len(const char *s)
+{
+    size_t n = 0;
+
+    if (!isalpha((unsigned char)s[0]) && s[0] != '_')
+        return 0;
+    while (isalnum((unsigned char)s[n]) || s[n] == '_' || s[n] == '-')
+        n++;
+    return n;
+}
+
+/*
+ * libconfig has no bare words, so nginx's `gzip on;` written as `gzip = on;` is a syntax
+ * error that names nothing.  When <text>, the line libconfig stopped at, holds
+ * "NAME = WORD;" with WORD neither true nor false, writes into <hint> what to write instead.
+ * Returns 1 if it did.
+ */
+static int bare_word_hint(const char *text, char *hint, size_t len)
+{
+    const char *name, *word;
+    size_t nlen, wlen;
+
+    while (isspace((unsigned char)*text))
+        text++;
+    name = text;
+    if ((nlen = word_len(name)) == 0)
+        return 0;
+    text += nlen;
+    text += strspn(text, " \t");
+    if (*text != '=' && *text != ':')
+        return 0;
+    text++;
+    text += strspn(text, " \t");
+    word = text;
+    if ((wlen = word_len(word)) == 0)
+        return 0;
+    text += wlen;
+    text += strspn(text, " \t");
+    if (*text != ';' && *text != ',' && *text != '\0' && *text != '#' && *text != '/')
+        return 0;
+    if ((wlen == 4 && strncasecmp(word, "true", 4) == 0) ||
+        (wlen == 5 && strncasecmp(word, "false", 5) == 0))
+        return 0;
+    if ((wlen == 2 && strncmp(word, "on", 2) == 0) || (wlen == 3 && strncmp(word, "off", 3) == 0))
+        snprintf(hint, len, "\"%.*s\" is not a libconfig value: write %.*s = %s; (or \"%.*s\")",
+                 (int)wlen, word, (int)nlen, name, wlen == 2 ? "true" : "false", (int)wlen, word);
+    else
+        snprintf(hint, len,
+                 "\"%.*s\" is not a libconfig value: write %.*s = \"%.*s\"; (strings are quoted)",
+                 (int)wlen, word, (int)nlen, name, (int)wlen, word);
+    return 1;
+}
+
+/* For libconfig's "cannot open include file" at <text>: names the file it tried. */
+static int include_hint(const char *main, const char *text, char *hint, size_t len)
+{
+    const char *q = strstr(text, "@include");
+    char name[2048], buf[4096];
+    const char *path;
+    size_t n;
+
+    if (q == NULL || (q = strchr(q, '"')) == NULL)
+        return 0;
+    n = strcspn(q + 1, "\"");
+    snprintf(name, sizeof(name), "%.*s", (int)n, q + 1);
+    path = from_main_dir(main, name, buf, sizeof(buf));
+    snprintf(hint, len,
+             "cannot open include file \"%s\": %s (@include paths are relative to the main "
+             "configuration file's directory)",
+             path, access(path, R_OK) == 0 ? "unreadable" : strerror(errno));
+    return 1;
+}
+
+int pt_conf_read_file(config_t *lc, const char *file, const char *main, char *err, size_t errlen)
+{
+    char dir[4096], line[1024], hint[1024], buf[4096];
+    const char *where, *text;
+
+    config_init(lc);
+    /* @include paths are relative to the main file's directory, as include's are. */
+    dir_of(main, dir, sizeof(dir));
+    if (dir[0])
+        config_set_include_dir(lc, dir);
+    if (config_read_file(lc, file) == CONFIG_TRUE)
+        return PT_OK;
+    if (config_error_type(lc) == CONFIG_ERR_FILE_IO) {
+        snprintf(err, errlen, "%s: cannot read the configuration file: %s", file,
+                 access(file, R_OK) == 0 ? "unreadable" : strerror(errno));
+        config_destroy(lc);
+        return PT_ERROR;
+    }
+    where = config_error_file(lc) ? config_error_file(lc) : file;
+    text = config_error_text(lc);
+    where = shown_name(main, file, where, buf, sizeof(buf));
+    if (read_line(where, config_error_line(lc), line, sizeof(line)) == PT_OK &&
+        (bare_word_hint(line, hint, sizeof(hint)) ||
+         (strstr(text, "include") && include_hint(main, line, hint, sizeof(hint)))))
+        text = hint;
+    snprintf(err, errlen, "%s:%d: %s", where, config_error_line(lc), text);
+    config_destroy(lc);
+    return PT_ERROR;
+}
+
+const char *pt_conf_file_name(struct pt_conf *cf, const char *file, char *buf, size_t len)
+{
+    const char *main = cf->cycle ? cf->cycle->conf_file : cf->file;
+
+    if (file == NULL || main == NULL)
+        return file;
+    for (struct pt_conf_source *src = cf->sources; src; src = src->next)
+        if (strcmp(file, src->path) == 0)
+            return file;
+    return shown_name(main, main, file, buf, len);
+}
+
+/* Reads the file <path> and dispatches its settings in the context being read. */
+static int include_file(struct pt_conf *cf, const char *path)
+{
+    const config_setting_t *setting = cf->setting;
+    const char *name = cf->name, *value = cf->value;
+    struct pt_conf_source *src;
+    struct stat st;
+    char err[1024];
+    int rc;
+
+    if (cf->depth == INCLUDE_DEPTH_MAX)
+        return pt_conf_error(cf, "include of \"%s\" nested %d deep: does a file include itself?",
+                             path, INCLUDE_DEPTH_MAX);
+    if (stat(path, &st) != 0)
+        return pt_conf_open_failed(cf, "include file", path, errno);
+    if (S_ISDIR(st.st_mode))
+        return pt_conf_error(cf, "include \"%s\" is a directory: include \"%s/*.conf\"", path,
+                             path);
+    src = calloc(1, sizeof(*src));
+    if (src == NULL || (src->path = pt_pstrdup(cf->pool, path)) == NULL) {
+        free(src);
+        return pt_conf_error(cf, "out of memory");
+    }
+    if (pt_conf_read_file(&src->lc, path, cf->cycle->conf_file, err, sizeof(err)) != PT_OK) {
+        free(src);
+        /* The message already names the included file and its line. */
+        if (cf->err && cf->err[0] == '\0')
+            snprintf(cf->err, cf->errlen, "%s", err);
+        cf->failed = 1;
+        return PT_ERROR;
+    }
+    src->next = cf->sources;
+    cf->sources = src;
+    cf->depth++;
+    rc = pt_conf_read_block(cf, config_root_setting(&src->lc), cf->ctx, cf->conf, NULL);
+    cf->depth--;
+    cf->setting = setting;
+    cf->name = name;
+    cf->value = value;
+    return rc;
+}
+
+int pt_conf_set_include(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    char buf[4096];
+    const char *pattern = from_main_dir(cf->cycle->conf_file, cf->value, buf, sizeof(buf));
+    glob_t gl;
+    int rc;
+
+    pt_unused(d);
+    pt_unused(conf);
+    /* nginx's rule: a plain path must exist, a pattern may match nothing (an empty conf.d). */
+    if (strpbrk(pattern, "*?[") == NULL)
+        return include_file(cf, pattern);
+    rc = glob(pattern, 0, NULL, &gl);
+    if (rc == GLOB_NOMATCH)
+        return PT_OK;
+    if (rc != 0)
+        return pt_conf_error(cf, "cannot read the files of include \"%s\": %s", pattern,
+                             rc == GLOB_NOSPACE ? "out of memory" : "read error");
+    rc = PT_OK;
+    for (size_t i = 0; i < gl.gl_pathc && rc == PT_OK; i++)
+        rc = include_file(cf, gl.gl_pathv[i]);
+    globfree(&gl);
+    return rc;
+}
+
+void pt_conf_release(struct pt_conf *cf)
+{
+    while (cf->sources) {
+        struct pt_conf_source *src = cf->sources;
+        cf->sources = src->next;
+        config_destroy(&src->lc);
+        free(src);
+    }
+}
+
+int pt_conf_open_failed(struct pt_conf *cf, const char *what, const char *path, int err)
+{
+    char dir[4096];
+    struct stat st;
+
+    /* "No such file or directory" does not say which: name the directory when it is that. */
+    dir_of(path, dir, sizeof(dir));
+    if (err == ENOENT && dir[0] && stat(dir, &st) != 0)
+        return pt_conf_error(cf, "cannot open %s \"%s\": %s (the directory \"%s\" does not exist)",
+                             what, path, strerror(err), dir);
+    return pt_conf_error(cf, "cannot open %s \"%s\": %s", what, path, strerror(err));
+}
