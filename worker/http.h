@@ -63,6 +63,7 @@ struct pt_http_loc_conf {
     int64_t client_body_timeout;
     int64_t send_timeout;
     int64_t client_max_body_size;
+    int server_tokens; /* PT_SERVER_TOKENS_*: the version in Server and on error pages */
     struct pt_cidr *real_ip_from;
     int nreal_ip_from;
 };
@@ -81,6 +82,15 @@ struct pt_http_addr {
     unsigned explicit_default : 1; /* chosen by default_server, not by being first */
     struct pt_names *names;
 };
+
+/* server_tokens: what Server headers and generated pages say (nginx's values). */
+#define PT_SERVER_TOKENS_OFF   0 /* "portier" */
+#define PT_SERVER_TOKENS_ON    1 /* "portier/VERSION", the default */
+#define PT_SERVER_TOKENS_BUILD 2 /* as on: portier has no build name to add */
+
+/* "portier/VERSION" or "portier", as <server_tokens> asks. */
+#define pt_http_server_string(server_tokens) \
+    ((server_tokens) == PT_SERVER_TOKENS_OFF ? "portier" : "portier/" PORTIER_VERSION)
 
 extern struct pt_module pt_http_module;
 

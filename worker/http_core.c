@@ -37,6 +37,12 @@ static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *co
 static int set_server_name(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_header_buffers(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+static const struct pt_conf_enum server_tokens_values[] = {{"on", PT_SERVER_TOKENS_ON},
+                                                           {"off", PT_SERVER_TOKENS_OFF},
+                                                           {"build", PT_SERVER_TOKENS_BUILD},
+                                                           {NULL, 0}};
 
 #define SRV(f) offsetof(struct pt_http_srv_conf, f)
 #define LOC(f) offsetof(struct pt_http_loc_conf, f)
@@ -73,6 +79,17 @@ static const struct pt_directive http_directives[] = {
      "largest request body; 413 past it; 0 = unlimited (default 1m)"},
     {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
      "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
+    {"server_tokens", HSL, 0, PT_LOC_CONF, pt_conf_set_enum, LOC(server_tokens),
+     server_tokens_values,
+     "on|off|build (or true/false): on shows the version in the Server header and on the error "
+     "pages portier writes (Server: portier/VERSION), off only the name (Server: portier); "
+     "build is on, there being no build name (default on, as nginx)"},
+    {"resolver", HSL, PT_DIR_MULTI, PT_MAIN_CONF, set_resolver, 0, NULL,
+     "accepted for nginx configurations and ignored, with a warning: portier resolves names "
+     "with the system resolver (/etc/resolv.conf); a `resolve` server in an upstream is "
+     "re-resolved every resolve_interval"},
+    {"resolver_timeout", HSL, 0, PT_MAIN_CONF, set_resolver, 0, NULL,
+     "accepted and ignored, with a warning, as resolver"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -125,6 +142,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     lc->client_body_timeout = PT_CONF_UNSET;
     lc->send_timeout = PT_CONF_UNSET;
     lc->client_max_body_size = PT_CONF_UNSET;
+    lc->server_tokens = PT_CONF_UNSET;
     lc->nreal_ip_from = PT_CONF_UNSET;
     return lc;
 }
@@ -138,6 +156,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->client_body_timeout, p->client_body_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);
+    pt_conf_merge_int(c->server_tokens, p->server_tokens, PT_SERVER_TOKENS_ON);
     pt_conf_merge_list(c->real_ip_from, c->nreal_ip_from, p->real_ip_from, p->nreal_ip_from);
     return PT_OK;
 }
@@ -232,6 +251,33 @@ static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, vo
     if (pt_cidr_parse(cf->value, &lc->real_ip_from[n]) != PT_OK)
         return pt_conf_error(cf, "invalid address \"%s\" (use IP or IP/BITS)", cf->value);
     lc->nreal_ip_from = n + 1;
+    return PT_OK;
+}
+
+/* nginx's resolver serves its own asynchronous lookups; portier's helper process resolves
+ * with the system's resolver instead, so the directive has nothing to set.  It is accepted
+ * so that an nginx configuration passes -t, and warned about so that nobody believes it. */
+static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    int64_t ms;
+
+    pt_unused(conf);
+    if (strcmp(d->name, "resolver_timeout") == 0) {
+        if (pt_parse_msec(cf->value, &ms) != PT_OK)
+            return pt_conf_error(cf,
+                                 "invalid time \"%s\" for \"resolver_timeout\" (use a time "
+                                 "like 30s)",
+                                 cf->value);
+        pt_conf_warn(cf, "\"resolver_timeout\" is ignored: portier uses the system resolver "
+                         "(see \"resolver\")");
+        return PT_OK;
+    }
+    pt_conf_warn(cf,
+                 "\"resolver %s\" is ignored: portier resolves names with the system "
+                 "resolver (/etc/resolv.conf); for an upstream name that changes, write "
+                 "server = [\"NAME:PORT resolve\"] in the upstream, re-resolved every "
+                 "resolve_interval (default 30s)",
+                 cf->value);
     return PT_OK;
 }
 

@@ -272,10 +272,19 @@ static void decide_framing(struct pt_request *r)
         r->keepalive = 0;
 }
 
+/* The request's server_tokens (its location's, or its server's before one is chosen). */
+static int server_tokens(struct pt_request *r)
+{
+    struct pt_http_loc_conf *lc = pt_http_loc_conf(r, pt_http_module);
+
+    return lc ? lc->server_tokens : PT_SERVER_TOKENS_ON;
+}
+
 int pt_http_send_header(struct pt_request *r)
 {
     struct pt_http_conn *c = r->c;
     struct pt_str date = pt_http_date(), reason;
+    const char *server = pt_http_server_string(server_tokens(r));
     char *p;
     size_t n = 0;
 
@@ -295,7 +304,9 @@ int pt_http_send_header(struct pt_request *r)
     n += pt_format_uint(p + n, (uint64_t)r->status, 10);
     p[n++] = ' ';
     n += put(p + n, reason.p, reason.len);
-    n += put_lit(p + n, "\r\nServer: portier\r\nDate: ");
+    n += put_lit(p + n, "\r\nServer: ");
+    n += put(p + n, server, strlen(server));
+    n += put_lit(p + n, "\r\nDate: ");
     n += put(p + n, date.p, date.len);
     n += put_lit(p + n, "\r\n");
     for (int i = 0; i < r->out.n; i++) {
@@ -393,9 +404,10 @@ int pt_http_send_special(struct pt_request *r, int status, struct pt_str text)
     if (text.p == NULL) {
         n = (size_t)snprintf(page, sizeof(page),
                              "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
-                             "<center><h1>%d %s</h1></center>\r\n<hr><center>portier</center>\r\n"
+                             "<center><h1>%d %s</h1></center>\r\n<hr><center>%s</center>\r\n"
                              "</body>\r\n</html>\r\n",
-                             status, reason, status, reason);
+                             status, reason, status, reason,
+                             pt_http_server_string(server_tokens(r)));
         text = (struct pt_str){pt_pstrndup(r->pool, page, n), n};
         pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/html"));
     } else {

@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core_module.h"
 #include "cycle.h"
+#include "http.h"
 
 static char path[64];
 
@@ -180,6 +183,331 @@ START_TEST(good_health_check_loads)
 }
 END_TEST
 
+/* --- nginx habits --- */
+
+START_TEST(bare_on_names_the_libconfig_spelling)
+{
+    assert_error("http = {\n  access_log = \"off\";\n  gzip = on;\n};\n", 3,
+                 "\"on\" is not a libconfig value: write gzip = true; (or \"on\")");
+}
+END_TEST
+
+START_TEST(bare_off_names_the_libconfig_spelling)
+{
+    assert_error("daemon = off;\n", 1,
+                 "\"off\" is not a libconfig value: write daemon = false; (or \"off\")");
+}
+END_TEST
+
+START_TEST(other_bare_word_is_told_to_be_quoted)
+{
+    assert_error("worker_processes = auto;\n", 1,
+                 "\"auto\" is not a libconfig value: write worker_processes = \"auto\";");
+}
+END_TEST
+
+START_TEST(flag_takes_on_off_strings_and_booleans)
+{
+    static const char *const values[] = {"\"on\"", "true", "\"off\"", "false"};
+    char text[128], err[1024];
+
+    for (int i = 0; i < 4; i++) {
+        struct pt_cycle *c;
+        snprintf(text, sizeof(text), "daemon = %s;\n", values[i]);
+        c = load(text, err, sizeof(err));
+        unlink(path);
+        ck_assert_msg(c != NULL, "%s: %s", values[i], err);
+        ck_assert_int_eq(pt_core_conf(c)->daemon, i < 2);
+        pt_cycle_free(c);
+    }
+}
+END_TEST
+
+START_TEST(flag_refuses_other_words_naming_the_choices)
+{
+    assert_error("daemon = \"yes\";\n", 1,
+                 "invalid value \"yes\" for \"daemon\": use true/false or \"on\"/\"off\"");
+}
+END_TEST
+
+START_TEST(server_tokens_refuses_unknown_value)
+{
+    assert_error("http = {\n  access_log = \"off\";\n  server_tokens = \"full\";\n};\n", 3,
+                 "invalid value \"full\" for \"server_tokens\": use \"on\", \"off\", \"build\"");
+}
+END_TEST
+
+START_TEST(resolver_is_accepted)
+{
+    char err[1024];
+    struct pt_cycle *c = load("http = {\n  access_log = \"off\";\n  resolver = \"127.0.0.53 "
+                              "valid=30s\";\n  resolver_timeout = \"5s\";\n};\n",
+                              err, sizeof(err));
+
+    unlink(path);
+    ck_assert_msg(c != NULL, "%s", err);
+    pt_cycle_free(c);
+}
+END_TEST
+
+START_TEST(access_log_in_missing_directory_names_its_line)
+{
+    assert_error("http = {\n  access_log = \"/nonexistent-pt/access.log\";\n};\n", 2,
+                 "cannot open access log \"/nonexistent-pt/access.log\": No such file or "
+                 "directory (the directory \"/nonexistent-pt\" does not exist)");
+}
+END_TEST
+
+START_TEST(error_log_in_missing_directory_names_its_line)
+{
+    assert_error("worker_processes = 1;\nerror_log = \"/nonexistent-pt/error.log warn\";\n", 2,
+                 "cannot open error log \"/nonexistent-pt/error.log\": No such file or directory");
+}
+END_TEST
+
+START_TEST(default_access_log_in_missing_directory_names_the_http_block)
+{
+    char err[1024], want[1024];
+    struct pt_cycle *c;
+
+    snprintf(path, sizeof(path), "/tmp/pt-conf-XXXXXX");
+    ck_assert_int_ge(mkstemp(path), 0);
+    {
+        FILE *f = fopen(path, "w");
+        fputs(
+            "worker_processes = 1;\nhttp = {\n  server = ( { listen = \"127.0.0.1:1\"; } );\n};\n",
+            f);
+        fclose(f);
+    }
+    c = pt_cycle_load(path, "/nonexistent-pt", err, sizeof(err));
+    unlink(path);
+    ck_assert_ptr_null(c);
+    snprintf(want, sizeof(want),
+             "%s:2: cannot open the default access log \"/nonexistent-pt/logs/access.log\"", path);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "\"%s\" does not start with \"%s\"", err,
+                  want);
+}
+END_TEST
+
+/* --- include --- */
+
+static char dir[64];
+
+/* Writes <text> as <name> in the test directory. */
+static void put_file(const char *name, const char *text)
+{
+    char p[256];
+    FILE *f;
+
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_dir(void)
+{
+    char p[128];
+
+    snprintf(dir, sizeof(dir), "/tmp/pt-conf-inc-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(p, sizeof(p), "%s/conf.d", dir);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+}
+
+static void remove_dir(void)
+{
+    char cmd[160];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Loads <dir>/portier.conf (written from <text>). */
+static struct pt_cycle *load_main(const char *text, char *err, size_t errlen)
+{
+    char p[128];
+
+    put_file("portier.conf", text);
+    snprintf(p, sizeof(p), "%s/portier.conf", dir);
+    return pt_cycle_load(p, dir, err, errlen);
+}
+
+/* Asserts that <err> starts with "<dir>/<file>:<line>: " and holds <message>. */
+static void assert_error_in(const char *err, const char *file, int line, const char *message)
+{
+    char want[256];
+
+    snprintf(want, sizeof(want), "%s/%s:%d: ", dir, file, line);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "\"%s\" does not start with \"%s\"", err,
+                  want);
+    ck_assert_msg(strstr(err, message) != NULL, "\"%s\" does not say \"%s\"", err, message);
+}
+
+static int nservers(struct pt_cycle *c)
+{
+    struct pt_http_main_conf *mc = c->main_conf[pt_http_module.index];
+
+    return mc->nservers;
+}
+
+#define SITE(name) "server = ( { listen = \"127.0.0.1:1\"; server_name = \"" name "\"; } );\n"
+
+START_TEST(include_glob_adds_the_servers_of_every_file)
+{
+    char err[1024] = "";
+    struct pt_cycle *c;
+
+    make_dir();
+    put_file("conf.d/a.conf", SITE("a.test"));
+    put_file("conf.d/b.conf",
+             SITE("b.test") "upstream = { app = { server = [\"127.0.0.1:2\"]; }; };\n");
+    put_file("conf.d/b.conf.off", "this is not read");
+    c = load_main(
+        "http = {\n  access_log = \"off\";\n  include = \"conf.d/*.conf\";\n" SITE("main") "};\n",
+        err, sizeof(err));
+    remove_dir();
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(nservers(c), 3);
+    pt_cycle_free(c);
+}
+END_TEST
+
+START_TEST(include_error_names_the_included_file_and_line)
+{
+    char err[1024] = "";
+
+    make_dir();
+    put_file("conf.d/a.conf", "\n" SITE("a.test") "proxy_pas = \"http://x\";\n");
+    ck_assert_ptr_null(
+        load_main("http = {\n  include = \"conf.d/*.conf\";\n};\n", err, sizeof(err)));
+    assert_error_in(err, "conf.d/a.conf", 3, "unknown directive \"proxy_pas\" in http");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(include_syntax_error_names_the_included_file_and_line)
+{
+    char err[1024] = "";
+
+    make_dir();
+    put_file("conf.d/a.conf", "server = ( { listen = \"127.0.0.1:1\";\n  gzip = on; } );\n");
+    ck_assert_ptr_null(
+        load_main("http = {\n  include = \"conf.d/a.conf\";\n};\n", err, sizeof(err)));
+    assert_error_in(err, "conf.d/a.conf", 2, "write gzip = true; (or \"on\")");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(include_pattern_matching_nothing_is_no_error)
+{
+    char err[1024] = "";
+    struct pt_cycle *c;
+
+    make_dir();
+    c = load_main("http = {\n  access_log = \"off\";\n  include = [ \"conf.d/*.conf\", "
+                  "\"sites-enabled/*\" ];\n" SITE("main") "};\n",
+                  err, sizeof(err));
+    remove_dir();
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(nservers(c), 1);
+    pt_cycle_free(c);
+}
+END_TEST
+
+START_TEST(include_of_missing_file_is_an_error_at_its_line)
+{
+    char err[1024] = "", want[256];
+
+    make_dir();
+    ck_assert_ptr_null(load_main(
+        "http = {\n  access_log = \"off\";\n  include = \"site.conf\";\n};\n", err, sizeof(err)));
+    snprintf(want, sizeof(want), "cannot open include file \"%s/site.conf\": No such file", dir);
+    assert_error_in(err, "portier.conf", 3, want);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(include_of_a_directory_says_to_use_a_pattern)
+{
+    char err[1024] = "";
+
+    make_dir();
+    ck_assert_ptr_null(load_main("http = {\n  include = \"conf.d\";\n};\n", err, sizeof(err)));
+    assert_error_in(err, "portier.conf", 2, "is a directory: include");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(upstream_defined_in_two_files_is_an_error)
+{
+    char err[1024] = "";
+
+    make_dir();
+    put_file("conf.d/a.conf", "upstream = { app = { server = [\"127.0.0.1:2\"]; }; };\n");
+    put_file("conf.d/b.conf", "\nupstream = {\n  app = { server = [\"127.0.0.1:3\"]; };\n};\n");
+    ck_assert_ptr_null(
+        load_main("http = {\n  include = \"conf.d/*.conf\";\n};\n", err, sizeof(err)));
+    assert_error_in(err, "conf.d/b.conf", 3, "duplicate upstream \"app\"");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(include_in_main_reads_main_settings)
+{
+    char err[1024] = "";
+    struct pt_cycle *c;
+
+    make_dir();
+    put_file("conf.d/http.conf", "http = { access_log = \"off\";\n" SITE("x") "};\n");
+    c = load_main("worker_processes = 3;\ninclude = \"conf.d/*.conf\";\n", err, sizeof(err));
+    remove_dir();
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(pt_core_conf(c)->worker_processes, 3);
+    ck_assert_int_eq(nservers(c), 1);
+    pt_cycle_free(c);
+}
+END_TEST
+
+START_TEST(include_of_itself_stops)
+{
+    char err[1024] = "";
+
+    make_dir();
+    put_file("conf.d/loop.conf", "include = \"conf.d/loop.conf\";\n");
+    ck_assert_ptr_null(load_main("include = \"conf.d/loop.conf\";\n", err, sizeof(err)));
+    assert_error_in(err, "conf.d/loop.conf", 1, "does a file include itself?");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(at_include_error_names_the_included_file)
+{
+    char err[1024] = "";
+
+    make_dir();
+    put_file("conf.d/site.conf", SITE("a") "\nbogus = 1;\n");
+    ck_assert_ptr_null(
+        load_main("http = {\n  @include \"conf.d/site.conf\"\n};\n", err, sizeof(err)));
+    assert_error_in(err, "conf.d/site.conf", 3, "unknown directive \"bogus\" in http");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(at_include_of_missing_file_names_it)
+{
+    char err[1024] = "", want[256];
+
+    make_dir();
+    ck_assert_ptr_null(
+        load_main("http = {\n  @include \"conf.d/nope.conf\"\n};\n", err, sizeof(err)));
+    snprintf(want, sizeof(want), "cannot open include file \"%s/conf.d/nope.conf\"", dir);
+    assert_error_in(err, "portier.conf", 2, want);
+    remove_dir();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("conf");
@@ -199,6 +527,33 @@ static Suite *suite(void)
     tcase_add_test(t, unknown_variable_is_refused);
     tcase_add_test(t, bad_health_check_options_are_refused);
     tcase_add_test(t, good_health_check_loads);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("nginx habits");
+    tcase_add_test(t, bare_on_names_the_libconfig_spelling);
+    tcase_add_test(t, bare_off_names_the_libconfig_spelling);
+    tcase_add_test(t, other_bare_word_is_told_to_be_quoted);
+    tcase_add_test(t, flag_takes_on_off_strings_and_booleans);
+    tcase_add_test(t, flag_refuses_other_words_naming_the_choices);
+    tcase_add_test(t, server_tokens_refuses_unknown_value);
+    tcase_add_test(t, resolver_is_accepted);
+    tcase_add_test(t, access_log_in_missing_directory_names_its_line);
+    tcase_add_test(t, error_log_in_missing_directory_names_its_line);
+    tcase_add_test(t, default_access_log_in_missing_directory_names_the_http_block);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("include");
+    tcase_add_test(t, include_glob_adds_the_servers_of_every_file);
+    tcase_add_test(t, include_error_names_the_included_file_and_line);
+    tcase_add_test(t, include_syntax_error_names_the_included_file_and_line);
+    tcase_add_test(t, include_pattern_matching_nothing_is_no_error);
+    tcase_add_test(t, include_of_missing_file_is_an_error_at_its_line);
+    tcase_add_test(t, include_of_a_directory_says_to_use_a_pattern);
+    tcase_add_test(t, upstream_defined_in_two_files_is_an_error);
+    tcase_add_test(t, include_in_main_reads_main_settings);
+    tcase_add_test(t, include_of_itself_stops);
+    tcase_add_test(t, at_include_error_names_the_included_file);
+    tcase_add_test(t, at_include_of_missing_file_names_it);
     suite_add_tcase(s, t);
     return s;
 }
