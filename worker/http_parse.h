@@ -41,12 +41,13 @@
  *    and '_' to the same variable, so they could see framing that portier did not.
  *  - Request field names follow nginx (ignore_invalid_headers, underscores_in_headers):
  *    a name holding a CTL, SP or DEL (whitespace before the colon included) is 400, as in
- *    nginx; a name of letters, digits and '-' (and '_' with PT_HTTP_UNDERSCORES) is kept;
- *    any other name is "invalid": ignored (left out of headers[], listed as ignored, so
- *    that it is neither forwarded nor seen by $http_*) unless PT_HTTP_KEEP_INVALID, which
- *    keeps a name that is still a token (RFC 9110 5.1) and refuses any other with 400.
- *    Dropping "X_Forwarded_For" matters: CGI and WSGI present it to the application as
- *    HTTP_X_FORWARDED_FOR, the very variable the real X-Forwarded-For becomes.
+ *    nginx, and so is one holding a byte >= 0x80 (nginx ignores it; but "Tran\u017Ffer-
+ *    Encoding" reads as Transfer-Encoding to a backend that folds Unicode case); a name of letters,
+ * digits and '-' (and '_' with PT_HTTP_UNDERSCORES) is kept; any other name is "invalid": ignored
+ * (left out of headers[], listed as ignored, so that it is neither forwarded nor seen by $http_*)
+ * unless PT_HTTP_KEEP_INVALID, which keeps a name that is still a token (RFC 9110 5.1) and refuses
+ * any other with 400. Dropping "X_Forwarded_For" matters: CGI and WSGI present it to the
+ * application as HTTP_X_FORWARDED_FOR, the very variable the real X-Forwarded-For becomes.
  *  - A request line with HTTP/1.x, x > 1, is handled as HTTP/1.1 (RFC 9112 2.3: a higher
  *    minor version of a major version the recipient implements); HTTP/2.0 and above, and
  *    HTTP/0.x, are 505 on this HTTP/1 connection, as in nginx.
@@ -317,5 +318,8 @@ const struct pt_http_header *pt_http_find_header(const struct pt_http_header *h,
  * (case-insensitive, OWS around elements ignored, empty elements skipped), else 0.
  */
 int pt_http_has_token(struct pt_str value, const char *token);
+
+/* Returns 1 if the <len> bytes at <s> are a token (RFC 9110 5.6.2: a field name, say). */
+int pt_http_is_token(const char *s, size_t len);
 
 #endif

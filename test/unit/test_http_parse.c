@@ -421,13 +421,25 @@ START_TEST(ctl_in_field_name_is_400)
 }
 END_TEST
 
+START_TEST(non_ascii_byte_in_field_name_is_400)
+{
+    /* U+017F and U+0131 fold to 'S' and 'I' in some backends' case mappings. */
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Tran\xc5\xbf"
+                                                  "fer-Encoding: chunked\r\n")),
+                     400);
+    ck_assert_int_eq(parse(REQ("POST / HTTP/1.1", "Transfer-Encod\xc4\xb1ng: chunked\r\n")), 400);
+    ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X\xa0"
+                                                 "A: b\r\n")),
+                     400);
+}
+END_TEST
+
 START_TEST(invalid_field_names_are_ignored_by_default)
 {
     /* nginx's ignore_invalid_headers on, underscores_in_headers off: anything but letters,
      * digits and '-' makes a name invalid, and an invalid field is left out. */
     ck_assert_int_eq(parse(REQ("GET / HTTP/1.1", "X_Forwarded_For: 1.2.3.4\r\nX@A: b\r\n"
-                                                 "X.A: c\r\nX-Ok: d\r\nX\xa0"
-                                                 "A: e\r\n")),
+                                                 "X.A: c\r\nX-Ok: d\r\nX{}: e\r\n")),
                      PT_OK);
     ck_assert_uint_eq(req.nheaders, 2);
     ck_assert_slice(req.headers[0].name, "Host");
@@ -439,8 +451,7 @@ START_TEST(invalid_field_names_are_ignored_by_default)
                     "X_Forwarded_For: 1.2.3.4");
     ck_assert_slice(pt_http_ignored_header(&req, 1)->name, "X@A");
     ck_assert_slice(pt_http_ignored_header(&req, 2)->name, "X.A");
-    ck_assert_slice(pt_http_ignored_header(&req, 3)->name, "X\xa0"
-                                                           "A");
+    ck_assert_slice(pt_http_ignored_header(&req, 3)->name, "X{}");
     ck_assert_ptr_null(pt_http_find_header(req.headers, req.nheaders, "X_Forwarded_For"));
 }
 END_TEST
@@ -813,12 +824,12 @@ START_TEST(every_rejection_says_why_in_nginx_words)
         {"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", 400,
          "client sent invalid character in request target", "", 0},
         {"GET http://a@b/ HTTP/1.1\r\nHost: h\r\n\r\n", 400,
-         "client sent invalid host in request line", "a@b", 0},
+         "client sent invalid host in request line", "", 0},
         {"GET / HTTP/1.1\r\nX-A: b\r\n\r\n", 400,
          "client sent HTTP/1.1 request without \"Host\" header", "", 1},
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "client sent duplicate host header",
          "Host: b", 1},
-        {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "client sent invalid host header", "a b", 1},
+        {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "client sent invalid host header", "", 1},
         {"GET / HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n", 400, "client sent invalid header line",
          "X-A : b", 1},
         {"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n", 400,
@@ -832,9 +843,9 @@ START_TEST(every_rejection_says_why_in_nginx_words)
         {"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400, "client sent line ending in LF without CR",
          "Host: h", 1},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5x\r\n\r\n", 400,
-         "client sent invalid \"Content-Length\" header", "Content-Length: 5x", 1},
+         "client sent invalid \"Content-Length\" header", "", 1},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400,
-         "client sent duplicate \"Content-Length\" header", "Content-Length: 5", 1},
+         "client sent duplicate header line", "Content-Length: 5", 1},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
          400, "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
          "", 1},
@@ -984,6 +995,7 @@ static Suite *http_parse_suite(void)
     tcase_add_test(fields, whitespace_before_colon_is_400);
     tcase_add_test(fields, empty_field_name_is_400);
     tcase_add_test(fields, ctl_in_field_name_is_400);
+    tcase_add_test(fields, non_ascii_byte_in_field_name_is_400);
     tcase_add_test(fields, invalid_field_names_are_ignored_by_default);
     tcase_add_test(fields, ignored_field_with_ctl_in_value_is_still_400);
     tcase_add_test(fields, ignored_fields_fill_the_header_array_from_its_end);
