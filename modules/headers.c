@@ -68,22 +68,6 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     return PT_OK;
 }
 
-/* RFC 9110 5.1: a field name is a token. */
-static int is_token(const char *s, size_t len)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
-              (c && strchr(extra, c))))
-            return 0;
-    }
-    return 1;
-}
-
 /*
  * Splits "NAME VALUE [always]" <s>: NAME is the first word, "always" an optional last
  * word, VALUE all between (a VALUE wrapped in double quotes loses them, so that it may be
@@ -97,7 +81,7 @@ static int parse_add_header(struct pt_conf *cf, const char *s, struct add_header
         s++;
     for (name = s; *s && *s != ' ' && *s != '\t'; s++)
         ;
-    if (!is_token(name, (size_t)(s - name)))
+    if (!pt_http_is_token(name, (size_t)(s - name)))
         return PT_ERROR;
     h->name.p = pt_pstrndup(cf->pool, name, (size_t)(s - name));
     h->name.len = (size_t)(s - name);

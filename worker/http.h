@@ -64,6 +64,9 @@ struct pt_http_loc_conf {
     int64_t send_timeout;
     int64_t client_max_body_size;
     int server_tokens; /* PT_SERVER_TOKENS_*: the version in Server and on error pages */
+    /* A prefix ending in '/' whose handler passes requests on (proxy_pass): its path without
+     * the slash answers 301 to it, as nginx's auto_redirect. */
+    unsigned auto_redirect : 1;
     struct pt_cidr *real_ip_from;
     int nreal_ip_from;
 };
@@ -203,6 +206,9 @@ struct pt_request {
     unsigned finalized : 1;
     unsigned logged : 1;
     unsigned tunnel : 1; /* after a 101: raw bytes both ways */
+    /* Unbuffered (proxy_buffering off, X-Accel-Buffering: no, an event stream): each piece
+     * of the body leaves at once, through every filter (a compressor flushes it). */
+    unsigned stream_out : 1;
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */

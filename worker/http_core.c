@@ -381,6 +381,72 @@ static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *
     return each_group(cf, cf->setting, read_server);
 }
 
+/* The answer of nginx's auto_redirect: 301 to the location's path with its slash, as an
+ * absolute URL on the request's scheme, host and port (the port left out when it is the
+ * scheme's), the query kept. */
+static int auto_redirect(struct pt_request *r)
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    struct pt_str scheme, host, port, target = pt_str_c(lc->name + 2); /* after "= " */
+    size_t len;
+    char *loc;
+    int dflt;
+
+    if (pt_var_value(r, "scheme", &scheme) != PT_OK || pt_var_value(r, "host", &host) != PT_OK ||
+        pt_var_value(r, "server_port", &port) != PT_OK)
+        return PT_ERROR;
+    dflt = pt_str_eq(port, pt_str_eq(scheme, "https") ? "443" : "80");
+    len = scheme.len + 3 + host.len + 1 + port.len + target.len + 2 + r->args.len;
+    loc = pt_palloc(r->pool, len + 1);
+    if (loc == NULL)
+        return PT_ERROR;
+    len = (size_t)snprintf(loc, len + 1, "%.*s://%.*s%s%.*s%.*s/%s%.*s", (int)scheme.len, scheme.p,
+                           (int)host.len, host.p, dflt ? "" : ":", dflt ? 0 : (int)port.len, port.p,
+                           (int)target.len, target.p, r->h.has_query ? "?" : "", (int)r->args.len,
+                           r->args.p);
+    if (pt_header_add(r, &r->out, PT_STR("Location"), (struct pt_str){loc, len}) != PT_OK)
+        return PT_ERROR;
+    return 301;
+}
+
+/* For each auto_redirect location of <x> ("/app/"), an exact location for its path without
+ * the slash ("= /app") answering with the redirect, unless the server has that exact
+ * location already.  Made after merging: it is a copy of the merged location, so that it
+ * keeps that location's access rules and timeouts. */
+static int add_auto_redirects(struct pt_conf *cf, struct pt_http_srv_conf *sc, struct srv_extra *x)
+{
+    int nmod = pt_modules_count();
+
+    for (int i = 0; i < x->nlocs; i++) {
+        struct pt_http_loc_conf *lc = x->locs[i], *rlc;
+        const char *path = lc->name + strspn(lc->name, "=^~ ");
+        size_t len = strlen(path);
+        void **arr;
+        int rc;
+
+        if (!lc->auto_redirect)
+            continue;
+        arr = pt_palloc(cf->pool, (size_t)(nmod + 1) * sizeof(void *));
+        rlc = pt_palloc(cf->pool, sizeof(*rlc));
+        if (rlc == NULL || arr == NULL)
+            return pt_conf_error(cf, "out of memory");
+        *rlc = *lc;
+        rlc->loc_conf = memcpy(arr, lc->loc_conf, (size_t)(nmod + 1) * sizeof(void *));
+        rlc->loc_conf[pt_http_module.index] = rlc;
+        rlc->handler = auto_redirect;
+        rlc->auto_redirect = 0;
+        /* "= " and the path without its slash: the handler reads the path back from it. */
+        rlc->name = pt_palloc(cf->pool, len + 2);
+        if (rlc->name == NULL)
+            return pt_conf_error(cf, "out of memory");
+        snprintf(rlc->name, len + 2, "= %.*s", (int)(len - 1), path);
+        rc = pt_locations_add(sc->locations, rlc->name, rlc, NULL, 0);
+        if (rc == PT_ERROR)
+            return pt_conf_error(cf, "out of memory");
+    }
+    return PT_OK;
+}
+
 static int merge_server(struct pt_conf *cf, struct pt_http_server *s)
 {
     struct pt_http_srv_conf *sc = s->srv_conf[pt_http_module.index];
@@ -392,7 +458,7 @@ static int merge_server(struct pt_conf *cf, struct pt_http_server *s)
     for (int i = 0; i < x->nlocs; i++)
         if (pt_conf_merge_level(cf, PT_LOC_CONF, s->loc_conf, x->locs[i]->loc_conf) != PT_OK)
             return PT_ERROR;
-    return PT_OK;
+    return add_auto_redirects(cf, sc, x);
 }
 
 static void free_names(void *p)

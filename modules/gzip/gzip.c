@@ -345,12 +345,14 @@ static int proxied_ok(struct pt_request *r, int proxied)
 }
 
 /* Whether this response is one that compression applies to at all (before asking the
- * client): nginx's rules, plus Cache-Control: no-transform (RFC 9111 5.2.2.6). */
+ * client): nginx's rules, plus Cache-Control: no-transform (RFC 9111 5.2.2.6).  Unlike
+ * nginx, a response to HEAD is judged as the GET's would be, so that it carries the same
+ * fields (RFC 9110 9.3.2). */
 static int eligible(struct pt_request *r, const struct gzip_loc_conf *lc)
 {
     struct pt_str ce = response_header(r, "Content-Encoding");
 
-    if (!lc->gzip || r->header_only || r->h.method_id == PT_HTTP_HEAD || r->tunnel)
+    if (!lc->gzip || r->tunnel)
         return 0;
     if (r->status != 200 && r->status != 403 && r->status != 404)
         return 0; /* 206 (a range of the identity body), 204, 304, errors from upstream */
@@ -427,15 +429,19 @@ static int header_filter(struct pt_request *r)
     coding = pt_coding_negotiate(request_list(r, "accept-encoding"), offered(lc));
     if (coding == PT_CODING_NONE)
         return lc->vary ? add_vary(r) : PT_OK;
-    ctx = pt_palloc(r->pool, sizeof(*ctx));
-    if (ctx == NULL || pt_pool_cleanup(r->pool, free_ctx, ctx) != PT_OK)
-        return PT_ERROR;
-    ctx->enc = pt_encoder_new(coding, level_of(lc, coding));
-    if (ctx->enc == NULL)
-        return PT_ERROR;
-    ctx->r = r;
-    ctx->flush = pt_str_ieq(media_type(r), "text/event-stream");
-    r->ctx[pt_gzip_module.index] = ctx;
+    if (r->h.method_id != PT_HTTP_HEAD) {
+        ctx = pt_palloc(r->pool, sizeof(*ctx));
+        if (ctx == NULL || pt_pool_cleanup(r->pool, free_ctx, ctx) != PT_OK)
+            return PT_ERROR;
+        ctx->enc = pt_encoder_new(coding, level_of(lc, coding));
+        if (ctx->enc == NULL)
+            return PT_ERROR;
+        ctx->r = r;
+        /* An event stream, or an unbuffered response (proxy_buffering off): each piece is
+         * flushed out of the compressor as it comes. */
+        ctx->flush = r->stream_out || pt_str_ieq(media_type(r), "text/event-stream");
+        r->ctx[pt_gzip_module.index] = ctx;
+    }
     /* The length is unknown until the end: chunked to the client. */
     r->out_length = -1;
     pt_header_remove(&r->out, "Content-Length");

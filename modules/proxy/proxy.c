@@ -20,6 +20,8 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_hide_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_next_upstream(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_http_version(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static void set_proxy_host(struct pt_conf *cf, struct proxy_loc_conf *plc);
 
 /* proxy_next_upstream's words and the PROXY_FT_* bit each stands for. */
 static const struct next_word {
@@ -43,6 +45,8 @@ static const struct next_word {
 
 static const int64_t tries_bounds[2] = {0, 1000};
 static const int64_t depth_bounds[2] = {0, 100};
+/* A response head must fit one buffer: at least 1 KiB, at most 1 MiB. */
+static const int64_t buffer_size_bounds[2] = {1024, 1024 * 1024};
 
 #define PLC(f) offsetof(struct proxy_loc_conf, f)
 #define HSL    (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
@@ -58,7 +62,20 @@ static const struct pt_directive proxy_directives[] = {
     {"proxy_send_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(send_timeout), NULL,
      "time between two writes to the upstream (default 60s)"},
     {"proxy_set_header", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_proxy_header, 0, NULL,
-     "\"NAME VALUE\" sent upstream (VALUE may hold variables; empty removes the header)"},
+     "\"NAME VALUE\" sent upstream (VALUE may hold variables and be quoted; empty or \"\" removes "
+     "the header); one naming Host, Connection, Upgrade or an X-Forwarded-* field replaces the "
+     "value portier sends by default, each on its own; a level with proxy_set_header does not "
+     "inherit its parent's"},
+    {"proxy_http_version", HSL, 0, PT_LOC_CONF, set_http_version, PLC(http_version), NULL,
+     "\"1.1\" or \"1.0\" upstream; 1.0 sends Connection: close, keeps no connection, passes no "
+     "upgrade, and answers 411 to a chunked request body (default 1.1; nginx's is 1.0)"},
+    {"proxy_buffering", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(buffering), NULL,
+     "off: every piece of the response leaves as soon as it arrives, compressed ones flushed "
+     "at once; the upstream's X-Accel-Buffering: yes|no decides per response (default on)"},
+    {"proxy_buffer_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, PLC(buffer_size),
+     buffer_size_bounds,
+     "the largest response head taken from the upstream; a larger one is a 502 logged as "
+     "\"upstream sent too big header\" (default 16k; nginx's is 4k or 8k)"},
     {"proxy_hide_header", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_hide_header, 0, NULL,
      "response header NAME not passed to the client"},
     {"proxy_next_upstream", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_next_upstream, PLC(next_upstream),
@@ -113,6 +130,9 @@ static void *create_loc_conf(struct pt_conf *cf)
     plc->send_timeout = PT_CONF_UNSET;
     plc->nset = PT_CONF_UNSET;
     plc->nhide = PT_CONF_UNSET;
+    plc->http_version = PT_CONF_UNSET;
+    plc->buffering = PT_CONF_UNSET;
+    plc->buffer_size = PT_CONF_UNSET;
     plc->next_upstream = PT_CONF_UNSET;
     plc->next_upstream_tries = PT_CONF_UNSET;
     plc->next_upstream_timeout = PT_CONF_UNSET;
@@ -128,6 +148,12 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->read_timeout, p->read_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_list(c->set, c->nset, p->set, p->nset);
+    c->own_set = 0;
+    for (int i = 0; i < c->nset; i++)
+        c->own_set |= pt_proxy_own_field(c->set[i].name);
+    pt_conf_merge_int(c->http_version, p->http_version, 11);
+    pt_conf_merge_int(c->buffering, p->buffering, 1);
+    pt_conf_merge_int(c->buffer_size, p->buffer_size, PT_BUF_SIZE);
     pt_conf_merge_list(c->hide, c->nhide, p->hide, p->nhide);
     pt_conf_merge_int(c->next_upstream, p->next_upstream, (int)(PROXY_FT_ERROR | PROXY_FT_TIMEOUT));
     pt_conf_merge_int(c->next_upstream_tries, p->next_upstream_tries, 0);
@@ -162,6 +188,7 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
         plc->has_uri = 1;
         plc->uri = pt_str_c(pt_pstrdup(cf->pool, slash));
     }
+    set_proxy_host(cf, plc);
     /* The prefix a URI part replaces: the location's pattern without its modifier. */
     {
         const char *name = lc->name;
@@ -174,35 +201,81 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
         while (*name == ' ')
             name++;
         plc->prefix = pt_str_c(name);
+        /* nginx's rule: a prefix location ending in '/' answers its path without the
+         * slash with a 301 to it. */
+        lc->auto_redirect = plc->prefix.len > 1 && name[plc->prefix.len - 1] == '/';
     }
     lc->handler = NULL; /* set in postconfig once the upstream is known */
     return PT_OK;
 }
 
+/* $proxy_host and $proxy_port of proxy_pass's host part, as nginx makes them: the port is
+ * left out of the host when it is the scheme's default. */
+static void set_proxy_host(struct pt_conf *cf, struct proxy_loc_conf *plc)
+{
+    const char *h = plc->host, *dflt = plc->https ? "443" : "80";
+    const char *close = h[0] == '[' ? strchr(h, ']') : NULL;
+    const char *colon = close ? (close[1] == ':' ? close + 1 : NULL) : strrchr(h, ':');
+
+    if (colon == NULL || strcmp(colon + 1, dflt) == 0) {
+        plc->proxy_host = (struct pt_str){h, colon ? (size_t)(colon - h) : strlen(h)};
+        plc->proxy_port = pt_str_c(dflt);
+        return;
+    }
+    plc->proxy_host = pt_str_c(h);
+    plc->proxy_port = pt_str_c(pt_pstrdup(cf->pool, colon + 1));
+}
+
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct proxy_loc_conf *plc = conf;
-    const char *v = cf->value, *sp = strchr(v, ' ');
+    const char *v = cf->value, *sp = v + strcspn(v, " \t"), *end;
     int n = plc->nset == PT_CONF_UNSET ? 0 : plc->nset;
     struct proxy_header *a;
 
-    if (sp == NULL || sp == v)
+    if (*sp == '\0' || sp == v || !pt_http_is_token(v, (size_t)(sp - v)) || strpbrk(v, "\r\n"))
         return pt_conf_error(
-            cf, "\"proxy_set_header\" takes \"NAME VALUE\" (use \"NAME \" with an empty "
-                "value to remove a header)");
+            cf,
+            "invalid \"proxy_set_header\" \"%s\": use \"NAME VALUE\" (\"NAME \\\"\\\"\" "
+            "removes the header)",
+            v);
     a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(*a));
     if (a == NULL)
         return pt_conf_error(cf, "out of memory");
     if (n)
         memcpy(a, plc->set, (size_t)n * sizeof(*a));
     a[n].name = (struct pt_str){pt_pstrndup(cf->pool, v, (size_t)(sp - v)), (size_t)(sp - v)};
-    while (*sp == ' ')
+    while (*sp == ' ' || *sp == '\t')
         sp++;
-    a[n].value = pt_template_compile(cf, sp, PT_ESCAPE_NONE);
+    end = sp + strlen(sp);
+    while (end > sp && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    /* nginx's configuration takes quotes off a value: Connection "upgrade" sends upgrade. */
+    if (end - sp >= 2 && (*sp == '"' || *sp == '\'') && end[-1] == *sp)
+        sp++, end--;
+    a[n].value =
+        pt_template_compile(cf, pt_pstrndup(cf->pool, sp, (size_t)(end - sp)), PT_ESCAPE_NONE);
     if (a[n].value == NULL)
         return PT_ERROR;
     plc->set = a;
     plc->nset = n + 1;
+    return PT_OK;
+}
+
+static int set_http_version(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct proxy_loc_conf *plc = conf;
+
+    if (plc->http_version != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
+    /* libconfig reads a bare 1.0 as the number 1. */
+    if (strcmp(cf->value, "1.1") == 0)
+        plc->http_version = 11;
+    else if (strcmp(cf->value, "1.0") == 0 || strcmp(cf->value, "1") == 0)
+        plc->http_version = 10;
+    else
+        return pt_conf_error(cf, "invalid value \"%s\" for \"%s\": use \"1.0\" or \"1.1\"",
+                             cf->value, d->name);
     return PT_OK;
 }
 
@@ -279,8 +352,12 @@ static int bind_location(struct pt_conf *cf, void **loc_conf)
     return PT_OK;
 }
 
+/* The $proxy_* variables exist before any directive is read, so that proxy_set_header and
+ * log formats can name them. */
 static void *create_main_conf(struct pt_conf *cf)
 {
+    if (pt_proxy_vars_register() != PT_OK)
+        return NULL;
     return pt_palloc(cf->pool, sizeof(struct proxy_main_conf));
 }
 
@@ -317,6 +394,7 @@ static const char *const err_text[] = {
     [ERR_READ] = "upstream closed or reset the connection",
     [ERR_READ_TIMEOUT] = "upstream timed out",
     [ERR_INVALID] = "upstream sent an invalid response",
+    [ERR_TOO_BIG] = "upstream sent too big header while reading response header from upstream",
 };
 
 /* The proxy_next_upstream kind of each failure. */
@@ -330,6 +408,7 @@ static const unsigned err_ft[] = {
     [ERR_READ] = PROXY_FT_ERROR,
     [ERR_READ_TIMEOUT] = PROXY_FT_TIMEOUT,
     [ERR_INVALID] = PROXY_FT_INVALID_HEADER,
+    [ERR_TOO_BIG] = PROXY_FT_INVALID_HEADER,
 };
 
 /* The statuses that count as a failure of the server when they are listed (as in nginx,
@@ -659,6 +738,13 @@ static int proxy_handler(struct pt_request *r)
         return PT_ERROR;
     if (r->has_body && pt_http_body_check_buffered(r) != PT_OK)
         return 400;
+    if (r->h.chunked && plc->http_version == 10) {
+        /* HTTP/1.0 has no chunked framing and the body streams: its length is unknown. */
+        pt_log(PT_LOG_INFO,
+               "client %s sent a chunked body to a proxy_http_version 1.0 location: 411",
+               r->c->peer_text);
+        return 411;
+    }
     r->ctx[pt_proxy_module.index] = ctx;
     ctx->r = r;
     ctx->plc = plc;

@@ -60,7 +60,10 @@ struct proxy_loc_conf {
     struct pt_upstream *upstream;
     char *pass; /* "http://app/v1/" as written */
     const config_setting_t *pass_setting;
-    char *host;        /* the part after http:// or https:// and before the URI */
+    char *host; /* the part after http:// or https:// and before the URI */
+    /* $proxy_host (the host, with the port unless it is the scheme's default: the Host
+     * sent by default, as nginx's) and $proxy_port (the port, "80" or "443" by default). */
+    struct pt_str proxy_host, proxy_port;
     struct pt_str uri; /* URI part of proxy_pass */
     unsigned has_uri : 1;
     unsigned https : 1; /* proxy_pass https:// */
@@ -70,12 +73,25 @@ struct proxy_loc_conf {
     int64_t connect_timeout, read_timeout, send_timeout;
     struct proxy_header *set;
     int nset;
+    unsigned own_set; /* PROXY_OWN_* bits: the fields of portier's that proxy_set_header replaces */
+    int http_version; /* proxy_http_version: 10 or 11 */
+    int buffering;    /* proxy_buffering (flag) */
+    int64_t buffer_size; /* proxy_buffer_size: the largest response head */
     char **hide;
     int nhide;
     int next_upstream;             /* PROXY_FT_* bits: the failures passed to the next server */
     int64_t next_upstream_tries;   /* tries in all, the first included; 0: no limit */
     int64_t next_upstream_timeout; /* ms after the first try began; 0: no limit */
 };
+
+/* The request fields portier sets itself; a proxy_set_header of the same name replaces
+ * portier's value (an empty value removes the field), and each is replaced on its own. */
+#define PROXY_OWN_HOST       0x01u
+#define PROXY_OWN_CONNECTION 0x02u
+#define PROXY_OWN_UPGRADE    0x04u
+#define PROXY_OWN_XFF        0x08u /* X-Forwarded-For */
+#define PROXY_OWN_XFP        0x10u /* X-Forwarded-Proto */
+#define PROXY_OWN_XFH        0x20u /* X-Forwarded-Host */
 
 /* proxy_next_upstream's words: the kinds of failure of a try. */
 #define PROXY_FT_ERROR          0x0001u /* connect, send or read error; closed before the head */
@@ -103,7 +119,8 @@ enum proxy_err {
     ERR_SEND_TIMEOUT,
     ERR_READ,
     ERR_READ_TIMEOUT,
-    ERR_INVALID
+    ERR_INVALID,
+    ERR_TOO_BIG /* a response head larger than proxy_buffer_size */
 };
 
 struct proxy_ctx {
@@ -145,6 +162,7 @@ struct proxy_ctx {
     unsigned resp_chunked : 1;
     unsigned resp_done : 1;
     unsigned stale_retried : 1;
+    unsigned conn_close : 1; /* the request asked the upstream to close: never pooled */
 };
 
 extern struct pt_module pt_proxy_module;
@@ -164,6 +182,12 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx);
 
 /* True when the field name <name> is a token of the Connection value <conn>. */
 int pt_proxy_named_in(struct pt_str conn, struct pt_str name);
+
+/* The PROXY_OWN_* bit of the field name <name>, 0 when portier does not set it. */
+unsigned pt_proxy_own_field(struct pt_str name);
+
+/* Registers $proxy_host, $proxy_port and $proxy_add_x_forwarded_for.  PT_OK or PT_ERROR. */
+int pt_proxy_vars_register(void);
 
 /*
  * proxy_ssl.c.

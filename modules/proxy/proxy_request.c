@@ -62,24 +62,45 @@ static void put_header(struct builder *b, struct pt_str name, struct pt_str valu
     put_lit(b, "\r\n");
 }
 
-/* Hop-by-hop fields (RFC 9110 7.6.1), those named in the client's Connection field
- * <conn> (may be NULL), and the fields portier sets itself. */
+/* The fields portier sets itself, each with its PROXY_OWN_* bit. */
+static const struct own_field {
+    const char *name; /* lower-case */
+    unsigned bit;
+} own_fields[] = {
+    {"host", PROXY_OWN_HOST},
+    {"connection", PROXY_OWN_CONNECTION},
+    {"upgrade", PROXY_OWN_UPGRADE},
+    {"x-forwarded-for", PROXY_OWN_XFF},
+    {"x-forwarded-proto", PROXY_OWN_XFP},
+    {"x-forwarded-host", PROXY_OWN_XFH},
+};
+
+unsigned pt_proxy_own_field(struct pt_str name)
+{
+    for (size_t i = 0; i < pt_nelems(own_fields); i++)
+        if (pt_str_ieq(name, own_fields[i].name))
+            return own_fields[i].bit;
+    return 0;
+}
+
+/* Client fields not passed on as they came: hop-by-hop ones (RFC 9110 7.6.1) and those
+ * named in the client's Connection field <conn> (may be NULL), the framing portier redoes,
+ * and the fields portier sets itself, except a trusted peer's X-Forwarded-Proto/-Host. */
 static int skip_request_header(struct pt_str name, const struct pt_http_header *conn, int trusted)
 {
-    static const char *const hop[] = {
-        "connection", "keep-alive", "proxy-connection", "te",     "trailer", "transfer-encoding",
-        "upgrade",    "host",       "content-length",   "expect", NULL};
+    static const char *const hop[] = {"keep-alive",        "proxy-connection", "te",     "trailer",
+                                      "transfer-encoding", "content-length",   "expect", NULL};
+    unsigned own = pt_proxy_own_field(name);
 
     for (int i = 0; hop[i]; i++)
         if (pt_str_ieq(name, hop[i]))
             return 1;
-    if (pt_str_ieq(name, "x-forwarded-for"))
-        return 1; /* re-sent below, with the client's kept only from a trusted peer */
-    if (!trusted && (pt_str_ieq(name, "x-forwarded-proto") || pt_str_ieq(name, "x-forwarded-host")))
+    if (own && !(trusted && (own & (PROXY_OWN_XFP | PROXY_OWN_XFH))))
         return 1;
     return conn && pt_proxy_named_in(conn->value, name);
 }
 
+/* True when proxy_set_header names the field <name>. */
 static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
 {
     for (int i = 0; i < plc->nset; i++)
@@ -116,25 +137,84 @@ static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc
     }
 }
 
-static void put_forwarded(struct builder *b, struct pt_request *r, int trusted)
+/* Every X-Forwarded-For line of the client's, joined into one list (PT_NULL_STR: none). */
+static struct pt_str client_xff(struct pt_request *r)
 {
-    const struct pt_http_header *xff =
-        pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-for");
-    struct pt_str peer = pt_str_c(r->c->peer_text);
+    struct builder b = {r->pool, NULL, 0, 0, 0};
 
-    put_lit(b, "X-Forwarded-For: ");
-    if (trusted && xff && xff->value.len) {
-        put_str(b, xff->value);
-        put_lit(b, ", ");
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        if (!pt_str_ieq(r->h.headers[i].name, "x-forwarded-for"))
+            continue;
+        if (b.len)
+            put_lit(&b, ", ");
+        put_str(&b, r->h.headers[i].value);
     }
-    put_str(b, peer);
-    put_lit(b, "\r\n");
-    if (!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-proto"))
+    return b.failed || b.len == 0 ? PT_NULL_STR : (struct pt_str){b.p, b.len};
+}
+
+/* The X-Forwarded-* fields portier sets by default, each unless proxy_set_header replaces
+ * it: the client's X-Forwarded-For is kept (with the peer appended) and its -Proto and
+ * -Host passed on only when the peer is a trusted proxy (set_real_ip_from). */
+static void put_forwarded(struct builder *b, struct pt_request *r, unsigned own_set, int trusted)
+{
+    if (!(own_set & PROXY_OWN_XFF)) {
+        struct pt_str xff = trusted ? client_xff(r) : PT_NULL_STR;
+        put_lit(b, "X-Forwarded-For: ");
+        if (xff.len) {
+            put_str(b, xff);
+            put_lit(b, ", ");
+        }
+        put_str(b, pt_str_c(r->c->peer_text));
+        put_lit(b, "\r\n");
+    }
+    if (!(own_set & PROXY_OWN_XFP) &&
+        (!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-proto")))
         put_str(b, r->c->ls->ssl ? PT_STR("X-Forwarded-Proto: https\r\n")
                                  : PT_STR("X-Forwarded-Proto: http\r\n"));
-    if ((!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-host")) &&
-        r->h.host.len)
+    if (!(own_set & PROXY_OWN_XFH) && r->h.host.len &&
+        (!trusted || !pt_http_find_header(r->h.headers, r->h.nheaders, "x-forwarded-host")))
         put_header(b, PT_STR("X-Forwarded-Host"), r->h.host);
+}
+
+/* Connection and Upgrade, unless proxy_set_header replaces them: an upgrade asked by the
+ * client goes up with its Upgrade field (HTTP/1.1 only), and a request whose connection
+ * may not be kept says close. */
+static void put_connection(struct builder *b, struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct proxy_loc_conf *plc = ctx->plc;
+    int upgrade = r->h.upgrade && plc->http_version == 11;
+
+    if (upgrade && !(plc->own_set & PROXY_OWN_UPGRADE))
+        put_header(b, PT_STR("Upgrade"),
+                   pt_http_find_header(r->h.headers, r->h.nheaders, "upgrade")->value);
+    if (plc->own_set & PROXY_OWN_CONNECTION)
+        return;
+    if (upgrade)
+        put_lit(b, "Connection: upgrade\r\n");
+    else if (plc->upstream->keepalive == 0 || plc->http_version == 10) {
+        put_lit(b, "Connection: close\r\n");
+        ctx->conn_close = 1;
+    }
+}
+
+/* The proxy_set_header fields with their values for <r>; an empty value sends nothing.  A
+ * Connection value asking to close keeps the connection out of the pool. */
+static int put_set_headers(struct builder *b, struct proxy_ctx *ctx)
+{
+    struct proxy_loc_conf *plc = ctx->plc;
+
+    for (int i = 0; i < plc->nset; i++) {
+        struct pt_str v;
+        if (pt_template_eval(ctx->r, plc->set[i].value, &v) != PT_OK)
+            return PT_ERROR;
+        if (v.len == 0)
+            continue;
+        if (pt_str_ieq(plc->set[i].name, "connection") && pt_http_has_token(v, "close"))
+            ctx->conn_close = 1;
+        put_header(b, plc->set[i].name, v);
+    }
+    return PT_OK;
 }
 
 int pt_proxy_build_head(struct proxy_ctx *ctx)
@@ -152,9 +232,13 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     put_str(&b, r->h.method);
     put_lit(&b, " ");
     put_target(&b, r, plc);
-    put_lit(&b, " HTTP/1.1\r\n");
-    if (!overridden(plc, PT_STR("Host")))
-        put_header(&b, PT_STR("Host"), r->h.host.len ? r->h.host : pt_str_c(plc->host));
+    if (plc->http_version == 10)
+        put_lit(&b, " HTTP/1.0\r\n");
+    else
+        put_lit(&b, " HTTP/1.1\r\n");
+    /* As nginx: $proxy_host unless proxy_set_header Host says otherwise. */
+    if (!(plc->own_set & PROXY_OWN_HOST))
+        put_header(&b, PT_STR("Host"), plc->proxy_host);
     conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str name = r->h.headers[i].name;
@@ -162,23 +246,10 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
             continue;
         put_header(&b, name, r->h.headers[i].value);
     }
-    for (int i = 0; i < plc->nset; i++) {
-        struct pt_str v;
-        if (pt_template_eval(r, plc->set[i].value, &v) != PT_OK)
-            return PT_ERROR;
-        if (v.len)
-            put_header(&b, plc->set[i].name, v);
-    }
-    if (!overridden(plc, PT_STR("X-Forwarded-For")))
-        put_forwarded(&b, r, trusted);
-    if (r->h.upgrade) {
-        const struct pt_http_header *up =
-            pt_http_find_header(r->h.headers, r->h.nheaders, "upgrade");
-        put_header(&b, PT_STR("Upgrade"), up->value);
-        put_lit(&b, "Connection: upgrade\r\n");
-    } else if (ctx->plc->upstream->keepalive == 0) {
-        put_lit(&b, "Connection: close\r\n");
-    }
+    if (put_set_headers(&b, ctx) != PT_OK)
+        return PT_ERROR;
+    put_forwarded(&b, r, plc->own_set, trusted);
+    put_connection(&b, ctx);
     if (r->h.chunked) {
         /* Only the chunked layer is portier's to decode and redo: codings applied before
          * it (gzip, chunked) travel on untouched. */
@@ -200,6 +271,67 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     if (b.failed)
         return PT_ERROR;
     ctx->head = (struct pt_str){b.p, b.len};
+    return PT_OK;
+}
+
+/* --- variables --- */
+
+static struct proxy_loc_conf *var_conf(struct pt_request *r)
+{
+    struct proxy_loc_conf *plc = r->loc_conf ? pt_http_loc_conf(r, pt_proxy_module) : NULL;
+
+    return plc && plc->pass ? plc : NULL;
+}
+
+static int var_proxy_host(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    struct proxy_loc_conf *plc = var_conf(r);
+
+    pt_unused(arg);
+    if (plc == NULL)
+        return PT_DECLINED;
+    *out = plc->proxy_host;
+    return PT_OK;
+}
+
+static int var_proxy_port(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    struct proxy_loc_conf *plc = var_conf(r);
+
+    pt_unused(arg);
+    if (plc == NULL)
+        return PT_DECLINED;
+    *out = plc->proxy_port;
+    return PT_OK;
+}
+
+/* nginx's $proxy_add_x_forwarded_for: the client's X-Forwarded-For, whoever the client is,
+ * with $remote_addr appended. */
+static int var_add_xff(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    struct pt_str xff = client_xff(r), peer = pt_str_c(r->c->peer_text);
+    struct builder b = {r->pool, NULL, 0, 0, 0};
+
+    pt_unused(arg);
+    if (xff.len == 0) {
+        *out = peer;
+        return PT_OK;
+    }
+    put_str(&b, xff);
+    put_lit(&b, ", ");
+    put_str(&b, peer);
+    if (b.failed)
+        return PT_ERROR;
+    *out = (struct pt_str){b.p, b.len};
+    return PT_OK;
+}
+
+int pt_proxy_vars_register(void)
+{
+    if (pt_var_register("proxy_host", 0, var_proxy_host) != PT_OK ||
+        pt_var_register("proxy_port", 0, var_proxy_port) != PT_OK ||
+        pt_var_register("proxy_add_x_forwarded_for", 0, var_add_xff) != PT_OK)
+        return PT_ERROR;
     return PT_OK;
 }
 

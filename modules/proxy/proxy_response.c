@@ -18,10 +18,27 @@ static int hide_response_header(struct proxy_ctx *ctx, struct pt_str name,
     for (int i = 0; hop[i]; i++)
         if (pt_str_ieq(name, hop[i]))
             return !(ctx->r->tunnel && pt_str_ieq(name, "upgrade"));
+    /* nginx's X-Accel-* fields are orders to the proxy, not news for the client. */
+    if (name.len > 8 && strncasecmp(name.p, "x-accel-", 8) == 0)
+        return 1;
     for (int i = 0; i < ctx->plc->nhide; i++)
         if (pt_str_ieq(name, ctx->plc->hide[i]))
             return 1;
     return conn && pt_proxy_named_in(conn->value, name);
+}
+
+/* Whether this response goes out unbuffered: proxy_buffering, unless the upstream's
+ * X-Accel-Buffering says yes or no (nginx's rule). */
+static int unbuffered(struct proxy_ctx *ctx)
+{
+    const struct pt_http_header *h =
+        pt_http_find_header(ctx->resp.headers, ctx->resp.nheaders, "x-accel-buffering");
+
+    if (h && pt_str_ieq(h->value, "no"))
+        return 1;
+    if (h && pt_str_ieq(h->value, "yes"))
+        return 0;
+    return !ctx->plc->buffering;
 }
 
 /* Copies the upstream's head into the client response (the pool keeps the bytes alive
@@ -39,6 +56,7 @@ static int pass_head(struct proxy_ctx *ctx)
 #define MOVE(s) ((struct pt_str){copy + ((s).p - ctx->in->pos), (s).len})
     r->status = resp->status;
     r->status_line = MOVE(resp->reason);
+    r->stream_out = unbuffered(ctx);
     for (size_t i = 0; i < resp->nheaders; i++) {
         struct pt_http_header *h = &resp->headers[i];
         if (hide_response_header(ctx, h->name, conn))
@@ -76,15 +94,25 @@ static int pass_head(struct proxy_ctx *ctx)
     return PT_OK;
 }
 
+/* True when the head in <in> is refused only for being longer than <max>: no blank line
+ * ends it within those bytes. */
+static int too_big(const struct pt_buf *in, size_t max)
+{
+    return pt_buf_len(in) >= max && memmem(in->pos, max, "\r\n\r\n", 4) == NULL;
+}
+
 /* Parses the head in ctx->in.  PT_OK (passed on), PT_AGAIN (need more), PT_ERROR (bad),
- * PT_DONE (a status listed in proxy_next_upstream: the request went on to another try). */
+ * PT_DECLINED (larger than proxy_buffer_size), PT_DONE (a status listed in
+ * proxy_next_upstream: the request went on to another try). */
 static int parse_head(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
 
     for (;;) {
-        int rc = pt_http_parse_response(ctx->in->pos, pt_buf_len(ctx->in), PT_BUF_SIZE - 1024,
-                                        &ctx->resp);
+        size_t max = (size_t)ctx->plc->buffer_size;
+        int rc = pt_http_parse_response(ctx->in->pos, pt_buf_len(ctx->in), max, &ctx->resp);
+        if (rc == PT_ERROR && too_big(ctx->in, max))
+            return PT_DECLINED;
         if (rc != PT_OK)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
         if (ctx->resp.status == 101) {
@@ -106,8 +134,8 @@ static int parse_head(struct proxy_ctx *ctx)
 static void response_complete(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
-    int keep =
-        ctx->resp.keep_alive && !ctx->resp_until_close && ctx->req_sent && pt_buf_len(ctx->in) == 0;
+    int keep = ctx->resp.keep_alive && !ctx->conn_close && !ctx->resp_until_close &&
+               ctx->req_sent && pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
     pt_proxy_note_upstream(ctx, 0);
@@ -173,7 +201,7 @@ static int process_input(struct proxy_ctx *ctx)
         if (rc == PT_DONE)
             return PT_DONE;
         if (rc != PT_OK) {
-            pt_proxy_failed(ctx, ERR_INVALID);
+            pt_proxy_failed(ctx, rc == PT_DECLINED ? ERR_TOO_BIG : ERR_INVALID);
             return PT_DONE;
         }
         if (ctx->resp_done) {
@@ -243,7 +271,8 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
 {
     struct pt_upstream_conn *uc = ctx->uc;
 
-    if (ctx->in == NULL && (ctx->in = pt_buf_get(PT_BUF_SIZE)) == NULL) {
+    /* The buffer holds the whole response head: proxy_buffer_size. */
+    if (ctx->in == NULL && (ctx->in = pt_buf_get((size_t)ctx->plc->buffer_size)) == NULL) {
         pt_http_finalize(ctx->r, PT_ERROR);
         return PT_DONE;
     }
@@ -260,7 +289,7 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
             pt_buf_compact(ctx->in);
         room = pt_buf_room(ctx->in);
         if (room == 0) {
-            pt_proxy_failed(ctx, ERR_INVALID); /* a head larger than the buffer */
+            pt_proxy_failed(ctx, ERR_TOO_BIG); /* a head larger than the buffer */
             return PT_DONE;
         }
         /* Reads on while uc->readable: a short read clears it for a plain socket, while

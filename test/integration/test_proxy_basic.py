@@ -146,9 +146,10 @@ class ProxyBasic(harness.TestCase):
         _, hdrs, _ = self.echo([("X-Forwarded-For", "1.2.3.4")], port=p.port)
         self.assertEqual(harness.headers_named(hdrs, "X-Forwarded-For"), ["1.2.3.4, 127.0.0.1"])
 
-    def test_host_passed_through_as_sent(self):
+    def test_host_is_proxy_host_by_default(self):
+        # nginx's default: the upstream group's name (the client's Host is in X-Forwarded-Host).
         _, hdrs, _ = self.echo(host="Main.Test:8080")
-        self.assertEqual(harness.headers_named(hdrs, "Host"), ["Main.Test:8080"])
+        self.assertEqual(harness.headers_named(hdrs, "Host"), ["app"])
 
     def test_proxy_set_header_with_variables(self):
         _, hdrs, _ = self.echo(path="/echo?a=1")
