@@ -83,8 +83,8 @@ static int read_line(const char *file, int line, char *buf, size_t len)
     return PT_ERROR;
 }
 
-/* Length of the name or bare word at <s>: a letter or '_', then letters, digits, '_', '-'. */
-static size_t word_len(const char *s)
+/* Length of the setting name at <s>: a letter or '_', then letters, digits, '_', '-'. */
+static size_t name_len(const char *s)
 {
     size_t n = 0;
 
@@ -95,45 +95,58 @@ static size_t word_len(const char *s)
     return n;
 }
 
+/* True when the <n> bytes at <v> are a value libconfig reads unquoted: a boolean or a
+ * number (1, -2, 0x1F, 64L, 1.5e3). */
+static int libconfig_scalar(const char *v, size_t n)
+{
+    char buf[64], *end;
+
+    if ((n == 4 && strncasecmp(v, "true", 4) == 0) || (n == 5 && strncasecmp(v, "false", 5) == 0))
+        return 1;
+    if (n == 0 || n >= sizeof(buf) || !(isdigit((unsigned char)v[0]) || strchr("+-.", v[0])))
+        return 0;
+    snprintf(buf, sizeof(buf), "%.*s", (int)n, v);
+    while (n && buf[n - 1] == 'L')
+        buf[--n] = '\0';
+    strtod(buf, &end);
+    return n && *end == '\0';
+}
+
 /*
- * libconfig has no bare words, so nginx's `gzip on;` written as `gzip = on;` is a syntax
- * error that names nothing.  When <text>, the line libconfig stopped at, holds
- * "NAME = WORD;" with WORD neither true nor false, writes into <hint> what to write instead.
- * Returns 1 if it did.
+ * libconfig has no bare words, so nginx's `gzip on;` written as `gzip = on;` (or
+ * `listen = 80 default_server;`) is a syntax error that names nothing.  When <text>, the
+ * line libconfig stopped at, holds "NAME = VALUE;" with a VALUE libconfig cannot read
+ * unquoted, writes into <hint> what to write instead.  Returns 1 if it did.
  */
 static int bare_word_hint(const char *text, char *hint, size_t len)
 {
-    const char *name, *word;
-    size_t nlen, wlen;
+    const char *name, *value;
+    size_t nlen, vlen;
 
-    while (isspace((unsigned char)*text))
-        text++;
+    text += strspn(text, " \t");
     name = text;
-    if ((nlen = word_len(name)) == 0)
+    if ((nlen = name_len(name)) == 0)
         return 0;
     text += nlen;
     text += strspn(text, " \t");
     if (*text != '=' && *text != ':')
         return 0;
     text++;
-    text += strspn(text, " \t");
-    word = text;
-    if ((wlen = word_len(word)) == 0)
+    value = text + strspn(text, " \t");
+    vlen = strcspn(value, ";");
+    while (vlen && isspace((unsigned char)value[vlen - 1]))
+        vlen--;
+    /* Quotes, lists and groups are libconfig's own syntax: the error is something else. */
+    if (vlen == 0 || memchr(value, '"', vlen) || strcspn(value, "[({=#") < vlen ||
+        libconfig_scalar(value, vlen))
         return 0;
-    text += wlen;
-    text += strspn(text, " \t");
-    if (*text != ';' && *text != ',' && *text != '\0' && *text != '#' && *text != '/')
-        return 0;
-    if ((wlen == 4 && strncasecmp(word, "true", 4) == 0) ||
-        (wlen == 5 && strncasecmp(word, "false", 5) == 0))
-        return 0;
-    if ((wlen == 2 && strncmp(word, "on", 2) == 0) || (wlen == 3 && strncmp(word, "off", 3) == 0))
+    if ((vlen == 2 && strncmp(value, "on", 2) == 0) || (vlen == 3 && strncmp(value, "off", 3) == 0))
         snprintf(hint, len, "\"%.*s\" is not a libconfig value: write %.*s = %s; (or \"%.*s\")",
-                 (int)wlen, word, (int)nlen, name, wlen == 2 ? "true" : "false", (int)wlen, word);
+                 (int)vlen, value, (int)nlen, name, vlen == 2 ? "true" : "false", (int)vlen, value);
     else
         snprintf(hint, len,
                  "\"%.*s\" is not a libconfig value: write %.*s = \"%.*s\"; (strings are quoted)",
-                 (int)wlen, word, (int)nlen, name, (int)wlen, word);
+                 (int)vlen, value, (int)nlen, name, (int)vlen, value);
     return 1;
 }
 

@@ -206,6 +206,17 @@ START_TEST(other_bare_word_is_told_to_be_quoted)
 }
 END_TEST
 
+START_TEST(unquoted_words_are_told_to_be_quoted)
+{
+    assert_error("http = {\n  server = ( {\n    listen = 80 default_server;\n  } );\n};\n", 3,
+                 "write listen = \"80 default_server\"; (strings are quoted)");
+    assert_error("http = {\n  access_log = /var/log/portier/access.log;\n};\n", 2,
+                 "write access_log = \"/var/log/portier/access.log\";");
+    assert_error("http = {\n  client_max_body_size = 8k;\n};\n", 2,
+                 "write client_max_body_size = \"8k\";");
+}
+END_TEST
+
 START_TEST(flag_takes_on_off_strings_and_booleans)
 {
     static const char *const values[] = {"\"on\"", "true", "\"off\"", "false"};
@@ -533,6 +544,7 @@ static Suite *suite(void)
     tcase_add_test(t, bare_on_names_the_libconfig_spelling);
     tcase_add_test(t, bare_off_names_the_libconfig_spelling);
     tcase_add_test(t, other_bare_word_is_told_to_be_quoted);
+    tcase_add_test(t, unquoted_words_are_told_to_be_quoted);
     tcase_add_test(t, flag_takes_on_off_strings_and_booleans);
     tcase_add_test(t, flag_refuses_other_words_naming_the_choices);
     tcase_add_test(t, server_tokens_refuses_unknown_value);
