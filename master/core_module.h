@@ -1,6 +1,7 @@
 /*
  * core_module.h: the main-context directives every process obeys (worker_processes, user,
- * daemon, pid, error_log, worker_connections, worker_shutdown_timeout).
+ * daemon, pid, error_log, worker_connections, worker_shutdown_timeout), and include, which
+ * the configuration layer carries out in any context.
  */
 #ifndef PT_CORE_MODULE_H
 #define PT_CORE_MODULE_H
