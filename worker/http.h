@@ -52,6 +52,8 @@ struct pt_http_srv_conf {
     int64_t large_header_size; /* of one buffer: the request line limit (414) */
     int64_t large_header_num;  /* buffers: the head limit is num x size (431) */
     int64_t max_headers;
+    int underscores_in_headers; /* '_' is valid in a request field name */
+    int ignore_invalid_headers; /* invalid request field names are dropped, not kept */
 };
 
 struct pt_http_loc_conf {
@@ -60,6 +62,7 @@ struct pt_http_loc_conf {
     pt_http_handler handler; /* content handler set by proxy_pass, return, ... */
     int64_t keepalive_timeout;
     int64_t keepalive_requests;
+    int reject_unexpected_body; /* 400 for GET, HEAD, DELETE, OPTIONS with a body */
     int64_t client_body_timeout;
     int64_t send_timeout;
     int64_t client_max_body_size;

@@ -71,6 +71,22 @@ static const struct pt_directive http_directives[] = {
      "keepalive)"},
     {"keepalive_requests", HSL, 0, PT_LOC_CONF, pt_conf_set_num, LOC(keepalive_requests), NULL,
      "requests served on one client connection (default 1000)"},
+    {"underscores_in_headers", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, pt_conf_set_flag,
+     SRV(underscores_in_headers), NULL,
+     "on: '_' is valid in a request header name; off (default): a name with '_' is invalid "
+     "(see ignore_invalid_headers), as in nginx, so that X_Forwarded_For never reaches a "
+     "CGI/WSGI app as HTTP_X_FORWARDED_FOR.  Taken from the address's default server"},
+    {"ignore_invalid_headers", PT_CTX_HTTP | PT_CTX_SRV, 0, PT_SRV_CONF, pt_conf_set_flag,
+     SRV(ignore_invalid_headers), NULL,
+     "on (default): request headers whose names hold anything but letters, digits and '-' "
+     "('_' too with underscores_in_headers) are dropped, neither forwarded nor seen by $http_*, "
+     "and logged at info; off: such names are kept if they are tokens, else 400.  A CTL or "
+     "space in a name is 400 either way.  Taken from the address's default server"},
+    {"reject_unexpected_body", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(reject_unexpected_body),
+     NULL,
+     "on: GET, HEAD, DELETE and OPTIONS requests with a body (Content-Length > 0 or chunked) "
+     "get 400 and the connection is closed; off (default): they are passed on, the body "
+     "re-framed by portier (Elasticsearch searches, GraphQL over GET send one)"},
     {"client_body_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(client_body_timeout), NULL,
      "time between two reads of the request body (default 60s)"},
     {"send_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(send_timeout), NULL,
@@ -112,6 +128,8 @@ static void *create_srv_conf(struct pt_conf *cf)
     sc->large_header_size = PT_CONF_UNSET;
     sc->large_header_num = PT_CONF_UNSET;
     sc->max_headers = PT_CONF_UNSET;
+    sc->underscores_in_headers = PT_CONF_UNSET;
+    sc->ignore_invalid_headers = PT_CONF_UNSET;
     return sc;
 }
 
@@ -128,6 +146,8 @@ static int merge_srv_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->large_header_size, p->large_header_size, 8192);
     pt_conf_merge_int(c->large_header_num, p->large_header_num, 4);
     pt_conf_merge_int(c->max_headers, p->max_headers, PT_HTTP_MAX_HEADERS);
+    pt_conf_merge_int(c->underscores_in_headers, p->underscores_in_headers, 0);
+    pt_conf_merge_int(c->ignore_invalid_headers, p->ignore_invalid_headers, 1);
     return PT_OK;
 }
 
@@ -139,6 +159,7 @@ static void *create_loc_conf(struct pt_conf *cf)
         return NULL;
     lc->keepalive_timeout = PT_CONF_UNSET;
     lc->keepalive_requests = PT_CONF_UNSET;
+    lc->reject_unexpected_body = PT_CONF_UNSET;
     lc->client_body_timeout = PT_CONF_UNSET;
     lc->send_timeout = PT_CONF_UNSET;
     lc->client_max_body_size = PT_CONF_UNSET;
@@ -153,6 +174,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
 
     pt_conf_merge_int(c->keepalive_timeout, p->keepalive_timeout, 75000);
     pt_conf_merge_int(c->keepalive_requests, p->keepalive_requests, 1000);
+    pt_conf_merge_int(c->reject_unexpected_body, p->reject_unexpected_body, 0);
     pt_conf_merge_int(c->client_body_timeout, p->client_body_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);

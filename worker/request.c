@@ -4,6 +4,8 @@
  * (log, keepalive or close).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include "normalize.h"
 #include "pool.h"
 #include "router.h"
+#include "var.h"
 
 static struct pt_http_srv_conf *srv_conf_of(struct pt_http_server *s)
 {
@@ -61,15 +64,120 @@ void pt_http_request_free(struct pt_request *r)
     pt_pool_destroy(r->pool);
 }
 
+/* --- why a client is refused: the error log at info, in nginx's words --- */
+
+/* nginx's "while ..." of each stage of a request. */
+#define WHILE_LINE    "reading client request line"
+#define WHILE_HEADERS "reading client request headers"
+#define WHILE_BODY    "reading client request body"
+#define WHILE_SENDING "sending response to client"
+
+/* Writes <s> into <dst> (<cap> bytes, NUL-terminated) with nginx's log escapes (\xHH for
+ * bytes outside printable ASCII, '"' and '\\'), cut with "..." when it does not fit: a
+ * client's bytes never make a log line of their own.  Returns <dst>. */
+static const char *escape(char *dst, size_t cap, struct pt_str s)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s.len; i++) {
+        char seq[8];
+        size_t k = pt_escape_byte(PT_ESCAPE_DEFAULT, (unsigned char)s.p[i], seq);
+        if (k == 0) {
+            seq[0] = s.p[i];
+            k = 1;
+        }
+        if (n + k + sizeof("...") > cap) {
+            memcpy(dst + n, "...", 3);
+            n += 3;
+            break;
+        }
+        memcpy(dst + n, seq, k);
+        n += k;
+    }
+    dst[n] = '\0';
+    return dst;
+}
+
+/* The request line of <r> as received: sliced from the head once it is parsed (it stays
+ * in the buffer), else what the parser saw of it. */
+static struct pt_str request_line(const struct pt_request *r)
+{
+    const struct pt_http_request *h = &r->h;
+
+    if (r->phase < 0)
+        return h->err.request_line;
+    return (struct pt_str){h->method.p, (size_t)(h->protocol.p + h->protocol.len - h->method.p)};
+}
+
+/*
+ * Logs at info why the client of <r> is refused, or why its request ends early, the way
+ * nginx does: the reason made of <fmt> and its arguments, " while <action>" when <action>
+ * is not NULL, then the client, the server, the request line and the Host.  Costs nothing
+ * below info.
+ */
+static void log_client_error(struct pt_request *r, const char *action, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void log_client_error(struct pt_request *r, const char *action, const char *fmt, ...)
+{
+    struct pt_http_srv_conf *sc = srv_conf_of(r->server);
+    const struct pt_http_header *host = NULL;
+    char why[640], line[640], hbuf[300];
+    va_list ap;
+
+    if (pt_log_level > PT_LOG_INFO)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    escape(line, sizeof(line), request_line(r));
+    if (r->phase >= 0)
+        host = pt_http_find_header(r->h.headers, r->h.nheaders, "host");
+    pt_log(PT_LOG_INFO, "%s%s%s, client: %s, server: %s%s%s%s%s%s%s", why, action ? " while " : "",
+           action ? action : "", r->c->peer_text, sc->server_name ? sc->server_name : "",
+           line[0] ? ", request: \"" : "", line, line[0] ? "\"" : "", host ? ", host: \"" : "",
+           host ? escape(hbuf, sizeof(hbuf), host->value) : "", host ? "\"" : "");
+}
+
+/* Logs why the parser refused the head of <r> (its req->err). */
+static void log_head_error(struct pt_request *r)
+{
+    const struct pt_http_error *e = &r->h.err;
+    char detail[640];
+
+    if (pt_log_level > PT_LOG_INFO)
+        return;
+    if (e->detail.len)
+        log_client_error(r, e->in_fields ? WHILE_HEADERS : WHILE_LINE, "%s: \"%s\"", e->reason,
+                         escape(detail, sizeof(detail), e->detail));
+    else
+        log_client_error(r, e->in_fields ? WHILE_HEADERS : WHILE_LINE, "%s", e->reason);
+}
+
+/* Logs each field line the parser ignored as invalid, as nginx's ignore_invalid_headers. */
+static void log_ignored_headers(struct pt_request *r)
+{
+    char text[640];
+
+    for (size_t i = 0; i < r->h.nignored && pt_log_level <= PT_LOG_INFO; i++)
+        log_client_error(
+            r, WHILE_HEADERS, "client sent invalid header line: \"%s\"",
+            escape(text, sizeof(text), pt_http_field_line(pt_http_ignored_header(&r->h, i))));
+}
+
 /* --- reading the head --- */
 
 static void head_limits(struct pt_http_conn *c, struct pt_http_limits *lim)
 {
+    /* The Host is not known yet: the default server of the address decides (as nginx's
+     * "the value from the default server can be used"). */
     struct pt_http_srv_conf *sc = srv_conf_of(c->addr->default_server);
 
     lim->max_request_line = (size_t)sc->large_header_size;
     lim->max_head = (size_t)(sc->large_header_size * sc->large_header_num);
     lim->max_headers = (size_t)sc->max_headers;
+    lim->flags = (sc->underscores_in_headers ? PT_HTTP_UNDERSCORES : 0) |
+                 (sc->ignore_invalid_headers ? 0 : PT_HTTP_KEEP_INVALID);
 }
 
 /* Makes room to read more of a head: a head may grow past one standard buffer up to the
@@ -140,12 +248,16 @@ void pt_http_read_head(struct pt_http_conn *c)
         if (rc == PT_OK)
             break;
         if (rc != PT_AGAIN) {
+            log_head_error(r);
             refuse(r, rc);
             return;
         }
         if (!c->readable)
             return;
         if (head_room(c, lim.max_head) != PT_OK) {
+            pt_http_request_seen(c->in->pos, pt_buf_len(c->in), &r->h);
+            log_client_error(r, r->h.err.in_fields ? WHILE_HEADERS : WHILE_LINE,
+                             "client sent too large request");
             refuse(r, 431);
             return;
         }
@@ -161,13 +273,27 @@ void pt_http_read_head(struct pt_http_conn *c)
     process_request(r);
 }
 
+/* Logs nginx's "client timed out (110: Connection timed out) while <action>". */
+static void log_timeout(struct pt_request *r, const char *action)
+{
+    log_client_error(r, action, "client timed out (%d: %s)", ETIMEDOUT, strerror(ETIMEDOUT));
+}
+
+/* client_header_timeout expired on the head of <r>: 408. */
+static void head_timed_out(struct pt_request *r)
+{
+    pt_http_request_seen(r->c->in->pos, pt_buf_len(r->c->in), &r->h);
+    log_timeout(r, r->h.err.in_fields ? WHILE_HEADERS : WHILE_LINE);
+    refuse(r, 408);
+}
+
 void pt_http_head_timeout(struct pt_http_conn *c)
 {
     if (c->r == NULL) {
         pt_http_conn_close(c);
         return;
     }
-    refuse(c->r, 408);
+    head_timed_out(c->r);
 }
 
 /* --- choosing the server and location --- */
@@ -204,6 +330,14 @@ static int find_server(struct pt_request *r)
     return PT_OK;
 }
 
+/* Methods whose content has no generally defined meaning (RFC 9110 9.3.1, 9.3.2, 9.3.5)
+ * or that rarely carry any (OPTIONS): reject_unexpected_body refuses a body on them. */
+static int unexpected_body(int method_id)
+{
+    return method_id == PT_HTTP_GET || method_id == PT_HTTP_HEAD || method_id == PT_HTTP_DELETE ||
+           method_id == PT_HTTP_OPTIONS;
+}
+
 static int find_location(struct pt_request *r)
 {
     struct pt_http_srv_conf *sc = srv_conf_of(r->server);
@@ -225,8 +359,17 @@ static int find_location(struct pt_request *r)
         }
     }
     lc = r->loc_conf[pt_http_module.index];
-    if (lc->client_max_body_size && r->h.content_length > lc->client_max_body_size)
+    if (lc->reject_unexpected_body && r->has_body && unexpected_body(r->h.method_id)) {
+        log_client_error(r, NULL, "client sent %.*s request with body", (int)r->h.method.len,
+                         r->h.method.p);
+        r->keepalive = 0;
+        return 400;
+    }
+    if (lc->client_max_body_size && r->h.content_length > lc->client_max_body_size) {
+        log_client_error(r, NULL, "client intended to send too large body: %lld bytes",
+                         (long long)r->h.content_length);
         return 413;
+    }
     if (lc->keepalive_timeout == 0 || r->c->nrequests >= (unsigned)lc->keepalive_requests)
         r->keepalive = 0;
     return PT_OK;
@@ -255,6 +398,7 @@ static void process_request(struct pt_request *r)
     }
     find_server(r);
     r->phase = PT_PHASE_POST_READ;
+    log_ignored_headers(r);
     uri = pt_palloc(r->pool, 3 * r->h.path.len + 1);
     if (uri == NULL) {
         pt_http_finalize(r, 500);
@@ -265,6 +409,7 @@ static void process_request(struct pt_request *r)
         r->uri = r->h.path;
     } else {
         if (pt_path_normalize(r->h.path.p, r->h.path.len, uri, &len) != PT_OK) {
+            log_client_error(r, NULL, "client sent invalid request");
             refuse(r, 400);
             return;
         }
@@ -395,9 +540,15 @@ int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
             return PT_OK;
         }
         rc = body_from_buffer(r, data, last);
+        if (rc == 400) /* logged here, not again when what is buffered is discarded */
+            log_client_error(r, NULL, "client sent invalid chunked body");
         if (rc == PT_OK && lc->client_max_body_size &&
-            r->body_received + (int64_t)data->len > lc->client_max_body_size)
+            r->body_received + (int64_t)data->len > lc->client_max_body_size) {
+            log_client_error(r, NULL,
+                             "client intended to send too large chunked body: %lld+%zu bytes",
+                             (long long)r->body_received, data->len);
             return 413;
+        }
         if (rc != PT_AGAIN)
             return rc;
         /* Reuse the space after the head (which must stay readable for the log and the
@@ -414,8 +565,10 @@ int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
             return PT_AGAIN;
         }
         n = pt_http_conn_read(c);
-        if (n == 0 || n == PT_ERROR)
+        if (n == 0 || n == PT_ERROR) {
+            log_client_error(r, NULL, "client prematurely closed connection");
             return 400;
+        }
         if (n == PT_AGAIN) {
             pt_http_send_continue(r);
             pt_timer_add(&c->timer, (uint64_t)lc->client_body_timeout);
@@ -435,8 +588,10 @@ int pt_http_body_check_buffered(struct pt_request *r)
     while (avail && !scratch.done) {
         struct pt_str d;
         ssize_t used = pt_chunked_parse(&scratch, p, avail, &d);
-        if (used < 0)
+        if (used < 0) {
+            log_client_error(r, NULL, "client sent invalid chunked body");
             return 400;
+        }
         if (used == 0)
             break;
         p += used;
@@ -608,10 +763,12 @@ void pt_http_request_event(struct pt_request *r, unsigned events)
 void pt_http_request_timeout(struct pt_request *r)
 {
     if (r->phase < 0) {
-        refuse(r, 408);
+        head_timed_out(r);
         return;
     }
-    pt_log(PT_LOG_INFO, "client %s timed out", r->c->peer_text);
+    log_timeout(r, r->header_sent || r->finalized ? WHILE_SENDING
+                   : !r->body_done                ? WHILE_BODY
+                                                  : NULL);
     if (!r->header_sent && !r->finalized) {
         r->keepalive = 0;
         if (r->cleanup) {

@@ -252,10 +252,8 @@ GETTER(var_request_method)
 
 GETTER(var_server_protocol)
 {
-    if (r->h.version != 10 && r->h.version != 11)
-        return PT_DECLINED;
-    *out = r->h.version == 10 ? PT_STR("HTTP/1.0") : PT_STR("HTTP/1.1");
-    return PT_OK;
+    /* As sent, like nginx's: "HTTP/1.2", handled as 1.1, still reads "HTTP/1.2". */
+    return slice_or_none(r->h.protocol, out);
 }
 
 GETTER(var_request)

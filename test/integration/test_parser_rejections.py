@@ -1,7 +1,10 @@
 """
 The request parser's rejections end to end (DESIGN.md "HTTP/1.1 parser"): each
 malformed request gets its status from portier itself, the client connection is
-closed, and nothing reaches the backend (its request counter does not move).
+closed, nothing reaches the backend (its request counter does not move), and the
+error log gets an info line saying why, in nginx's form ("client sent ... while reading
+client request headers, client: 127.0.0.1, server: ..., request: ..."; the reasons
+themselves are pinned in test_http_parse.c and test_dropin_requests.py).
 """
 
 import harness
@@ -30,6 +33,7 @@ class ParserRejections(harness.TestCase):
 
     def assertRejected(self, raw, status=400, close=True):
         before = self.b1.count()[0]
+        log_start = harness.file_size(self.p.error_log)
         with self.p.client(timeout=10) as c:
             c.send(raw)
             r = c.read_response()
@@ -37,6 +41,8 @@ class ParserRejections(harness.TestCase):
             if close:
                 self.assertClosed(c)
         self.assertEqual(self.b1.count()[0], before, "rejected request reached the backend")
+        harness.wait_for_line(self.p.error_log, r"\[info\] .*client (sent|intended) .*"
+                              r"client: 127\.0\.0\.1, server: ", start=log_start)
 
     def assertAllRejected(self, variants, status=400):
         for raw in variants:
