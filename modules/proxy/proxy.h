@@ -162,7 +162,10 @@ struct proxy_ctx {
     unsigned resp_chunked : 1;
     unsigned resp_done : 1;
     unsigned stale_retried : 1;
-    unsigned conn_close : 1; /* the request asked the upstream to close: never pooled */
+    /* The connection is not pooled after this exchange: the request asked the upstream to
+     * close, or carried a body where a server may not expect one (GET, HEAD, DELETE,
+     * OPTIONS): one that ignored it would read it as a next request. */
+    unsigned no_pool : 1;
 };
 
 extern struct pt_module pt_proxy_module;

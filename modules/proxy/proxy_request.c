@@ -194,7 +194,7 @@ static void put_connection(struct builder *b, struct proxy_ctx *ctx)
         put_lit(b, "Connection: upgrade\r\n");
     else if (plc->upstream->keepalive == 0 || plc->http_version == 10) {
         put_lit(b, "Connection: close\r\n");
-        ctx->conn_close = 1;
+        ctx->no_pool = 1;
     }
 }
 
@@ -211,10 +211,22 @@ static int put_set_headers(struct builder *b, struct proxy_ctx *ctx)
         if (v.len == 0)
             continue;
         if (pt_str_ieq(plc->set[i].name, "connection") && pt_http_has_token(v, "close"))
-            ctx->conn_close = 1;
+            ctx->no_pool = 1;
         put_header(b, plc->set[i].name, v);
     }
     return PT_OK;
+}
+
+/* GET, HEAD, DELETE and OPTIONS: methods whose body has no defined meaning (RFC 9110 9.3). */
+static int unexpected_body(const struct pt_request *r)
+{
+    switch (r->h.method_id) {
+    case PT_HTTP_GET:
+    case PT_HTTP_HEAD:
+    case PT_HTTP_DELETE:
+    case PT_HTTP_OPTIONS: return 1;
+    default: return 0;
+    }
 }
 
 int pt_proxy_build_head(struct proxy_ctx *ctx)
@@ -250,6 +262,8 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
         return PT_ERROR;
     put_forwarded(&b, r, plc->own_set, trusted);
     put_connection(&b, ctx);
+    if (r->has_body && unexpected_body(r))
+        ctx->no_pool = 1;
     if (r->h.chunked) {
         /* Only the chunked layer is portier's to decode and redo: codings applied before
          * it (gzip, chunked) travel on untouched. */

@@ -134,8 +134,8 @@ static int parse_head(struct proxy_ctx *ctx)
 static void response_complete(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
-    int keep = ctx->resp.keep_alive && !ctx->conn_close && !ctx->resp_until_close &&
-               ctx->req_sent && pt_buf_len(ctx->in) == 0;
+    int keep = ctx->resp.keep_alive && !ctx->no_pool && !ctx->resp_until_close && ctx->req_sent &&
+               pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
     pt_proxy_note_upstream(ctx, 0);

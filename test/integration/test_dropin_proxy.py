@@ -64,6 +64,7 @@ class DropInProxy(harness.TestCase):
                 location("/empty-conn/", proxy_pass="http://rec",
                          proxy_set_header=['Connection ""']),
                 location("/v10/", proxy_pass="http://reckeep", proxy_http_version="1.0"),
+                location("/keep/", proxy_pass="http://reckeep"),
                 location("/app/", proxy_pass="http://node/"),
                 location("/exact/", proxy_pass="http://node/"),
                 location("= /exact", ret="200 exact wins"),
@@ -130,6 +131,17 @@ class DropInProxy(harness.TestCase):
         second = self.last("/close/b")
         self.assertEqual(self.names(second, "Connection"), ["close"], second.head)
         self.assertNotEqual(first.conn_id, second.conn_id)
+
+    def test_get_with_body_connection_not_pooled(self):
+        # A server that ignored the body of a GET would read it as a next request: the
+        # connection that carried one serves nothing else.
+        a = self.last("/keep/a")
+        b = self.last("/keep/b")
+        self.assertEqual(a.conn_id, b.conn_id, "plain GETs share the pooled connection")
+        c = self.last("/keep/c", body=b'{"query":{}}')
+        self.assertEqual(c.body, b'{"query":{}}')
+        d = self.last("/keep/d")
+        self.assertNotEqual(c.conn_id, d.conn_id)
 
     # -- Host and the $proxy_* variables
 
