@@ -212,6 +212,9 @@ struct pt_request {
     /* Unbuffered (proxy_buffering off, X-Accel-Buffering: no, an event stream): each piece
      * of the body leaves at once, through every filter (a compressor flushes it). */
     unsigned stream_out : 1;
+    /* A body on GET, HEAD, DELETE or OPTIONS: passed on, but a server that ignored it would
+     * read it as a next request, so no connection it travelled on is kept. */
+    unsigned unexpected_body : 1;
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */

@@ -359,7 +359,7 @@ static int find_location(struct pt_request *r)
         }
     }
     lc = r->loc_conf[pt_http_module.index];
-    if (lc->reject_unexpected_body && r->has_body && unexpected_body(r->h.method_id)) {
+    if (lc->reject_unexpected_body && r->unexpected_body) {
         log_client_error(r, NULL, "client sent %.*s request with body", (int)r->h.method.len,
                          r->h.method.p);
         r->keepalive = 0;
@@ -396,6 +396,11 @@ static void process_request(struct pt_request *r)
     } else {
         r->body_done = 1;
     }
+    /* The desync corpus's rule for such an ambiguous request: forward it, then close both
+     * connections (the proxy keeps no upstream one that carried it). */
+    r->unexpected_body = r->has_body && unexpected_body(r->h.method_id);
+    if (r->unexpected_body)
+        r->keepalive = 0;
     find_server(r);
     r->phase = PT_PHASE_POST_READ;
     log_ignored_headers(r);

@@ -163,8 +163,7 @@ struct proxy_ctx {
     unsigned resp_done : 1;
     unsigned stale_retried : 1;
     /* The connection is not pooled after this exchange: the request asked the upstream to
-     * close, or carried a body where a server may not expect one (GET, HEAD, DELETE,
-     * OPTIONS): one that ignored it would read it as a next request. */
+     * close, or carried an unexpected body (r->unexpected_body). */
     unsigned no_pool : 1;
 };
 

@@ -217,18 +217,6 @@ static int put_set_headers(struct builder *b, struct proxy_ctx *ctx)
     return PT_OK;
 }
 
-/* GET, HEAD, DELETE and OPTIONS: methods whose body has no defined meaning (RFC 9110 9.3). */
-static int unexpected_body(const struct pt_request *r)
-{
-    switch (r->h.method_id) {
-    case PT_HTTP_GET:
-    case PT_HTTP_HEAD:
-    case PT_HTTP_DELETE:
-    case PT_HTTP_OPTIONS: return 1;
-    default: return 0;
-    }
-}
-
 int pt_proxy_build_head(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
@@ -262,7 +250,7 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
         return PT_ERROR;
     put_forwarded(&b, r, plc->own_set, trusted);
     put_connection(&b, ctx);
-    if (r->has_body && unexpected_body(r))
+    if (r->unexpected_body)
         ctx->no_pool = 1;
     if (r->h.chunked) {
         /* Only the chunked layer is portier's to decode and redo: codings applied before

@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PT_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
 PORTIER_BIN = os.environ.get("PORTIER_BIN") or os.path.join(SOURCE_DIR, "build", "portier")
 BACKEND_BIN = os.environ.get("PT_BACKEND_BIN") or os.path.join(SOURCE_DIR, "build", "pt-backend")
-CORPUS_DIR = os.path.join(SOURCE_DIR, "..", "shared", "corpus")
+CORPUS_DIR = os.path.join(SOURCE_DIR, "test", "corpus")  # copies of outside data, licences beside
 KEEP_TMP = os.environ.get("PT_KEEP_TMP") == "1"
 
 MIB = 1024 * 1024

@@ -11,7 +11,8 @@ What each tier requires (corpus README):
   Acceptable either; the outcome is recorded in the summary.
 
 Ambiguous cases portier forwards on purpose (FORWARDED_ON_PURPOSE, each with its
-reason) must instead reach the backend once, answered by it, with their whole body.
+reason) must reach the backend once, answered by it, with their whole body, and
+then both connections must be closed.
 
 Building a request from a case: "METHOD URI VERSION" (version "" is HTTP/0.9: no
 version), a Host header when the case has none (the corpus cases carry none, and
@@ -30,6 +31,7 @@ import unittest
 import harness
 from harness import location, server, upstream
 
+# The repository's copy (test/corpus, with its licence), so that a fresh clone replays it.
 CORPUS = os.path.join(harness.CORPUS_DIR, "http-desync-guardian")
 
 # Cases portier refuses on purpose although the corpus files them as Compliant,
@@ -39,7 +41,8 @@ STRICTER_ON_PURPOSE = {
 }
 
 # Ambiguous cases portier forwards on purpose, keyed by case name, with the reason.
-# Each must be forwarded once, answered by the backend, with its whole body.
+# Each must be forwarded once, answered by the backend, with its whole body, and then both
+# connections closed, as the corpus says of an ambiguous request that is forwarded.
 BODY_ON_GET_OR_HEAD = (
     "a body on GET or HEAD is framed like any other (RFC 9112 6.3 does not depend on the "
     "method) and portier sends it upstream with its own framing, so portier and the backend "
@@ -103,8 +106,11 @@ def build(case):
 
 
 def load_cases():
+    """Every case of the corpus; missing data is a failure, never a pass."""
     import yaml  # Debian: python3-yaml
     cases = []
+    if not glob.glob(os.path.join(CORPUS, "*.yaml")):
+        raise AssertionError("no corpus cases in %s: the test data is missing" % CORPUS)
     for path in sorted(glob.glob(os.path.join(CORPUS, "*.yaml"))):
         with open(path, "rb") as f:
             for case in yaml.safe_load(f) or []:
@@ -141,7 +147,6 @@ class Outcome:
                    self.bytes_forwarded, self.upstream_closed, self.error))
 
 
-@unittest.skipUnless(os.path.isdir(CORPUS), "corpus not found at %s" % CORPUS)
 class Corpus(harness.TestCase):
 
     @classmethod
@@ -209,7 +214,12 @@ class Corpus(harness.TestCase):
     def violation(cls, tier, o):
         """None if <o> is what <tier> requires, else why not."""
         if tier == "Ambiguous" and o.case["name"] in FORWARDED_ON_PURPOSE:
-            return cls.forwarded_whole(o)
+            why = cls.forwarded_whole(o)
+            if why is None and not o.closed:
+                why = "forwarded but client connection left open"
+            if why is None and not o.upstream_closed:
+                why = "forwarded but upstream connection left open"
+            return why
         if tier == "Severe":
             if not (o.refused and o.status is not None and 400 <= o.status < 500):
                 return "not refused with a 4xx by portier"

@@ -152,17 +152,19 @@ class DropinRequests(harness.TestCase):
                                  [(method, b'{"query":"{ me }"}')])
 
     def test_body_that_looks_like_a_request_stays_a_body(self):
-        # The backend must get one request whose body is these bytes, and the connection
-        # must go on with the client's next request, not with the smuggled one.
+        # The backend must get one request whose body is these bytes; then both connections
+        # end (the corpus's rule for an ambiguous request that is forwarded), so nothing
+        # after it can be taken for the smuggled request.
         smuggled = b"GET /admin HTTP/1.1\r\nHost: main.test\r\n\r\n"
         with self.p.client() as c:
             c.send(b"GET /a HTTP/1.1\r\nHost: main.test\r\nContent-Length: %d\r\n\r\n%s"
                    % (len(smuggled), smuggled))
-            self.assertEqual(c.read_response().status, 200)
-            c.send(b"GET /b HTTP/1.1\r\nHost: main.test\r\n\r\n")
-            self.assertEqual(c.read_response().status, 200)
+            r = c.read_response()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("Connection"), "close")
+            self.assertClosed(c)
         reqs = self.forwarded()
-        self.assertEqual([(r.target, r.body) for r in reqs], [("/a", smuggled), ("/b", b"")])
+        self.assertEqual([(r.target, r.body) for r in reqs], [("/a", smuggled)])
 
     def test_reject_unexpected_body_refuses_get_with_body(self):
         before = self.rec.mark()
