@@ -17,14 +17,18 @@ static uint64_t now_ms;
 static struct pt_timer **heap;
 static uint32_t heap_len, heap_cap;
 static struct pt_event *posted_head, *posted_tail;
-static void **deferred;
+struct deferred {
+    void (*fn)(void *);
+    void *p;
+};
+static struct deferred *deferred;
 static size_t deferred_len, deferred_cap;
 
-void pt_loop_defer_free(void *p)
+void pt_loop_defer(void (*fn)(void *), void *p)
 {
     if (deferred_len == deferred_cap) {
         size_t cap = deferred_cap ? deferred_cap * 2 : 256;
-        void **d = realloc(deferred, cap * sizeof(*d));
+        struct deferred *d = realloc(deferred, cap * sizeof(*d));
         if (d == NULL) {
             /* Leaking beats a use-after-free. */
             return;
@@ -32,7 +36,12 @@ void pt_loop_defer_free(void *p)
         deferred = d;
         deferred_cap = cap;
     }
-    deferred[deferred_len++] = p;
+    deferred[deferred_len++] = (struct deferred){fn, p};
+}
+
+void pt_loop_defer_free(void *p)
+{
+    pt_loop_defer(free, p);
 }
 
 void pt_event_post(struct pt_event *ev)
@@ -65,7 +74,7 @@ static void run_posted(void)
 static void run_deferred(void)
 {
     for (size_t i = 0; i < deferred_len; i++)
-        free(deferred[i]);
+        deferred[i].fn(deferred[i].p);
     deferred_len = 0;
 }
 

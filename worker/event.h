@@ -23,10 +23,10 @@ typedef void (*pt_event_handler)(struct pt_event *ev, unsigned events);
 /* A file descriptor watched by the loop.  Embed it in the object that owns the fd. */
 struct pt_event {
     int fd;
+    unsigned posted; /* beside fd: the struct has no padding (one per open connection) */
     pt_event_handler handler;
     void *data;
     struct pt_event *posted_next;
-    unsigned posted;
 };
 
 struct pt_timer;
@@ -75,9 +75,12 @@ void pt_loop_once(int max_wait_ms);
  * however much a client sends.  Posting twice before the call is the same as once. */
 void pt_event_post(struct pt_event *ev);
 
-/* Frees <p> with free() after the current round of events: an object closed by one
- * handler may still be named by an event later in the same epoll batch, so it must stay
- * readable until then (its event's fd set to -1 makes the loop skip it). */
+/* Calls <fn>(<p>) after the current round of events: an object closed by one handler may
+ * still be named by an event later in the same epoll batch, so it must stay readable (and
+ * must not be reused) until then; its event's fd set to -1 makes the loop skip it. */
+void pt_loop_defer(void (*fn)(void *), void *p);
+
+/* pt_loop_defer(free, <p>). */
 void pt_loop_defer_free(void *p);
 
 /* Number of armed timers (used when draining). */

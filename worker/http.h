@@ -135,16 +135,29 @@ struct pt_conn_io {
  * (sets c->io and c->tls).  PT_OK, or PT_ERROR to close the connection. */
 extern int (*pt_http_tls_start)(struct pt_http_conn *c);
 
+/* A client's address: a listener is IPv4 or IPv6 (a sockaddr_storage would be 100 bytes
+ * more in every connection). */
+union pt_sockaddr {
+    struct sockaddr sa;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+};
+
+/* One per open client connection, idle ones included: keep it small (an idle keepalive
+ * connection holds this struct, its timer's heap slot and nothing else). */
 struct pt_http_conn {
     struct pt_event ev;
     struct pt_timer timer;
     struct pt_listen *ls;
     struct pt_http_addr *addr;
-    struct sockaddr_storage peer;
-    struct pt_buf *in;    /* request bytes; NULL while idle between requests */
-    struct pt_buf *out;   /* response bytes the socket did not take yet */
-    struct pt_request *r; /* the request being served */
+    struct pt_buf *in;                /* request bytes; NULL while idle between requests */
+    struct pt_buf *out;               /* response bytes the socket did not take yet */
+    struct pt_request *r;             /* the request being served */
+    struct pt_http_conn *prev, *next; /* the worker's list, for draining */
+    const struct pt_conn_io *io;      /* NULL: the plain socket */
+    void *tls;                        /* the transport's state (an SSL *) */
     unsigned nrequests;
+    unsigned req_gen;      /* counts requests begun: tells a handler its request ended */
     unsigned readable : 1; /* an edge arrived that we have not read up to EAGAIN */
     unsigned writable : 1;
     unsigned eof : 1;     /* the client closed its side */
@@ -152,14 +165,11 @@ struct pt_http_conn {
     unsigned closing : 1; /* close once the current response is out */
     unsigned error : 1;
     unsigned lingering : 1;
-    unsigned linger_after : 1;        /* linger once the pending output is out */
-    unsigned req_gen;                 /* counts requests begun: tells a handler its request ended */
-    struct pt_http_conn *prev, *next; /* the worker's list, for draining */
-    const struct pt_conn_io *io;      /* NULL: the plain socket */
-    void *tls;                        /* the transport's state (an SSL *) */
-    unsigned handshaking : 1;         /* the transport's handshake is not done yet */
-    char peer_text[INET6_ADDRSTRLEN];
+    unsigned linger_after : 1; /* linger once the pending output is out */
+    unsigned handshaking : 1;  /* the transport's handshake is not done yet */
+    union pt_sockaddr peer;
     uint16_t peer_port;
+    char peer_text[INET6_ADDRSTRLEN];
 };
 
 /* A response header: name and value, both in the request pool (or static). */
