@@ -6,10 +6,15 @@
 
 static struct pt_buf *free_list;
 static size_t free_count;
+static size_t free_low; /* the fewest blocks the free list held since the last trim */
 
-/* More than this many idle standard blocks are returned to malloc: a burst of connections
- * must not leave the worker holding its peak memory forever. */
+/* More than this many idle standard blocks are returned to malloc at once; fewer are
+ * returned by pt_buf_trim once they have sat unused for a while. */
 #define FREE_MAX 256
+
+/* What pt_buf_trim leaves on the free list: enough for the requests of a moderately busy
+ * worker without a malloc each. */
+#define FREE_KEEP 32
 
 struct pt_buf *pt_buf_get(size_t size)
 {
@@ -19,6 +24,8 @@ struct pt_buf *pt_buf_get(size_t size)
         b = free_list;
         free_list = b->next;
         free_count--;
+        if (free_count < free_low)
+            free_low = free_count;
     } else {
         size_t n = size <= PT_BUF_SIZE ? PT_BUF_SIZE : size;
         b = malloc(sizeof(*b) + n);
@@ -43,6 +50,20 @@ void pt_buf_put(struct pt_buf *b)
     b->next = free_list;
     free_list = b;
     free_count++;
+}
+
+size_t pt_buf_trim(void)
+{
+    size_t surplus = free_low > FREE_KEEP ? free_low - FREE_KEEP : 0;
+
+    for (size_t i = 0; i < surplus; i++) {
+        struct pt_buf *b = free_list;
+        free_list = b->next;
+        free(b);
+    }
+    free_count -= surplus;
+    free_low = free_count;
+    return surplus * (sizeof(struct pt_buf) + PT_BUF_SIZE);
 }
 
 void pt_buf_compact(struct pt_buf *b)

@@ -28,6 +28,11 @@ struct pt_buf *pt_buf_get(size_t size);
 /* Gives <b> back (NULL is ignored). */
 void pt_buf_put(struct pt_buf *b);
 
+/* Frees the standard blocks that stayed unused on the free list since the previous call
+ * (all the while, it held more than it needed), keeping a few.  Called every few seconds,
+ * it lets a worker give back what a burst of requests took.  Returns the bytes freed. */
+size_t pt_buf_trim(void);
+
 /* Moves the window of <b> to the start of the block so that all free space is at the end. */
 void pt_buf_compact(struct pt_buf *b);
 

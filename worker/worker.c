@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <grp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "core_module.h"
 #include "event.h"
 #include "http.h"
@@ -106,6 +110,29 @@ static void stop_accepting(struct pt_cycle *cycle)
     }
 }
 
+/* How often a worker looks whether a burst of requests left it holding memory it no
+ * longer uses. */
+#define TRIM_INTERVAL_MS 2000
+
+/* Gives back what a past burst took: the I/O buffers that sat unused on the free list for
+ * a whole interval, then (glibc) the free pages inside the heap.  malloc keeps freed
+ * chunks resident when anything still lives above them, so without malloc_trim the
+ * requests' buffers and pools of a burst stay in the worker's RSS for good.  Only called
+ * when buffers were surplus, which is when the heap has free pages worth the walk. */
+static void trim_memory(void)
+{
+    static uint64_t next;
+
+    if (pt_now_ms() < next)
+        return;
+    next = pt_now_ms() + TRIM_INTERVAL_MS;
+    if (pt_buf_trim() == 0)
+        return;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void exit_modules(struct pt_cycle *cycle)
 {
     for (int i = 0; pt_modules[i]; i++)
@@ -167,6 +194,7 @@ void pt_worker_main(struct pt_cycle *cycle, int slot)
         pt_loop_once(deadline ? 20 : 1000);
         if (sig_term)
             break;
+        trim_memory();
         if (sig_reopen) {
             sig_reopen = 0;
             pt_log_reopen();
