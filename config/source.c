@@ -43,7 +43,9 @@ static const char *from_main_dir(const char *main, const char *path, char *buf, 
     dir_of(main, dir, sizeof(dir));
     if (path[0] == '/' || dir[0] == '\0')
         return path;
-    snprintf(buf, len, "%s/%s", dir, path);
+    /* A name past PATH_MAX cannot be opened either way: the error then names it as written. */
+    if ((size_t)snprintf(buf, len, "%s/%s", dir, path) >= len)
+        return path;
     return buf;
 }
 
