@@ -68,59 +68,27 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     return PT_OK;
 }
 
-/*
- * Splits "NAME VALUE [always]" <s>: NAME is the first word, "always" an optional last
- * word, VALUE all between (a VALUE wrapped in double quotes loses them, so that it may be
- * empty or end in " always").  Fills <h>; PT_OK or PT_ERROR (nothing reported).
- */
-static int parse_add_header(struct pt_conf *cf, const char *s, struct add_header *h)
-{
-    const char *name, *v, *end;
-
-    while (*s == ' ')
-        s++;
-    for (name = s; *s && *s != ' ' && *s != '\t'; s++)
-        ;
-    if (!pt_http_is_token(name, (size_t)(s - name)))
-        return PT_ERROR;
-    h->name.p = pt_pstrndup(cf->pool, name, (size_t)(s - name));
-    h->name.len = (size_t)(s - name);
-    for (v = s; *v == ' ' || *v == '\t'; v++)
-        ;
-    end = v + strlen(v);
-    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (end - v >= 6 && strncmp(end - 6, "always", 6) == 0 &&
-        (end - 6 == v || end[-7] == ' ' || end[-7] == '\t')) {
-        h->always = 1;
-        for (end -= 6; end > v && (end[-1] == ' ' || end[-1] == '\t');)
-            end--;
-    }
-    if (end - v >= 2 && v[0] == '"' && end[-1] == '"')
-        v++, end--;
-    else if (end == v)
-        return PT_ERROR; /* no value at all: "NAME" alone is a mistake, '""' is not */
-    h->src = pt_pstrndup(cf->pool, v, (size_t)(end - v));
-    return h->name.p && h->src && !strpbrk(h->src, "\r\n") ? PT_OK : PT_ERROR;
-}
-
 static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct headers_main_conf *mc = pt_cycle_main_conf(cf->cycle, pt_headers_module);
     struct headers_loc_conf *hlc = conf;
     struct header_list *l = hlc->list;
     struct add_header *h = pt_palloc(cf->pool, sizeof(*h)), **a;
+    char *src;
+    int always = 0;
 
     pt_unused(d);
     if (l == NULL && (l = hlc->list = pt_palloc(cf->pool, sizeof(*l))) == NULL)
         return pt_conf_error(cf, "out of memory");
     if (h == NULL || (a = pt_palloc(cf->pool, (size_t)(l->n + 1) * sizeof(*a))) == NULL)
         return pt_conf_error(cf, "out of memory");
-    if (parse_add_header(cf, cf->value, h) != PT_OK)
+    if (pt_http_header_directive(cf, cf->value, &h->name, &src, &always) != PT_OK)
         return pt_conf_error(cf,
                              "invalid add_header \"%s\" (use \"NAME VALUE [always]\", NAME "
                              "a token, VALUE without CR or LF)",
                              cf->value);
+    h->src = src;
+    h->always = always != 0;
     h->setting = cf->setting;
     h->next_all = mc->all;
     mc->all = h;

@@ -104,6 +104,18 @@ extern struct pt_module pt_http_module;
 #define pt_http_loc_conf(r, m)     ((r)->loc_conf[(m).index])
 #define pt_http_main_conf_of(c, m) ((c)->main_conf[(m).index])
 
+/*
+ * Splits the value <s> of a header directive (proxy_set_header, add_header), "NAME VALUE",
+ * into *<name>, a field name (a token, RFC 9110 5.1), and *<value>, blanks around it trimmed
+ * and one pair of enclosing quotes ("..." or '...') dropped as nginx's parser drops them; both
+ * are copied into the configuration pool.  With <always> not NULL, a last word "always" is
+ * taken off the value and sets *<always> (add_header).  The value may be empty ("NAME \"\"").
+ * Returns PT_OK, or PT_ERROR (nothing reported) for a missing or invalid name, a name with
+ * no value after it, or CR/LF in the value.
+ */
+int pt_http_header_directive(struct pt_conf *cf, const char *s, struct pt_str *name, char **value,
+                             int *always);
+
 /* True when server <s> has a `listen ... ssl`; *<listen> then names that address. */
 int pt_http_server_ssl(struct pt_http_server *s, const char **listen);
 

@@ -431,40 +431,98 @@ static int auto_redirect(struct pt_request *r)
     return 301;
 }
 
-/* For each auto_redirect location of <x> ("/app/"), an exact location for its path without
- * the slash ("= /app") answering with the redirect, unless the server has that exact
- * location already.  Made after merging: it is a copy of the merged location, so that it
- * keeps that location's access rules and timeouts. */
-static int add_auto_redirects(struct pt_conf *cf, struct pt_http_srv_conf *sc, struct srv_extra *x)
+/* The path of the location spec <name> without its modifier ("= /x", "=/x", "^~ /x",
+ * "/x"), or NULL for a regex location. */
+static const char *loc_path(const char *name)
+{
+    if (name[0] == '~')
+        return NULL;
+    if (name[0] == '^' && name[1] == '~')
+        name += 2;
+    else if (name[0] == '=')
+        name++;
+    return name + strspn(name, " ");
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* True when one of the <n> sorted paths <paths> is the <len> bytes at <p>. */
+static int has_path(const char **paths, int n, const char *p, size_t len)
+{
+    int lo = 0, hi = n;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strncmp(paths[mid], p, len);
+        if (c == 0 && paths[mid][len] != '\0')
+            c = 1;
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* An exact location "= /app" that answers with the redirect, for the auto_redirect location
+ * <lc> ("/app/", merged): a copy of it, so that it keeps its access rules and timeouts. */
+static int add_redirect_location(struct pt_conf *cf, struct pt_http_srv_conf *sc,
+                                 struct pt_http_loc_conf *lc, const char *path, size_t len)
 {
     int nmod = pt_modules_count();
+    void **arr = pt_palloc(cf->pool, (size_t)(nmod + 1) * sizeof(void *));
+    struct pt_http_loc_conf *rlc = pt_palloc(cf->pool, sizeof(*rlc));
 
+    if (rlc == NULL || arr == NULL)
+        return pt_conf_error(cf, "out of memory");
+    *rlc = *lc;
+    rlc->loc_conf = memcpy(arr, lc->loc_conf, (size_t)(nmod + 1) * sizeof(void *));
+    rlc->loc_conf[pt_http_module.index] = rlc;
+    rlc->handler = auto_redirect;
+    rlc->auto_redirect = 0;
+    /* "= " and the path without its slash: the handler reads the path back from it. */
+    rlc->name = pt_palloc(cf->pool, len + 2);
+    if (rlc->name == NULL)
+        return pt_conf_error(cf, "out of memory");
+    snprintf(rlc->name, len + 2, "= %.*s", (int)(len - 1), path);
+    if (pt_locations_add(sc->locations, rlc->name, rlc, NULL, 0) == PT_ERROR)
+        return pt_conf_error(cf, "out of memory");
+    return PT_OK;
+}
+
+/* nginx's auto_redirect for the locations of <x>: "/app/" with proxy_pass makes "/app"
+ * answer 301 to "/app/", unless a location of the server (exact, prefix or ^~) has the path
+ * "/app" itself.  The paths are sorted once, so that many locations stay O(n log n). */
+static int add_auto_redirects(struct pt_conf *cf, struct pt_http_srv_conf *sc, struct srv_extra *x)
+{
+    const char **paths;
+    int n = 0, any = 0;
+
+    for (int i = 0; i < x->nlocs; i++)
+        any |= x->locs[i]->auto_redirect;
+    if (!any)
+        return PT_OK;
+    paths = pt_palloc(cf->pool, (size_t)x->nlocs * sizeof(*paths));
+    if (paths == NULL)
+        return pt_conf_error(cf, "out of memory");
+    for (int i = 0; i < x->nlocs; i++)
+        if ((paths[n] = loc_path(x->locs[i]->name)) != NULL)
+            n++;
+    qsort(paths, (size_t)n, sizeof(*paths), cmp_path);
     for (int i = 0; i < x->nlocs; i++) {
-        struct pt_http_loc_conf *lc = x->locs[i], *rlc;
-        const char *path = lc->name + strspn(lc->name, "=^~ ");
-        size_t len = strlen(path);
-        void **arr;
-        int rc;
+        struct pt_http_loc_conf *lc = x->locs[i];
+        const char *path = loc_path(lc->name);
+        size_t len = path ? strlen(path) : 0;
 
-        if (!lc->auto_redirect)
+        if (!lc->auto_redirect || len < 2 || has_path(paths, n, path, len - 1))
             continue;
-        arr = pt_palloc(cf->pool, (size_t)(nmod + 1) * sizeof(void *));
-        rlc = pt_palloc(cf->pool, sizeof(*rlc));
-        if (rlc == NULL || arr == NULL)
-            return pt_conf_error(cf, "out of memory");
-        *rlc = *lc;
-        rlc->loc_conf = memcpy(arr, lc->loc_conf, (size_t)(nmod + 1) * sizeof(void *));
-        rlc->loc_conf[pt_http_module.index] = rlc;
-        rlc->handler = auto_redirect;
-        rlc->auto_redirect = 0;
-        /* "= " and the path without its slash: the handler reads the path back from it. */
-        rlc->name = pt_palloc(cf->pool, len + 2);
-        if (rlc->name == NULL)
-            return pt_conf_error(cf, "out of memory");
-        snprintf(rlc->name, len + 2, "= %.*s", (int)(len - 1), path);
-        rc = pt_locations_add(sc->locations, rlc->name, rlc, NULL, 0);
-        if (rc == PT_ERROR)
-            return pt_conf_error(cf, "out of memory");
+        if (add_redirect_location(cf, sc, lc, path, len) != PT_OK)
+            return PT_ERROR;
     }
     return PT_OK;
 }
@@ -594,6 +652,42 @@ static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *co
         if (merge_server(cf, mc->servers[i]) != PT_OK)
             return PT_ERROR;
     return build_listens(cf, mc);
+}
+
+static int blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+int pt_http_header_directive(struct pt_conf *cf, const char *s, struct pt_str *name, char **value,
+                             int *always)
+{
+    const char *n, *v, *end;
+
+    while (blank(*s))
+        s++;
+    for (n = s; *s && !blank(*s); s++)
+        ;
+    if (*s == '\0' || !pt_http_is_token(n, (size_t)(s - n)))
+        return PT_ERROR;
+    for (v = s; blank(*v); v++)
+        ;
+    end = v + strlen(v);
+    while (end > v && blank(end[-1]))
+        end--;
+    if (always && end - v >= 6 && strncmp(end - 6, "always", 6) == 0 &&
+        (end - 6 == v || blank(end[-7]))) {
+        *always = 1;
+        for (end -= 6; end > v && blank(end[-1]);)
+            end--;
+    }
+    if (end - v >= 2 && (*v == '"' || *v == '\'') && end[-1] == *v)
+        v++, end--;
+    if (memchr(v, '\r', (size_t)(end - v)) || memchr(v, '\n', (size_t)(end - v)))
+        return PT_ERROR;
+    *name = (struct pt_str){pt_pstrndup(cf->pool, n, (size_t)(s - n)), (size_t)(s - n)};
+    *value = pt_pstrndup(cf->pool, v, (size_t)(end - v));
+    return name->p && *value ? PT_OK : PT_ERROR;
 }
 
 int pt_http_server_ssl(struct pt_http_server *s, const char **listen)

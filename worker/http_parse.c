@@ -97,12 +97,7 @@ static int next_list_element(struct pt_str *rest, struct pt_str *elem)
 
 int pt_http_is_token(const char *s, size_t len)
 {
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!pt_http_has_class(s[i], PT_HTTP_C_TCHAR))
-            return 0;
-    return 1;
+    return all_of_class((struct pt_str){s, len}, PT_HTTP_C_TCHAR, 1);
 }
 
 int pt_http_has_token(struct pt_str value, const char *token)

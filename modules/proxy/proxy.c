@@ -201,9 +201,10 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
         while (*name == ' ')
             name++;
         plc->prefix = pt_str_c(name);
-        /* nginx's rule: a prefix location ending in '/' answers its path without the
-         * slash with a 301 to it. */
-        lc->auto_redirect = plc->prefix.len > 1 && name[plc->prefix.len - 1] == '/';
+        /* nginx's rule: a location ending in '/' (not a regex) answers its path without
+         * the slash with a 301 to it. */
+        lc->auto_redirect =
+            lc->name[0] != '~' && plc->prefix.len > 1 && name[plc->prefix.len - 1] == '/';
     }
     lc->handler = NULL; /* set in postconfig once the upstream is known */
     return PT_OK;
@@ -229,32 +230,22 @@ static void set_proxy_host(struct pt_conf *cf, struct proxy_loc_conf *plc)
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct proxy_loc_conf *plc = conf;
-    const char *v = cf->value, *sp = v + strcspn(v, " \t"), *end;
     int n = plc->nset == PT_CONF_UNSET ? 0 : plc->nset;
-    struct proxy_header *a;
+    struct proxy_header *a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(*a));
+    char *value;
 
-    if (*sp == '\0' || sp == v || !pt_http_is_token(v, (size_t)(sp - v)) || strpbrk(v, "\r\n"))
+    if (a == NULL)
+        return pt_conf_error(cf, "out of memory");
+    /* Quotes come off as in nginx: Connection "upgrade" sends upgrade. */
+    if (pt_http_header_directive(cf, cf->value, &a[n].name, &value, NULL) != PT_OK)
         return pt_conf_error(
             cf,
             "invalid \"proxy_set_header\" \"%s\": use \"NAME VALUE\" (\"NAME \\\"\\\"\" "
             "removes the header)",
-            v);
-    a = pt_palloc(cf->pool, (size_t)(n + 1) * sizeof(*a));
-    if (a == NULL)
-        return pt_conf_error(cf, "out of memory");
+            cf->value);
     if (n)
         memcpy(a, plc->set, (size_t)n * sizeof(*a));
-    a[n].name = (struct pt_str){pt_pstrndup(cf->pool, v, (size_t)(sp - v)), (size_t)(sp - v)};
-    while (*sp == ' ' || *sp == '\t')
-        sp++;
-    end = sp + strlen(sp);
-    while (end > sp && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    /* nginx's configuration takes quotes off a value: Connection "upgrade" sends upgrade. */
-    if (end - sp >= 2 && (*sp == '"' || *sp == '\'') && end[-1] == *sp)
-        sp++, end--;
-    a[n].value =
-        pt_template_compile(cf, pt_pstrndup(cf->pool, sp, (size_t)(end - sp)), PT_ESCAPE_NONE);
+    a[n].value = pt_template_compile(cf, value, PT_ESCAPE_NONE);
     if (a[n].value == NULL)
         return PT_ERROR;
     plc->set = a;

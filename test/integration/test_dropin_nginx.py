@@ -21,6 +21,8 @@ LOCATIONS = [
     ("/xff/", "http://rec", ["X-Forwarded-For $proxy_add_x_forwarded_for"], "1.1"),
     ("/v10/", "http://rec", [], "1.0"),
     ("/app/", "http://rec/", [], "1.1"),
+    ("/api/", "http://rec/", [], "1.1"),
+    ("~ ^/re/", "http://rec", [], "1.1"),
 ]
 
 # Compared everywhere; Connection where a test sets it (nginx sends "close" by default even
@@ -36,7 +38,8 @@ def nginx_http(port, rec):
         lines += ["proxy_set_header %s;" % s for s in sets]
         locs.append("    location %s { %s }" % (path, " ".join(lines)))
     return ("  upstream rec { server %s; keepalive 4; }\n"
-            "  server {\n    listen 127.0.0.1:%d;\n%s\n    location / { return 200 root; }\n  }"
+            "  server {\n    listen 127.0.0.1:%d;\n%s\n    location /api { return 200 api; }\n"
+            "    location / { return 200 root; }\n  }"
             % (rec, port, "\n".join(locs)))
 
 
@@ -44,6 +47,7 @@ def portier_http(port, rec):
     locs = [location(path, proxy_pass=to.format(rec=rec), proxy_http_version=version,
                      **({"proxy_set_header": sets} if sets else {}))
             for path, to, sets, version in LOCATIONS]
+    locs.append(location("/api", ret="200 api"))
     locs.append(location("/", ret="200 root"))
     return {"upstream": {"rec": upstream(rec, keepalive=4)}, "server": [server(port, locs)]}
 
@@ -110,7 +114,8 @@ class SideBySide(harness.TestCase):
         with harness.Client(port) as c:
             r = c.request("GET", target, host="localhost:%d" % port)
         loc = r.header("Location")
-        return r.status, loc.replace(str(port), "PORT") if loc else None
+        return r.status, loc.replace(str(port), "PORT") if loc else None, \
+            r.body if r.status == 200 else None
 
     def test_location_ending_in_slash_redirects_the_same(self):
         for target in ("/app", "/app?a=1&b=%20c"):
@@ -118,6 +123,14 @@ class SideBySide(harness.TestCase):
                 self.assertEqual(self.redirect(self.pport, target),
                                  self.redirect(self.nport, target))
                 self.assertEqual(self.redirect(self.pport, target)[0], 301)
+
+    def test_no_redirect_for_a_regex_or_where_the_path_has_a_location(self):
+        # "~ ^/re/" is a regex: /re goes to "/"; "/api" is a location of its own.
+        for target in ("/re", "/api"):
+            with self.subTest(target=target):
+                self.assertEqual(self.redirect(self.pport, target),
+                                 self.redirect(self.nport, target))
+                self.assertEqual(self.redirect(self.pport, target)[0], 200)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ class DropInProxy(harness.TestCase):
                 location("/app/", proxy_pass="http://node/"),
                 location("/exact/", proxy_pass="http://node/"),
                 location("= /exact", ret="200 exact wins"),
-                location("~ ^/re", proxy_pass="http://node"),
+                location("~ ^/re/", proxy_pass="http://node"),
+                location("/api/", proxy_pass="http://node/"),
+                location("/api", ret="200 prefix api"),
                 location("/stream", proxy_pass="http://node"),
                 location("/unbuffered/", proxy_pass="http://node/", proxy_buffering=False),
                 location("/big", proxy_pass="http://node"),
@@ -205,8 +207,11 @@ class DropInProxy(harness.TestCase):
         self.assertEqual(curl("http://localhost:%d/exact" % self.port), "exact wins")
 
     def test_regex_location_does_not_redirect(self):
-        r = self.p.get("/re")
-        self.assertNotEqual(r.status, 301)
+        # As nginx: only a prefix or exact location ending in '/' makes the 301.
+        self.assertEqual(curl("http://localhost:%d/re" % self.port), "root")
+
+    def test_prefix_location_of_that_path_wins_over_redirect(self):
+        self.assertEqual(curl("http://localhost:%d/api" % self.port), "prefix api")
 
     # -- proxy_buffer_size
 
