@@ -31,6 +31,18 @@ static int draining;
  * connection array), so the worker keeps its peak number of structs. */
 #define CONN_BLOCK 64
 
+/* Under ASan a recycled struct is poisoned while it waits on the free list, so that a
+ * stale pointer to a closed connection (a timer, a posted event) is still reported as a
+ * use after free, as it was when each struct was freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CONN_POISON(c)   ASAN_POISON_MEMORY_REGION((c), sizeof(*(c)))
+#define CONN_UNPOISON(c) ASAN_UNPOISON_MEMORY_REGION((c), sizeof(*(c)))
+#else
+#define CONN_POISON(c)   ((void)(c))
+#define CONN_UNPOISON(c) ((void)(c))
+#endif
+
 static struct pt_http_conn *free_conns;
 
 unsigned pt_http_conn_count(void)
@@ -53,9 +65,11 @@ static struct pt_http_conn *conn_alloc(void)
         for (int i = 0; i < CONN_BLOCK; i++) {
             block[i].next = free_conns;
             free_conns = &block[i];
+            CONN_POISON(&block[i]);
         }
     }
     c = free_conns;
+    CONN_UNPOISON(c);
     free_conns = c->next;
     memset(c, 0, sizeof(*c));
     return c;
@@ -69,6 +83,7 @@ static void conn_release(void *p)
 
     c->next = free_conns;
     free_conns = c;
+    CONN_POISON(c);
 }
 
 static struct pt_http_srv_conf *default_srv_conf(struct pt_http_conn *c)

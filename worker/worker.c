@@ -113,6 +113,7 @@ static void stop_accepting(struct pt_cycle *cycle)
 /* How often a worker looks whether a burst of requests left it holding memory it no
  * longer uses. */
 #define TRIM_INTERVAL_MS 2000
+#define TRIM_MIN_BYTES   (1024 * 1024)
 
 /* Gives back what a past burst took: the I/O buffers that sat unused on the free list for
  * a whole interval, then (glibc) the free pages inside the heap.  malloc keeps freed
@@ -126,7 +127,9 @@ static void trim_memory(void)
     if (pt_now_ms() < next)
         return;
     next = pt_now_ms() + TRIM_INTERVAL_MS;
-    if (pt_buf_trim() == 0)
+    /* Less than a MiB of buffers back is not worth a walk of the whole heap, which
+     * holds up the loop while it runs. */
+    if (pt_buf_trim() < TRIM_MIN_BYTES)
         return;
 #ifdef __GLIBC__
     malloc_trim(0);
