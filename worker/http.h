@@ -100,6 +100,12 @@ struct pt_http_addr {
 
 extern struct pt_module pt_http_module;
 
+struct pt_http_conn;
+
+/* The Server value for what is said on connection <c> before any request is read (a
+ * plain HTTP request on a TLS port): its address's default server's server_tokens. */
+const char *pt_http_conn_server_string(const struct pt_http_conn *c);
+
 #define pt_http_srv_conf(r, m)     ((r)->srv_conf[(m).index])
 #define pt_http_loc_conf(r, m)     ((r)->loc_conf[(m).index])
 #define pt_http_main_conf_of(c, m) ((c)->main_conf[(m).index])

@@ -272,6 +272,13 @@ static void decide_framing(struct pt_request *r)
         r->keepalive = 0;
 }
 
+const char *pt_http_conn_server_string(const struct pt_http_conn *c)
+{
+    const struct pt_http_loc_conf *lc = c->addr->default_server->loc_conf[pt_http_module.index];
+
+    return pt_http_server_string(lc->server_tokens);
+}
+
 /* The request's server_tokens (its location's, or its server's before one is chosen). */
 static int server_tokens(struct pt_request *r)
 {

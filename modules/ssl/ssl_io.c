@@ -45,14 +45,13 @@ static int handshake(struct pt_http_conn *c)
         return PT_AGAIN;
     /* A plain HTTP request on a TLS port gets nginx's answer, in plain HTTP. */
     if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTP_REQUEST) {
-        struct pt_http_loc_conf *lc = c->addr->default_server->loc_conf[pt_http_module.index];
         char page[256];
         int len = snprintf(page, sizeof(page),
                            "HTTP/1.1 400 Bad Request\r\nServer: %s\r\n"
                            "Content-Type: text/plain\r\nContent-Length: 50\r\n"
                            "Connection: close\r\n\r\n"
                            "400 The plain HTTP request was sent to HTTPS port\n",
-                           pt_http_server_string(lc->server_tokens));
+                           pt_http_conn_server_string(c));
         ssize_t n = send(c->ev.fd, page, (size_t)len, MSG_NOSIGNAL);
         pt_unused(n); /* best effort: the connection closes either way */
     }
