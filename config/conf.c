@@ -163,6 +163,9 @@ static const char *scalar_value(struct pt_conf *cf, const config_setting_t *s)
     case CONFIG_TYPE_STRING: return config_setting_get_string(s);
     case CONFIG_TYPE_INT:
     case CONFIG_TYPE_INT64:
+        /* The value as written when libconfig wrapped it (see pt_conf_read_file). */
+        if (config_setting_get_hook(s))
+            return config_setting_get_hook(s);
         snprintf(num, sizeof(num), "%lld", (long long)config_setting_get_int64(s));
         return pt_pstrdup(cf->pool, num);
     case CONFIG_TYPE_BOOL: return config_setting_get_bool(s) ? "on" : "off";
@@ -348,9 +351,10 @@ int pt_parse_int(const char *s, int64_t *n)
     if (*s == '\0')
         return PT_ERROR;
     for (; *s; s++) {
-        if (!isdigit((unsigned char)*s) || v > (INT64_MAX - 9) / 10)
+        int digit = *s - '0';
+        if (!isdigit((unsigned char)*s) || v > (INT64_MAX - digit) / 10)
             return PT_ERROR;
-        v = v * 10 + (*s - '0');
+        v = v * 10 + digit;
     }
     *n = v;
     return PT_OK;
@@ -421,10 +425,9 @@ int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *con
 typedef int (*value_parser)(const char *, int64_t *);
 
 static int set_int64(struct pt_conf *cf, const struct pt_directive *d, void *conf,
-                     value_parser parse, const char *what, const char *like)
+                     value_parser parse, const int64_t *bounds, const char *what, const char *like)
 {
     int64_t *f = FIELD(conf, d, int64_t), v;
-    const int64_t *bounds = d->post;
 
     if (*f != PT_CONF_UNSET)
         return pt_conf_error(cf, "\"%s\" is duplicate", d->name);
@@ -440,17 +443,23 @@ static int set_int64(struct pt_conf *cf, const struct pt_directive *d, void *con
 
 int pt_conf_set_num(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return set_int64(cf, d, conf, pt_parse_int, "number", "digits");
+    /* A count without bounds of its own still ends up in an int or an unsigned somewhere
+     * (keepalive_requests is compared with a connection's unsigned count): past INT_MAX
+     * it would wrap there instead of here, in the operator's sight. */
+    static const int64_t count_bounds[2] = {0, INT_MAX};
+
+    return set_int64(cf, d, conf, pt_parse_int, d->post ? d->post : count_bounds, "number",
+                     "digits");
 }
 
 int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return set_int64(cf, d, conf, pt_parse_size, "size", "a size like 512, 8k, 1m");
+    return set_int64(cf, d, conf, pt_parse_size, d->post, "size", "a size like 512, 8k, 1m");
 }
 
 int pt_conf_set_msec(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return set_int64(cf, d, conf, pt_parse_msec, "time", "a time like 500ms, 5s, 2m");
+    return set_int64(cf, d, conf, pt_parse_msec, d->post, "time", "a time like 500ms, 5s, 2m");
 }
 
 int pt_conf_set_enum(struct pt_conf *cf, const struct pt_directive *d, void *conf)

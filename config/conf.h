@@ -54,7 +54,10 @@ int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *
  * to the directory of <main>, the main configuration file (<file> itself, or the file whose
  * include reads it).  On failure <lc> is destroyed and <err> says why as "file:line: message",
  * naming the fix for nginx habits libconfig refuses (a bare word, as in `gzip = on;`).
- * Returns PT_OK or PT_ERROR. */
+ * An integer setting whose literal libconfig did not read as written (1.5 wraps literals
+ * past 32 bits without an L suffix: 4294967298 reads as 2; past 64 bits it saturates) gets
+ * as its hook the literal's value in decimal, or the literal itself past 64 bits: a
+ * malloc'ed string that config_destroy() frees.  Returns PT_OK or PT_ERROR. */
 int pt_conf_read_file(config_t *lc, const char *file, const char *main, char *err, size_t errlen);
 
 /* The name errors give for <file>, the source file of a setting <cf> read: files read by
@@ -112,7 +115,10 @@ struct pt_conf_enum {
 
 /* Generic setters; the field at d->offset is: flag int; num/size/msec int64_t; str char *;
  * enum int, one of the values of the struct pt_conf_enum table d->post (true and false read
- * as "on" and "off").  d->post for num is an optional int64_t[2] {min, max}. */
+ * as "on" and "off").  d->post for num, size and msec is an optional int64_t[2] {min, max};
+ * a num without one is a count from 0 to INT_MAX.  Values out of bounds, or too large for
+ * 64 bits, are refused and quoted as written (libconfig's wrapping of integer literals
+ * past 32 bits undone: see pt_conf_read_file). */
 int pt_conf_set_flag(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_num(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 int pt_conf_set_size(struct pt_conf *cf, const struct pt_directive *d, void *conf);

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <glob.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -172,6 +173,214 @@ static int include_hint(const char *main, const char *text, char *hint, size_t l
     return 1;
 }
 
+/*
+ * libconfig 1.5 reads an integer literal without an L suffix into 32 bits and wraps it
+ * (4294967298 reads as 2), saturates one past 64 bits, and keeps no text of either: a
+ * setter would take the wrapped value for the one written.  So the file is scanned for its
+ * integer literals, which pair in order with the integer settings libconfig read from it;
+ * a setting whose value is not its literal's gets the literal's own value as its hook
+ * (decimal, or the literal as written past 64 bits), which scalar_value() hands to setters.
+ */
+struct int_literal {
+    int line;
+    int exact; /* <value> is the literal's value (it fits 64 bits) */
+    long long value;
+    char text[64]; /* as written, cut short past its size */
+};
+
+struct file_literals {
+    const char *file; /* libconfig's name for it */
+    struct int_literal *v;
+    size_t n, next;
+    int unsure; /* the pairing went wrong: leave the file's values as read */
+    struct file_literals *link;
+};
+
+/* The integer literal at <s> (a sign or a digit: libconfig's integer, integer64, hex and
+ * hex64 tokens) into <lit>.  Returns its length, or 0 when <s> is a float (or no number). */
+static size_t integer_literal(const char *s, struct int_literal *lit)
+{
+    size_t n = (s[0] == '-' || s[0] == '+') ? 1 : 0, digits = n;
+    int hex = s[n] == '0' && (s[n + 1] == 'x' || s[n + 1] == 'X') && !n;
+    char *end;
+
+    if (hex) {
+        n += 2;
+        digits = n;
+        n += strspn(s + n, "0123456789abcdefABCDEF");
+    } else {
+        n += strspn(s + n, "0123456789");
+        /* "1.5", "1.", "1e3" and ".5" are floats. */
+        if (s[n] == '.' || n == digits ||
+            ((s[n] == 'e' || s[n] == 'E') &&
+             (isdigit((unsigned char)s[n + 1]) ||
+              ((s[n + 1] == '-' || s[n + 1] == '+') && isdigit((unsigned char)s[n + 2])))))
+            return 0;
+    }
+    if (n == digits)
+        return 0;
+    errno = 0;
+    if (hex) {
+        unsigned long long u = strtoull(s, &end, 16);
+        lit->exact = errno == 0 && u <= (unsigned long long)LLONG_MAX;
+        lit->value = (long long)u;
+    } else {
+        lit->value = strtoll(s, &end, 10);
+        lit->exact = errno == 0;
+    }
+    snprintf(lit->text, sizeof(lit->text), "%.*s", (int)(n + strspn(s + n, "L")), s);
+    return n + strspn(s + n, "L");
+}
+
+/* Length of the comment or string at <s> (0 if none), counting its newlines into *<line>. */
+static size_t skip_text(const char *s, int *line)
+{
+    const char *p = s, *close;
+
+    if (s[0] == '#' || (s[0] == '/' && s[1] == '/'))
+        return strcspn(s, "\n");
+    if (s[0] == '/' && s[1] == '*') {
+        close = strstr(s + 2, "*/");
+        p = close ? close + 2 : s + strlen(s);
+    } else if (s[0] == '"') {
+        for (p = s + 1; *p && *p != '"'; p++)
+            if (*p == '\\' && p[1])
+                p++;
+        p += *p == '"';
+    }
+    for (const char *q = s; q < p; q++)
+        *line += *q == '\n';
+    return (size_t)(p - s);
+}
+
+/* Collects the integer literals of <text> into <fl>.  Returns PT_OK or PT_ERROR. */
+static int scan_literals(const char *text, struct file_literals *fl)
+{
+    size_t cap = 0;
+    int line = 1;
+
+    for (const char *s = text; *s;) {
+        struct int_literal lit;
+        size_t n = skip_text(s, &line);
+
+        if (n == 0 && (isalpha((unsigned char)*s) || *s == '*' || *s == '_')) {
+            n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-*");
+        } else if (n == 0 && (isdigit((unsigned char)*s) || *s == '-' || *s == '+' || *s == '.')) {
+            n = integer_literal(s, &lit);
+            if (n == 0) /* a float, or a lone sign: skip its characters */
+                n = 1 + strspn(s + 1, "0123456789.eE+-");
+            else {
+                if (fl->n == cap) {
+                    struct int_literal *v = realloc(fl->v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+                    if (v == NULL)
+                        return PT_ERROR;
+                    fl->v = v;
+                }
+                lit.line = line;
+                fl->v[fl->n++] = lit;
+            }
+        } else if (n == 0) {
+            line += *s == '\n';
+            n = 1;
+        }
+        s += n;
+    }
+    return PT_OK;
+}
+
+/* Reads the file <path> whole.  Returns a NUL-terminated copy to free, or NULL. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t len = 0, cap = 0, got;
+
+    if (f == NULL)
+        return NULL;
+    do {
+        if (cap - len < 4096) {
+            char *t = realloc(text, cap = cap ? 2 * cap : 65536);
+            if (t == NULL) {
+                free(text);
+                fclose(f);
+                return NULL;
+            }
+            text = t;
+        }
+        got = fread(text + len, 1, cap - len - 1, f);
+        len += got;
+    } while (got > 0);
+    fclose(f);
+    text[len] = '\0';
+    return text;
+}
+
+/* The literals of the file libconfig named <file> (read as <top> under <main>), scanned on
+ * first use into the list <*list>.  NULL when out of memory. */
+static struct file_literals *literals_of(struct file_literals **list, const char *file,
+                                         const char *main, const char *top)
+{
+    struct file_literals *fl;
+    char buf[4096], *text;
+
+    for (fl = *list; fl; fl = fl->link)
+        if (strcmp(fl->file, file) == 0)
+            return fl;
+    if ((fl = calloc(1, sizeof(*fl))) == NULL)
+        return NULL;
+    fl->file = file;
+    fl->link = *list;
+    *list = fl;
+    text = slurp(shown_name(main, top, file, buf, sizeof(buf)));
+    if (text == NULL || scan_literals(text, fl) != PT_OK)
+        fl->unsure = 1;
+    free(text);
+    return fl;
+}
+
+/* Pairs the integer settings under <s>, in the order read, with their files' literals. */
+static void mark_wrapped(config_setting_t *s, struct file_literals **list, const char *main,
+                         const char *top)
+{
+    int type = config_setting_type(s);
+    struct file_literals *fl;
+    struct int_literal *lit;
+    char num[32];
+
+    if (type == CONFIG_TYPE_GROUP || type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST) {
+        for (int i = 0; i < config_setting_length(s); i++)
+            mark_wrapped(config_setting_get_elem(s, (unsigned)i), list, main, top);
+        return;
+    }
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+        return;
+    fl = literals_of(list, config_setting_source_file(s) ? config_setting_source_file(s) : top,
+                     main, top);
+    if (fl == NULL || fl->unsure)
+        return;
+    /* Every integer setting has its literal, in the same order and on the same line. */
+    if (fl->next == fl->n || fl->v[fl->next].line != (int)config_setting_source_line(s)) {
+        fl->unsure = 1;
+        return;
+    }
+    lit = &fl->v[fl->next++];
+    if (lit->exact && lit->value == config_setting_get_int64(s))
+        return;
+    if (lit->exact)
+        snprintf(num, sizeof(num), "%lld", lit->value);
+    config_setting_set_hook(s, strdup(lit->exact ? num : lit->text));
+}
+
+static void free_literals(struct file_literals *list)
+{
+    while (list) {
+        struct file_literals *next = list->link;
+        free(list->v);
+        free(list);
+        list = next;
+    }
+}
+
 int pt_conf_read_file(config_t *lc, const char *file, const char *main, char *err, size_t errlen)
 {
     char dir[4096], line[1024], hint[1024], buf[4096];
@@ -182,8 +391,14 @@ int pt_conf_read_file(config_t *lc, const char *file, const char *main, char *er
     dir_of(main, dir, sizeof(dir));
     if (dir[0])
         config_set_include_dir(lc, dir);
-    if (config_read_file(lc, file) == CONFIG_TRUE)
+    /* Hooks hold the literals of wrapped integers (see mark_wrapped). */
+    config_set_destructor(lc, free);
+    if (config_read_file(lc, file) == CONFIG_TRUE) {
+        struct file_literals *list = NULL;
+        mark_wrapped(config_root_setting(lc), &list, main, file);
+        free_literals(list);
         return PT_OK;
+    }
     if (config_error_type(lc) == CONFIG_ERR_FILE_IO) {
         snprintf(err, errlen, "%s: cannot read the configuration file: %s", file,
                  access(file, R_OK) == 0 ? "unreadable" : strerror(errno));

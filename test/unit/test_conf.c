@@ -300,6 +300,104 @@ START_TEST(default_access_log_in_missing_directory_names_the_http_block)
 }
 END_TEST
 
+/* --- numbers: libconfig 1.5 reads 4294967298 as 2; the setters must see what was written --- */
+
+START_TEST(number_past_32_bits_is_refused_as_written)
+{
+    assert_error("error_log = \"stderr\";\nworker_processes = 4294967298;\n", 2,
+                 "invalid worker_processes \"4294967298\"");
+}
+END_TEST
+
+START_TEST(count_past_int_is_refused_as_written)
+{
+    assert_error("http = {\n  access_log = \"off\";\n  keepalive_requests = 4294967297;\n};\n", 3,
+                 "\"keepalive_requests\" must be between 0 and 2147483647, not 4294967297");
+    assert_error("http = {\n  keepalive_requests = 4294967297L;\n};\n", 2,
+                 "\"keepalive_requests\" must be between 0 and 2147483647, not 4294967297");
+    assert_error("http = {\n  keepalive_requests = 0x100000001;\n};\n", 2,
+                 "\"keepalive_requests\" must be between 0 and 2147483647, not 4294967297");
+}
+END_TEST
+
+START_TEST(number_past_64_bits_is_refused_as_written)
+{
+    assert_error("http = {\n  keepalive_requests = 99999999999999999999;\n};\n", 2,
+                 "invalid number \"99999999999999999999\" for \"keepalive_requests\"");
+    assert_error("http = {\n  client_max_body_size = 99999999999999999999L;\n};\n", 2,
+                 "invalid size \"99999999999999999999L\" for \"client_max_body_size\"");
+    assert_error("worker_connections = -99999999999999999999;\n", 1,
+                 "invalid number \"-99999999999999999999\" for \"worker_connections\"");
+}
+END_TEST
+
+START_TEST(huge_number_in_a_string_is_refused)
+{
+    assert_error("http = {\n  client_max_body_size = \"99999999999999999999k\";\n};\n", 2,
+                 "invalid size \"99999999999999999999k\" for \"client_max_body_size\"");
+    assert_error("http = {\n  client_max_body_size = \"9999999999999g\";\n};\n", 2,
+                 "invalid size \"9999999999999g\"");
+    assert_error("http = {\n  send_timeout = \"9999999999999999d\";\n};\n", 2,
+                 "invalid time \"9999999999999999d\"");
+    assert_error("worker_processes = \"4294967298\";\n", 1,
+                 "invalid worker_processes \"4294967298\"");
+    assert_error("worker_connections = \"9223372036854775808\";\n", 1,
+                 "invalid number \"9223372036854775808\"");
+}
+END_TEST
+
+START_TEST(largest_values_are_taken)
+{
+    char err[1024];
+    struct pt_cycle *c = load("worker_connections = 1048576;\nworker_rlimit_nofile = 2147483647;\n"
+                              "http = { access_log = \"off\"; client_max_body_size = "
+                              "9223372036854775807L; };\n",
+                              err, sizeof(err));
+
+    unlink(path);
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(pt_core_conf(c)->worker_rlimit_nofile, 2147483647);
+    ck_assert_int_eq(pt_core_conf(c)->worker_connections, 1048576);
+    pt_cycle_free(c);
+}
+END_TEST
+
+/* Literals are paired with settings in order: comments, strings, names with digits and
+ * floats on the same line must not shift them. */
+START_TEST(numbers_in_comments_and_strings_do_not_shift_values)
+{
+    char err[1024];
+    struct pt_cycle *c =
+        load("worker_processes = 2; # 4294967298\n"
+             "/* 4294967299\n 4294967300 */ worker_connections = 4096; "
+             "max_draining_generations = 3; // 4294967301\n"
+             "error_log = \"stderr\"; pid = \"/tmp/4294967302.pid\";\n"
+             "http = { access_log = \"off\"; server = ( { listen = [\"127.0.0.1:1\"]; "
+             "server_name = [\"a4294967303\"]; location = ( { path = \"/x-4294967304\"; return = "
+             "\"200 ok\"; } ); } ); keepalive_requests = 7; };\n",
+             err, sizeof(err));
+
+    unlink(path);
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(pt_core_conf(c)->worker_processes, 2);
+    ck_assert_int_eq(pt_core_conf(c)->worker_connections, 4096);
+    ck_assert_int_eq(pt_core_conf(c)->max_draining_generations, 3);
+    pt_cycle_free(c);
+}
+END_TEST
+
+START_TEST(wrapped_number_is_found_among_others_on_its_line)
+{
+    /* 4294967304 reads as 8 and sits beside a real 8. */
+    assert_error("worker_connections = 8; worker_processes = 4294967304;\n", 1,
+                 "invalid worker_processes \"4294967304\"");
+    assert_error("worker_processes = 4294967304; worker_connections = 8;\n", 1,
+                 "invalid worker_processes \"4294967304\"");
+    assert_error("http = {\n  server = ( { listen = [ 80, 4294967376 ]; } );\n};\n", 2,
+                 "invalid listen address \"4294967376\"");
+}
+END_TEST
+
 /* --- include --- */
 
 static char dir[64];
@@ -519,6 +617,22 @@ START_TEST(at_include_of_missing_file_names_it)
 }
 END_TEST
 
+START_TEST(number_past_32_bits_in_an_included_file_is_refused)
+{
+    char err[1024] = "";
+
+    make_dir();
+    put_file("conf.d/a.conf", "# tuning\nkeepalive_requests = 4294967297;\n");
+    ck_assert_ptr_null(load_main("worker_processes = 1;\nhttp = {\n  access_log = \"off\";\n"
+                                 "  include = \"conf.d/a.conf\";\n};\n",
+                                 err, sizeof(err)));
+    assert_error_in(err, "conf.d/a.conf", 2, "not 4294967297");
+    ck_assert_ptr_null(load_main("http = {\n  @include \"conf.d/a.conf\"\n};\n", err, sizeof(err)));
+    assert_error_in(err, "conf.d/a.conf", 2, "not 4294967297");
+    remove_dir();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("conf");
@@ -554,6 +668,16 @@ static Suite *suite(void)
     tcase_add_test(t, default_access_log_in_missing_directory_names_the_http_block);
     suite_add_tcase(s, t);
 
+    t = tcase_create("numbers");
+    tcase_add_test(t, number_past_32_bits_is_refused_as_written);
+    tcase_add_test(t, count_past_int_is_refused_as_written);
+    tcase_add_test(t, number_past_64_bits_is_refused_as_written);
+    tcase_add_test(t, huge_number_in_a_string_is_refused);
+    tcase_add_test(t, largest_values_are_taken);
+    tcase_add_test(t, numbers_in_comments_and_strings_do_not_shift_values);
+    tcase_add_test(t, wrapped_number_is_found_among_others_on_its_line);
+    suite_add_tcase(s, t);
+
     t = tcase_create("include");
     tcase_add_test(t, include_glob_adds_the_servers_of_every_file);
     tcase_add_test(t, include_error_names_the_included_file_and_line);
@@ -566,6 +690,7 @@ static Suite *suite(void)
     tcase_add_test(t, include_of_itself_stops);
     tcase_add_test(t, at_include_error_names_the_included_file);
     tcase_add_test(t, at_include_of_missing_file_names_it);
+    tcase_add_test(t, number_past_32_bits_in_an_included_file_is_refused);
     suite_add_tcase(s, t);
     return s;
 }
