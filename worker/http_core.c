@@ -538,7 +538,11 @@ static int merge_server(struct pt_conf *cf, struct pt_http_server *s)
     for (int i = 0; i < x->nlocs; i++)
         if (pt_conf_merge_level(cf, PT_LOC_CONF, s->loc_conf, x->locs[i]->loc_conf) != PT_OK)
             return PT_ERROR;
-    return add_auto_redirects(cf, sc, x);
+    if (add_auto_redirects(cf, sc, x) != PT_OK)
+        return PT_ERROR;
+    /* Once, here in the master, rather than in each worker's first lookup. */
+    pt_locations_build(sc->locations);
+    return PT_OK;
 }
 
 static void free_names(void *p)

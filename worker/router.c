@@ -3,8 +3,10 @@
  *
  * Exact names, wildcard names and exact locations live in small open-addressing hash
  * tables; prefix locations in a sorted array searched by bisection; regexes in an array
- * tried in config order.  Everything is built once at config time, so adds may be slow
- * (they keep the structures sorted and linked) and lookups stay O(log n) or O(labels).
+ * tried in config order.  Everything is built once at config time: prefixes are appended
+ * as they come and sorted and linked once, after the last (O(n log n) for n locations, where
+ * keeping the array sorted on every add was quadratic), so that lookups stay O(log n) or
+ * O(labels).
  */
 #ifndef PCRE2_CODE_UNIT_WIDTH
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -429,8 +431,10 @@ struct prefix {
 
 struct pt_locations {
     struct htab exact;
-    struct prefix *pre; /* sorted bytewise, a string before its extensions */
+    struct htab prekeys; /* the prefixes, for duplicates: owns the strings <pre> points to */
+    struct prefix *pre;  /* once built: sorted bytewise, a string before its extensions */
     size_t npre, cappre;
+    int built; /* <pre> is sorted and linked: no prefix was added since */
     struct rxlist rx;
 };
 
@@ -444,8 +448,7 @@ void pt_locations_free(struct pt_locations *l)
     if (l == NULL)
         return;
     ht_free(&l->exact);
-    for (size_t i = 0; i < l->npre; i++)
-        free(l->pre[i].p);
+    ht_free(&l->prekeys);
     free(l->pre);
     rx_free(&l->rx);
     free(l);
@@ -496,16 +499,13 @@ static const struct prefix *longest_prefix(const struct pt_locations *l, size_t 
     return i == NO_PARENT ? NULL : &l->pre[i];
 }
 
-/* Inserts a prefix location, keeping the array sorted and the parent links right.
-   Returns PT_OK, PT_DECLINED for a duplicate, or PT_ERROR when out of memory. */
+/* Appends a prefix location; pt_locations_build() sorts and links them.  Returns PT_OK,
+   PT_DECLINED for a duplicate, or PT_ERROR when out of memory. */
 static int prefix_insert(struct pt_locations *l, const char *p, size_t len, int noregex,
                          void *value)
 {
-    size_t at = prefix_upper_bound(l, p, len);
-    char *copy;
+    int rc;
 
-    if (at > 0 && bytes_cmp(l->pre[at - 1].p, l->pre[at - 1].len, p, len) == 0)
-        return PT_DECLINED;
     if (l->npre == l->cappre) {
         size_t cap = l->cappre ? l->cappre * 2 : 16;
         struct prefix *v = realloc(l->pre, cap * sizeof(*v));
@@ -515,18 +515,42 @@ static int prefix_insert(struct pt_locations *l, const char *p, size_t len, int 
         l->pre = v;
         l->cappre = cap;
     }
-    if ((copy = strndup(p, len)) == NULL)
-        return PT_ERROR;
-    memmove(&l->pre[at + 1], &l->pre[at], (l->npre - at) * sizeof(*l->pre));
-    l->pre[at] = (struct prefix){copy, len, noregex, value, NO_PARENT};
-    l->npre++;
-    /* Each parent is the longest proper prefix among the entries sorted before it. */
+    rc = ht_insert(&l->prekeys, p, len, value); /* non-NULL: ht_find() sees it */
+    if (rc != PT_OK)
+        return rc;
+    /* The table's copy of the key is the prefix's string: it stays where it is as the
+       table grows. */
+    l->pre[l->npre++] =
+        (struct prefix){ht_slot(&l->prekeys, p, len)->key, len, noregex, value, NO_PARENT};
+    l->built = 0;
+    return PT_OK;
+}
+
+static int prefix_cmp(const void *a, const void *b)
+{
+    const struct prefix *x = a, *y = b;
+
+    return bytes_cmp(x->p, x->len, y->p, y->len);
+}
+
+/*
+ * Each parent is the longest proper prefix among the entries sorted before it: the first
+ * on the parent chain of the entry just before.  This costs O(n) comparisons in all: the
+ * chain walked from entry i - 1 is a stack of the prefixes still open, and an entry passed
+ * over for i (not a prefix of it) is a prefix of no later entry either, so it is never
+ * walked again.
+ */
+void pt_locations_build(struct pt_locations *l)
+{
+    if (l->built)
+        return;
+    qsort(l->pre, l->npre, sizeof(*l->pre), prefix_cmp);
     for (size_t i = 0; i < l->npre; i++) {
         const struct prefix *par = longest_prefix(l, i, l->pre[i].p, l->pre[i].len);
 
         l->pre[i].parent = par ? (size_t)(par - l->pre) : NO_PARENT;
     }
-    return PT_OK;
+    l->built = 1;
 }
 
 enum loc_kind { LOC_EXACT, LOC_NOREGEX, LOC_PREFIX, LOC_REGEX, LOC_REGEX_CASELESS };
@@ -637,6 +661,10 @@ void *pt_locations_find(const struct pt_locations *l, const char *path, size_t l
         *ncaps = 0;
     if ((v = ht_find(&l->exact, path, len)) != NULL)
         return v;
+    /* A table used before its builder called pt_locations_build(): build it now, once.  It
+       only sorts and links in place, so this neither allocates nor changes what is found. */
+    if (!l->built)
+        pt_locations_build((struct pt_locations *)l);
     pre = longest_prefix(l, prefix_upper_bound(l, path, len), path, len);
     if (pre && pre->noregex)
         return pre->value;

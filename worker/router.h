@@ -85,6 +85,14 @@ int pt_locations_add(struct pt_locations *l, const char *spec, void *value, char
                      size_t errlen);
 
 /*
+ * Sorts and links the prefix locations added to <l> (O(n log n)), so that finding one is
+ * O(log n).  Call it once the last location is added (pt_locations_add() appends and marks
+ * <l> as not built); pt_locations_find() builds an unbuilt table itself, in its process.
+ * Does not allocate.
+ */
+void pt_locations_build(struct pt_locations *l);
+
+/*
  * Returns the value of the location matching the canonical path <path>/<len>, in nginx's
  * order: an exact match wins at once; otherwise the longest matching prefix is remembered,
  * and wins if it is a "^~" prefix; otherwise the regexes are tried in the order added and

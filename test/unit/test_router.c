@@ -715,6 +715,94 @@ START_TEST(longest_prefix_agrees_with_linear_scan_over_many_locations)
 }
 END_TEST
 
+/* A deep tree of prefixes, added in a scrambled order, some "^~", beside a regex: every
+ * lookup agrees with nginx's rule applied by linear scan.  Loading many locations must
+ * not be quadratic; the result must not depend on the order they were added in. */
+#define TREE_N 8000
+
+struct tree_loc {
+    char path[24];
+    int noregex;
+};
+
+static const struct tree_loc *tree_reference(const struct tree_loc *t, int n, const char *path)
+{
+    const struct tree_loc *best = NULL;
+
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(t[i].path);
+
+        if (strncmp(t[i].path, path, len) == 0 && (best == NULL || len > strlen(best->path)))
+            best = &t[i];
+    }
+    return best;
+}
+
+START_TEST(many_nested_locations_in_any_order_agree_with_linear_scan)
+{
+    static struct tree_loc t[TREE_N];
+    static int order[TREE_N];
+    unsigned seed = 777;
+
+    /* /0 .. /9, /0/0 .. /9/9, ...: each path's parent is among the others. */
+    for (int i = 0; i < TREE_N; i++) {
+        char *p = t[i].path;
+        int len = 0;
+
+        for (int v = i; len < 20; v = v / 10 - 1) {
+            len += snprintf(p + len, sizeof(t[i].path) - (size_t)len, "/%d", v % 10);
+            if (v < 10)
+                break;
+        }
+        t[i].noregex = i % 5 == 0;
+        order[i] = i;
+    }
+    for (int i = TREE_N - 1; i > 0; i--) {
+        int j = (int)((seed = seed * 1103515245 + 12345) >> 16) % (i + 1), k = order[i];
+
+        order[i] = order[j];
+        order[j] = k;
+    }
+    add_loc("~ \\.php$", &A);
+    for (int i = 0; i < TREE_N; i++) {
+        char spec[32];
+
+        snprintf(spec, sizeof(spec), "%s%s", t[order[i]].noregex ? "^~ " : "", t[order[i]].path);
+        add_loc(spec, &t[order[i]]);
+    }
+    pt_locations_build(locs);
+    for (int q = 0; q < 3000; q++) {
+        const struct tree_loc *want;
+        char path[48];
+        int i = (int)((seed = seed * 1103515245 + 12345) >> 16) % TREE_N;
+
+        snprintf(path, sizeof(path), "%s%s", t[i].path,
+                 q % 3 == 0   ? "/x.php"
+                 : q % 3 == 1 ? "7"
+                              : "");
+        want = tree_reference(t, TREE_N, path);
+        if (want && !want->noregex && q % 3 == 0)
+            ck_assert_ptr_eq(find_loc(path), &A);
+        else
+            ck_assert_ptr_eq(find_loc(path), want);
+    }
+}
+END_TEST
+
+START_TEST(location_added_after_a_lookup_is_found)
+{
+    add_loc("/a", &A);
+    ck_assert_ptr_eq(find_loc("/a/b/c"), &A);
+    add_loc("/a/b", &B);
+    ck_assert_ptr_eq(find_loc("/a/b/c"), &B);
+    pt_locations_build(locs);
+    pt_locations_build(locs);
+    ck_assert_ptr_eq(find_loc("/a/x"), &A);
+    ck_assert_int_eq(pt_locations_add(locs, "^~ /a/b", &C, err, sizeof(err)), PT_DECLINED);
+    ck_assert_ptr_eq(find_loc("/a/b"), &B);
+}
+END_TEST
+
 /* Creates a test case named <name> with the shared fixture and adds it to <s>. */
 static TCase *add_tcase(Suite *s, const char *name)
 {
@@ -791,6 +879,8 @@ static void add_location_tests(Suite *s)
     tcase_add_test(lp, nothing_matching_gives_null);
     tcase_add_test(lp, regex_matches_without_any_prefix);
     tcase_add_test(lp, longest_prefix_agrees_with_linear_scan_over_many_locations);
+    tcase_add_test(lp, many_nested_locations_in_any_order_agree_with_linear_scan);
+    tcase_add_test(lp, location_added_after_a_lookup_is_found);
 
     tcase_add_test(lc, caseless_regex_ignores_case);
     tcase_add_test(lc, plain_regex_is_case_sensitive);
