@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -16,6 +17,7 @@
 
 static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_pid(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 static const int64_t connections_bounds[2] = {8, 1048576};
 static const int64_t draining_bounds[2] = {0, 1000};
@@ -29,7 +31,7 @@ static const struct pt_directive core_directives[] = {
     {"daemon", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_flag,
      offsetof(struct pt_core_conf, daemon), NULL,
      "detach from the terminal (default false: stay in the foreground)"},
-    {"pid", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_str, offsetof(struct pt_core_conf, pid), NULL,
+    {"pid", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_pid, offsetof(struct pt_core_conf, pid), NULL,
      "pid file (default <prefix>/logs/portier.pid)"},
     {"error_log", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_error_log,
      offsetof(struct pt_core_conf, error_log), NULL,
@@ -123,6 +125,31 @@ static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void 
     return can_open(cf, cc->error_log);
 }
 
+/* The pid file is written once the master has started, too late for the directive's line:
+ * find out now whether its directory is there (-t included).  Writing it is not tried: a
+ * check must not leave a pid file behind, and -t may run as another user than the master. */
+static int set_pid(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_core_conf *cc = conf;
+    struct stat st;
+    char *slash;
+    int err;
+
+    if (pt_conf_set_str(cf, d, conf) != PT_OK)
+        return PT_ERROR;
+    if ((cc->pid = (char *)pt_conf_path(cf, cc->pid)) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (stat(cc->pid, &st) == 0 && S_ISDIR(st.st_mode))
+        return pt_conf_error(cf, "pid file \"%s\" is a directory: name a file in it", cc->pid);
+    slash = strrchr(cc->pid, '/');
+    if (slash == NULL || slash == cc->pid)
+        return PT_OK;
+    *slash = '\0';
+    err = stat(cc->pid, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    *slash = '/';
+    return err ? pt_conf_open_failed(cf, "pid file", cc->pid, err) : PT_OK;
+}
+
 static int resolve_user(struct pt_conf *cf, struct pt_core_conf *cc)
 {
     char *w[2];
@@ -159,8 +186,6 @@ static int init_main_conf(struct pt_conf *cf, void *conf)
         cc->daemon = 0;
     if (cc->pid == NULL)
         cc->pid = (char *)pt_conf_path(cf, "logs/portier.pid");
-    else
-        cc->pid = (char *)pt_conf_path(cf, cc->pid);
     if (cc->error_log == NULL) {
         cc->error_log = "stderr";
         cc->error_log_level = PT_LOG_NOTICE;

@@ -219,6 +219,11 @@ static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *co
     if (pt_listen_parse_addr(w[0], &lo->addr) != PT_OK)
         return pt_conf_error(
             cf, "invalid listen address \"%s\" (use PORT, ADDR:PORT or [IPv6]:PORT)", w[0]);
+    /* nginx refuses it too: the options of the two could disagree. */
+    for (struct listen_opt *o = x->listens; o < lo; o++)
+        if (o->addr.addrlen == lo->addr.addrlen &&
+            memcmp(&o->addr.addr, &lo->addr.addr, lo->addr.addrlen) == 0)
+            return pt_conf_error(cf, "a duplicate listen %s in one server", lo->addr.text);
     for (int i = 1; i < n; i++) {
         int64_t v;
         if (strcmp(w[i], "default_server") == 0 || strcmp(w[i], "default") == 0)
