@@ -18,6 +18,7 @@
 static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_pid(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_user(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 static const int64_t connections_bounds[2] = {8, 1048576};
 static const int64_t draining_bounds[2] = {0, 1000};
@@ -26,8 +27,8 @@ static const struct pt_directive core_directives[] = {
     {"worker_processes", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_worker_processes,
      offsetof(struct pt_core_conf, worker_processes), NULL,
      "number of worker processes, or \"auto\" for one per CPU (default auto)"},
-    {"user", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_str, offsetof(struct pt_core_conf, user),
-     NULL, "\"user [group]\" the workers run as when started as root (default nobody)"},
+    {"user", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_user, offsetof(struct pt_core_conf, user), NULL,
+     "\"user [group]\" the workers run as when started as root (default nobody)"},
     {"daemon", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_flag,
      offsetof(struct pt_core_conf, daemon), NULL,
      "detach from the terminal (default false: stay in the foreground)"},
@@ -174,6 +175,15 @@ static int resolve_user(struct pt_conf *cf, struct pt_core_conf *cc)
     return PT_OK;
 }
 
+/* Resolved as it is read, so that a user that does not exist is named at its line. */
+static int set_user(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    if (pt_conf_set_str(cf, d, conf) != PT_OK)
+        return PT_ERROR;
+    /* The user only matters when we can switch to it; a non-root master keeps its own. */
+    return geteuid() == 0 ? resolve_user(cf, conf) : PT_OK;
+}
+
 static int init_main_conf(struct pt_conf *cf, void *conf)
 {
     struct pt_core_conf *cc = conf;
@@ -201,8 +211,9 @@ static int init_main_conf(struct pt_conf *cf, void *conf)
     /* The user only matters when we can switch to it; a non-root master keeps its own. */
     if (geteuid() != 0)
         return PT_OK;
-    if (cc->user == NULL)
-        cc->user = "nobody";
+    if (cc->user_set)
+        return PT_OK;
+    cc->user = "nobody";
     return resolve_user(cf, cc);
 }
 

@@ -300,6 +300,24 @@ START_TEST(default_access_log_in_missing_directory_names_the_http_block)
 }
 END_TEST
 
+START_TEST(pid_in_missing_directory_names_its_line)
+{
+    assert_error("error_log = \"stderr\";\npid = \"/nonexistent-pt/portier.pid\";\n", 2,
+                 "cannot open pid file \"/nonexistent-pt/portier.pid\": No such file or directory "
+                 "(the directory \"/nonexistent-pt\" does not exist)");
+}
+END_TEST
+
+START_TEST(unknown_user_names_its_line)
+{
+    /* The user is only looked up when the master can switch to it. */
+    if (geteuid() != 0)
+        return;
+    assert_error("error_log = \"stderr\";\nuser = \"no-such-user-pt\";\n", 2,
+                 "user \"no-such-user-pt\" does not exist");
+}
+END_TEST
+
 /* --- numbers: libconfig 1.5 reads 4294967298 as 2; the setters must see what was written --- */
 
 START_TEST(number_past_32_bits_is_refused_as_written)
@@ -666,6 +684,8 @@ static Suite *suite(void)
     tcase_add_test(t, access_log_in_missing_directory_names_its_line);
     tcase_add_test(t, error_log_in_missing_directory_names_its_line);
     tcase_add_test(t, default_access_log_in_missing_directory_names_the_http_block);
+    tcase_add_test(t, pid_in_missing_directory_names_its_line);
+    tcase_add_test(t, unknown_user_names_its_line);
     suite_add_tcase(s, t);
 
     t = tcase_create("numbers");
