@@ -544,7 +544,8 @@ void pt_locations_build(struct pt_locations *l)
 {
     if (l->built)
         return;
-    qsort(l->pre, l->npre, sizeof(*l->pre), prefix_cmp);
+    if (l->npre > 1) /* qsort() wants an array, even an empty one */
+        qsort(l->pre, l->npre, sizeof(*l->pre), prefix_cmp);
     for (size_t i = 0; i < l->npre; i++) {
         const struct prefix *par = longest_prefix(l, i, l->pre[i].p, l->pre[i].len);
 
