@@ -1,4 +1,7 @@
 /* log.c: the error log. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dup3; CMake defines it for the whole build */
+#endif
 #include "log.h"
 
 #include <errno.h>
@@ -8,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "pt.h"
 
 int pt_log_level = PT_LOG_NOTICE;
@@ -19,16 +23,17 @@ static int console; /* stderr before the error log is open: "portier: [level] me
 
 static const char *const level_names[] = {"debug", "info", "notice", "warn", "error", "crit"};
 
-static int open_path(const char *path)
+/* Opens the error log <path>, a file being given to <owner> if created (files.h). */
+static int open_path(const char *path, uid_t owner)
 {
     if (strcmp(path, "stderr") == 0)
         return 2;
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return pt_file_open_append(path, owner, NULL);
 }
 
 int pt_log_open(const char *path, int level)
 {
-    int fd = open_path(path);
+    int fd = open_path(path, (uid_t)-1);
 
     if (fd < 0)
         return PT_ERROR;
@@ -43,15 +48,25 @@ int pt_log_open(const char *path, int level)
 
 int pt_log_reopen(void)
 {
-    int fd = open_path(log_path);
+    return pt_log_reopen_for((uid_t)-1);
+}
 
+int pt_log_reopen_for(uid_t owner)
+{
+    int fd;
+
+    /* Not rotated: nothing to do (and a worker need not be able to open it by name). */
+    if (log_fd > 2 && pt_file_unchanged(log_fd, log_path))
+        return PT_OK;
+    fd = open_path(log_path, owner);
     if (fd < 0)
         return PT_ERROR;
     if (fd == log_fd)
         return PT_OK;
-    /* dup2 keeps the descriptor number stable for anyone who inherited it. */
+    /* dup3 keeps the descriptor number stable for anyone who inherited it, and
+     * close-on-exec on it (dup2 would clear it: a binary upgrade would inherit it). */
     if (log_fd > 2) {
-        dup2(fd, log_fd);
+        dup3(fd, log_fd, O_CLOEXEC);
         close(fd);
     } else {
         log_fd = fd;

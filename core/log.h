@@ -6,6 +6,7 @@
 #define PT_LOG_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 
 enum pt_log_level {
     PT_LOG_DEBUG,
@@ -22,8 +23,15 @@ extern int pt_log_level;
  * or PT_ERROR with errno set and the previous log kept. */
 int pt_log_open(const char *path, int level);
 
-/* Reopens the current error log file (after logrotate moved it).  Returns PT_OK or PT_ERROR. */
+/* Reopens the current error log file (after logrotate moved it); nothing is done while the
+ * file at its path is still the one written to.  The file is opened as files.h's
+ * pt_file_open_append() opens it (no link planted by another user followed).  Returns PT_OK,
+ * or PT_ERROR with errno set (pt_file_strerror() says why) and the old file kept. */
 int pt_log_reopen(void);
+
+/* pt_log_reopen() in the master when root: a file it creates is given to <owner>, the
+ * workers' uid, so that they can reopen it after it; no other file is chowned. */
+int pt_log_reopen_for(uid_t owner);
 
 /* The path of the error log ("stderr" when none). */
 const char *pt_log_path(void);

@@ -375,18 +375,18 @@ static void wait_all_exit(struct pt_cycle *cycle, int signo)
     }
 }
 
-/* USR1: reopens the error log and the cycle's log files and, as root, hands them to the
- * workers' user so that they can reopen them in turn after the USR1 sent to them. */
+/* USR1: reopens the error log and the cycle's log files; as root, a file it creates is
+ * given to the workers' user so that they can reopen it in turn after the USR1 sent to
+ * them.  Nothing else is chowned, and no link planted in a log directory is followed
+ * (files.h). */
 static void reopen_logs(struct pt_cycle *cycle)
 {
     struct pt_core_conf *cc = pt_core_conf(cycle);
     uid_t uid = geteuid() == 0 && cc->user_set ? cc->uid : (uid_t)-1;
 
-    if (pt_log_reopen() != PT_OK)
-        pt_log(PT_LOG_ERR, "cannot reopen error log %s: %m", pt_log_path());
-    if (uid != (uid_t)-1 && strcmp(pt_log_path(), "stderr") != 0 &&
-        chown(pt_log_path(), uid, (gid_t)-1) < 0)
-        pt_log(PT_LOG_WARN, "cannot chown error log %s: %m", pt_log_path());
+    if (pt_log_reopen_for(uid) != PT_OK)
+        pt_log(PT_LOG_ERR, "cannot reopen error log %s: %s", pt_log_path(),
+               pt_file_strerror(errno));
     pt_files_reopen(cycle, uid);
 }
 
