@@ -15,6 +15,11 @@
 #define SHM_MAGIC   0x454e4f5a54524f50ULL /* "PORTZONE" in memory on little endian */
 #define HEADER_SIZE 128                   /* the pool starts here, 16-aligned */
 
+/* A memfd is born 0777: any process of the master's uid that reaches it through
+ * /proc/PID/fd could open it.  Workers and the helper need no access check (they inherit
+ * the mapping through fork, a new binary the descriptor), so only the owner may open it. */
+#define ZONE_MODE 0600
+
 /* The start of every zone.  Fixed-width fields only: it is read by other binaries. */
 struct shm_header {
     uint64_t magic; /* written last: a zone half formatted is not a zone */
@@ -87,7 +92,7 @@ static int memfd_open(const char *name, size_t map_size)
     fd = memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
-    if (ftruncate(fd, (off_t)map_size) == 0 &&
+    if (fchmod(fd, ZONE_MODE) == 0 && ftruncate(fd, (off_t)map_size) == 0 &&
         fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
         return fd;
     err = errno;
@@ -216,8 +221,9 @@ int pt_shm_zone_adopt_fd(struct pt_shm_zone *z, int fd)
         munmap(addr, (size_t)st.st_size);
         return close_with(fd, PT_DECLINED);
     }
-    /* The old master cleared close-on-exec to pass the fd on; only the next upgrade may. */
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    /* The old master cleared close-on-exec to pass the fd on; only the next upgrade may.
+     * An older binary's zone may still be 0777. */
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fchmod(fd, ZONE_MODE) < 0) {
         munmap(addr, (size_t)st.st_size);
         return close_with(fd, PT_ERROR);
     }

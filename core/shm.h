@@ -54,8 +54,8 @@ struct pt_shm_zone {
     struct pt_shm_zone *next; /* for the owner of the list of zones */
 };
 
-/* Creates zone <z> empty: a new memfd (close-on-exec, size sealed), its mapping, header
- * and pool, then calls <z>->init(<z>, 0).  <z>'s name must be 1 to 63 bytes and its size
+/* Creates zone <z> empty: a new memfd (close-on-exec, mode 0600, size sealed), its mapping,
+ * header and pool, then calls <z>->init(<z>, 0).  <z>'s name must be 1 to 63 bytes and its size
  * not 0.  Returns PT_OK, or PT_ERROR (errno set when a system call failed) with <z> owning
  * nothing. */
 int pt_shm_zone_create(struct pt_shm_zone *z);
@@ -71,8 +71,8 @@ int pt_shm_zone_take_over(struct pt_shm_zone *z, struct pt_shm_zone *old);
 
 /* On binary upgrade: maps the zone memfd <fd> inherited from the old binary into <z> (at
  * whatever address) if its header shows it compatible (magic, formats, name, size and
- * version), marks <fd> close-on-exec again and calls <z>->init(<z>, 1).  <fd> is consumed:
- * owned by <z> on PT_OK, closed otherwise.  Returns PT_OK, PT_DECLINED when <fd> is not
+ * version), marks <fd> close-on-exec and mode 0600 again and calls <z>->init(<z>, 1).  <fd> is
+ * consumed: owned by <z> on PT_OK, closed otherwise.  Returns PT_OK, PT_DECLINED when <fd> is not
  * such a zone (<z>->declined says why: the caller creates <z> fresh), or PT_ERROR when
  * mapping or init failed (<z> owns nothing). */
 int pt_shm_zone_adopt_fd(struct pt_shm_zone *z, int fd);

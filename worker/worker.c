@@ -73,14 +73,16 @@ static int drop_privileges(struct pt_core_conf *cc)
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
         pt_log(PT_LOG_WARN, "setrlimit(RLIMIT_NOFILE, %lld) failed: %m",
                (long long)cc->worker_rlimit_nofile);
-    if (geteuid() != 0 || !cc->user_set)
-        return PT_OK;
-    if (setgroups(0, NULL) < 0 || setgid(cc->gid) < 0 || setuid(cc->uid) < 0) {
+    if (geteuid() == 0 && cc->user_set &&
+        (setgroups(0, NULL) < 0 || setgid(cc->gid) < 0 || setuid(cc->uid) < 0)) {
         pt_log(PT_LOG_CRIT, "cannot switch to user \"%s\": %m", cc->user);
         return PT_ERROR;
     }
-    /* Core dumps stay possible after the uid change (nginx's working_directory habit). */
-    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    /* Not dumpable (unlike nginx): another process of the same uid could otherwise read
+     * this one's memory and descriptors through /proc (TLS ticket keys, the zones' memfds).
+     * The kernel's fs.suid_dumpable=2 (root-only core files) is kept where it applies. */
+    if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1)
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     return PT_OK;
 }
 
