@@ -52,6 +52,58 @@ static void version(void)
            LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
 }
 
+/* Reads up to <len> - 1 bytes of /proc/<pid>/<what> into <buf>, NULs (between argv
+ * strings) turned into spaces and a final newline dropped.  Returns the length, or -1 with
+ * errno set. */
+static ssize_t read_proc(long pid, const char *what, char *buf, size_t len)
+{
+    char path[64];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%ld/%s", pid, what);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\0'))
+        n--;
+    buf[n] = '\0';
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    return n;
+}
+
+#define MASTER_TITLE "portier: master process"
+
+/* Whether process <pid> is a portier master: its title says so, or (a title cut short by a
+ * short command line, or not set yet) it runs a program of our name that is not titled as a
+ * worker or the helper.  A stale pid file may name any process: signalling it would hit
+ * whatever now has that pid.  Writes into <why> what it is instead. */
+static int is_master(long pid, char *why, size_t len)
+{
+    char cmd[256], comm[64], self[64];
+
+    if (read_proc(pid, "cmdline", cmd, sizeof(cmd)) < 0) {
+        snprintf(why, len, "no process %ld (%s)", pid, strerror(errno));
+        return 0;
+    }
+    if (strncmp(cmd, MASTER_TITLE, strlen(MASTER_TITLE)) == 0)
+        return 1;
+    if (read_proc(pid, "comm", comm, sizeof(comm)) >= 0 &&
+        read_proc((long)getpid(), "comm", self, sizeof(self)) >= 0 && strcmp(comm, self) == 0 &&
+        strncmp(cmd, "portier: ", 9) != 0)
+        return 1;
+    snprintf(why, len, "process %ld is \"%s\", not a portier master", pid, cmd[0] ? cmd : comm);
+    return 0;
+}
+
+/* -s: sends the signal named <name> to the master whose pid is in the pid file.  Returns
+ * the exit code. */
 static int send_signal(struct pt_cycle *cycle, const char *name)
 {
     static const struct {
@@ -59,7 +111,7 @@ static int send_signal(struct pt_cycle *cycle, const char *name)
         int signo;
     } sigs[] = {{"reload", SIGHUP}, {"reopen", SIGUSR1}, {"quit", SIGQUIT}, {"stop", SIGTERM}};
     const char *path = pt_core_conf(cycle)->pid;
-    char buf[32] = "";
+    char buf[32] = "", why[512];
     long pid;
     FILE *f;
 
@@ -75,6 +127,13 @@ static int send_signal(struct pt_cycle *cycle, const char *name)
             return 1;
         }
         fclose(f);
+        if (!is_master(pid, why, sizeof(why))) {
+            fprintf(stderr,
+                    "portier: %s: %s; nothing signalled (a stale pid file? remove it if no "
+                    "portier runs)\n",
+                    path, why);
+            return 1;
+        }
         if (kill((pid_t)pid, sigs[i].signo) < 0) {
             fprintf(stderr, "portier: kill(%ld, SIG%s) failed: %s\n", pid, name, strerror(errno));
             return 1;
@@ -85,14 +144,27 @@ static int send_signal(struct pt_cycle *cycle, const char *name)
     return 1;
 }
 
+/* Writes our pid into <path>.  The pid file may sit in the log directory, which the
+ * workers' user may be able to write: a link or a hard link planted there must not make
+ * a root master truncate another file, nor a FIFO hang it. */
 static int write_pid(const char *path)
 {
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    struct stat st;
 
-    if (fd < 0 || write(fd, buf, (size_t)n) != n) {
-        pt_log(PT_LOG_CRIT, "cannot write pid file %s: %m", path);
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+        pt_log(PT_LOG_CRIT,
+               "pid file %s is not a plain file (a link, or a special file): remove it", path);
+        close(fd);
+        return PT_ERROR;
+    }
+    if (fd < 0 || ftruncate(fd, 0) != 0 || write(fd, buf, (size_t)n) != n) {
+        if (fd < 0 && errno == ELOOP)
+            pt_log(PT_LOG_CRIT, "pid file %s is a symbolic link, not followed: remove it", path);
+        else
+            pt_log(PT_LOG_CRIT, "cannot write pid file %s: %m", path);
         if (fd >= 0)
             close(fd);
         return PT_ERROR;
@@ -192,10 +264,12 @@ int main(int argc, char **argv)
         pt_log(PT_LOG_CRIT, "cannot become a daemon: %m");
         return 1;
     }
+    /* Titled before the pid file names us, so that -s finds a master there at once. */
+    pt_proctitle_init(argc, argv);
+    pt_proctitle_set("portier: master process");
     if (write_pid(cc->pid) != PT_OK)
         return 1;
     args = (struct pt_master_args){conf, prefix, argv};
-    pt_proctitle_init(argc, argv);
     pt_log(PT_LOG_NOTICE, "portier %s started, %lld workers", PORTIER_VERSION,
            (long long)cc->worker_processes);
     rc = pt_master_run(cycle, &args);
