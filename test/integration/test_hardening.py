@@ -172,6 +172,24 @@ class LogReopen(harness.TestCase):
         self.assertEqual(os.stat(p.error_log).st_uid, 0)
         self.assertEqual(os.stat(access + ".1").st_uid, 0)
 
+    def test_pid_file_is_not_written_through_a_planted_link(self):
+        # The default pid file lives in the logs directory.
+        p = self.start_portier(start=False)
+        logs = os.path.join(p.dir, "logs")
+        os.mkdir(logs, 0o755)
+        os.chown(logs, *nobody())
+        target = secret(os.path.join(p.dir, "secret-pid"), "pid secret\n")
+        pid_path = os.path.join(logs, "portier.pid")
+        self.assertEqual(as_nobody(lambda: os.symlink(target, pid_path) or 0), 0)
+        p.write_config({"server": [server(harness.free_port(), [location("/", ret="200 ok")])]},
+                       main={"pid": pid_path})
+        with self.assertRaises(harness.StartError):
+            p.start(timeout=5)
+        self.assertEqual(p.wait_exit(5), 1)
+        self.assertRegex(harness.read_file(p.error_log),
+                         r"pid file .*portier\.pid is a symbolic link, not followed: remove it")
+        self.assertUntouched(target, "pid secret\n")
+
     def test_a_link_of_roots_is_followed(self):
         # The container habit: access.log is root's link to the real destination.
         p = self.start_portier(start=False)
