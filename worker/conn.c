@@ -19,9 +19,41 @@
 
 int (*pt_http_tls_start)(struct pt_http_conn *c);
 
-static struct pt_http_conn *conns; /* every open client connection */
+/* Every open client connection, most recently active first: a connection moves to the head
+ * when it is accepted or goes idle, so that walking from the tail finds the oldest idle ones. */
+static struct pt_http_conn *conns, *conns_tail;
 static unsigned nconns;
+static unsigned nupstream; /* upstream connections: they count against worker_connections too */
 static int draining;
+
+/* nginx's lingering_time and lingering_timeout: a connection closed while the client may
+ * still send reads and drops its input for at most LINGER_TIME_MS in all, and gives up after
+ * LINGER_TIMEOUT_MS without a byte. */
+#define LINGER_TIME_MS    30000
+#define LINGER_TIMEOUT_MS 5000
+/* Reads of a lingering connection per event: a client that sends as fast as we read does
+ * not hold the loop; the rest is read in the next round. */
+#define LINGER_READS 64
+
+/* At the limit, nginx's ngx_drain_connections: up to this many idle connections are closed
+ * to make room, the oldest first. */
+#define RECLAIM_MAX 32
+
+/* After accept() fails for want of descriptors, listeners rest this long (nginx's 500 ms):
+ * the backlog stays readable, so accepting on would only spin. */
+#define ACCEPT_PAUSE_MS 500
+
+/* Messages a flood could repeat for every connection attempt appear once per interval,
+ * with the number of those left out. */
+#define LOG_INTERVAL_MS 5000
+
+struct log_limit {
+    uint64_t next; /* pt_now_ms() from which the next one is written */
+    unsigned suppressed;
+};
+
+static struct log_limit log_no_room, log_reclaim, log_accept;
+static struct pt_timer accept_timer;
 
 /* Connection structs are carved from blocks of CONN_BLOCK and recycled through a free
  * list, apart from the buffers and request pools.  Malloc'd one by one they would sit
@@ -93,9 +125,12 @@ static struct pt_http_srv_conf *default_srv_conf(struct pt_http_conn *c)
 
 static void link_conn(struct pt_http_conn *c)
 {
+    c->prev = NULL;
     c->next = conns;
     if (conns)
         conns->prev = c;
+    else
+        conns_tail = c;
     conns = c;
     nconns++;
 }
@@ -108,7 +143,93 @@ static void unlink_conn(struct pt_http_conn *c)
         conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    else
+        conns_tail = c->prev;
     nconns--;
+}
+
+/* True once per LOG_INTERVAL_MS for <l>; *<suppressed> is then how many were left out. */
+static int log_allowed(struct log_limit *l, unsigned *suppressed)
+{
+    if (pt_now_ms() < l->next) {
+        l->suppressed++;
+        return 0;
+    }
+    l->next = pt_now_ms() + LOG_INTERVAL_MS;
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return 1;
+}
+
+/* What nginx calls a reusable connection: one that has not sent a byte of a request yet
+ * (just accepted, or idle between keepalive requests).  Closing it loses nothing a client
+ * would not retry.  A TLS connection is reusable only once its handshake is done. */
+static int reusable(const struct pt_http_conn *c)
+{
+    return c->r == NULL && !c->closing && !c->lingering && !c->handshaking &&
+           (c->in == NULL || pt_buf_len(c->in) == 0) && (c->out == NULL || pt_buf_len(c->out) == 0);
+}
+
+/* nginx's ngx_drain_connections: closes the oldest reusable connections, at most one
+ * eighth of those open and RECLAIM_MAX, at least one.  Returns how many it closed. */
+static unsigned reclaim_idle(void)
+{
+    unsigned want = nconns / 8, n = 0;
+    struct pt_http_conn *c = conns_tail;
+
+    if (want > RECLAIM_MAX)
+        want = RECLAIM_MAX;
+    if (want == 0)
+        want = 1;
+    while (c && n < want) {
+        struct pt_http_conn *prev = c->prev;
+        if (reusable(c)) {
+            pt_http_conn_close(c);
+            n++;
+        }
+        c = prev;
+    }
+    return n;
+}
+
+/* Whether one more connection fits in worker_connections, after closing idle ones if need
+ * be; if not, says so (rate-limited), naming <what> is refused. */
+static int have_room(const char *what)
+{
+    int64_t limit = pt_core_conf(pt_cycle)->worker_connections;
+    unsigned suppressed;
+
+    if (nconns + nupstream < limit)
+        return 1;
+    if (!draining && reclaim_idle() && nconns + nupstream < limit) {
+        if (log_allowed(&log_reclaim, &suppressed))
+            pt_log(PT_LOG_WARN,
+                   "%lld worker_connections are not enough, reusing connections "
+                   "(%u more times since the last message)",
+                   (long long)limit, suppressed);
+        return 1;
+    }
+    if (!draining && log_allowed(&log_no_room, &suppressed))
+        pt_log(PT_LOG_WARN,
+               "%lld worker_connections are not enough, closing %s "
+               "(%u more refused since the last message)",
+               (long long)limit, what, suppressed);
+    return 0;
+}
+
+int pt_conn_slot_take(void)
+{
+    if (!have_room("an upstream connection")) {
+        errno = EMFILE;
+        return PT_ERROR;
+    }
+    nupstream++;
+    return PT_OK;
+}
+
+void pt_conn_slot_put(void)
+{
+    nupstream--;
 }
 
 void pt_http_conn_close(struct pt_http_conn *c)
@@ -141,15 +262,12 @@ static void peer_text(struct pt_http_conn *c)
 
 static void accept_one(struct pt_listen *ls, int fd, const union pt_sockaddr *peer)
 {
-    struct pt_core_conf *cc = pt_core_conf(pt_cycle);
     struct pt_http_conn *c;
+    char what[96];
     int one = 1;
 
-    /* Upstream connections count against worker_connections too: leave them room. */
-    if (nconns >= (unsigned)cc->worker_connections || draining) {
-        if (!draining)
-            pt_log(PT_LOG_WARN, "%lld worker_connections are not enough, closing %s",
-                   (long long)cc->worker_connections, ls->text);
+    snprintf(what, sizeof(what), "a connection on %s", ls->text);
+    if (draining || !have_room(what)) {
         close(fd);
         return;
     }
@@ -181,10 +299,45 @@ static void accept_one(struct pt_listen *ls, int fd, const union pt_sockaddr *pe
     c->readable = 1;
 }
 
+/* The pause is over: every listener is watched again (unless the worker stopped
+ * accepting meanwhile: its listeners are closed). */
+static void accept_resume(struct pt_timer *t)
+{
+    (void)t;
+    if (draining)
+        return;
+    for (struct pt_listen *ls = pt_cycle->listens; ls; ls = ls->next)
+        if (ls->fd >= 0 && pt_event_add_read(&ls->ev, 1) != PT_OK)
+            pt_log(PT_LOG_CRIT, "cannot watch %s again: %m", ls->text);
+}
+
+/* accept() on <ls> failed for want of descriptors (EMFILE, ENFILE).  The listeners are
+ * level-triggered, so the loop would call us again at once for as long as the backlog is
+ * not empty: stop watching them all for ACCEPT_PAUSE_MS, as nginx does, and close idle
+ * connections to free descriptors meanwhile. */
+static void accept_pause(struct pt_listen *ls)
+{
+    int err = errno;
+    unsigned suppressed;
+
+    if (log_allowed(&log_accept, &suppressed))
+        pt_log(PT_LOG_ERR,
+               "accept() on %s failed: %s; not accepting for %d ms "
+               "(%u more failures since the last message)",
+               ls->text, strerror(err), ACCEPT_PAUSE_MS, suppressed);
+    for (struct pt_listen *l = pt_cycle->listens; l; l = l->next)
+        if (l->fd >= 0)
+            pt_event_del(&l->ev);
+    accept_timer.handler = accept_resume;
+    pt_timer_add(&accept_timer, ACCEPT_PAUSE_MS);
+    reclaim_idle();
+}
+
 void pt_http_accept(struct pt_event *ev, unsigned events)
 {
     struct pt_listen *ls = ev->data;
 
+    (void)events;
     /* Bounded so that one busy listener does not starve the connections we already hold. */
     for (int i = 0; i < 64; i++) {
         union pt_sockaddr peer;
@@ -192,7 +345,9 @@ void pt_http_accept(struct pt_event *ev, unsigned events)
         int fd = accept4(ev->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
-                pt_log(PT_LOG_ERR, "accept() on %s failed: %m", ls->text);
+                accept_pause(ls);
+            else if (errno == ECONNABORTED)
+                continue;
             return;
         }
         accept_one(ls, fd, &peer);
@@ -251,8 +406,26 @@ ssize_t pt_http_conn_read(struct pt_http_conn *c)
     return PT_ERROR;
 }
 
-/* Closes after an error response: stop sending, read and drop what the client still sends
- * for a moment, so that our response is not destroyed by an RST in flight. */
+/* Milliseconds the lingering close of <c> may still last (negative once over). */
+static int32_t linger_left(const struct pt_http_conn *c)
+{
+    return (int32_t)(c->linger_until - (uint32_t)pt_now_ms());
+}
+
+static void linger_arm(struct pt_http_conn *c)
+{
+    int32_t left = linger_left(c);
+
+    pt_timer_add(&c->timer,
+                 left < LINGER_TIMEOUT_MS ? (uint64_t)(left > 0 ? left : 0) : LINGER_TIMEOUT_MS);
+}
+
+/* Closes a connection the client may still be writing to (the rest of a body, requests
+ * pipelined past keepalive_requests, the rest of a refused head): closing a socket with
+ * unread input sends an RST, and the RST destroys the answers still in flight.  So, as
+ * nginx's lingering close: once the output is out, send our FIN, then read and drop what
+ * comes until the client closes, LINGER_TIMEOUT_MS pass without a byte, or LINGER_TIME_MS
+ * in all. */
 void pt_http_conn_linger(struct pt_http_conn *c)
 {
     if (c->out && pt_buf_len(c->out)) {
@@ -260,37 +433,77 @@ void pt_http_conn_linger(struct pt_http_conn *c)
         c->linger_after = 1;
         return;
     }
+    /* Read to the end already: nothing unread can be left behind. */
+    if (c->eof || c->error) {
+        pt_http_conn_close(c);
+        return;
+    }
     if (c->io)
         c->io->shutdown(c);
     shutdown(c->ev.fd, SHUT_WR);
     c->lingering = 1;
-    pt_timer_add(&c->timer, 2000);
+    c->linger_until = (uint32_t)(pt_now_ms() + LINGER_TIME_MS);
+    linger_arm(c);
+    /* Input may be waiting already, and no new edge would tell. */
+    pt_event_post(&c->ev);
+}
+
+/* Reads and drops what the client sends.  Returns 1 when the connection should be closed
+ * (its end or an error), 0 when the socket is empty, -1 when it is still readable after
+ * LINGER_READS reads (the connection is posted to go on in this round's end). */
+static int drop_input(struct pt_http_conn *c)
+{
+    char junk[4096];
+
+    for (int i = 0; i < LINGER_READS; i++) {
+        ssize_t n = read(c->ev.fd, junk, sizeof(junk));
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            c->readable = 0;
+            return 0;
+        }
+        return 1;
+    }
+    pt_event_post(&c->ev);
+    return -1;
+}
+
+/* Ends a lingering close.  The transport said its goodbye when lingering began: a second
+ * one (TLS's close_notify exchange) would read what lingering dropped, fail, and the
+ * failure would make OpenSSL forget the session.  Marked as failed, the connection closes
+ * without it. */
+static void linger_end(struct pt_http_conn *c)
+{
+    c->error = 1;
+    pt_http_conn_close(c);
 }
 
 static void linger_read(struct pt_http_conn *c)
 {
-    char junk[4096];
+    int rc = drop_input(c);
 
-    for (;;) {
-        ssize_t n = read(c->ev.fd, junk, sizeof(junk));
-        if (n > 0)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        pt_http_conn_close(c);
+    if (rc == 1 || linger_left(c) <= 0) {
+        linger_end(c);
         return;
     }
+    if (rc == 0)
+        linger_arm(c);
 }
 
 static void conn_timeout(struct pt_timer *t)
 {
     struct pt_http_conn *c = t->data;
 
-    if (c->r && !c->lingering) {
+    if (c->lingering) {
+        linger_end(c);
+        return;
+    }
+    if (c->r) {
         pt_http_request_timeout(c->r);
         return;
     }
-    if (c->in && pt_buf_len(c->in) && !c->lingering && !c->handshaking) {
+    if (c->in && pt_buf_len(c->in) && !c->handshaking && !c->closing) {
         /* A partial head: nginx closes silently after client_header_timeout; we answer
          * 408 so that the client knows why. */
         pt_http_head_timeout(c);
@@ -331,7 +544,13 @@ static void conn_event(struct pt_event *ev, unsigned events)
         return;
     }
     if (c->closing && c->out && pt_buf_len(c->out)) {
-        int rc = pt_http_flush(c);
+        int rc;
+        /* The answers wait for a client that may wait for its own requests to go out:
+         * what it still sends is dropped, so that neither side blocks on the other.  (A
+         * TLS client's records cannot be dropped while ours still go out.) */
+        if (c->linger_after && c->io == NULL && c->readable && drop_input(c) == 1)
+            c->linger_after = 0;
+        rc = pt_http_flush(c);
         if (rc == PT_AGAIN)
             return;
         if (rc == PT_OK && c->linger_after) {
@@ -361,6 +580,9 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
         pt_event_post(&c->ev);
         return;
     }
+    /* The most recently idle connection is the last one reclaim_idle() would close. */
+    unlink_conn(c);
+    link_conn(c);
     /* An idle connection holds no buffer. */
     pt_buf_put(c->in);
     c->in = NULL;

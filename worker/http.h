@@ -174,7 +174,13 @@ struct pt_http_conn {
     struct pt_http_conn *prev, *next; /* the worker's list, for draining */
     const struct pt_conn_io *io;      /* NULL: the plain socket */
     void *tls;                        /* the transport's state (an SSL *) */
-    unsigned nrequests;
+    union {
+        unsigned nrequests;
+        /* While lingering (no request will come): the pt_now_ms() at which it ends, in 32
+         * bits (compared modulo 2^32).  In the room of nrequests, not a field of its own:
+         * an idle connection stays small. */
+        uint32_t linger_until;
+    };
     unsigned req_gen;      /* counts requests begun: tells a handler its request ended */
     unsigned readable : 1; /* an edge arrived that we have not read up to EAGAIN */
     unsigned writable : 1;
@@ -338,6 +344,15 @@ void pt_http_drain(void);
 
 /* Number of open client connections in this worker. */
 unsigned pt_http_conn_count(void);
+
+/* Takes one of the worker's worker_connections for an outgoing connection (an upstream
+ * one): as in nginx, client and upstream connections share the limit.  At the limit, idle
+ * client connections (keepalive, or not a byte sent yet) are closed to make room, the oldest
+ * first.  Returns PT_OK, or PT_ERROR with errno EMFILE when no room can be made (logged,
+ * rate-limited).  Each PT_OK is given back with pt_conn_slot_put() when that connection
+ * closes. */
+int pt_conn_slot_take(void);
+void pt_conn_slot_put(void);
 
 /* Reads from the client into c->in.  Returns bytes read (>0), 0 on EOF, PT_AGAIN, PT_ERROR
  * (with the buffer full, PT_AGAIN too: the caller must consume first). */

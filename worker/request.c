@@ -662,28 +662,26 @@ static void request_done(struct pt_request *r)
     struct pt_http_conn *c = r->c;
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
     int keepalive = r->keepalive && !c->closing && !c->error && !c->eof;
-    int linger;
 
     run_log_phase(r);
-    /* A body the client is still sending must not meet a closed socket: its RST could
-     * destroy the response in flight.  Whatever is not buffered yet is lingered out. */
-    linger = !discard_buffered_body(r);
-    if (linger)
+    /* The rest of a body still on its way ends this connection. */
+    if (!discard_buffered_body(r))
         keepalive = 0;
     pt_http_request_free(r);
     if (keepalive) {
         pt_http_conn_idle(c, lc->keepalive_timeout);
         return;
     }
-    if (linger && !c->error) {
-        pt_http_conn_linger(c);
+    if (c->error) {
+        pt_http_conn_close(c);
         return;
     }
-    if (c->out && pt_buf_len(c->out) && !c->error) {
-        c->closing = 1;
-        return;
-    }
-    pt_http_conn_close(c);
+    /* Whatever the client still sends (that body, requests pipelined past
+     * keepalive_requests, the rest of a refused head) must not meet a closed socket: its
+     * RST would destroy the answers in flight.  The connection lingers once they are out,
+     * which send_timeout bounds. */
+    pt_timer_add(&c->timer, (uint64_t)lc->send_timeout);
+    pt_http_conn_linger(c);
 }
 
 void pt_http_abort(struct pt_request *r)

@@ -787,6 +787,7 @@ static void close_conn(struct pt_upstream_conn *uc)
         uc->io->close(uc);
     close(uc->ev.fd);
     uc->ev.fd = -1;
+    pt_conn_slot_put();
     pt_loop_defer_free(uc);
 }
 
@@ -896,12 +897,16 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
 
     if (uc == NULL) {
         uint32_t seq = pt_peer_address(peer, &ss, &sslen);
-        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
+        /* Upstream connections count against worker_connections, as the client ones. */
+        if (pt_conn_slot_take() != PT_OK)
             return NULL;
-        uc = calloc(1, sizeof(*uc));
-        if (uc == NULL) {
-            close(fd);
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 || (uc = calloc(1, sizeof(*uc))) == NULL) {
+            int saved = fd < 0 ? errno : ENOMEM;
+            if (fd >= 0)
+                close(fd);
+            pt_conn_slot_put();
+            errno = saved;
             return NULL;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -919,12 +924,14 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
             int saved = errno;
             close(fd);
             free(uc);
+            pt_conn_slot_put();
             errno = saved;
             return NULL;
         }
         if (pt_event_add(&uc->ev, 0) != PT_OK) {
             close(fd);
             free(uc);
+            pt_conn_slot_put();
             return NULL;
         }
     }
