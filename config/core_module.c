@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -184,6 +185,33 @@ static int set_user(struct pt_conf *cf, const struct pt_directive *d, void *conf
     return geteuid() == 0 ? resolve_user(cf, conf) : PT_OK;
 }
 
+/* Descriptors a worker holds besides its connections: standard streams, logs, listeners,
+ * the epoll instance, the shared-memory zones, files being served. */
+#define WORKER_OWN_FDS 32
+
+/* nginx's "worker_connections exceed open file resource limit", at start and with -t: each
+ * of worker_connections, client or upstream, is a descriptor, and a worker that runs out of
+ * descriptors first refuses clients with accept() errors instead of reusing idle
+ * connections.  The limit is worker_rlimit_nofile, unless an unprivileged master cannot
+ * raise its hard limit that far: the workers then keep the master's own. */
+static void check_fd_limit(struct pt_conf *cf, const struct pt_core_conf *cc)
+{
+    int64_t limit = cc->worker_rlimit_nofile;
+    struct rlimit rl;
+
+    if (geteuid() != 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+        (uint64_t)limit > (uint64_t)rl.rlim_max)
+        limit = rl.rlim_cur == RLIM_INFINITY ? limit : (int64_t)rl.rlim_cur;
+    if (cc->worker_connections + WORKER_OWN_FDS <= limit)
+        return;
+    pt_log(PT_LOG_WARN,
+           "%s: %lld worker_connections exceed the open file limit of a worker (%lld, with %d "
+           "for its own files): set worker_rlimit_nofile to at least %lld, or lower "
+           "worker_connections",
+           cf->cycle->conf_file, (long long)cc->worker_connections, (long long)limit,
+           WORKER_OWN_FDS, (long long)(cc->worker_connections + WORKER_OWN_FDS));
+}
+
 static int init_main_conf(struct pt_conf *cf, void *conf)
 {
     struct pt_core_conf *cc = conf;
@@ -208,6 +236,7 @@ static int init_main_conf(struct pt_conf *cf, void *conf)
         cc->max_draining_generations = 8;
     if (cc->worker_rlimit_nofile == PT_CONF_UNSET)
         cc->worker_rlimit_nofile = 2 * cc->worker_connections + 64;
+    check_fd_limit(cf, cc);
     /* The user only matters when we can switch to it; a non-root master keeps its own. */
     if (geteuid() != 0)
         return PT_OK;
