@@ -58,9 +58,12 @@ static const struct pt_directive proxy_directives[] = {
     {"proxy_connect_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(connect_timeout), NULL,
      "time to establish an upstream connection (default 60s)"},
     {"proxy_read_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(read_timeout), NULL,
-     "time between two reads from the upstream; 504 before the response starts (default 60s)"},
+     "time between two reads from the upstream, counted only while portier waits for it (a "
+     "client slow to read stops it, and send_timeout runs instead); 504 before the response "
+     "starts (default 60s)"},
     {"proxy_send_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(send_timeout), NULL,
-     "time between two writes to the upstream (default 60s)"},
+     "time between two writes to the upstream while it does not take the request (the "
+     "client's client_body_timeout stops meanwhile); 504 (default 60s)"},
     {"proxy_set_header", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_proxy_header, 0, NULL,
      "\"NAME VALUE\" sent upstream (VALUE may hold variables and be quoted; empty or \"\" removes "
      "the header); one naming Host, Connection, Upgrade or an X-Forwarded-* field replaces the "
@@ -381,9 +384,9 @@ static const char *const err_text[] = {
     [ERR_HANDSHAKE] = "SSL handshake failed",
     [ERR_HANDSHAKE_TIMEOUT] = "upstream timed out while SSL handshaking",
     [ERR_WRITE] = "send failed",
-    [ERR_SEND_TIMEOUT] = "upstream timed out while the request was sent",
+    [ERR_SEND_TIMEOUT] = "sending request to upstream", /* see failure_text */
     [ERR_READ] = "upstream closed or reset the connection",
-    [ERR_READ_TIMEOUT] = "upstream timed out",
+    [ERR_READ_TIMEOUT] = "reading response header from upstream",
     [ERR_INVALID] = "upstream sent an invalid response",
     [ERR_TOO_BIG] = "upstream sent too big header while reading response header from upstream",
 };
@@ -641,11 +644,25 @@ static void go_next(struct proxy_ctx *ctx, struct pt_peer *peer)
     start_try(ctx, peer, 0);
 }
 
+/* What failure <err> of <ctx> is called in the error log: a send or read timeout in
+ * nginx's words, which operators grep for ("upstream timed out (110: Connection timed
+ * out) while sending request to upstream"), saying what portier was waiting for. */
+static const char *failure_text(const struct proxy_ctx *ctx, enum proxy_err err, char *buf,
+                                size_t size)
+{
+    if (err != ERR_SEND_TIMEOUT && err != ERR_READ_TIMEOUT)
+        return err_text[err];
+    snprintf(buf, size, "upstream timed out (%d: %s) while %s", ETIMEDOUT, strerror(ETIMEDOUT),
+             err == ERR_READ_TIMEOUT && ctx->resp_head ? "reading upstream" : err_text[err]);
+    return buf;
+}
+
 void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
 {
     struct pt_request *r = ctx->r;
     int status = err_ft[err] == PROXY_FT_TIMEOUT ? 504 : 502;
     struct pt_peer *next;
+    char what[128];
 
     if (stale(ctx, err)) {
         end_try(ctx);
@@ -655,7 +672,7 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
         start_try(ctx, ctx->peer, 1);
         return;
     }
-    log_failure(ctx, err_text[err]);
+    log_failure(ctx, failure_text(ctx, err, what, sizeof(what)));
     end_try(ctx);
     if (r->header_sent) {
         pt_proxy_note_upstream(ctx, 0);

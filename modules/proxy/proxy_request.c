@@ -447,6 +447,15 @@ static int fill_out(struct proxy_ctx *ctx)
     return fill_body(ctx, out);
 }
 
+/* Portier waits for the upstream of <ctx> to take request bytes: proxy_send_timeout
+ * watches the upstream, and the client, whose body waits behind those bytes, is not timed
+ * meanwhile (client_body_timeout would blame it for the upstream's backpressure). */
+static void wait_upstream_send(struct proxy_ctx *ctx)
+{
+    pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->send_timeout);
+    pt_timer_del(&ctx->r->c->timer);
+}
+
 int pt_proxy_send_request(struct proxy_ctx *ctx)
 {
     struct pt_upstream_conn *uc = ctx->uc;
@@ -460,10 +469,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
         if (pt_buf_len(out)) {
             ssize_t n = pt_upstream_send(uc, out->pos, pt_buf_len(out));
             if (n == PT_AGAIN) {
-                pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
-                /* The upstream is the slow side now: proxy_send_timeout watches it, and
-                 * the client, whose body waits, is not blamed for it. */
-                pt_timer_del(&ctx->r->c->timer);
+                wait_upstream_send(ctx);
                 return PT_OK;
             }
             if (n < 0) {
@@ -476,7 +482,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
                 /* Short: the socket is full, or TLS took one record and wants more. */
                 if (uc->writable)
                     continue;
-                pt_timer_add(&uc->timer, (uint64_t)ctx->plc->send_timeout);
+                wait_upstream_send(ctx);
                 return PT_OK;
             }
         }

@@ -267,6 +267,31 @@ static void upstream_eof(struct proxy_ctx *ctx)
     pt_proxy_failed(ctx, ERR_READ);
 }
 
+/*
+ * Which side's timer runs while the response streams: only the side portier waits on.
+ * While the client does not take what it was sent, the upstream is not read, so its
+ * proxy_read_timeout stops (a slow reader must not be logged as "upstream timed out"
+ * against a healthy server, nor cut off for it) and the client's send_timeout runs instead,
+ * from the moment the wait began: upstream events meanwhile do not move it, only the
+ * client's progress does (pt_http_request_event).
+ */
+static void wait_client(struct proxy_ctx *ctx)
+{
+    struct pt_http_loc_conf *lc = ctx->r->loc_conf[pt_http_module.index];
+
+    pt_timer_del(&ctx->uc->timer);
+    if (!pt_timer_armed(&ctx->r->c->timer))
+        pt_timer_add(&ctx->r->c->timer, (uint64_t)lc->send_timeout);
+}
+
+/* Waiting for response bytes again: proxy_read_timeout runs, from now if it was stopped
+ * (before the whole request went up, proxy_send_timeout or the client's body timer rules). */
+static void wait_upstream_read(struct proxy_ctx *ctx)
+{
+    if (ctx->req_sent && !pt_timer_armed(&ctx->uc->timer))
+        pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->read_timeout);
+}
+
 int pt_proxy_read_response(struct proxy_ctx *ctx)
 {
     struct pt_upstream_conn *uc = ctx->uc;
@@ -283,8 +308,14 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
         if (pt_buf_len(ctx->in) && process_input(ctx) == PT_DONE)
             return PT_DONE;
         /* Backpressure: nothing more is read while the client has not taken the last. */
-        if (pt_http_output_blocked(ctx->r) || !uc->readable)
+        if (pt_http_output_blocked(ctx->r)) {
+            wait_client(ctx);
             return PT_OK;
+        }
+        if (!uc->readable) {
+            wait_upstream_read(ctx);
+            return PT_OK;
+        }
         if (pt_buf_room(ctx->in) == 0)
             pt_buf_compact(ctx->in);
         room = pt_buf_room(ctx->in);
@@ -301,8 +332,10 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
             pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
             continue;
         }
-        if (n == PT_AGAIN)
+        if (n == PT_AGAIN) {
+            wait_upstream_read(ctx);
             return PT_OK;
+        }
         if (n < 0 && !ctx->resp_head && errno != ECONNRESET && errno != EPIPE)
             pt_log(PT_LOG_ERR, "read from upstream %s failed: %m", ctx->peer->name);
         upstream_eof(ctx);
