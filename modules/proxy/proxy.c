@@ -617,6 +617,16 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
     reset_try(ctx);
     /* The TLS configuration keys the pool: a pooled connection is one made for it. */
     uc = pt_upstream_connect(u, peer, again, plc->ssl, ctx, upstream_event);
+    if (uc == NULL && (errno == EMFILE || errno == ENFILE || errno == ENOMEM)) {
+        /* Out of worker_connections or descriptors: the worker's shortage, not a failure
+         * of the server, so no other server is tried and passive health is not told (as
+         * nginx, which answers 500). */
+        pt_log(PT_LOG_ERR, "cannot connect to upstream %s for client %s: %m", peer->name,
+               ctx->r->c->peer_text);
+        pt_proxy_note_upstream(ctx, 0);
+        pt_http_finalize(ctx->r, 500);
+        return;
+    }
     if (uc == NULL) {
         ctx->err_no = errno ? errno : EIO;
         pt_proxy_failed(ctx, ERR_CONNECT);

@@ -162,6 +162,28 @@ class UpstreamConnectionsCount(harness.TestCase):
         close_all(clients)
         harness.wait_until(lambda: served(port), 5.0, 0.1, "a client served again")
 
+    def test_no_connection_left_for_upstream_is_500_and_not_the_servers_fault(self):
+        # Clients take every slot, so the upstream connect of the last ones finds none:
+        # they get 500 (nginx's answer), and the server, with max_fails=1, is not marked
+        # down for it: the next request is served.
+        b = self.start_backend("b1")
+        port = harness.free_port()
+        p = self.start_portier({
+            "upstream": {"app": upstream("%s max_fails=1 fail_timeout=60s" % b.addr)},
+            "server": [server(port, [location("/", proxy_pass="http://app")])],
+        }, main={"worker_connections": 21})  # odd: a client takes the last slot
+        head = (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+        clients = open_clients(port, 30, head)
+        self.addCleanup(close_all, clients)
+        # (before: "connect() to ... failed" and the server marked down for 60 s)
+        harness.wait_until(lambda: log_lines(p, "cannot connect to upstream") or
+                           log_lines(p, "connect() to"), 5.0,
+                           what="an upstream connect refused for lack of connections")
+        close_all(clients)
+        harness.wait_until(lambda: served(port), 5.0, 0.1, "a client served again")
+        self.assertEqual(log_lines(p, "no live upstreams"), [])
+        self.assertEqual(log_lines(p, "connect() to"), [])
+
 
 class IdleConnectionsReclaimed(harness.TestCase):
 
