@@ -12,6 +12,8 @@
  * wraps them, see CMakeLists.txt):
  *  - open() for writing or creating opens /dev/null instead, once the directory exists (as
  *    the real call would need), so that nothing is created or appended to anywhere;
+ *  - openat() for writing or creating (the log files' pt_file_open_append) opens a sink
+ *    file in the input's own directory instead: a regular file, as a log would be;
  *  - open(), fopen() and stat() refuse paths under /dev, /proc and /sys and anything but
  *    regular files and directories (a FIFO or /dev/zero would block or never end);
  *  - getaddrinfo() resolves numeric addresses and "localhost" only (no DNS queries).
@@ -41,6 +43,8 @@ static int loading; /* the wraps apply only while a configuration loads */
 static const char *artifact_prefix = "./", *artifact_path;
 
 int __real_open(const char *path, int flags, ...);
+int __real_openat(int dirfd, const char *path, int flags, ...);
+int __wrap_openat(int dirfd, const char *path, int flags, ...);
 FILE *__real_fopen(const char *path, const char *mode);
 int __real_stat(const char *path, struct stat *st);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -112,6 +116,23 @@ int __wrap_open(const char *path, int flags, ...)
     return __real_open(path, flags, mode);
 }
 
+int __wrap_openat(int dirfd, const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+    char sink[128];
+
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = (mode_t)va_arg(ap, int);
+        va_end(ap);
+    }
+    if (!loading || ((flags & O_ACCMODE) == O_RDONLY && !(flags & O_CREAT)))
+        return __real_openat(dirfd, path, flags, mode);
+    snprintf(sink, sizeof(sink), "%s/sink", dir);
+    return __real_open(sink, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+}
+
 FILE *__wrap_fopen(const char *path, const char *mode)
 {
     if (!loading || is_artifact(path))
@@ -145,6 +166,10 @@ int __wrap_getaddrinfo(const char *node, const char *service, const struct addri
 
 static void remove_dir(void)
 {
+    char sink[128];
+
+    snprintf(sink, sizeof(sink), "%s/sink", dir);
+    unlink(sink);
     unlink(conf);
     rmdir(dir);
 }
