@@ -77,7 +77,7 @@ void pt_conf_release(struct pt_conf *cf);
 
 /* Reports, at the setting being read, that <path> (a <what>, "access log" say) cannot be
  * opened for the reason <err> (an errno), naming the missing directory when that is the
- * reason.  Returns PT_ERROR. */
+ * reason, or pt_file_strerror()'s sentence for a link refused.  Returns PT_ERROR. */
 int pt_conf_open_failed(struct pt_conf *cf, const char *what, const char *path, int err);
 
 /* Reads every directive in <group> as context <ctx> with the arrays <conf>, dispatching

@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "cycle.h"
+#include "files.h"
 #include "log.h"
 #include "pool.h"
 
@@ -95,7 +96,8 @@ static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d
 
 /* The error log is opened once the configuration is accepted (at start, or on reload in
  * place of the running one's): find out now, while the directive's line is known, whether
- * it can be, as nginx does (creating the file, as opening it would). */
+ * it can be, as nginx does (creating the file, as opening it would, and by the same rules:
+ * no link planted by another user is followed). */
 static int can_open(struct pt_conf *cf, const char *path)
 {
     int fd;
@@ -104,7 +106,7 @@ static int can_open(struct pt_conf *cf, const char *path)
         return pt_conf_error(cf, "out of memory");
     if (strcmp(path, "stderr") == 0)
         return PT_OK;
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd = pt_file_open_append(path, (uid_t)-1, NULL);
     if (fd < 0)
         return pt_conf_open_failed(cf, "error log", path, errno);
     close(fd);

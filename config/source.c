@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "files.h"
 #include "log.h"
 #include "pool.h"
 
@@ -511,6 +512,9 @@ int pt_conf_open_failed(struct pt_conf *cf, const char *what, const char *path, 
     char dir[4096];
     struct stat st;
 
+    /* A link or hard link pt_file_open_append() refused names itself and the fix. */
+    if (err == ELOOP || err == EMLINK)
+        return pt_conf_error(cf, "cannot open %s: %s", what, pt_file_strerror(err));
     /* "No such file or directory" does not say which: name the directory when it is that. */
     dir_of(path, dir, sizeof(dir));
     if (err == ENOENT && dir[0] && stat(dir, &st) != 0)

@@ -230,11 +230,7 @@ static struct access_log *new_log(struct pt_conf *cf, const char *path, const ch
         return NULL;
     }
     if ((log->file = pt_file_open(cf->cycle, path)) == NULL) {
-        /* A refused link names itself and the fix; other errors get the directory named. */
-        if (errno == ELOOP || errno == EMLINK)
-            pt_conf_error(cf, "cannot open %s: %s", what, pt_file_strerror(errno));
-        else
-            pt_conf_open_failed(cf, what, path, errno);
+        pt_conf_open_failed(cf, what, path, errno);
         return NULL;
     }
     log->format_name = "combined";
