@@ -803,6 +803,21 @@ START_TEST(location_added_after_a_lookup_is_found)
 }
 END_TEST
 
+/* Found by fuzz_conf (UBSan): a table with no prefix location handed qsort() a NULL
+ * array.  Building one with only an exact and a regex location, or with nothing, is fine. */
+START_TEST(table_without_prefixes_builds_and_finds)
+{
+    pt_locations_build(locs);
+    ck_assert_ptr_null(find_loc("/x"));
+    add_loc("= /x", &A);
+    add_loc("~ ^/r", &B);
+    pt_locations_build(locs);
+    ck_assert_ptr_eq(find_loc("/x"), &A);
+    ck_assert_ptr_eq(find_loc("/r1"), &B);
+    ck_assert_ptr_null(find_loc("/y"));
+}
+END_TEST
+
 /* Creates a test case named <name> with the shared fixture and adds it to <s>. */
 static TCase *add_tcase(Suite *s, const char *name)
 {
@@ -881,6 +896,7 @@ static void add_location_tests(Suite *s)
     tcase_add_test(lp, longest_prefix_agrees_with_linear_scan_over_many_locations);
     tcase_add_test(lp, many_nested_locations_in_any_order_agree_with_linear_scan);
     tcase_add_test(lp, location_added_after_a_lookup_is_found);
+    tcase_add_test(lp, table_without_prefixes_builds_and_finds);
 
     tcase_add_test(lc, caseless_regex_ignores_case);
     tcase_add_test(lc, plain_regex_is_case_sensitive);
