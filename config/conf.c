@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <libconfig.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,18 @@
 
 #include "log.h"
 #include "pool.h"
+
+/* The config layer's handle is libconfig's setting itself, never dereferenced as its own
+ * type: these two are the only places that say so. */
+static const config_setting_t *lc(const struct pt_conf_setting *s)
+{
+    return (const config_setting_t *)s;
+}
+
+static const struct pt_conf_setting *handle(const config_setting_t *s)
+{
+    return (const struct pt_conf_setting *)s;
+}
 
 static const char *ctx_name(unsigned ctx)
 {
@@ -24,7 +37,8 @@ static const char *ctx_name(unsigned ctx)
     return "?";
 }
 
-static int conf_verror(struct pt_conf *cf, const config_setting_t *s, const char *fmt, va_list ap)
+static int conf_verror(struct pt_conf *cf, const struct pt_conf_setting *s, const char *fmt,
+                       va_list ap)
 {
     char msg[1024], name[4096];
     const char *file;
@@ -34,12 +48,9 @@ static int conf_verror(struct pt_conf *cf, const config_setting_t *s, const char
     if (cf->err == NULL || cf->err[0] != '\0')
         return PT_ERROR;
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    file = s ? config_setting_source_file(s) : NULL;
-    if (file == NULL)
-        file = cf->file;
+    file = pt_conf_setting_file(cf, s);
     file = pt_conf_file_name(cf, file, name, sizeof(name));
-    if (s)
-        line = (int)config_setting_source_line(s);
+    line = pt_conf_setting_line(s);
     snprintf(cf->err, cf->errlen, "%s:%d: %s", file ? file : "?", line, msg);
     return PT_ERROR;
 }
@@ -56,20 +67,18 @@ int pt_conf_error(struct pt_conf *cf, const char *fmt, ...)
 
 void pt_conf_warn(struct pt_conf *cf, const char *fmt, ...)
 {
-    const config_setting_t *s = cf->setting;
-    const char *file = s ? config_setting_source_file(s) : NULL;
+    const char *file = pt_conf_setting_file(cf, cf->setting);
     char msg[1024], name[4096];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    file = pt_conf_file_name(cf, file ? file : cf->file, name, sizeof(name));
-    pt_log(PT_LOG_WARN, "%s:%d: %s", file ? file : "?", s ? (int)config_setting_source_line(s) : 0,
-           msg);
+    file = pt_conf_file_name(cf, file, name, sizeof(name));
+    pt_log(PT_LOG_WARN, "%s:%d: %s", file ? file : "?", pt_conf_setting_line(cf->setting), msg);
 }
 
-int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *fmt, ...)
+int pt_conf_error_at(struct pt_conf *cf, const struct pt_conf_setting *s, const char *fmt, ...)
 {
     va_list ap;
 
@@ -178,7 +187,7 @@ static const char *scalar_value(struct pt_conf *cf, const config_setting_t *s)
 
 static int set_values(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    const config_setting_t *s = cf->setting;
+    const config_setting_t *s = lc(cf->setting);
     int type = config_setting_type(s);
 
     if (type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST) {
@@ -189,7 +198,7 @@ static int set_values(struct pt_conf *cf, const struct pt_directive *d, void *co
             const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
             cf->value = scalar_value(cf, e);
             if (cf->value == NULL)
-                return pt_conf_error_at(cf, e, "\"%s\" takes strings, not groups or lists",
+                return pt_conf_error_at(cf, handle(e), "\"%s\" takes strings, not groups or lists",
                                         d->name);
             if (d->set(cf, d, conf) != PT_OK)
                 return PT_ERROR;
@@ -209,7 +218,7 @@ static int dispatch(struct pt_conf *cf, const config_setting_t *s, unsigned ctx)
     const struct pt_directive *d = pt_conf_find_directive(name, ctx, &m);
     void *conf;
 
-    cf->setting = s;
+    cf->setting = handle(s);
     cf->name = name;
     if (d == NULL) {
         const char *hint = closest_directive(name, ctx);
@@ -237,19 +246,19 @@ static int skipped(const char *name, const char *const *skip)
     return 0;
 }
 
-int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsigned ctx,
+int pt_conf_read_block(struct pt_conf *cf, const struct pt_conf_setting *group, unsigned ctx,
                        struct pt_conf_ctx *conf, const char *const *skip)
 {
     struct pt_conf_ctx *saved_conf = cf->conf;
-    const config_setting_t *saved_setting = cf->setting;
+    const struct pt_conf_setting *saved_setting = cf->setting;
     const char *saved_name = cf->name;
     unsigned saved_ctx = cf->ctx;
-    int n = config_setting_length(group), rc = PT_OK;
+    int n = config_setting_length(lc(group)), rc = PT_OK;
 
     cf->conf = conf;
     cf->ctx = ctx;
     for (int i = 0; i < n && rc == PT_OK; i++) {
-        const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+        const config_setting_t *s = config_setting_get_elem(lc(group), (unsigned)i);
         if (skipped(config_setting_name(s), skip))
             continue;
         rc = dispatch(cf, s, ctx);
@@ -259,6 +268,92 @@ int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsign
     cf->setting = saved_setting;
     cf->name = saved_name;
     return rc;
+}
+
+/* --- settings, for the blocks that modules read themselves --- */
+
+const struct pt_conf_setting *pt_conf_root(struct config_t *lc)
+{
+    return handle(config_root_setting(lc));
+}
+
+enum pt_conf_kind pt_conf_setting_kind(const struct pt_conf_setting *s)
+{
+    switch (config_setting_type(lc(s))) {
+    case CONFIG_TYPE_STRING: return PT_CONF_STRING;
+    case CONFIG_TYPE_ARRAY: return PT_CONF_ARRAY;
+    case CONFIG_TYPE_LIST: return PT_CONF_LIST;
+    case CONFIG_TYPE_GROUP: return PT_CONF_GROUP;
+    }
+    return PT_CONF_SCALAR;
+}
+
+const char *pt_conf_setting_name(const struct pt_conf_setting *s)
+{
+    return config_setting_name(lc(s));
+}
+
+const char *pt_conf_setting_string(const struct pt_conf_setting *s)
+{
+    return config_setting_get_string(lc(s));
+}
+
+int pt_conf_setting_count(const struct pt_conf_setting *s)
+{
+    return config_setting_length(lc(s));
+}
+
+const struct pt_conf_setting *pt_conf_setting_elem(const struct pt_conf_setting *s, int i)
+{
+    return i < 0 ? NULL : handle(config_setting_get_elem(lc(s), (unsigned)i));
+}
+
+const struct pt_conf_setting *pt_conf_setting_member(const struct pt_conf_setting *s,
+                                                     const char *name)
+{
+    return handle(config_setting_get_member(lc(s), name));
+}
+
+const char *pt_conf_setting_file(struct pt_conf *cf, const struct pt_conf_setting *s)
+{
+    const char *file = s ? config_setting_source_file(lc(s)) : NULL;
+
+    return file ? file : cf->file;
+}
+
+int pt_conf_setting_line(const struct pt_conf_setting *s)
+{
+    return s ? (int)config_setting_source_line(lc(s)) : 0;
+}
+
+int pt_conf_each_group(struct pt_conf *cf, const struct pt_conf_setting *s,
+                       int (*fn)(struct pt_conf *cf, const struct pt_conf_setting *group))
+{
+    enum pt_conf_kind kind = pt_conf_setting_kind(s);
+
+    if (kind == PT_CONF_GROUP)
+        return fn(cf, s);
+    if (kind != PT_CONF_LIST)
+        return pt_conf_error(cf, "\"%s\" takes a group { ... } or a list of groups ( {...}, ... )",
+                             pt_conf_setting_name(s));
+    for (int i = 0; i < pt_conf_setting_count(s); i++) {
+        const struct pt_conf_setting *g = pt_conf_setting_elem(s, i);
+        if (pt_conf_setting_kind(g) != PT_CONF_GROUP)
+            return pt_conf_error_at(cf, g, "\"%s\" list elements must be groups { ... }",
+                                    pt_conf_setting_name(s));
+        if (fn(cf, g) != PT_OK)
+            return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+const char *pt_conf_parser_version(void)
+{
+    static char version[64];
+
+    snprintf(version, sizeof(version), "libconfig %d.%d.%d", LIBCONFIG_VER_MAJOR,
+             LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
+    return version;
 }
 
 int pt_conf_create_level(struct pt_conf *cf, enum pt_conf_level level, void ***arr)

@@ -5,7 +5,6 @@
 #ifndef PT_CONF_H
 #define PT_CONF_H
 
-#include <libconfig.h>
 #include <stdio.h>
 #include <stdint.h>
 
@@ -24,18 +23,25 @@ struct pt_conf_ctx {
 };
 
 struct pt_conf_source;
+struct config_t;
+
+/* One setting of the configuration file (a directive, a block, an element of a list), as
+ * the config layer hands it to modules: opaque, read with the pt_conf_setting_* functions
+ * below.  It lives while the configuration is being read; keep one only to report an error
+ * at its line later in the same load (postconfig, say). */
+struct pt_conf_setting;
 
 struct pt_conf {
     struct pt_cycle *cycle;
     struct pt_pool *pool;
-    const char *file;                /* of the setting being read */
-    const config_setting_t *setting; /* the directive being set */
-    const char *name;                /* its name */
-    const char *value;               /* its (current element's) value as a string */
-    unsigned ctx;                    /* PT_CTX_* bit of where we are */
-    struct pt_conf_ctx *conf;        /* the arrays of the context being read */
-    void *block;                     /* the object of the enclosing block (an upstream, say) */
-    char *err;                       /* first error goes here */
+    const char *file;                      /* of the setting being read */
+    const struct pt_conf_setting *setting; /* the directive being set */
+    const char *name;                      /* its name */
+    const char *value;                     /* its (current element's) value as a string */
+    unsigned ctx;                          /* PT_CTX_* bit of where we are */
+    struct pt_conf_ctx *conf;              /* the arrays of the context being read */
+    void *block; /* the object of the enclosing block (an upstream, say) */
+    char *err;   /* first error goes here */
     size_t errlen;
     int failed;
     struct pt_conf_source *sources; /* files read by include, kept until loading ends */
@@ -47,7 +53,7 @@ struct pt_conf {
 int pt_conf_error(struct pt_conf *cf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like pt_conf_error but for another setting <s>. */
-int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *fmt, ...)
+int pt_conf_error_at(struct pt_conf *cf, const struct pt_conf_setting *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Initialises <lc> and reads the libconfig file <file> into it; @include paths are relative
@@ -58,7 +64,11 @@ int pt_conf_error_at(struct pt_conf *cf, const config_setting_t *s, const char *
  * past 32 bits without an L suffix: 4294967298 reads as 2; past 64 bits it saturates) gets
  * as its hook the literal's value in decimal, or the literal itself past 64 bits: a
  * malloc'ed string that config_destroy() frees.  Returns PT_OK or PT_ERROR. */
-int pt_conf_read_file(config_t *lc, const char *file, const char *main, char *err, size_t errlen);
+int pt_conf_read_file(struct config_t *lc, const char *file, const char *main, char *err,
+                      size_t errlen);
+
+/* The root group of the file <lc> that pt_conf_read_file read, for pt_conf_read_block. */
+const struct pt_conf_setting *pt_conf_root(struct config_t *lc);
 
 /* The name errors give for <file>, the source file of a setting <cf> read: files read by
  * @include are named by libconfig as written, relative to the main file's directory; they
@@ -84,8 +94,56 @@ int pt_conf_open_failed(struct pt_conf *cf, const char *what, const char *path, 
  * each to its module's setter.  Settings named in <skip> (NULL-terminated, may be NULL)
  * are left to the caller.  cf->setting is the same after as before, so that errors found
  * after a block is read (merging) point at the block.  Returns PT_OK or PT_ERROR. */
-int pt_conf_read_block(struct pt_conf *cf, const config_setting_t *group, unsigned ctx,
+int pt_conf_read_block(struct pt_conf *cf, const struct pt_conf_setting *group, unsigned ctx,
                        struct pt_conf_ctx *conf, const char *const *skip);
+
+/* What a setting holds. */
+enum pt_conf_kind {
+    PT_CONF_SCALAR, /* a number or a boolean */
+    PT_CONF_STRING,
+    PT_CONF_ARRAY, /* [ ... ]: scalars of one type */
+    PT_CONF_LIST,  /* ( ... ): anything */
+    PT_CONF_GROUP  /* { name = value; ... } */
+};
+
+/* What the setting <s> holds. */
+enum pt_conf_kind pt_conf_setting_kind(const struct pt_conf_setting *s);
+
+/* The name of <s> (a member of a group: "location", "app" in an upstream group), or NULL
+ * for an element of a list or an array.  The string is the configuration's: copy it to
+ * keep it past loading. */
+const char *pt_conf_setting_name(const struct pt_conf_setting *s);
+
+/* The string value of <s>, or NULL if <s> is not a string.  The configuration's string:
+ * copy it to keep it past loading. */
+const char *pt_conf_setting_string(const struct pt_conf_setting *s);
+
+/* The number of elements of the group, list or array <s>; 0 for a scalar or a string. */
+int pt_conf_setting_count(const struct pt_conf_setting *s);
+
+/* The <i>th element (from 0) of the group, list or array <s>, or NULL past the end. */
+const struct pt_conf_setting *pt_conf_setting_elem(const struct pt_conf_setting *s, int i);
+
+/* The member named <name> of the group <s>, or NULL if it has none. */
+const struct pt_conf_setting *pt_conf_setting_member(const struct pt_conf_setting *s,
+                                                     const char *name);
+
+/* The file <s> was read from, as the parser names it (an included file relative to the
+ * main file's directory: pt_conf_file_name joins it), or cf->file when it names none. */
+const char *pt_conf_setting_file(struct pt_conf *cf, const struct pt_conf_setting *s);
+
+/* The line of <s> in its file (0 if unknown). */
+int pt_conf_setting_line(const struct pt_conf_setting *s);
+
+/* Calls <fn> for every group of the block directive <s>: <s> itself when it is a group
+ * { ... }, or each element of a list ( {...}, ... ).  Anything else, or a list element
+ * that is not a group, is reported.  Returns PT_OK, or PT_ERROR as soon as <fn> or a check
+ * fails. */
+int pt_conf_each_group(struct pt_conf *cf, const struct pt_conf_setting *s,
+                       int (*fn)(struct pt_conf *cf, const struct pt_conf_setting *group));
+
+/* "libconfig MAJOR.MINOR.REVISION": the parser built in, for portier -V. */
+const char *pt_conf_parser_version(void);
 
 /* Creates, for every module, a configuration of the given level into <arr> (allocated from
  * the cycle pool).  Returns PT_OK or PT_ERROR. */

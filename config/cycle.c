@@ -118,7 +118,7 @@ struct pt_cycle *pt_cycle_load(const char *file, const char *prefix, char *err, 
     rc = pt_conf_create_level(&cf, PT_MAIN_CONF, &c->main_conf);
     root.main_conf = c->main_conf;
     if (rc == PT_OK)
-        rc = pt_conf_read_block(&cf, config_root_setting(&lc), PT_CTX_MAIN, &root, NULL);
+        rc = pt_conf_read_block(&cf, pt_conf_root(&lc), PT_CTX_MAIN, &root, NULL);
     if (rc == PT_OK)
         rc = finish(&cf);
     pt_conf_release(&cf);

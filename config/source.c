@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <glob.h>
+#include <libconfig.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,7 +434,7 @@ const char *pt_conf_file_name(struct pt_conf *cf, const char *file, char *buf, s
 /* Reads the file <path> and dispatches its settings in the context being read. */
 static int include_file(struct pt_conf *cf, const char *path)
 {
-    const config_setting_t *setting = cf->setting;
+    const struct pt_conf_setting *setting = cf->setting;
     const char *name = cf->name, *value = cf->value;
     struct pt_conf_source *src;
     struct stat st;
@@ -464,7 +465,7 @@ static int include_file(struct pt_conf *cf, const char *path)
     src->next = cf->sources;
     cf->sources = src;
     cf->depth++;
-    rc = pt_conf_read_block(cf, config_root_setting(&src->lc), cf->ctx, cf->conf, NULL);
+    rc = pt_conf_read_block(cf, pt_conf_root(&src->lc), cf->ctx, cf->conf, NULL);
     cf->depth--;
     cf->setting = setting;
     cf->name = name;

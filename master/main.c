@@ -3,7 +3,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libconfig.h>
 #include <openssl/crypto.h>
 #include <pcre2.h>
 #include <signal.h>
@@ -47,9 +46,8 @@ static void version(void)
     printf("portier %s\nmodules:", PORTIER_VERSION);
     for (int i = 0; pt_modules[i]; i++)
         printf(" %s", pt_modules[i]->name);
-    printf("\nlibraries: %s, zlib %s, PCRE2 %s, libconfig %d.%d.%d\n",
-           OpenSSL_version(OPENSSL_VERSION), zlibVersion(), pcre, LIBCONFIG_VER_MAJOR,
-           LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
+    printf("\nlibraries: %s, zlib %s, PCRE2 %s, %s\n", OpenSSL_version(OPENSSL_VERSION),
+           zlibVersion(), pcre, pt_conf_parser_version());
 }
 
 /* Reads up to <len> - 1 bytes of /proc/<pid>/<what> into <buf>, NULs (between argv

@@ -79,7 +79,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
 static int parse_rule(struct pt_conf *cf, const char *s, struct access_rule *rule)
 {
     const char *slash = strchr(s, '/');
-    const char *file = config_setting_source_file(cf->setting);
+    const char *file = pt_conf_setting_file(cf, cf->setting);
     unsigned bits, len;
     int changed = 0;
 
@@ -101,8 +101,8 @@ static int parse_rule(struct pt_conf *cf, const char *s, struct access_rule *rul
         rule->net.addr[i] &= mask;
     }
     if (changed)
-        pt_log(PT_LOG_WARN, "%s:%d: low address bits of \"%s\" are meaningless",
-               file ? file : cf->file, rule->line, s);
+        pt_log(PT_LOG_WARN, "%s:%d: low address bits of \"%s\" are meaningless", file, rule->line,
+               s);
     return PT_OK;
 }
 
@@ -130,7 +130,7 @@ static int add_rule(struct pt_conf *cf, struct access_loc_conf *alc, int deny, c
                     const char *name)
 {
     struct access_rules *l = alc->rules;
-    struct access_rule rule = {.line = (int)config_setting_source_line(cf->setting)};
+    struct access_rule rule = {.line = pt_conf_setting_line(cf->setting)};
     int pos;
 
     rule.deny = deny;

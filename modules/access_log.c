@@ -32,7 +32,7 @@ struct log_format {
     const char *name;
     const char *src;
     enum pt_escape esc;
-    const config_setting_t *setting; /* for errors found when compiling in postconfig */
+    const struct pt_conf_setting *setting; /* for errors found when compiling in postconfig */
     struct pt_template *tpl;
     struct log_format *next;
 };
@@ -43,7 +43,7 @@ struct access_log {
     struct log_format *format; /* resolved in postconfig */
     int64_t buffer_size;       /* 0: one write() per line */
     int64_t flush_ms;          /* 0: buffered lines wait until the buffer fills */
-    const config_setting_t *setting;
+    const struct pt_conf_setting *setting;
     struct access_log *next_all; /* every log of the cycle */
 
     /* Per worker, set up in init_worker. */
@@ -132,18 +132,19 @@ static void *create_loc_conf(struct pt_conf *cf)
 
 /* The format text of member <m>: a string, or a list of strings joined (long formats read
  * better split over lines, as nginx's several quoted strings do). */
-static const char *format_source(struct pt_conf *cf, const config_setting_t *m)
+static const char *format_source(struct pt_conf *cf, const struct pt_conf_setting *m)
 {
+    enum pt_conf_kind kind = pt_conf_setting_kind(m);
     size_t len = 0;
-    int n = config_setting_length(m);
+    int n = pt_conf_setting_count(m);
     char *src;
 
-    if (config_setting_type(m) == CONFIG_TYPE_STRING)
-        return config_setting_get_string(m);
-    if (config_setting_type(m) != CONFIG_TYPE_ARRAY && config_setting_type(m) != CONFIG_TYPE_LIST)
+    if (kind == PT_CONF_STRING)
+        return pt_conf_setting_string(m);
+    if (kind != PT_CONF_ARRAY && kind != PT_CONF_LIST)
         return NULL;
     for (int i = 0; i < n; i++) {
-        const char *s = config_setting_get_string_elem(m, i);
+        const char *s = pt_conf_setting_string(pt_conf_setting_elem(m, i));
         if (s == NULL)
             return NULL;
         len += strlen(s);
@@ -151,7 +152,7 @@ static const char *format_source(struct pt_conf *cf, const config_setting_t *m)
     if ((src = pt_palloc(cf->pool, len + 1)) == NULL)
         return NULL;
     for (int i = 0; i < n; i++)
-        strcat(src, config_setting_get_string_elem(m, i));
+        strcat(src, pt_conf_setting_string(pt_conf_setting_elem(m, i)));
     return src;
 }
 
@@ -184,15 +185,15 @@ static int parse_escape(const char **src, enum pt_escape *esc)
 
 static int set_log_format(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    const config_setting_t *g = cf->setting;
+    const struct pt_conf_setting *g = cf->setting;
     struct log_main_conf *mc = conf;
 
     pt_unused(d);
-    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+    if (pt_conf_setting_kind(g) != PT_CONF_GROUP)
         return pt_conf_error(cf, "\"log_format\" takes a group: { NAME = \"FORMAT\"; ... }");
-    for (int i = 0; i < config_setting_length(g); i++) {
-        const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
-        const char *name = config_setting_name(m), *src = format_source(cf, m);
+    for (int i = 0; i < pt_conf_setting_count(g); i++) {
+        const struct pt_conf_setting *m = pt_conf_setting_elem(g, i);
+        const char *name = pt_conf_setting_name(m), *src = format_source(cf, m);
         enum pt_escape esc;
 
         cf->setting = m;

@@ -18,8 +18,8 @@ struct add_header {
     const char *src;
     struct pt_template *value;
     unsigned always : 1;
-    const config_setting_t *setting; /* for errors found when compiling in postconfig */
-    struct add_header *next_all;     /* every add_header of the cycle */
+    const struct pt_conf_setting *setting; /* for errors found when compiling in postconfig */
+    struct add_header *next_all;           /* every add_header of the cycle */
 };
 
 /* The add_header lines of one level; shared by the levels that inherit it. */

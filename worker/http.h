@@ -79,7 +79,7 @@ struct pt_http_server {
     void **loc_conf;
     const char *file;
     int line;
-    const config_setting_t *setting; /* only while the configuration is being read */
+    const struct pt_conf_setting *setting; /* only while the configuration is being read */
 };
 
 /* Per listen address: the servers listening there and the default one. */

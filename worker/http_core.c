@@ -310,44 +310,23 @@ static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *
 
 /* --- blocks --- */
 
-static int each_group(struct pt_conf *cf, const config_setting_t *s,
-                      int (*fn)(struct pt_conf *cf, const config_setting_t *group))
-{
-    int type = config_setting_type(s);
-
-    if (type == CONFIG_TYPE_GROUP)
-        return fn(cf, s);
-    if (type != CONFIG_TYPE_LIST)
-        return pt_conf_error(cf, "\"%s\" takes a group { ... } or a list of groups ( {...}, ... )",
-                             config_setting_name(s));
-    for (int i = 0; i < config_setting_length(s); i++) {
-        const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
-        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
-            return pt_conf_error_at(cf, g, "\"%s\" list elements must be groups { ... }",
-                                    config_setting_name(s));
-        if (fn(cf, g) != PT_OK)
-            return PT_ERROR;
-    }
-    return PT_OK;
-}
-
-static int read_location(struct pt_conf *cf, const config_setting_t *g)
+static int read_location(struct pt_conf *cf, const struct pt_conf_setting *g)
 {
     static const char *const skip[] = {"path", NULL};
     struct pt_http_srv_conf *sc = cf->conf->srv_conf[pt_http_module.index];
     struct srv_extra *x = extra(sc);
-    const config_setting_t *path = config_setting_get_member(g, "path");
+    const struct pt_conf_setting *path = pt_conf_setting_member(g, "path");
     struct pt_conf_ctx ctx = {cf->conf->main_conf, cf->conf->srv_conf, NULL};
     struct pt_http_loc_conf *lc;
     char err[512];
     int rc;
 
-    if (path == NULL || config_setting_type(path) != CONFIG_TYPE_STRING)
+    if (path == NULL || pt_conf_setting_kind(path) != PT_CONF_STRING)
         return pt_conf_error_at(cf, g, "location needs path = \"[=|^~|~|~*] PATTERN\"");
     if (pt_conf_create_level(cf, PT_LOC_CONF, &ctx.loc_conf) != PT_OK)
         return PT_ERROR;
     lc = ctx.loc_conf[pt_http_module.index];
-    lc->name = pt_pstrdup(cf->pool, config_setting_get_string(path));
+    lc->name = pt_pstrdup(cf->pool, pt_conf_setting_string(path));
     lc->loc_conf = ctx.loc_conf;
     if (pt_conf_read_block(cf, g, PT_CTX_LOC, &ctx, skip) != PT_OK)
         return PT_ERROR;
@@ -364,7 +343,7 @@ static int read_location(struct pt_conf *cf, const config_setting_t *g)
 
 static int location_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return each_group(cf, cf->setting, read_location);
+    return pt_conf_each_group(cf, cf->setting, read_location);
 }
 
 static void free_locations(void *p)
@@ -372,7 +351,7 @@ static void free_locations(void *p)
     pt_locations_free(p);
 }
 
-static int read_server(struct pt_conf *cf, const config_setting_t *g)
+static int read_server(struct pt_conf *cf, const struct pt_conf_setting *g)
 {
     struct pt_http_main_conf *mc = cf->conf->main_conf[pt_http_module.index];
     struct pt_conf_ctx ctx = {cf->conf->main_conf, NULL, NULL};
@@ -385,9 +364,8 @@ static int read_server(struct pt_conf *cf, const config_setting_t *g)
         return pt_conf_error(cf, "out of memory");
     s->srv_conf = ctx.srv_conf;
     s->loc_conf = ctx.loc_conf;
-    s->file = pt_pstrdup(cf->pool,
-                         config_setting_source_file(g) ? config_setting_source_file(g) : cf->file);
-    s->line = (int)config_setting_source_line(g);
+    s->file = pt_pstrdup(cf->pool, pt_conf_setting_file(cf, g));
+    s->line = pt_conf_setting_line(g);
     s->setting = g;
     sc = ctx.srv_conf[pt_http_module.index];
     sc->server = s;
@@ -405,7 +383,7 @@ static int read_server(struct pt_conf *cf, const config_setting_t *g)
 
 static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    return each_group(cf, cf->setting, read_server);
+    return pt_conf_each_group(cf, cf->setting, read_server);
 }
 
 /* The answer of nginx's auto_redirect: 301 to the location's path with its slash, as an
@@ -640,7 +618,7 @@ static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *co
 
     if (c->http_srv_conf)
         return pt_conf_error(cf, "\"http\" is duplicate");
-    if (config_setting_type(cf->setting) != CONFIG_TYPE_GROUP)
+    if (pt_conf_setting_kind(cf->setting) != PT_CONF_GROUP)
         return pt_conf_error(cf, "\"http\" takes a group { ... }");
     if (pt_conf_create_level(cf, PT_SRV_CONF, &c->http_srv_conf) != PT_OK ||
         pt_conf_create_level(cf, PT_LOC_CONF, &c->http_loc_conf) != PT_OK)

@@ -328,7 +328,7 @@ static int set_random(struct pt_conf *cf, const struct pt_directive *d, void *co
 }
 
 /* Settles the balancing method of <u> (group setting <g>) from its directives. */
-static int set_method(struct pt_conf *cf, const config_setting_t *g, struct pt_upstream *u)
+static int set_method(struct pt_conf *cf, const struct pt_conf_setting *g, struct pt_upstream *u)
 {
     struct pt_lb *lb = &u->lb;
     uint32_t n;
@@ -359,23 +359,24 @@ static int set_method(struct pt_conf *cf, const config_setting_t *g, struct pt_u
     return PT_OK;
 }
 
-static int read_group(struct pt_conf *cf, const config_setting_t *g)
+static int read_group(struct pt_conf *cf, const struct pt_conf_setting *g)
 {
-    const char *name = config_setting_name(g);
+    const char *name = pt_conf_setting_name(g);
     struct pt_upstream *u;
     void *saved = cf->block;
     int rc;
 
-    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+    if (pt_conf_setting_kind(g) != PT_CONF_GROUP)
         return pt_conf_error_at(cf, g, "upstream \"%s\" must be a group { server = [...]; }", name);
     if (pt_upstream_find(cf, name))
         return pt_conf_error_at(cf, g, "duplicate upstream \"%s\"", name);
     u = add_upstream(cf, name);
     if (u == NULL)
         return pt_conf_error(cf, "out of memory");
-    u->file = config_setting_source_file(g) ? pt_pstrdup(cf->pool, config_setting_source_file(g))
-                                            : cf->file;
-    u->line = (int)config_setting_source_line(g);
+    u->file = pt_conf_setting_file(cf, g);
+    if (u->file != cf->file)
+        u->file = pt_pstrdup(cf->pool, u->file);
+    u->line = pt_conf_setting_line(g);
     cf->block = u;
     rc = pt_conf_read_block(cf, g, PT_CTX_UPS, cf->conf, NULL);
     cf->block = saved;
@@ -392,13 +393,13 @@ static int read_group(struct pt_conf *cf, const config_setting_t *g)
 
 static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
-    const config_setting_t *s = cf->setting;
+    const struct pt_conf_setting *s = cf->setting;
 
-    if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+    if (pt_conf_setting_kind(s) != PT_CONF_GROUP)
         return pt_conf_error(
             cf, "\"upstream\" takes a group of named groups: upstream = { app = { ... }; }");
-    for (int i = 0; i < config_setting_length(s); i++)
-        if (read_group(cf, config_setting_get_elem(s, (unsigned)i)) != PT_OK)
+    for (int i = 0; i < pt_conf_setting_count(s); i++)
+        if (read_group(cf, pt_conf_setting_elem(s, i)) != PT_OK)
             return PT_ERROR;
     return PT_OK;
 }

@@ -59,7 +59,7 @@ struct proxy_main_conf {
 struct proxy_loc_conf {
     struct pt_upstream *upstream;
     char *pass; /* "http://app/v1/" as written */
-    const config_setting_t *pass_setting;
+    const struct pt_conf_setting *pass_setting;
     char *host; /* the part after http:// or https:// and before the URI */
     /* $proxy_host (the host, with the port unless it is the scheme's default: the Host
      * sent by default, as nginx's) and $proxy_port (the port, "80" or "443" by default). */

@@ -215,7 +215,7 @@ static int set_verify(struct pt_conf *cf, const struct pt_directive *d, void *co
 /* --- building a server's context --- */
 
 /* Reports OpenSSL's last error about <what> at <s> (file:line).  Returns PT_ERROR. */
-static int ssl_error(struct pt_conf *cf, const config_setting_t *s, const char *what)
+static int ssl_error(struct pt_conf *cf, const struct pt_conf_setting *s, const char *what)
 {
     char buf[256] = "";
     unsigned long e = ERR_peek_last_error();

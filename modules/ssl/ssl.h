@@ -56,7 +56,7 @@ struct ssl_srv_conf {
 
     SSL_CTX *ctx; /* built in postconfig for a server with certificates */
     /* where directives were written, for messages (config time only) */
-    const config_setting_t *cert_setting, *protocols_setting, *conf_setting;
+    const struct pt_conf_setting *cert_setting, *protocols_setting, *conf_setting;
 };
 
 extern struct pt_module pt_ssl_module;
