@@ -230,6 +230,12 @@ static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *co
             lo->default_server = 1;
         else if (strcmp(w[i], "reuseport") == 0)
             lo->addr.reuseport = 1;
+        else if (strcmp(w[i], "ssl") == 0 && !PORTIER_WITH_SSL) /* nginx: "requires" */
+            return pt_conf_error(
+                cf,
+                "listen %s: the \"ssl\" parameter needs the ssl module, which "
+                "this portier was built without (build with -DPORTIER_WITH_SSL=ON)",
+                w[0]);
         else if (strcmp(w[i], "ssl") == 0)
             lo->addr.ssl = 1;
         else if (strncmp(w[i], "backlog=", 8) == 0 && pt_parse_int(w[i] + 8, &v) == PT_OK &&

@@ -44,7 +44,9 @@ static const struct next_word {
 };
 
 static const int64_t tries_bounds[2] = {0, 1000};
-static const int64_t depth_bounds[2] = {0, 100};
+#if PORTIER_WITH_SSL
+static const int64_t depth_bounds[2] = {0, 100}; /* proxy_ssl_verify_depth */
+#endif
 /* A response head must fit one buffer: at least 1 KiB, at most 1 MiB. */
 static const int64_t buffer_size_bounds[2] = {1024, 1024 * 1024};
 
@@ -91,6 +93,7 @@ static const struct pt_directive proxy_directives[] = {
     {"proxy_next_upstream_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec,
      PLC(next_upstream_timeout), NULL,
      "no new try once this long has passed since the first began; 0: no limit (default 0)"},
+#if PORTIER_WITH_SSL /* as nginx without its ssl module: no proxy_ssl_* at all */
     {"proxy_ssl_server_name", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(ssl_conf.server_name),
      NULL, "send proxy_ssl_name as SNI to an https upstream (not for an IP address) (default off)"},
     {"proxy_ssl_name", HSL, 0, PT_LOC_CONF, pt_conf_set_str, PLC(ssl_conf.name), NULL,
@@ -119,6 +122,7 @@ static const struct pt_directive proxy_directives[] = {
      NULL,
      "resume the last TLS session with the same upstream server on a new connection "
      "(default on)"},
+#endif
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -181,6 +185,11 @@ static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void
         return pt_conf_error(cf, "invalid proxy_pass \"%s\": it starts with http:// or https://",
                              v);
     plc->https = host - v == 8;
+    if (plc->https && !PORTIER_WITH_SSL) /* nginx: "https protocol requires SSL support" */
+        return pt_conf_error(cf,
+                             "invalid proxy_pass \"%s\": https:// needs the ssl module, which this "
+                             "portier was built without (build with -DPORTIER_WITH_SSL=ON)",
+                             v);
     slash = strchr(host, '/');
     plc->pass = pt_pstrdup(cf->pool, v);
     plc->pass_setting = cf->setting;

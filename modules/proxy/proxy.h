@@ -191,6 +191,7 @@ unsigned pt_proxy_own_field(struct pt_str name);
 /* Registers $proxy_host, $proxy_port and $proxy_add_x_forwarded_for.  PT_OK or PT_ERROR. */
 int pt_proxy_vars_register(void);
 
+#if PORTIER_WITH_SSL
 /*
  * proxy_ssl.c.
  * pt_proxy_ssl_set_protocols() and pt_proxy_ssl_set_ciphers() are the setters of
@@ -221,6 +222,33 @@ int pt_proxy_ssl_handshake(struct proxy_ctx *ctx);
 
 /* True when the TLS connection <uc> holds no bytes nobody read: it may go to the pool. */
 int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc);
+#else
+/* Built without the ssl module (PORTIER_WITH_SSL=OFF): no proxy_ssl.c, no proxy_ssl_*
+ * directives, and proxy_pass refuses https://, so no location is ever https and none of
+ * these is reached. */
+static inline void pt_proxy_ssl_init_conf(struct proxy_ssl_conf *sc)
+{
+}
+static inline void pt_proxy_ssl_merge_conf(const struct proxy_ssl_conf *p, struct proxy_ssl_conf *c)
+{
+}
+static inline int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc)
+{
+    return PT_ERROR;
+}
+static inline int pt_proxy_ssl_attach(struct proxy_ctx *ctx)
+{
+    return PT_ERROR;
+}
+static inline int pt_proxy_ssl_handshake(struct proxy_ctx *ctx)
+{
+    return PT_ERROR;
+}
+static inline int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc)
+{
+    return 0;
+}
+#endif
 
 /* proxy.c: the exchange's control, used by the other two files. */
 
