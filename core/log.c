@@ -13,6 +13,7 @@
 
 #include "files.h"
 #include "pt.h"
+#include "times.h"
 
 int pt_log_level = PT_LOG_NOTICE;
 
@@ -113,7 +114,7 @@ void pt_vlog(int level, const char *fmt, va_list ap)
 {
     char line[2048];
     struct tm tm;
-    time_t now = time(NULL);
+    time_t now = pt_time_sec();
     int saved = errno;
     size_t n;
 

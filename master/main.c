@@ -20,6 +20,7 @@
 #include "master.h"
 #include "module.h"
 #include "proctitle.h"
+#include "times.h"
 #include "upgrade.h"
 
 #ifndef PT_DEFAULT_PREFIX
@@ -204,6 +205,7 @@ int main(int argc, char **argv)
     char err[1024], path[4096];
     int opt, test = 0, rc;
 
+    pt_time_update();
     pt_upgrade_save_argv(argc, argv);
     while ((opt = getopt(argc, argv, "c:p:ts:VRh")) != -1) {
         switch (opt) {

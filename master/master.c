@@ -24,6 +24,7 @@
 #include "sdnotify.h"
 #include "upgrade.h"
 #include "shm.h"
+#include "times.h"
 #include "worker.h"
 
 #define MAX_WORKERS 2048
@@ -106,7 +107,7 @@ static pid_t spawn(struct pt_cycle *cycle, int slot)
     if (pid == 0)
         pt_worker_main(cycle, slot);
     if (nworkers < MAX_WORKERS) {
-        workers[nworkers++] = (struct worker){pid, cycle->generation, slot, 0, 0, time(NULL)};
+        workers[nworkers++] = (struct worker){pid, cycle->generation, slot, 0, 0, pt_time_sec()};
     }
     pt_log(PT_LOG_NOTICE, "started %s process %d", role(&workers[nworkers - 1]), (int)pid);
     return pid;
@@ -208,7 +209,7 @@ static void reap(struct pt_cycle *cycle)
                 break;
             /* Backoff against a respawn storm: a worker that dies right after its start
              * doubles the wait before the next one, up to 30 s. */
-            if (time(NULL) - w.started < 2)
+            if (pt_time_sec() - w.started < 2)
                 respawn_delay_ms = respawn_delay_ms ? pt_min(respawn_delay_ms * 2, 30000u) : 100;
             else
                 respawn_delay_ms = 0;
@@ -372,6 +373,7 @@ static void wait_all_exit(struct pt_cycle *cycle, int signo)
         if (nworkers == 0)
             break;
         sigsuspend(&empty);
+        pt_time_update();
     }
 }
 
@@ -402,6 +404,7 @@ int pt_master_run(struct pt_cycle *cycle, const struct pt_master_args *args)
     pt_sd_ready("serving");
     for (;;) {
         sigsuspend(&empty);
+        pt_time_update();
         if (sig_term) {
             pt_log(PT_LOG_NOTICE, "fast shutdown");
             pt_sd_notify("STOPPING=1");

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "times.h"
 #include "var.h"
 #include "var_http.h"
 

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "times.h"
 #include "upstream.h"
 #include "var.h"
 
@@ -235,13 +236,10 @@ static void put_document(struct json *j, struct pt_str only)
 {
     int n, first = 1;
     struct pt_upstream **ups = pt_upstream_groups(pt_cycle, &n);
-    uint64_t now = pt_mono_ms();
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = pt_now_ms();
     putf(j, "{\"version\":\"%s\",\"pid\":%d,\"generation\":%u,\"time\":", PORTIER_VERSION,
          (int)getpid(), pt_cycle->generation);
-    put_time(j, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    put_time(j, pt_time_wall_ms());
     put(j, ",\"upstreams\":{", 14);
     for (int i = 0; i < n; i++) {
         /* An implicit group (proxy_pass to an address) has nothing to control. */
@@ -417,7 +415,7 @@ static int apply(struct pt_request *r, struct control *c)
            p->name, c->state.p ? " state " : "", (int)c->state.len, c->state.p ? c->state.p : "",
            c->weight.p ? " weight " : "", (int)c->weight.len, c->weight.p ? c->weight.p : "",
            r->c->peer_text);
-    put_server(&j, p, pt_mono_ms());
+    put_server(&j, p, pt_now_ms());
     put(&j, "\n", 1);
     return respond(r, 200, &j);
 }

@@ -5,15 +5,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "times.h"
 
 #define MAX_EVENTS 512
 
 static int epfd = -1;
-static uint64_t now_ms;
 static struct pt_timer **heap;
 static uint32_t heap_len, heap_cap;
 static struct pt_event *posted_head, *posted_tail;
@@ -76,19 +75,6 @@ static void run_deferred(void)
     for (size_t i = 0; i < deferred_len; i++)
         deferred[i].fn(deferred[i].p);
     deferred_len = 0;
-}
-
-uint64_t pt_now_ms(void)
-{
-    return now_ms;
-}
-
-void pt_time_update(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 int pt_loop_init(void)
@@ -185,7 +171,7 @@ void pt_timer_del(struct pt_timer *t)
 
 void pt_timer_add(struct pt_timer *t, uint64_t ms)
 {
-    uint64_t when = now_ms + ms;
+    uint64_t when = pt_now_ms() + ms;
 
     if (t->slot) {
         /* Re-arming to a later time is the common case (activity on a connection), and
@@ -224,7 +210,7 @@ static int next_timeout(int max_wait_ms)
 
     if (heap_len == 0)
         return max_wait_ms;
-    d = heap[0]->when > now_ms ? heap[0]->when - now_ms : 0;
+    d = heap[0]->when > pt_now_ms() ? heap[0]->when - pt_now_ms() : 0;
     if (max_wait_ms >= 0 && d > (uint64_t)max_wait_ms)
         return max_wait_ms;
     return d > 86400000 ? 86400000 : (int)d;
@@ -232,7 +218,7 @@ static int next_timeout(int max_wait_ms)
 
 static void run_timers(void)
 {
-    while (heap_len && heap[0]->when <= now_ms) {
+    while (heap_len && heap[0]->when <= pt_now_ms()) {
         struct pt_timer *t = heap[0];
         pt_timer_del(t);
         t->handler(t);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "pt.h"
+#include "times.h" /* pt_now_ms(): the "now" timers count from */
 
 #define PT_EV_READ  1u
 #define PT_EV_WRITE 2u
@@ -52,11 +53,7 @@ int pt_event_add_read(struct pt_event *ev, int exclusive);
 /* Stops watching <ev> (before closing its fd, or to stop accepting). */
 void pt_event_del(struct pt_event *ev);
 
-/* The loop's cached monotonic time in ms, refreshed once per iteration. */
-uint64_t pt_now_ms(void);
-void pt_time_update(void);
-
-/* Arms <t> to fire <ms> from now (re-arming moves it).  pt_timer_del disarms it. */
+/* Arms <t> to fire <ms> after pt_now_ms() (re-arming moves it).  pt_timer_del disarms it. */
 void pt_timer_add(struct pt_timer *t, uint64_t ms);
 void pt_timer_del(struct pt_timer *t);
 

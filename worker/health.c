@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cycle.h"
@@ -28,6 +27,7 @@
 #include "http_parse.h"
 #include "log.h"
 #include "pool.h"
+#include "times.h"
 #include "upstream.h"
 
 #define STATUS_RANGES 8
@@ -242,20 +242,12 @@ int pt_health_set(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 
 /* --- results --- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Publishes <text> as the last result, under the seqlock readers (the status API) use. */
 static void set_last(struct pt_peer_shared *s, const char *text)
 {
     __atomic_add_fetch(&s->check_seq, 1, __ATOMIC_RELEASE);
     snprintf(s->last_check, sizeof(s->last_check), "%s", text);
-    __atomic_store_n(&s->last_check_ms, wall_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&s->last_check_ms, pt_time_wall_ms(), __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->check_seq, 1, __ATOMIC_RELEASE);
 }
 
@@ -269,7 +261,7 @@ static void mark(struct check *c, enum pt_health h, const char *why)
          * slow start ramps from now. */
         __atomic_store_n(&s->down_until_ms, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&s->recovered_ms, pt_mono_ms(), __ATOMIC_RELAXED);
+        __atomic_store_n(&s->recovered_ms, pt_now_ms(), __ATOMIC_RELAXED);
     }
     pt_log(h == PT_HEALTH_DOWN ? PT_LOG_WARN : PT_LOG_NOTICE, "upstream %s server %s is %s (%s)",
            c->u->name, c->p->name, h == PT_HEALTH_DOWN ? "down" : "up", why);

@@ -47,7 +47,6 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     r->out_length = -1;
     r->status = 0;
     r->start_ms = pt_now_ms();
-    clock_gettime(CLOCK_REALTIME, &r->start_time);
     c->r = r;
     c->req_gen++;
     return r;

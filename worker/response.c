@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "times.h"
 
 static const struct {
     int status;
@@ -57,21 +57,6 @@ const char *pt_http_reason(int status)
         if (reasons[i].status == status)
             return reasons[i].reason;
     return "Unknown";
-}
-
-struct pt_str pt_http_date(void)
-{
-    static char buf[40];
-    static time_t cached;
-    time_t now = time(NULL);
-
-    if (now != cached) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cached = now;
-    }
-    return (struct pt_str){buf, strlen(buf)};
 }
 
 int pt_header_add(struct pt_request *r, struct pt_headers *hs, struct pt_str name,

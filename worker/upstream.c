@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cycle.h"
@@ -25,6 +24,7 @@
 #include "resolve.h"
 #include "shm.h"
 #include "shmtx.h"
+#include "times.h"
 #include "var.h"
 
 #define ZONE_SIZE    (1u << 20)
@@ -103,14 +103,6 @@ static const struct pt_directive upstream_directives[] = {
      "requests sent on one upstream connection (default 1000)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
-
-uint64_t pt_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void *create_main_conf(struct pt_conf *cf)
 {
@@ -554,7 +546,7 @@ static int postconfig(struct pt_conf *cf)
 void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
 {
     struct pt_peer_shared *s = p->shared;
-    uint64_t now = pt_mono_ms();
+    uint64_t now = pt_now_ms();
     uint32_t fails;
 
     if (s == NULL)
@@ -565,8 +557,9 @@ void pt_peer_failed(struct pt_upstream *u, struct pt_peer *p)
     if (p->max_fails == 0 || u->npeers == 1)
         return;
     /* A window older than fail_timeout starts over.  Races between workers here can only
-     * lose a count, never mark a healthy peer down. */
-    if (now - __atomic_load_n(&s->fail_start_ms, __ATOMIC_RELAXED) > (uint64_t)p->fail_timeout) {
+     * lose a count, never mark a healthy peer down.  A window started by a worker that read
+     * the clock after us is ahead of our <now>: it is not old. */
+    if (now > __atomic_load_n(&s->fail_start_ms, __ATOMIC_RELAXED) + (uint64_t)p->fail_timeout) {
         __atomic_store_n(&s->fail_start_ms, now, __ATOMIC_RELAXED);
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
     }
@@ -677,7 +670,7 @@ void pt_peer_control(struct pt_peer *p, int admin, int weight)
         uint32_t was = __atomic_exchange_n(&s->admin, (uint32_t)admin, __ATOMIC_RELAXED);
         /* Back from down: slow start ramps from now, as after any recovery. */
         if ((was == PT_ADMIN_DOWN || was == PT_ADMIN_DRAIN) && admin != (int)was)
-            __atomic_store_n(&s->recovered_ms, pt_mono_ms(), __ATOMIC_RELAXED);
+            __atomic_store_n(&s->recovered_ms, pt_now_ms(), __ATOMIC_RELAXED);
     }
     if (weight >= 0)
         __atomic_store_n(&s->admin_weight, weight, __ATOMIC_RELAXED);
@@ -688,7 +681,7 @@ struct pt_peer *pt_upstream_choose(struct pt_upstream *u, struct pt_request *r, 
     struct pt_lb_pick k = {.peers = u->peers,
                            .npeers = u->npeers,
                            .tried = tried,
-                           .now = pt_mono_ms(),
+                           .now = pt_now_ms(),
                            .rng = &rng_state};
     uint8_t addr[16];
     char key[HASH_KEY_MAX];
@@ -980,7 +973,7 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
 /* Seeds this worker's random numbers: forked workers would otherwise share one sequence. */
 static int init_worker(struct pt_cycle *cycle)
 {
-    rng_state = ((uint64_t)getpid() << 32) ^ pt_mono_ms() ^ (uint64_t)(uintptr_t)&cycle;
+    rng_state = ((uint64_t)getpid() << 32) ^ pt_now_ms() ^ (uint64_t)(uintptr_t)&cycle;
     return PT_OK;
 }
 

@@ -179,7 +179,4 @@ uint32_t pt_peer_address(const struct pt_peer *peer, struct sockaddr_storage *ss
 int pt_resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,
                         size_t errlen);
 
-/* Milliseconds on CLOCK_MONOTONIC (the same clock in every process). */
-uint64_t pt_mono_ms(void);
-
 #endif

@@ -17,6 +17,7 @@
 #include "event.h"
 #include "listen.h"
 #include "pool.h"
+#include "times.h"
 
 /* Every getter has the pt_var_get signature; most ignore some of its arguments. */
 #define GETTER(name)                                              \
@@ -437,10 +438,9 @@ GETTER(var_request_time)
 
 GETTER(var_msec)
 {
-    struct timespec ts;
+    int64_t ms = pt_time_wall_ms();
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return pool_printf(r, out, "%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+    return pool_printf(r, out, "%lld.%03d", (long long)(ms / 1000), (int)(ms % 1000));
 }
 
 enum time_format { TIME_LOCAL, TIME_ISO8601 };
@@ -456,7 +456,7 @@ static int time_var(struct pt_request *r, enum time_format fmt, struct pt_str *o
     static time_t cached[2] = {-1, -1};
     static char text[2][40];
     static size_t len[2];
-    time_t now = time(NULL);
+    time_t now = pt_time_sec();
     struct tm tm;
     long off;
     char sign;
@@ -530,15 +530,15 @@ static uint64_t splitmix(uint64_t *x)
 
 static void rng_seed(void)
 {
-    struct timespec ts;
     uint64_t x;
 
     rng_pid = getpid();
     if (getrandom(rng_state, sizeof(rng_state), GRND_NONBLOCK) == (ssize_t)sizeof(rng_state) &&
         (rng_state[0] | rng_state[1] | rng_state[2] | rng_state[3]))
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)rng_pid << 40);
+    /* Without getrandom: the clocks (ms), the pid and where the stack lies (ASLR). */
+    x = (uint64_t)pt_time_wall_ms() ^ (pt_now_ms() << 24) ^ ((uint64_t)rng_pid << 40) ^
+        (uint64_t)(uintptr_t)&x;
     for (int i = 0; i < 4; i++)
         rng_state[i] = splitmix(&x);
 }

@@ -51,6 +51,7 @@
 #include "shmtx.h"
 #include "slab.h"
 #include "ssl.h"
+#include "times.h"
 
 #define ZONE_NAME        "ssl_stapling"
 #define ZONE_SIZE        (1u << 20) /* room for a few hundred responses of 2 to 4 KiB */
@@ -126,11 +127,6 @@ struct fetch {
     unsigned running : 1;
     unsigned connected : 1;
 };
-
-static int64_t wall_s(void)
-{
-    return (int64_t)time(NULL);
-}
 
 /* Formats OpenSSL's last error (or <fallback>) into <buf>, and clears the queue. */
 static const char *ssl_reason(char *buf, size_t len, const char *fallback)
@@ -223,7 +219,7 @@ static unsigned char *copy_response(const struct staple *st, size_t *len)
     if (pt_shmtx_lock(mtx) == PT_ERROR)
         return NULL;
     /* The key is checked because a newer configuration may have taken the entry over. */
-    if (memcmp(e->key, st->key, KEY_LEN) == 0 && e->der_len && e->valid >= wall_s()) {
+    if (memcmp(e->key, st->key, KEY_LEN) == 0 && e->der_len && e->valid >= pt_time_sec()) {
         const void *src = pt_shm_ptr(st->zone, e->der_off);
         if (src && (out = OPENSSL_malloc(e->der_len)) != NULL) {
             memcpy(out, src, e->der_len);
@@ -270,7 +266,7 @@ static int64_t due_in(const struct staple *st)
     if (pt_shmtx_lock(mtx) == PT_ERROR)
         return 0;
     if (memcmp(st->entry->key, st->key, KEY_LEN) == 0 && st->entry->der_len)
-        due = st->entry->refresh - wall_s();
+        due = st->entry->refresh - pt_time_sec();
     pt_shmtx_unlock(mtx);
     return due > 0 ? due : 0;
 }
@@ -406,7 +402,7 @@ static void fetch_failed(struct fetch *f, const char *fmt, ...)
 /* Checks and publishes the response body <der>/<len>, then schedules the next fetch. */
 static void fetch_done(struct fetch *f, const unsigned char *der, size_t len)
 {
-    int64_t now = wall_s(), valid = VALID_FOREVER, refresh;
+    int64_t now = pt_time_sec(), valid = VALID_FOREVER, refresh;
     const char *err;
     char why[400];
 

@@ -43,7 +43,7 @@
 #include "shm.h"
 #include "slab.h"
 #include "ssl.h"
-#include "upstream.h" /* pt_mono_ms */
+#include "times.h"
 
 #define SESS_ZONE_PREFIX  "ssl_session_cache:"
 #define SESS_ZONE_VERSION 1
@@ -307,7 +307,7 @@ static void sess_store(struct pt_shm_zone *z, const unsigned char *id, size_t id
 
     if (r == NULL)
         return;
-    sess_expire(z, r, pt_mono_ms(), SESS_EXPIRE_BATCH);
+    sess_expire(z, r, pt_now_ms(), SESS_EXPIRE_BATCH);
     if ((e = sess_find(z, r, id, id_len, NULL)) != NULL)
         sess_drop(z, r, e);
     e = sess_alloc(z, r, sizeof(*e) + len);
@@ -346,7 +346,7 @@ static size_t sess_fetch(struct pt_shm_zone *z, const unsigned char *id, size_t 
     if (r == NULL)
         return 0;
     e = sess_find(z, r, id, id_len, NULL);
-    if (e != NULL && e->expire <= pt_mono_ms()) {
+    if (e != NULL && e->expire <= pt_now_ms()) {
         sess_drop(z, r, e);
         e = NULL;
     }
@@ -429,7 +429,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     if (id_len == 0 || id_len > SESS_ID_MAX)
         return 0;
     sess_store(z, id, id_len, der, (size_t)len,
-               pt_mono_ms() + (uint64_t)SSL_SESSION_get_timeout(sess) * 1000);
+               pt_now_ms() + (uint64_t)SSL_SESSION_get_timeout(sess) * 1000);
     SSL_SESSION_set_ex_data(sess, sess_ex_index, z);
     return 0; /* no reference kept: OpenSSL frees <sess> as usual */
 }
@@ -561,7 +561,7 @@ static int tk_zone_init(struct pt_shm_zone *z, int reused)
 {
     struct ticket_keys *tk = z->ctx;
     struct tk_root *r = reused ? tk_lock(z) : NULL;
-    uint64_t now = pt_mono_ms();
+    uint64_t now = pt_now_ms();
 
     if (r == NULL) {
         r = pt_slab_alloc(z->pool, sizeof(*r));
@@ -674,7 +674,7 @@ static void rotation_timer(struct pt_timer *t)
 {
     struct ticket_keys *tk = t->data;
     struct tk_root *r = tk_lock(tk->zone);
-    uint64_t now = pt_mono_ms(), wait = 1000;
+    uint64_t now = pt_now_ms(), wait = 1000;
     int rotated = 0, failed = 0;
     uint32_t nkeys = 0;
 
