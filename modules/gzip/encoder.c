@@ -224,6 +224,11 @@ void pt_encoder_done(struct pt_encoder *e)
     pt_encoder_free(e);
 }
 
+int pt_encoder_spares(void)
+{
+    return nspare;
+}
+
 void pt_encoder_free(struct pt_encoder *e)
 {
     if (e == NULL)

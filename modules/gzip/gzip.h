@@ -54,4 +54,7 @@ void pt_encoder_done(struct pt_encoder *e);
 /* Frees <e> (NULL allowed): for an encoder in any state. */
 void pt_encoder_free(struct pt_encoder *e);
 
+/* The number of finished encoders this process keeps for reuse now (for tests). */
+int pt_encoder_spares(void);
+
 #endif

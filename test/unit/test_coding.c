@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "check_main.h"
 #include "gzip/gzip.h"
 
 #define BR   (1u << PT_CODING_BR)
@@ -280,6 +281,39 @@ static void round_trip(const char *text)
     inflateEnd(&z);
 }
 
+/* Compresses <text> whole with <e> into <k>. */
+static void encode_whole(struct pt_encoder *e, const char *text, struct sink *k)
+{
+    ck_assert_ptr_nonnull(e);
+    k->len = 0;
+    ck_assert_int_eq(pt_encoder_write(e, text, strlen(text), PT_ENC_END, collect, k), PT_OK);
+}
+
+START_TEST(a_finished_encoder_is_kept_and_handed_out_again)
+{
+    /* Level 7: no other encoder of this process is of it. */
+    struct pt_encoder *e = pt_encoder_new(PT_CODING_GZIP, 7), *fresh;
+    struct sink reused, plain;
+    int spares = pt_encoder_spares();
+
+    encode_whole(e, "the first response", &reused);
+    pt_encoder_done(e);
+    ck_assert_int_eq(pt_encoder_spares(), spares + 1);
+    e = pt_encoder_new(PT_CODING_GZIP, 7);
+    ck_assert_int_eq(pt_encoder_spares(), spares);
+    /* None is left for a second one at once: it is new, and the reset one must write the
+     * very bytes it does. */
+    fresh = pt_encoder_new(PT_CODING_GZIP, 7);
+    ck_assert_ptr_ne(fresh, e);
+    encode_whole(e, "the second response", &reused);
+    encode_whole(fresh, "the second response", &plain);
+    ck_assert_uint_eq(reused.len, plain.len);
+    ck_assert_mem_eq(reused.buf, plain.buf, plain.len);
+    pt_encoder_free(e);
+    pt_encoder_free(fresh);
+}
+END_TEST
+
 START_TEST(a_reused_encoder_starts_a_new_stream)
 {
     /* The second and third streams come from the encoder the first one handed back. */
@@ -289,7 +323,7 @@ START_TEST(a_reused_encoder_starts_a_new_stream)
 }
 END_TEST
 
-static Suite *coding_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("coding");
     TCase *q = tcase_create("qvalues"), *star = tcase_create("star");
@@ -334,18 +368,8 @@ static Suite *coding_suite(void)
     tcase_add_test(offer, nothing_offered_means_identity);
     suite_add_tcase(s, offer);
 
+    tcase_add_test(enc, a_finished_encoder_is_kept_and_handed_out_again);
     tcase_add_test(enc, a_reused_encoder_starts_a_new_stream);
     suite_add_tcase(s, enc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(coding_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "core_module.h"
 #include "cycle.h"
 #include "http.h"
@@ -651,7 +652,7 @@ START_TEST(number_past_32_bits_in_an_included_file_is_refused)
 }
 END_TEST
 
-static Suite *suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("conf");
     TCase *t = tcase_create("errors");
@@ -713,15 +714,4 @@ static Suite *suite(void)
     tcase_add_test(t, number_past_32_bits_in_an_included_file_is_refused);
     suite_add_tcase(s, t);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

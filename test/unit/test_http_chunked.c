@@ -1,6 +1,7 @@
 /*
  * test_http_chunked.c: the chunked body decoder (worker/http_parse.c).
  */
+#include "check_main.h"
 #include "test_http_util.h"
 
 static struct pt_chunked ck;
@@ -356,7 +357,7 @@ START_TEST(trailers_of_exactly_8k_are_accepted)
 }
 END_TEST
 
-static Suite *http_chunked_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("http_chunked");
     TCase *data = tcase_create("data");
@@ -406,9 +407,4 @@ static Suite *http_chunked_suite(void)
     tcase_add_test(trailers, trailers_of_exactly_8k_are_accepted);
     suite_add_tcase(s, trailers);
     return s;
-}
-
-int main(void)
-{
-    return run_suite(http_chunked_suite());
 }

@@ -3,6 +3,7 @@
  * Host, Content-Length, Transfer-Encoding, bodies on bodyless methods, Connection, Upgrade
  * and Expect.  One behaviour per test.
  */
+#include "check_main.h"
 #include "test_http_util.h"
 
 /* --- Host ------------------------------------------------------------------------------ */
@@ -617,7 +618,7 @@ START_TEST(expect_is_ignored_on_http_1_0)
 }
 END_TEST
 
-static Suite *http_framing_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("http_framing");
     TCase *host = tcase_create("host");
@@ -709,9 +710,4 @@ static Suite *http_framing_suite(void)
     suite_add_tcase(s, coding);
     suite_add_tcase(s, conn);
     return s;
-}
-
-int main(void)
-{
-    return run_suite(http_framing_suite());
 }

@@ -4,6 +4,7 @@
  * fields are in test_http_framing.c, response heads in test_http_response.c, chunked
  * bodies in test_http_chunked.c.  One behaviour per test.
  */
+#include "check_main.h"
 #include "test_http_util.h"
 
 /* --- request line ---------------------------------------------------------------------- */
@@ -931,7 +932,7 @@ START_TEST(has_token_matches_whole_list_elements)
 }
 END_TEST
 
-static Suite *http_parse_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("http_parse");
     TCase *line = tcase_create("request_line");
@@ -1044,9 +1045,4 @@ static Suite *http_parse_suite(void)
     tcase_add_test(help, has_token_matches_whole_list_elements);
     suite_add_tcase(s, help);
     return s;
-}
-
-int main(void)
-{
-    return run_suite(http_parse_suite());
 }

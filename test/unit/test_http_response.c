@@ -1,6 +1,7 @@
 /*
  * test_http_response.c: the upstream response head parser (worker/http_parse.c).
  */
+#include "check_main.h"
 #include "test_http_util.h"
 
 static struct pt_http_response resp;
@@ -281,7 +282,7 @@ START_TEST(response_with_too_many_fields_is_error)
 }
 END_TEST
 
-static Suite *http_response_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("http_response");
     TCase *ok = tcase_create("accepted");
@@ -321,9 +322,4 @@ static Suite *http_response_suite(void)
     tcase_add_test(bad, response_with_too_many_fields_is_error);
     suite_add_tcase(s, bad);
     return s;
-}
-
-int main(void)
-{
-    return run_suite(http_response_suite());
 }

@@ -58,14 +58,4 @@ static inline int parse_bytewise(const char *s, size_t n, const struct pt_http_l
     ck_assert_msg(pt_str_eq((s), (lit)), "expected \"%s\", got \"%.*s\"", (lit), (int)(s).len, \
                   (s).p ? (s).p : "")
 
-/* Runs suite <s> and returns the process exit status. */
-static inline int run_suite(Suite *s)
-{
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
-
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "lb.h"
 
 #define MAXP    16
@@ -620,7 +621,7 @@ START_TEST(random_never_picks_an_unusable_peer)
 }
 END_TEST
 
-static Suite *lb_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("lb");
     TCase *rr = tcase_create("round_robin"), *lc = tcase_create("least_conn");
@@ -680,15 +681,4 @@ static Suite *lb_suite(void)
     tcase_add_test(rnd, random_never_picks_an_unusable_peer);
     suite_add_tcase(s, rnd);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(lb_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

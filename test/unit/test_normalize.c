@@ -4,6 +4,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "normalize.h"
 
 /* Normalizes <in> and asserts the result is exactly <want> (length and NUL included). */
@@ -317,7 +318,7 @@ START_TEST(output_fits_in_input_length_plus_one)
 }
 END_TEST
 
-static Suite *normalize_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("normalize");
     TCase *ok = tcase_create("canonical");
@@ -372,15 +373,4 @@ static Suite *normalize_suite(void)
     tcase_add_test(bad, empty_path_is_rejected);
     suite_add_tcase(s, bad);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(normalize_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "router.h"
 
 /* Distinct values to store; only their addresses matter. */
@@ -920,22 +921,11 @@ static void add_location_tests(Suite *s)
     tcase_add_test(le, named_location_is_an_error);
 }
 
-static Suite *router_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("router");
 
     add_name_tests(s);
     add_location_tests(s);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(router_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "shm.h"
 
 #define ZONE_SIZE (64 * 1024)
@@ -506,7 +507,7 @@ START_TEST(pool_is_repaired_after_a_holder_is_killed_mid_operation)
 }
 END_TEST
 
-static Suite *shm_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("shm");
     TCase *zone = tcase_create("zone"), *reuse = tcase_create("reuse");
@@ -543,15 +544,4 @@ static Suite *shm_suite(void)
     tcase_add_test(procs, pool_is_repaired_after_a_holder_is_killed_mid_operation);
     suite_add_tcase(s, procs);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(shm_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

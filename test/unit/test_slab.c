@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "slab.h"
 
 #define PAGE PT_SLAB_PAGE_SIZE
@@ -355,7 +356,7 @@ START_TEST(too_small_or_misaligned_region_is_refused)
 }
 END_TEST
 
-static Suite *slab_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("slab");
     TCase *alloc = tcase_create("alloc"), *pages = tcase_create("pages");
@@ -384,15 +385,4 @@ static Suite *slab_suite(void)
     tcase_add_test(safety, too_small_or_misaligned_region_is_refused);
     suite_add_tcase(s, safety);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(slab_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

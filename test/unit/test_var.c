@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "http.h"
 #include "listen.h"
 #include "pool.h"
@@ -492,7 +493,7 @@ START_TEST(unknown_variable_lookup_is_an_error)
 }
 END_TEST
 
-static Suite *var_suite(void)
+Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("var");
     TCase *c = tcase_create("compile");
@@ -549,15 +550,4 @@ static Suite *var_suite(void)
     tcase_add_test(h, unknown_variable_lookup_is_an_error);
     suite_add_tcase(s, h);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(var_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
