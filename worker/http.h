@@ -256,7 +256,6 @@ struct pt_request {
     void (*cleanup)(struct pt_request *r); /* release upstream state when the request ends */
 
     uint64_t start_ms;
-    struct timespec start_time;
     char request_id[33];
     struct pt_str upstream_addr, upstream_status, upstream_time; /* for the log */
 };
@@ -327,9 +326,6 @@ int pt_http_flush(struct pt_http_conn *c);
 
 /* Standard reason phrase of <status> ("Not Found"), or "Unknown". */
 const char *pt_http_reason(int status);
-
-/* The cached "Date:" value for this second. */
-struct pt_str pt_http_date(void);
 
 /* Raw writes bypassing filters (tunnels): appends to c->out after trying the socket. */
 int pt_http_write_raw(struct pt_http_conn *c, const char *data, size_t len);
