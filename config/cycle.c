@@ -1,4 +1,4 @@
-/* cycle.c: loading a configuration generation and registering its handlers. */
+/* cycle.c: loading a configuration generation and declaring its shared-memory zones. */
 #include "cycle.h"
 
 #include <libconfig.h>
@@ -23,30 +23,6 @@ int pt_modules_count(void)
     for (n = 0; pt_modules[n]; n++)
         pt_modules[n]->index = n;
     return n;
-}
-
-int pt_phase_add(struct pt_cycle *c, enum pt_phase ph, pt_phase_handler h)
-{
-    if (c->nphase[ph] == PT_MAX_PHASE_HANDLERS)
-        return PT_ERROR;
-    c->phases[ph][c->nphase[ph]++] = h;
-    return PT_OK;
-}
-
-int pt_header_filter_add(struct pt_cycle *c, pt_header_filter f)
-{
-    if (c->nheader_filters == PT_MAX_FILTERS)
-        return PT_ERROR;
-    c->header_filters[c->nheader_filters++] = f;
-    return PT_OK;
-}
-
-int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f)
-{
-    if (c->nbody_filters == PT_MAX_FILTERS)
-        return PT_ERROR;
-    c->body_filters[c->nbody_filters++] = f;
-    return PT_OK;
 }
 
 struct pt_shm_zone *pt_cycle_add_zone(struct pt_cycle *c, const char *name, size_t size,

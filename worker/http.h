@@ -17,6 +17,7 @@
 #include "cycle.h"
 #include "event.h"
 #include "http_parse.h"
+#include "http_phase.h"
 #include "module.h"
 #include "pt.h"
 
@@ -40,8 +41,11 @@ struct pt_cidr {
 struct pt_http_server; /* a server {} block: its srv and loc arrays */
 
 struct pt_http_main_conf {
+    void **srv_conf, **loc_conf; /* the http{} block's defaults, per module index; NULL
+                                    until an http block is read */
     struct pt_http_server **servers;
     int nservers, servers_cap;
+    struct pt_http_hooks hooks; /* phase handlers and filters (http_phase.h) */
 };
 
 struct pt_http_srv_conf {
@@ -214,8 +218,9 @@ struct pt_request {
     struct pt_str args;       /* query without '?' */
     struct pt_http_server *server;
     void **main_conf, **srv_conf, **loc_conf;
-    void **ctx;       /* per-module request state */
-    size_t *captures; /* regex location captures (offset pairs into uri) */
+    const struct pt_http_hooks *hooks; /* the cycle's phase handlers and filters */
+    void **ctx;                        /* per-module request state */
+    size_t *captures;                  /* regex location captures (offset pairs into uri) */
     int ncaptures;
 
     int phase, phase_index;

@@ -516,13 +516,13 @@ static int add_auto_redirects(struct pt_conf *cf, struct pt_http_srv_conf *sc, s
     return PT_OK;
 }
 
-static int merge_server(struct pt_conf *cf, struct pt_http_server *s)
+static int merge_server(struct pt_conf *cf, struct pt_http_main_conf *mc, struct pt_http_server *s)
 {
     struct pt_http_srv_conf *sc = s->srv_conf[pt_http_module.index];
     struct srv_extra *x = extra(sc);
 
-    if (pt_conf_merge_level(cf, PT_SRV_CONF, cf->cycle->http_srv_conf, s->srv_conf) != PT_OK ||
-        pt_conf_merge_level(cf, PT_LOC_CONF, cf->cycle->http_loc_conf, s->loc_conf) != PT_OK)
+    if (pt_conf_merge_level(cf, PT_SRV_CONF, mc->srv_conf, s->srv_conf) != PT_OK ||
+        pt_conf_merge_level(cf, PT_LOC_CONF, mc->loc_conf, s->loc_conf) != PT_OK)
         return PT_ERROR;
     for (int i = 0; i < x->nlocs; i++)
         if (pt_conf_merge_level(cf, PT_LOC_CONF, s->loc_conf, x->locs[i]->loc_conf) != PT_OK)
@@ -622,27 +622,27 @@ static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *co
     struct pt_http_main_conf *mc = conf;
     struct pt_conf_ctx ctx = {c->main_conf, NULL, NULL};
 
-    if (c->http_srv_conf)
+    if (mc->srv_conf)
         return pt_conf_error(cf, "\"http\" is duplicate");
     if (pt_conf_setting_kind(cf->setting) != PT_CONF_GROUP)
         return pt_conf_error(cf, "\"http\" takes a group { ... }");
-    if (pt_conf_create_level(cf, PT_SRV_CONF, &c->http_srv_conf) != PT_OK ||
-        pt_conf_create_level(cf, PT_LOC_CONF, &c->http_loc_conf) != PT_OK)
+    if (pt_conf_create_level(cf, PT_SRV_CONF, &mc->srv_conf) != PT_OK ||
+        pt_conf_create_level(cf, PT_LOC_CONF, &mc->loc_conf) != PT_OK)
         return PT_ERROR;
-    ctx.srv_conf = c->http_srv_conf;
-    ctx.loc_conf = c->http_loc_conf;
+    ctx.srv_conf = mc->srv_conf;
+    ctx.loc_conf = mc->loc_conf;
     ((struct pt_http_loc_conf *)ctx.loc_conf[pt_http_module.index])->loc_conf = ctx.loc_conf;
     if (pt_conf_read_block(cf, cf->setting, PT_CTX_HTTP, &ctx, NULL) != PT_OK)
         return PT_ERROR;
     /* Merge after the whole block is read: a default given after a server still applies. */
     {
-        struct pt_http_srv_conf *dflt = c->http_srv_conf[pt_http_module.index];
-        struct pt_http_loc_conf *dloc = c->http_loc_conf[pt_http_module.index];
+        struct pt_http_srv_conf *dflt = mc->srv_conf[pt_http_module.index];
+        struct pt_http_loc_conf *dloc = mc->loc_conf[pt_http_module.index];
         merge_srv_conf(cf, create_srv_conf(cf), dflt);
         merge_loc_conf(cf, create_loc_conf(cf), dloc);
     }
     for (int i = 0; i < mc->nservers; i++)
-        if (merge_server(cf, mc->servers[i]) != PT_OK)
+        if (merge_server(cf, mc, mc->servers[i]) != PT_OK)
             return PT_ERROR;
     return build_listens(cf, mc);
 }

@@ -42,6 +42,8 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     r->phase = -1; /* reading the head */
     r->server = c->addr->default_server;
     r->main_conf = pt_cycle->main_conf;
+    /* Once per request, so that the phases and filters cost one load as they run. */
+    r->hooks = &((struct pt_http_main_conf *)r->main_conf[pt_http_module.index])->hooks;
     r->srv_conf = r->server->srv_conf;
     r->loc_conf = r->server->loc_conf;
     r->out_length = -1;
@@ -430,8 +432,8 @@ static int run_content(struct pt_request *r)
 
     if (lc->handler)
         return lc->handler(r);
-    for (int i = 0; i < pt_cycle->nphase[PT_PHASE_CONTENT]; i++) {
-        int rc = pt_cycle->phases[PT_PHASE_CONTENT][i](r);
+    for (int i = 0; i < r->hooks->nphase[PT_PHASE_CONTENT]; i++) {
+        int rc = r->hooks->phases[PT_PHASE_CONTENT][i](r);
         if (rc != PT_DECLINED)
             return rc;
     }
@@ -446,8 +448,8 @@ void pt_http_run_phases(struct pt_request *r)
         if (r->phase == PT_PHASE_FIND_CONFIG) {
             rc = find_location(r);
         } else {
-            for (; r->phase_index < pt_cycle->nphase[r->phase]; r->phase_index++) {
-                rc = pt_cycle->phases[r->phase][r->phase_index](r);
+            for (; r->phase_index < r->hooks->nphase[r->phase]; r->phase_index++) {
+                rc = r->hooks->phases[r->phase][r->phase_index](r);
                 if (rc != PT_DECLINED)
                     break;
             }
@@ -628,8 +630,8 @@ static void run_log_phase(struct pt_request *r)
     if (r->logged)
         return;
     r->logged = 1;
-    for (int i = 0; i < pt_cycle->nphase[PT_PHASE_LOG]; i++)
-        pt_cycle->phases[PT_PHASE_LOG][i](r);
+    for (int i = 0; i < r->hooks->nphase[PT_PHASE_LOG]; i++)
+        r->hooks->phases[PT_PHASE_LOG][i](r);
 }
 
 /* Drops the rest of a request body that nobody consumed, as far as it is buffered.

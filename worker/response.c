@@ -282,8 +282,8 @@ int pt_http_send_header(struct pt_request *r)
 
     if (r->header_sent)
         return PT_OK;
-    for (int i = 0; i < pt_cycle->nheader_filters; i++)
-        if (pt_cycle->header_filters[i](r) != PT_OK)
+    for (int i = 0; i < r->hooks->nheader_filters; i++)
+        if (r->hooks->header_filters[i](r) != PT_OK)
             return PT_ERROR;
     decide_framing(r);
     if (c->closing)
@@ -368,8 +368,8 @@ int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t
 {
     int next = self + 1;
 
-    if (next < pt_cycle->nbody_filters)
-        return pt_cycle->body_filters[next](r, next, data, len, last);
+    if (next < r->hooks->nbody_filters)
+        return r->hooks->body_filters[next](r, next, data, len, last);
     return write_body(r, data, len, last);
 }
 

@@ -1,0 +1,64 @@
+/*
+ * http_phase.h: the phases of an HTTP request and the response filters, and how modules
+ * register handlers for them.  Modules register from their postconfig hook; the handlers of
+ * a cycle live in the http module's main configuration (pt_http_main_conf), request.c runs
+ * the phases and response.c the filters.
+ */
+#ifndef PT_HTTP_PHASE_H
+#define PT_HTTP_PHASE_H
+
+#include <stddef.h>
+
+struct pt_cycle;
+struct pt_request;
+
+/* Phases of a request, in order (DESIGN.md "request lifecycle"). */
+enum pt_phase {
+    PT_PHASE_POST_READ,
+    PT_PHASE_SERVER_REWRITE,
+    PT_PHASE_FIND_CONFIG,
+    PT_PHASE_REWRITE,
+    PT_PHASE_ACCESS,
+    PT_PHASE_CONTENT,
+    PT_PHASE_LOG,
+    PT_NPHASES
+};
+
+/* A phase handler returns PT_OK (phase done), PT_DECLINED (next handler), PT_AGAIN (it
+ * will resume the request itself), PT_DONE (request taken over), PT_ERROR (500) or an
+ * HTTP status >= 100 (finalize with it). */
+typedef int (*pt_phase_handler)(struct pt_request *r);
+
+/* A header filter may edit r's response status and headers; it returns PT_OK or PT_ERROR. */
+typedef int (*pt_header_filter)(struct pt_request *r);
+
+/* A body filter receives <len> bytes at <data> (<last> on the final call) and passes what
+ * it produces on with pt_body_filter_next(r, <self>, ...).  It must not keep <data> after
+ * it returns.  Returns PT_OK or PT_ERROR. */
+typedef int (*pt_body_filter)(struct pt_request *r, int self, const char *data, size_t len,
+                              int last);
+
+#define PT_MAX_PHASE_HANDLERS 16
+#define PT_MAX_FILTERS        16
+
+/* One cycle's phase handlers and filters, in registration order.  A request keeps a pointer
+ * to them (r->hooks) so that running them costs no lookup. */
+struct pt_http_hooks {
+    pt_phase_handler phases[PT_NPHASES][PT_MAX_PHASE_HANDLERS];
+    int nphase[PT_NPHASES];
+    pt_header_filter header_filters[PT_MAX_FILTERS];
+    int nheader_filters;
+    pt_body_filter body_filters[PT_MAX_FILTERS];
+    int nbody_filters;
+};
+
+/* Registers <h> to run in phase <ph> of <c>, after those registered before.  PT_OK or
+ * PT_ERROR when the phase is full. */
+int pt_phase_add(struct pt_cycle *c, enum pt_phase ph, pt_phase_handler h);
+
+/* Adds a header or body filter to <c>; filters run in registration order.  PT_OK or
+ * PT_ERROR when PT_MAX_FILTERS are registered already. */
+int pt_header_filter_add(struct pt_cycle *c, pt_header_filter f);
+int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f);
+
+#endif
