@@ -21,7 +21,7 @@
 #include "log.h"
 #include "pool.h"
 #include "times.h"
-#include "upstream.h"
+#include "upstream/upstream.h"
 #include "var.h"
 
 #define FORM_MAX 4096 /* bytes of a POST body */

@@ -22,7 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
-#include "upstream.h"
+#include "upstream/upstream.h"
 #include "var.h"
 
 struct proxy_header {

@@ -1,5 +1,5 @@
 /*
- * test_lb.c: the balancing algorithms of upstream groups (worker/lb.h) on fixed inputs.
+ * test_lb.c: the balancing algorithms of upstream groups (modules/upstream/lb.h) on fixed inputs.
  * The peers' shared state is a plain malloc'd array, as the "upstream" zone would hold it;
  * several "workers" are several peer arrays pointing at the same shared entries.
  */
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "lb.h"
+#include "upstream/lb.h"
 
 #define MAXP    16
 #define WORKERS 4

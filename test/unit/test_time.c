@@ -11,7 +11,7 @@
 #include "check_main.h"
 #include "log.h"
 #include "times.h"
-#include "upstream.h"
+#include "upstream/upstream.h"
 
 static void sleep_ms(long ms)
 {
