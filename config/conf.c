@@ -1,5 +1,5 @@
 /* conf.c: the configuration loader: libconfig settings dispatched on directive tables. */
-#include "conf.h"
+#include "config/conf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "pool.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 /* The config layer's handle is libconfig's setting itself, never dereferenced as its own
  * type: these two are the only places that say so. */

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdint.h>
 
-#include "cycle.h"
-#include "module.h"
+#include "core/cycle.h"
+#include "core/module.h"
 
 /* Unset markers for merge. */
 #define PT_CONF_UNSET     (-1)

@@ -1,5 +1,5 @@
 /* core_module.c: main-context directives. */
-#include "core_module.h"
+#include "config/core_module.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,11 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conf.h"
-#include "cycle.h"
-#include "files.h"
-#include "log.h"
-#include "pool.h"
+#include "config/conf.h"
+#include "core/cycle.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf);

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "module.h"
+#include "core/module.h"
 
 struct pt_core_conf {
     int64_t worker_processes; /* "auto" resolves to the number of online CPUs */

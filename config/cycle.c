@@ -1,15 +1,15 @@
 /* cycle.c: loading a configuration generation and declaring its shared-memory zones. */
-#include "cycle.h"
+#include "core/cycle.h"
 
 #include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf.h"
-#include "log.h"
-#include "pool.h"
-#include "shm.h"
+#include "config/conf.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/shm.h"
 
 struct pt_cycle *pt_cycle;
 

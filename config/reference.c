@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "conf.h"
+#include "config/conf.h"
 
 static void contexts(unsigned where, char *buf, size_t len)
 {

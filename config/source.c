@@ -14,10 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conf.h"
-#include "files.h"
-#include "log.h"
-#include "pool.h"
+#include "config/conf.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 /* Deep enough for any real layout, shallow enough to stop a file that includes itself. */
 #define INCLUDE_DEPTH_MAX 16

@@ -1,5 +1,5 @@
 /* buf.c: I/O buffers and their free list. */
-#include "buf.h"
+#include "core/buf.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 #define PT_BUF_SIZE 16384
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 struct pt_pool;
 struct pt_listen;

@@ -5,7 +5,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* dup3; CMake defines it for the whole build */
 #endif
-#include "files.h"
+#include "core/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cycle.h"
-#include "log.h"
-#include "pool.h"
+#include "core/cycle.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 /* O_NONBLOCK only while opening: a FIFO planted at a log's path must not hang the master
  * (opening it for writing without a reader waits); it fails with ENXIO instead. */

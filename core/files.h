@@ -10,7 +10,7 @@
 
 #include <sys/types.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 struct pt_cycle;
 

@@ -2,7 +2,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* dup3; CMake defines it for the whole build */
 #endif
-#include "log.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "files.h"
-#include "pt.h"
-#include "times.h"
+#include "core/files.h"
+#include "core/pt.h"
+#include "core/times.h"
 
 int pt_log_level = PT_LOG_NOTICE;
 

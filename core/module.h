@@ -7,7 +7,7 @@
 #ifndef PT_MODULE_H
 #define PT_MODULE_H
 
-#include "pt.h"
+#include "core/pt.h"
 
 struct pt_cycle;
 struct pt_conf;

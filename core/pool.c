@@ -1,5 +1,5 @@
 /* pool.c: the arena. */
-#include "pool.h"
+#include "core/pool.h"
 
 #include <stdlib.h>
 #include <string.h>

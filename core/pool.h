@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 struct pt_pool;
 

@@ -1,5 +1,5 @@
 /* proctitle.c: process titles. */
-#include "proctitle.h"
+#include "core/proctitle.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -23,8 +23,8 @@
 
 #include <stdint.h>
 
-#include "pt.h"
-#include "slab.h"
+#include "core/pt.h"
+#include "core/slab.h"
 
 #define PT_SHM_NAME_MAX 64 /* with the NUL */
 

@@ -1,5 +1,5 @@
 /* shmtx.c: the robust process-shared lock. */
-#include "shmtx.h"
+#include "core/shmtx.h"
 
 #include <errno.h>
 

@@ -12,7 +12,7 @@
 
 #include <pthread.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 /* Returned by pt_shmtx_lock() and pt_shmtx_trylock() when the lock was taken over from a
  * process that died holding it: the caller holds it now, but the data it protects may be

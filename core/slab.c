@@ -1,5 +1,5 @@
 /* slab.c: the shared-memory allocator (see slab.h for the layout and its reasons). */
-#include "slab.h"
+#include "core/slab.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -20,8 +20,8 @@
 
 #include <stddef.h>
 
-#include "pt.h"
-#include "shmtx.h"
+#include "core/pt.h"
+#include "core/shmtx.h"
 
 #define PT_SLAB_PAGE_SIZE 4096
 #define PT_SLAB_MIN_SIZE  8

@@ -1,5 +1,5 @@
 /* times.c: the one clock, read once per round of a loop and cached. */
-#include "times.h"
+#include "core/times.h"
 
 static uint64_t now_ms;
 static int64_t wall_ms;

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 /* Reads the clocks into the cache.  Called by the loop after each wait and by the master
  * after each signal; the first read of a process that has not called it yet calls it. */

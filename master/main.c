@@ -13,15 +13,15 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "conf.h"
-#include "core_module.h"
-#include "listen.h"
-#include "log.h"
-#include "master.h"
-#include "module.h"
-#include "proctitle.h"
-#include "times.h"
-#include "upgrade.h"
+#include "config/conf.h"
+#include "config/core_module.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "master/master.h"
+#include "core/module.h"
+#include "core/proctitle.h"
+#include "core/times.h"
+#include "master/upgrade.h"
 
 #ifndef PT_DEFAULT_PREFIX
 #define PT_DEFAULT_PREFIX "/usr/local/portier"

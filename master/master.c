@@ -3,7 +3,7 @@
  * and turns signals into reloads, log reopens and stops.  Signals are blocked except in
  * sigsuspend(), and handlers only set flags.
  */
-#include "master.h"
+#include "master/master.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -15,17 +15,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core_module.h"
-#include "listen.h"
-#include "files.h"
-#include "log.h"
-#include "module.h"
-#include "proctitle.h"
-#include "sdnotify.h"
-#include "upgrade.h"
-#include "shm.h"
-#include "times.h"
-#include "worker.h"
+#include "config/core_module.h"
+#include "worker/listen.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/module.h"
+#include "core/proctitle.h"
+#include "master/sdnotify.h"
+#include "master/upgrade.h"
+#include "core/shm.h"
+#include "core/times.h"
+#include "worker/worker.h"
 
 #define MAX_WORKERS 2048
 #define HELPER_SLOT (-1) /* the slot of the helper process in the table of children */

@@ -4,7 +4,7 @@
 #ifndef PT_MASTER_H
 #define PT_MASTER_H
 
-#include "cycle.h"
+#include "core/cycle.h"
 
 /* Everything the master was started with, for reloads (and, later, re-exec). */
 struct pt_master_args {

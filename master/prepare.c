@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "listen.h"
-#include "log.h"
-#include "master.h"
-#include "module.h"
-#include "shm.h"
-#include "upgrade.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "master/master.h"
+#include "core/module.h"
+#include "core/shm.h"
+#include "master/upgrade.h"
 
 static int open_zone(struct pt_shm_zone *z, struct pt_cycle *old, char *err, size_t errlen)
 {

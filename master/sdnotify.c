@@ -1,5 +1,5 @@
 /* sdnotify.c: systemd notifications. */
-#include "sdnotify.h"
+#include "master/sdnotify.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 
 void pt_sd_notify(const char *state)
 {

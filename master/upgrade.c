@@ -1,5 +1,5 @@
 /* upgrade.c: starting a new binary with the listeners and zones inherited. */
-#include "upgrade.h"
+#include "master/upgrade.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "listen.h"
-#include "log.h"
-#include "shm.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "core/shm.h"
 
 #define MAX_FDS 128
 

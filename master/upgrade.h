@@ -10,7 +10,7 @@
 
 #include <sys/types.h>
 
-#include "cycle.h"
+#include "core/cycle.h"
 
 /* Remembers how this process was started (argv, the binary's path, the working
  * directory) before anything overwrites argv.  Call once, first thing in main. */

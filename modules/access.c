@@ -10,9 +10,9 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "http.h"
-#include "log.h"
-#include "pool.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 struct access_rule {
     struct pt_cidr net;

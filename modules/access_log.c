@@ -12,13 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "files.h"
-#include "http.h"
-#include "log.h"
-#include "pool.h"
-#include "times.h"
-#include "var.h"
-#include "var_http.h"
+#include "core/files.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/times.h"
+#include "worker/var.h"
+#include "worker/var_http.h"
 
 /* Longest line written; longer ones are cut (the newline is kept). */
 #define LOG_LINE_MAX 8192

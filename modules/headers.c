@@ -8,10 +8,10 @@
  */
 #include <string.h>
 
-#include "http.h"
-#include "pool.h"
-#include "var.h"
-#include "var_http.h"
+#include "worker/http.h"
+#include "core/pool.h"
+#include "worker/var.h"
+#include "worker/var_http.h"
 
 struct add_header {
     struct pt_str name;

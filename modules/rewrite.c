@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
-#include "log.h"
-#include "pool.h"
-#include "var.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "worker/var.h"
 
 struct rewrite_return {
     int status;

@@ -17,12 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "log.h"
-#include "pool.h"
-#include "times.h"
-#include "upstream/upstream.h"
-#include "var.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/times.h"
+#include "modules/upstream/upstream.h"
+#include "worker/var.h"
 
 #define FORM_MAX 4096 /* bytes of a POST body */
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "worker/http.h"
 
 int pt_cidr_parse(const char *s, struct pt_cidr *out)
 {

@@ -10,12 +10,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core_module.h"
-#include "http.h"
-#include "http_req.h"
-#include "listen.h"
-#include "log.h"
-#include "pool.h"
+#include "config/core_module.h"
+#include "worker/http.h"
+#include "worker/http_req.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 int (*pt_http_tls_start)(struct pt_http_conn *c);
 

@@ -1,5 +1,5 @@
 /* event.c: epoll and a timer heap. */
-#include "event.h"
+#include "worker/event.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -7,8 +7,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "times.h"
+#include "core/log.h"
+#include "core/times.h"
 
 #define MAX_EVENTS 512
 

@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 
-#include "pt.h"
-#include "times.h" /* pt_now_ms(): the "now" timers count from */
+#include "core/pt.h"
+#include "core/times.h" /* pt_now_ms(): the "now" timers count from */
 
 #define PT_EV_READ  1u
 #define PT_EV_WRITE 2u

@@ -12,14 +12,14 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include "buf.h"
-#include "conf.h"
-#include "cycle.h"
-#include "event.h"
-#include "http_parse.h"
-#include "http_phase.h"
-#include "module.h"
-#include "pt.h"
+#include "core/buf.h"
+#include "config/conf.h"
+#include "core/cycle.h"
+#include "worker/event.h"
+#include "worker/http_parse.h"
+#include "worker/http_phase.h"
+#include "core/module.h"
+#include "core/pt.h"
 
 struct pt_request;
 struct pt_listen;

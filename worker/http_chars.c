@@ -3,7 +3,7 @@
  * the CTLs but HTAB and DEL, are in no class.  The short macros name the combinations
  * that recur, so that the table reads as two columns.
  */
-#include "http_chars.h"
+#include "worker/http_chars.h"
 
 #define TVR (PT_HTTP_C_TCHAR | PT_HTTP_C_VALUE | PT_HTTP_C_TARGET | PT_HTTP_C_REGNAME)
 #define TV  (PT_HTTP_C_TCHAR | PT_HTTP_C_VALUE | PT_HTTP_C_TARGET)

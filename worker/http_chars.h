@@ -6,7 +6,7 @@
 #ifndef PT_HTTP_CHARS_H
 #define PT_HTTP_CHARS_H
 
-#include "pt.h"
+#include "core/pt.h"
 
 /*
  * Character classes.  TCHAR: RFC 9110 5.6.2 token characters.  VALUE: field-vchar, SP and

@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "listen.h"
-#include "log.h"
-#include "pool.h"
-#include "router.h"
-#include "var_http.h"
+#include "worker/http.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "worker/router.h"
+#include "worker/var_http.h"
 
 /* The listen options of one server, kept until the server block is fully read. */
 struct listen_opt {

@@ -11,12 +11,12 @@
  * The Transfer-Encoding field is parsed in http_te.c, the character classes are in
  * http_chars.c.
  */
-#include "http_parse.h"
+#include "worker/http_parse.h"
 
 #include <arpa/inet.h>
 
-#include "http_chars.h"
-#include "http_te.h"
+#include "worker/http_chars.h"
+#include "worker/http_te.h"
 
 const struct pt_http_limits pt_http_default_limits = {
     .max_request_line = 8192,

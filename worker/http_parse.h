@@ -58,7 +58,7 @@
 #ifndef PT_HTTP_PARSE_H
 #define PT_HTTP_PARSE_H
 
-#include "pt.h"
+#include "core/pt.h"
 
 /* Size of the header array of a request or response: no limit may exceed it. */
 #define PT_HTTP_MAX_HEADERS 100

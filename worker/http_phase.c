@@ -1,7 +1,7 @@
 /* http_phase.c: registering a cycle's phase handlers and response filters. */
-#include "http_phase.h"
+#include "worker/http_phase.h"
 
-#include "http.h"
+#include "worker/http.h"
 
 /* The hooks of cycle <c>: they live in its http module's main configuration. */
 static struct pt_http_hooks *hooks_of(struct pt_cycle *c)

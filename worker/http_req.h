@@ -4,7 +4,7 @@
 #ifndef PT_HTTP_REQ_H
 #define PT_HTTP_REQ_H
 
-#include "http.h"
+#include "worker/http.h"
 
 /* conn.c */
 void pt_http_conn_close(struct pt_http_conn *c);

@@ -7,9 +7,9 @@
  * its parameters checked for syntax and dropped.  Also writes the codings back out for
  * the upstream request (pt_http_te_codings_format(), declared in http_parse.h).
  */
-#include "http_te.h"
+#include "worker/http_te.h"
 
-#include "http_chars.h"
+#include "worker/http_chars.h"
 
 /* Canonical names of the codings forwarded untouched, by enum pt_http_coding. */
 static const char *const coding_names[] = {

@@ -9,7 +9,7 @@
 #ifndef PT_HTTP_TE_H
 #define PT_HTTP_TE_H
 
-#include "http_parse.h"
+#include "worker/http_parse.h"
 
 /* What all the Transfer-Encoding fields of a message say, folded in order. */
 struct pt_http_te_list {

@@ -1,5 +1,5 @@
 /* listen.c: binding, reusing and inheriting listening sockets. */
-#include "listen.h"
+#include "worker/listen.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #define MAX_INHERITED 64
 

@@ -9,8 +9,8 @@
 
 #include <sys/socket.h>
 
-#include "event.h"
-#include "pt.h"
+#include "worker/event.h"
+#include "core/pt.h"
 
 struct pt_listen {
     struct sockaddr_storage addr;

@@ -1,7 +1,7 @@
 /*
  * normalize.c: request path normalization (policy in normalize.h).
  */
-#include "normalize.h"
+#include "worker/normalize.h"
 
 /* RFC 3986 2.3: unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~" */
 static int is_unreserved(unsigned char c)

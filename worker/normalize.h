@@ -27,7 +27,7 @@
 #ifndef PT_NORMALIZE_H
 #define PT_NORMALIZE_H
 
-#include "pt.h"
+#include "core/pt.h"
 
 /*
  * Normalizes the request path <in>/<len> (the target's path part, without the query,

@@ -11,13 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "http_req.h"
-#include "log.h"
-#include "normalize.h"
-#include "pool.h"
-#include "router.h"
-#include "var.h"
+#include "worker/http.h"
+#include "worker/http_req.h"
+#include "core/log.h"
+#include "worker/normalize.h"
+#include "core/pool.h"
+#include "worker/router.h"
+#include "worker/var.h"
 
 static struct pt_http_srv_conf *srv_conf_of(struct pt_http_server *s)
 {

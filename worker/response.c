@@ -8,10 +8,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "log.h"
-#include "pool.h"
-#include "times.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/times.h"
 
 static const struct {
     int status;

@@ -7,7 +7,7 @@
 #ifndef PT_ROUTER_H
 #define PT_ROUTER_H
 
-#include "pt.h"
+#include "core/pt.h"
 
 /* Longest host name that can match (RFC 1035 2.3.4); longer ones never do. */
 #define PT_HOST_MAX 255

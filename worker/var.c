@@ -10,16 +10,16 @@
  * variable's getter with its suffix argument.  Evaluation calls the getters; only variable
  * values are escaped, never the literal text around them.
  */
-#include "var.h"
+#include "worker/var.h"
 
 #include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf.h"
-#include "pool.h"
-#include "var_http.h"
+#include "config/conf.h"
+#include "core/pool.h"
+#include "worker/var_http.h"
 
 /* Longest variable name accepted, suffix included. */
 #define VAR_NAME_MAX 128

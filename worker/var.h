@@ -6,8 +6,8 @@
 #ifndef PT_VAR_H
 #define PT_VAR_H
 
-#include "http.h"
-#include "pt.h"
+#include "worker/http.h"
+#include "core/pt.h"
 
 /* Getter of a variable: sets *<out> to the value for <r> (a slice that must stay valid for
  * the request: static, the request pool, or the request head) and returns PT_OK, or

@@ -3,7 +3,7 @@
  * static strings, or copies in the request pool; none allocates otherwise.  Names and
  * meanings are nginx's.
  */
-#include "var_http.h"
+#include "worker/var_http.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -14,10 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "listen.h"
-#include "pool.h"
-#include "times.h"
+#include "worker/event.h"
+#include "worker/listen.h"
+#include "core/pool.h"
+#include "core/times.h"
 
 /* Every getter has the pt_var_get signature; most ignore some of its arguments. */
 #define GETTER(name)                                              \

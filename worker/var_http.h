@@ -5,8 +5,8 @@
 #ifndef PT_VAR_HTTP_H
 #define PT_VAR_HTTP_H
 
-#include "http.h"
-#include "var.h"
+#include "worker/http.h"
+#include "worker/var.h"
 
 /*
  * Registers the core HTTP variables: host uri request_uri args query_string is_args

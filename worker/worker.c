@@ -3,7 +3,7 @@
  * periodic work once for all workers (active health checks, re-resolving names).  Both
  * start the same way: signals, privileges, an event loop, their modules' hooks.
  */
-#include "worker.h"
+#include "worker/worker.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -17,15 +17,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "core_module.h"
-#include "event.h"
-#include "http.h"
-#include "listen.h"
-#include "files.h"
-#include "log.h"
-#include "module.h"
-#include "proctitle.h"
+#include "core/buf.h"
+#include "config/core_module.h"
+#include "worker/event.h"
+#include "worker/http.h"
+#include "worker/listen.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/module.h"
+#include "core/proctitle.h"
 
 static volatile sig_atomic_t sig_quit, sig_term, sig_reopen;
 

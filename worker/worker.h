@@ -4,7 +4,7 @@
 #ifndef PT_WORKER_H
 #define PT_WORKER_H
 
-#include "cycle.h"
+#include "core/cycle.h"
 
 /* Runs a worker for <cycle> in the current (forked) process and never returns: exits 0
  * after a graceful or fast stop, PT_EXIT_FATAL when it cannot start. */

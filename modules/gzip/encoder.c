@@ -14,7 +14,7 @@
 #include <zstd.h>
 #endif
 
-#include "gzip.h"
+#include "modules/gzip/gzip.h"
 
 #define OUT_SIZE 16384
 #define SPARE    8 /* finished gzip and zstd encoders kept for reuse, per process */

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gzip.h"
-#include "http.h"
-#include "log.h"
-#include "pool.h"
+#include "modules/gzip/gzip.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
 
 /* gzip_proxied: what makes a response to a proxied request (one with Via) compressible. */
 #define PROXIED_OFF      0

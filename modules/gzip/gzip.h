@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 /* The codings portier can produce, in the server's order of preference (best first). */
 enum pt_coding { PT_CODING_BR, PT_CODING_ZSTD, PT_CODING_GZIP, PT_NCODINGS, PT_CODING_NONE = -1 };

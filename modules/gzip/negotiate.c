@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "gzip.h"
+#include "modules/gzip/gzip.h"
 
 #define UNSET (-1) /* weight of a coding the client did not name */
 

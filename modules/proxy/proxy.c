@@ -14,7 +14,7 @@
  * connect, within proxy_connect_timeout, and its failure is a failure of the server like a
  * refused connect.
  */
-#include "proxy.h"
+#include "modules/proxy/proxy.h"
 
 static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);

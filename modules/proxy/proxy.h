@@ -19,11 +19,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "log.h"
-#include "pool.h"
-#include "upstream/upstream.h"
-#include "var.h"
+#include "worker/http.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "modules/upstream/upstream.h"
+#include "worker/var.h"
 
 struct proxy_header {
     struct pt_str name;

@@ -2,9 +2,9 @@
  * proxy_request.c: the request portier sends upstream: its head (re-framed, hop-by-hop
  * fields removed, X-Forwarded-* set) and its body with portier's own framing.
  */
-#include "proxy.h"
+#include "modules/proxy/proxy.h"
 
-#include "listen.h"
+#include "worker/listen.h"
 
 /* --- building the upstream request --- */
 

@@ -2,7 +2,7 @@
  * proxy_response.c: the response from upstream: its head passed on with hop-by-hop fields
  * removed, the body forwarded as the client keeps up, and tunnels after a 101.
  */
-#include "proxy.h"
+#include "modules/proxy/proxy.h"
 
 /* --- response from upstream --- */
 

@@ -24,7 +24,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "proxy.h"
+#include "modules/proxy/proxy.h"
 
 /* One upstream TLS configuration, shared by the locations that configure the same. */
 struct proxy_ssl {

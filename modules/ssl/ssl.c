@@ -12,11 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
-#include "module.h"
-#include "pool.h"
-#include "router.h"
-#include "ssl.h"
+#include "core/log.h"
+#include "core/module.h"
+#include "core/pool.h"
+#include "worker/router.h"
+#include "modules/ssl/ssl.h"
 
 /* Mozilla's "intermediate" TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3's are
  * OpenSSL's defaults, changed with ssl_conf_command Ciphersuites). */

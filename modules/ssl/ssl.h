@@ -13,7 +13,7 @@
 #include <openssl/ssl.h>
 #include <stdint.h>
 
-#include "http.h"
+#include "worker/http.h"
 
 /* ssl_verify_client */
 enum pt_ssl_verify {

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "listen.h"
-#include "log.h"
-#include "ssl.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "modules/ssl/ssl.h"
 
 #define COALESCE 16384 /* bytes gathered from an iovec into one TLS record */
 

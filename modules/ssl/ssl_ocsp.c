@@ -45,13 +45,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "pool.h"
-#include "shm.h"
-#include "shmtx.h"
-#include "slab.h"
-#include "ssl.h"
-#include "times.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/shm.h"
+#include "core/shmtx.h"
+#include "core/slab.h"
+#include "modules/ssl/ssl.h"
+#include "core/times.h"
 
 #define ZONE_NAME        "ssl_stapling"
 #define ZONE_SIZE        (1u << 20) /* room for a few hundred responses of 2 to 4 KiB */

@@ -35,15 +35,15 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "conf.h"
-#include "cycle.h"
-#include "event.h"
-#include "log.h"
-#include "pool.h"
-#include "shm.h"
-#include "slab.h"
-#include "ssl.h"
-#include "times.h"
+#include "config/conf.h"
+#include "core/cycle.h"
+#include "worker/event.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/shm.h"
+#include "core/slab.h"
+#include "modules/ssl/ssl.h"
+#include "core/times.h"
 
 #define SESS_ZONE_PREFIX  "ssl_session_cache:"
 #define SESS_ZONE_VERSION 1

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pool.h"
-#include "ssl.h"
-#include "var.h"
+#include "core/pool.h"
+#include "modules/ssl/ssl.h"
+#include "worker/var.h"
 
 #define GETTER(name)                                                                 \
     static int name(struct pt_request *r, struct pt_str arg __attribute__((unused)), \

@@ -8,7 +8,7 @@
  * and each transition is logged.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "health.h"
+#include "modules/upstream/health.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,13 +22,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cycle.h"
-#include "event.h"
-#include "http_parse.h"
-#include "log.h"
-#include "pool.h"
-#include "times.h"
-#include "upstream.h"
+#include "core/cycle.h"
+#include "worker/event.h"
+#include "worker/http_parse.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/times.h"
+#include "modules/upstream/upstream.h"
 
 #define STATUS_RANGES 8
 #define CHECK_BUF     16384 /* response bytes read: the head and the start of the body */

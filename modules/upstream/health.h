@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "conf.h"
-#include "pt.h"
+#include "config/conf.h"
+#include "core/pt.h"
 
 struct pt_cycle;
 struct pt_health_conf;

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "times.h"
-#include "upstream.h"
+#include "worker/http.h"
+#include "core/times.h"
+#include "modules/upstream/upstream.h"
 
 static void idle_event(struct pt_upstream_conn *uc, unsigned events);
 

@@ -4,7 +4,7 @@
  * way, with one difference: the state they step lives in shared memory, so the workers
  * together behave as one balancer instead of N independent ones.
  */
-#include "lb.h"
+#include "modules/upstream/lb.h"
 
 #include <netinet/in.h>
 #include <stdio.h>

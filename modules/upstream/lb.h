@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 #define PT_LB_SCALE  1000 /* weights are counted in 1/1000s so that slow start ramps smoothly */
 #define PT_LB_POINTS 160  /* consistent hash: points on the ring per unit of weight (ketama) */

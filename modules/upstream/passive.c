@@ -7,13 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "listen.h"
-#include "log.h"
-#include "shmtx.h"
-#include "times.h"
-#include "upstream_internal.h"
-#include "var.h"
+#include "worker/http.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "core/shmtx.h"
+#include "core/times.h"
+#include "modules/upstream/upstream_internal.h"
+#include "worker/var.h"
 
 #define HASH_KEY_MAX 1024 /* bytes of a hash key that count */
 

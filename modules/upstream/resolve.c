@@ -3,16 +3,16 @@
  * system's resolver is asked synchronously: the helper serves no client, so a slow answer
  * only delays its own next check.  A failed lookup keeps the last address.
  */
-#include "resolve.h"
+#include "modules/upstream/resolve.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "cycle.h"
-#include "event.h"
-#include "listen.h"
-#include "log.h"
-#include "upstream.h"
+#include "core/cycle.h"
+#include "worker/event.h"
+#include "worker/listen.h"
+#include "core/log.h"
+#include "modules/upstream/upstream.h"
 
 struct group_timer {
     struct pt_timer timer;

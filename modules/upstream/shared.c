@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cycle.h"
-#include "shm.h"
-#include "shmtx.h"
-#include "upstream_internal.h"
+#include "core/cycle.h"
+#include "core/shm.h"
+#include "core/shmtx.h"
+#include "modules/upstream/upstream_internal.h"
 
 #define ZONE_SIZE    (1u << 20)
 #define ZONE_VERSION 3   /* 3: health checks, runtime control, resolved addresses */

@@ -6,7 +6,7 @@
  * pool (keepalive.c), and the helper's work, active checks (health.c) and re-resolution
  * (resolve.c).
  */
-#include "upstream.h"
+#include "modules/upstream/upstream.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -14,15 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cycle.h"
-#include "health.h"
-#include "http.h"
-#include "listen.h"
-#include "module.h"
-#include "pool.h"
-#include "resolve.h"
-#include "upstream_internal.h"
-#include "var.h"
+#include "core/cycle.h"
+#include "modules/upstream/health.h"
+#include "worker/http.h"
+#include "worker/listen.h"
+#include "core/module.h"
+#include "core/pool.h"
+#include "modules/upstream/resolve.h"
+#include "modules/upstream/upstream_internal.h"
+#include "worker/var.h"
 
 static int upstream_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_server(struct pt_conf *cf, const struct pt_directive *d, void *conf);

@@ -10,11 +10,11 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "buf.h"
-#include "conf.h"
-#include "event.h"
-#include "lb.h"
-#include "pt.h"
+#include "core/buf.h"
+#include "config/conf.h"
+#include "worker/event.h"
+#include "modules/upstream/lb.h"
+#include "core/pt.h"
 
 struct pt_request;
 struct pt_shmtx;

@@ -6,8 +6,8 @@
 #ifndef PT_UPSTREAM_INTERNAL_H
 #define PT_UPSTREAM_INTERNAL_H
 
-#include "conf.h"
-#include "upstream.h"
+#include "config/conf.h"
+#include "modules/upstream/upstream.h"
 
 struct pt_cycle;
 

@@ -15,7 +15,7 @@
 
 #include <sanitizer/asan_interface.h>
 
-#include "pt.h"
+#include "core/pt.h"
 
 /* Prints what property failed and aborts: libFuzzer saves the input as a crash. */
 #define fuzz_fail(...)                                        \

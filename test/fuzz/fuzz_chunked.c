@@ -11,7 +11,7 @@
  * consumed bytes end, and nothing consumed only for an empty piece or a done body.
  */
 #include "fuzz.h"
-#include "http_parse.h"
+#include "worker/http_parse.h"
 
 struct outcome {
     int failed;      /* PT_ERROR was returned */

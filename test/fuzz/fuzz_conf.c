@@ -29,9 +29,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cycle.h"
+#include "core/cycle.h"
 #include "fuzz.h"
-#include "log.h"
+#include "core/log.h"
 
 static char dir[64] = "/tmp/pt-fuzz-conf.XXXXXX";
 static char conf[96];

@@ -9,7 +9,7 @@
  * path normalized twice (by two layers) cannot reach another rule than one normalized once.
  */
 #include "fuzz.h"
-#include "normalize.h"
+#include "worker/normalize.h"
 
 static int is_unreserved(unsigned char c)
 {

@@ -9,7 +9,7 @@
  * head; on an error, the same reason.  Anything else aborts.
  */
 #include "fuzz.h"
-#include "http_parse.h"
+#include "worker/http_parse.h"
 
 /* The limits and options that byte <b> selects: bits 0-1 are the flags
  * (PT_HTTP_UNDERSCORES, PT_HTTP_KEEP_INVALID); bit 2 set gives small limits derived from

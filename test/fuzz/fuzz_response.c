@@ -7,7 +7,7 @@
  * call, at a new address each time, and both must give the same answer.
  */
 #include "fuzz.h"
-#include "http_parse.h"
+#include "worker/http_parse.h"
 
 #define SAME_SLICE(field) fuzz_same_slice(#field, a->field, abuf, b->field, bbuf, a->head_len)
 #define SAME_INT(field)                                                              \

@@ -9,7 +9,7 @@
 #include <zlib.h>
 
 #include "check_main.h"
-#include "gzip/gzip.h"
+#include "modules/gzip/gzip.h"
 
 #define BR   (1u << PT_CODING_BR)
 #define ZSTD (1u << PT_CODING_ZSTD)

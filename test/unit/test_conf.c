@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "check_main.h"
-#include "core_module.h"
-#include "cycle.h"
-#include "http.h"
+#include "config/core_module.h"
+#include "core/cycle.h"
+#include "worker/http.h"
 
 static char path[64];
 

@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include "check_main.h"
-#include "cycle.h"
-#include "http.h"
-#include "http_phase.h"
+#include "core/cycle.h"
+#include "worker/http.h"
+#include "worker/http_phase.h"
 
 static struct pt_cycle *load(void)
 {

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "http_parse.h"
+#include "worker/http_parse.h"
 
 /* The request the helpers parse into; each test file has its own. */
 static struct pt_http_request req __attribute__((unused));

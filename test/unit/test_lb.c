@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "upstream/lb.h"
+#include "modules/upstream/lb.h"
 
 #define MAXP    16
 #define WORKERS 4

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "check_main.h"
-#include "normalize.h"
+#include "worker/normalize.h"
 
 /* Normalizes <in> and asserts the result is exactly <want> (length and NUL included). */
 static void assert_normalizes(const char *in, const char *want)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "check_main.h"
-#include "router.h"
+#include "worker/router.h"
 
 /* Distinct values to store; only their addresses matter. */
 static int A, B, C, D, E;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
-#include "shm.h"
+#include "core/shm.h"
 
 #define ZONE_SIZE (64 * 1024)
 

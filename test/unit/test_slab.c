@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "slab.h"
+#include "core/slab.h"
 
 #define PAGE PT_SLAB_PAGE_SIZE
 

@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "check_main.h"
-#include "log.h"
-#include "times.h"
-#include "upstream/upstream.h"
+#include "core/log.h"
+#include "core/times.h"
+#include "modules/upstream/upstream.h"
 
 static void sleep_ms(long ms)
 {

@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "http.h"
-#include "listen.h"
-#include "pool.h"
-#include "var.h"
-#include "var_http.h"
+#include "worker/http.h"
+#include "worker/listen.h"
+#include "core/pool.h"
+#include "worker/var.h"
+#include "worker/var_http.h"
 
 static const char head[] = "GET /p/a?x=1&Name=Bob&empty=&flag HTTP/1.1\r\n"
                            "Host: Example.COM:8080\r\n"
