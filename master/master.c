@@ -25,6 +25,7 @@
 #include "master/upgrade.h"
 #include "core/shm.h"
 #include "core/times.h"
+#include "worker/helper.h"
 #include "worker/worker.h"
 
 #define MAX_WORKERS 2048

@@ -1,5 +1,5 @@
 /*
- * worker.h: the worker process: privileges, signals, the event loop, graceful exit.
+ * worker.h: the worker process: listeners, the event loop, graceful exit.
  */
 #ifndef PT_WORKER_H
 #define PT_WORKER_H
@@ -9,10 +9,5 @@
 /* Runs a worker for <cycle> in the current (forked) process and never returns: exits 0
  * after a graceful or fast stop, PT_EXIT_FATAL when it cannot start. */
 void pt_worker_main(struct pt_cycle *cycle, int slot) __attribute__((noreturn));
-
-/* Runs the helper process for <cycle> in the current (forked) process and never returns:
- * starts the modules' periodic work (init_helper) and exits 0 on QUIT or TERM,
- * PT_EXIT_FATAL when it cannot start. */
-void pt_helper_main(struct pt_cycle *cycle) __attribute__((noreturn));
 
 #endif
