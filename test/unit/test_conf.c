@@ -1,6 +1,9 @@
 /*
  * test_conf.c: configuration errors are "file:line: message" naming the thing and the fix,
  * and a valid file loads.
+ *
+ * Its configurations use module directives as a user writes them (access_log = "off",
+ * return, gzip), so it needs modules: access_log rewrite gzip
  */
 #include <check.h>
 #include <stdio.h>
