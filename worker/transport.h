@@ -33,11 +33,12 @@ struct pt_transport {
      * OpenSSL's error queue still holds why: pt_tls_error() formats it). */
     int (*handshake)(struct pt_stream *s);
     /* As read(): bytes (> 0), 0 at the peer's end, PT_AGAIN, or PT_ERROR (errno says why:
-     * EPROTO for a TLS error).  Clears s->readable when it waited, or when a plain short
-     * read emptied the socket (not after the peer's FIN, which no edge follows). */
+     * EPROTO for a TLS error, whose reason OpenSSL's error queue still holds).  Clears
+     * s->readable when it waited, or when a plain short read emptied the socket (not after
+     * the peer's FIN, which no edge follows). */
     ssize_t (*recv)(struct pt_stream *s, char *buf, size_t len);
     /* As writev(): bytes taken (>= 0, possibly fewer than offered), PT_AGAIN, or PT_ERROR
-     * (errno).  Clears s->writable when the socket took less than offered. */
+     * (errno, as for recv).  Clears s->writable when the socket took less than offered. */
     ssize_t (*send)(struct pt_stream *s, const struct iovec *iov, int n);
     /* An idle stream (nothing asked of the peer) turned readable: PT_OK when what came is
      * the transport's own business (a TLS session ticket) or nothing at all, PT_ERROR when

@@ -113,21 +113,25 @@ static ssize_t tls_send(struct pt_stream *s, const struct iovec *iov, int n)
             }
             p = gather;
         }
+        /* With SSL_MODE_ENABLE_PARTIAL_WRITE (the ssl and proxy contexts) a write returns
+         * after one record whether or not the socket is full: the rest goes on until
+         * OpenSSL waits, since no EPOLLOUT edge would come for a socket never filled. */
+        while (len) {
+            ERR_clear_error();
+            errno = 0;
+            if (SSL_write_ex(ssl, p, len, &done) != 1)
+                break;
+            total += (ssize_t)done;
+            p += done;
+            len -= done;
+        }
         if (len == 0)
             continue;
-        ERR_clear_error();
-        errno = 0;
-        if (SSL_write_ex(ssl, p, len, &done) == 1) {
-            total += (ssize_t)done;
-            if (done < len) {
-                s->writable = 0;
-                return total;
-            }
-            continue;
-        }
         rc = tls_wait_or_fail(s, SSL_get_error(ssl, 0), 0);
+        if (total == 0)
+            return rc; /* a TLS error's reason stays in the queue, as after tls_recv */
         ERR_clear_error();
-        return total ? total : rc;
+        return total;
     }
     return total;
 }

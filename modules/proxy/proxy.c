@@ -442,14 +442,33 @@ static int non_idempotent(const struct pt_request *r)
            (r->h.method_id == PT_HTTP_OTHER && pt_str_eq(r->h.method, "LOCK"));
 }
 
+ssize_t pt_proxy_recv(struct proxy_ctx *ctx, char *buf, size_t len)
+{
+    struct pt_upstream_conn *uc = ctx->uc;
+    ssize_t n = uc->s.t->recv(&uc->s, buf, len);
+
+    if (n == PT_ERROR)
+        pt_proxy_ssl_log_failure(uc, "SSL_read");
+    return n;
+}
+
+ssize_t pt_proxy_send(struct proxy_ctx *ctx, const char *buf, size_t len)
+{
+    ssize_t n = pt_stream_send(&ctx->uc->s, buf, len);
+
+    if (n == PT_ERROR)
+        pt_proxy_ssl_log_failure(ctx->uc, "SSL_write");
+    return n;
+}
+
 void pt_proxy_release(struct proxy_ctx *ctx, int keep)
 {
     if (ctx->uc == NULL)
         return;
     /* TLS may hold bytes past the response that the socket no longer shows. */
-    if (keep && ctx->uc->tls && !pt_proxy_ssl_clean(ctx->uc))
+    if (keep && ctx->uc->s.tls && !pt_proxy_ssl_clean(ctx->uc))
         keep = 0;
-    pt_timer_del(&ctx->uc->timer);
+    pt_timer_del(&ctx->uc->s.timer);
     pt_upstream_release(ctx->uc, keep);
     ctx->uc = NULL;
 }
@@ -642,15 +661,15 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
         return;
     }
     ctx->uc = uc;
-    uc->timer.handler = upstream_timeout;
-    uc->timer.data = ctx;
-    if (plc->ssl && uc->tls == NULL && pt_proxy_ssl_attach(ctx) != PT_OK) {
+    uc->s.timer.handler = upstream_timeout;
+    uc->s.timer.data = ctx;
+    if (plc->ssl && uc->s.tls == NULL && pt_proxy_ssl_attach(ctx) != PT_OK) {
         pt_proxy_failed(ctx, ERR_HANDSHAKE);
         return;
     }
-    ready = uc->connected && (uc->tls == NULL || uc->handshaken);
-    pt_timer_add(&uc->timer, (uint64_t)(ready ? plc->send_timeout : plc->connect_timeout));
-    if (uc->connected)
+    ready = uc->s.connected && (uc->s.tls == NULL || uc->s.handshaken);
+    pt_timer_add(&uc->s.timer, (uint64_t)(ready ? plc->send_timeout : plc->connect_timeout));
+    if (uc->s.connected)
         upstream_event(uc, 0); /* no edge may come for a socket already usable */
 }
 
@@ -732,9 +751,9 @@ static void upstream_timeout(struct pt_timer *t)
 {
     struct proxy_ctx *ctx = t->data;
 
-    if (!ctx->uc->connected)
+    if (!ctx->uc->s.connected)
         pt_proxy_failed(ctx, ERR_CONNECT_TIMEOUT);
-    else if (ctx->uc->tls && !ctx->uc->handshaken)
+    else if (ctx->uc->s.tls && !ctx->uc->s.handshaken)
         pt_proxy_failed(ctx, ERR_HANDSHAKE_TIMEOUT);
     else if (ctx->r->tunnel && ctx->resp_head) {
         ctx->r->response_done = 1; /* an idle tunnel ends cleanly */
@@ -793,23 +812,6 @@ static int proxy_handler(struct pt_request *r)
     return PT_AGAIN;
 }
 
-static int connected(struct proxy_ctx *ctx)
-{
-    int err = 0;
-    socklen_t len = sizeof(err);
-
-    if (getsockopt(ctx->uc->ev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-        ctx->err_no = err ? err : errno;
-        pt_proxy_failed(ctx, ERR_CONNECT);
-        return PT_DONE;
-    }
-    ctx->uc->connected = 1;
-    /* As in nginx, the TLS handshake gets a proxy_connect_timeout of its own. */
-    if (ctx->uc->tls)
-        pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->connect_timeout);
-    return PT_OK;
-}
-
 /* Brings the connection of <ctx> up on <events>: the connect's outcome, then the TLS
  * handshake of an https upstream.  PT_OK once it can carry the request; PT_AGAIN while it
  * waits; PT_DONE after a failure, which went on through pt_proxy_failed(). */
@@ -818,13 +820,20 @@ static int establish(struct proxy_ctx *ctx, unsigned events)
     struct pt_upstream_conn *uc = ctx->uc;
     int rc;
 
-    if (!uc->connected) {
-        if (!(events & (PT_EV_WRITE | PT_EV_ERROR)))
+    if (!uc->s.connected) {
+        rc = pt_stream_connect_done(&uc->s, events);
+        if (rc == PT_AGAIN)
             return PT_AGAIN;
-        if (connected(ctx) != PT_OK)
+        if (rc == PT_ERROR) {
+            ctx->err_no = errno;
+            pt_proxy_failed(ctx, ERR_CONNECT);
             return PT_DONE;
+        }
+        /* As in nginx, the TLS handshake gets a proxy_connect_timeout of its own. */
+        if (uc->s.tls)
+            pt_timer_add(&uc->s.timer, (uint64_t)ctx->plc->connect_timeout);
     }
-    if (uc->tls == NULL || uc->handshaken)
+    if (uc->s.tls == NULL || uc->s.handshaken)
         return PT_OK;
     rc = pt_proxy_ssl_handshake(ctx);
     if (rc == PT_ERROR) {
@@ -841,15 +850,15 @@ static void upstream_event(struct pt_upstream_conn *uc, unsigned events)
     if (establish(ctx, events) != PT_OK)
         return;
     if (ctx->r->tunnel && ctx->resp_head) {
-        if (uc->writable && pt_proxy_tunnel_client(ctx) == PT_DONE)
+        if (uc->s.writable && pt_proxy_tunnel_client(ctx) == PT_DONE)
             return;
-        if (ctx->uc == uc && (uc->readable || (events & PT_EV_ERROR)))
+        if (ctx->uc == uc && (uc->s.readable || (events & PT_EV_ERROR)))
             pt_proxy_read_response(ctx);
         return;
     }
-    if (uc->writable && !ctx->req_sent && pt_proxy_send_request(ctx) != PT_OK)
+    if (uc->s.writable && !ctx->req_sent && pt_proxy_send_request(ctx) != PT_OK)
         return;
-    if (ctx->uc == uc && (uc->readable || (events & PT_EV_ERROR)))
+    if (ctx->uc == uc && (uc->s.readable || (events & PT_EV_ERROR)))
         pt_proxy_read_response(ctx);
 }
 
@@ -881,7 +890,7 @@ static void client_readable(struct pt_request *r)
         pt_proxy_tunnel_client(ctx);
         return;
     }
-    if (!ctx->req_sent && ctx->uc->connected && ctx->uc->writable) {
+    if (!ctx->req_sent && ctx->uc->s.connected && ctx->uc->s.writable) {
         pt_proxy_send_request(ctx);
         return;
     }

@@ -6,8 +6,8 @@
  *   proxy_request.c   the request sent upstream: its head, then the body, re-framed
  *   proxy_response.c  the response: its head, the body to the client, tunnels
  *   proxy_ssl.c       TLS to upstream servers (proxy_pass https://, proxy_ssl_*): one
- *                     SSL_CTX per distinct configuration, the handshake, the transport
- *                     of struct pt_upstream_io, sessions kept for resumption
+ *                     SSL_CTX per distinct configuration, the TLS transport set up on a
+ *                     connection and its handshake, sessions kept for resumption
  */
 #ifndef PT_PROXY_H
 #define PT_PROXY_H
@@ -215,10 +215,15 @@ int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc);
  * PT_ERROR with ctx->tls_error set. */
 int pt_proxy_ssl_attach(struct proxy_ctx *ctx);
 
-/* Runs the handshake of ctx->uc as far as it goes: PT_OK once done (uc->handshaken set),
+/* Runs the handshake of ctx->uc as far as it goes: PT_OK once done (uc->s.handshaken set),
  * PT_AGAIN waiting for the socket, PT_ERROR with ctx->tls_error set (the saved session of
  * that server is forgotten). */
 int pt_proxy_ssl_handshake(struct proxy_ctx *ctx);
+
+/* After a read or a write (<op>: "SSL_read", "SSL_write") of <uc> returned PT_ERROR: when
+ * its TLS transport met a TLS error (errno EPROTO), logs why at info from OpenSSL's error
+ * queue (emptied), errno kept.  Nothing for a plain connection or a socket error. */
+void pt_proxy_ssl_log_failure(const struct pt_upstream_conn *uc, const char *op);
 
 /* True when the TLS connection <uc> holds no bytes nobody read: it may go to the pool. */
 int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc);
@@ -248,6 +253,9 @@ static inline int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc)
 {
     return 0;
 }
+static inline void pt_proxy_ssl_log_failure(const struct pt_upstream_conn *uc, const char *op)
+{
+}
 #endif
 
 /* proxy.c: the exchange's control, used by the other two files. */
@@ -262,6 +270,13 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err);
  * is possible, discards that response, closes its connection and passes the request on
  * (PT_DONE); else PT_DECLINED: the response is the client's. */
 int pt_proxy_retry_status(struct proxy_ctx *ctx);
+
+/* Reads up to <len> bytes of the response from the upstream connection of <ctx> into
+ * <buf>, or writes up to <len> (> 0) bytes of <buf> to it, through its stream's transport
+ * and with its results (see worker/transport.h: bytes, 0 at the end for a read, PT_AGAIN
+ * with the stream's readiness cleared, PT_ERROR with errno set).  A TLS error is logged. */
+ssize_t pt_proxy_recv(struct proxy_ctx *ctx, char *buf, size_t len);
+ssize_t pt_proxy_send(struct proxy_ctx *ctx, const char *buf, size_t len);
 
 /* Gives the upstream connection of <ctx> back to the pool when <keep>, else closes it. */
 void pt_proxy_release(struct proxy_ctx *ctx, int keep);

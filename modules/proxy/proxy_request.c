@@ -452,7 +452,7 @@ static int fill_out(struct proxy_ctx *ctx)
  * meanwhile (client_body_timeout would blame it for the upstream's backpressure). */
 static void wait_upstream_send(struct proxy_ctx *ctx)
 {
-    pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->send_timeout);
+    pt_timer_add(&ctx->uc->s.timer, (uint64_t)ctx->plc->send_timeout);
     pt_timer_del(&ctx->r->c->timer);
 }
 
@@ -467,7 +467,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
     for (;;) {
         struct pt_buf *out = ctx->out;
         if (pt_buf_len(out)) {
-            ssize_t n = pt_upstream_send(uc, out->pos, pt_buf_len(out));
+            ssize_t n = pt_proxy_send(ctx, out->pos, pt_buf_len(out));
             if (n == PT_AGAIN) {
                 wait_upstream_send(ctx);
                 return PT_OK;
@@ -480,7 +480,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
             ctx->sent_any = 1;
             if (pt_buf_len(out)) {
                 /* Short: the socket is full, or TLS took one record and wants more. */
-                if (uc->writable)
+                if (uc->s.writable)
                     continue;
                 wait_upstream_send(ctx);
                 return PT_OK;
@@ -489,7 +489,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
         out->pos = out->last = out->start;
         if (ctx->body_sent) {
             ctx->req_sent = 1;
-            pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
+            pt_timer_add(&uc->s.timer, (uint64_t)ctx->plc->read_timeout);
             return PT_OK;
         }
         {
@@ -497,7 +497,7 @@ int pt_proxy_send_request(struct proxy_ctx *ctx)
             if (rc == PT_AGAIN && pt_buf_len(out) == 0) {
                 /* Waiting for the client's body: client_body_timeout watches the client,
                  * and the upstream, which waits too, is not blamed for it. */
-                pt_timer_del(&uc->timer);
+                pt_timer_del(&uc->s.timer);
                 return PT_OK; /* client_readable resumes */
             }
             if (rc > 0) {

@@ -279,7 +279,7 @@ static void wait_client(struct proxy_ctx *ctx)
 {
     struct pt_http_loc_conf *lc = ctx->r->loc_conf[pt_http_module.index];
 
-    pt_timer_del(&ctx->uc->timer);
+    pt_timer_del(&ctx->uc->s.timer);
     if (!pt_timer_armed(&ctx->r->c->timer))
         pt_timer_add(&ctx->r->c->timer, (uint64_t)lc->send_timeout);
 }
@@ -288,8 +288,8 @@ static void wait_client(struct proxy_ctx *ctx)
  * (before the whole request went up, proxy_send_timeout or the client's body timer rules). */
 static void wait_upstream_read(struct proxy_ctx *ctx)
 {
-    if (ctx->req_sent && !pt_timer_armed(&ctx->uc->timer))
-        pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->read_timeout);
+    if (ctx->req_sent && !pt_timer_armed(&ctx->uc->s.timer))
+        pt_timer_add(&ctx->uc->s.timer, (uint64_t)ctx->plc->read_timeout);
 }
 
 int pt_proxy_read_response(struct proxy_ctx *ctx)
@@ -312,7 +312,7 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
             wait_client(ctx);
             return PT_OK;
         }
-        if (!uc->readable) {
+        if (!uc->s.readable) {
             wait_upstream_read(ctx);
             return PT_OK;
         }
@@ -323,13 +323,13 @@ int pt_proxy_read_response(struct proxy_ctx *ctx)
             pt_proxy_failed(ctx, ERR_TOO_BIG); /* a head larger than the buffer */
             return PT_DONE;
         }
-        /* Reads on while uc->readable: a short read clears it for a plain socket, while
+        /* Reads on while uc->s.readable: a short read clears it for a plain socket, while
          * TLS may still hold records that no new edge would announce. */
-        n = pt_upstream_recv(uc, ctx->in->last, room);
+        n = pt_proxy_recv(ctx, ctx->in->last, room);
         if (n > 0) {
             ctx->in->last += n;
             ctx->got_bytes = 1;
-            pt_timer_add(&uc->timer, (uint64_t)ctx->plc->read_timeout);
+            pt_timer_add(&uc->s.timer, (uint64_t)ctx->plc->read_timeout);
             continue;
         }
         if (n == PT_AGAIN) {
@@ -353,7 +353,7 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx)
     for (;;) {
         ssize_t n;
         if (pt_buf_len(c->in)) {
-            n = pt_upstream_send(ctx->uc, c->in->pos, pt_buf_len(c->in));
+            n = pt_proxy_send(ctx, c->in->pos, pt_buf_len(c->in));
             if (n == PT_AGAIN)
                 return PT_OK;
             if (n < 0) {
@@ -361,8 +361,8 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx)
                 return PT_DONE;
             }
             c->in->pos += n;
-            pt_timer_add(&ctx->uc->timer, (uint64_t)ctx->plc->read_timeout);
-            if (pt_buf_len(c->in) && ctx->uc->writable)
+            pt_timer_add(&ctx->uc->s.timer, (uint64_t)ctx->plc->read_timeout);
+            if (pt_buf_len(c->in) && ctx->uc->s.writable)
                 continue; /* TLS took one record: the socket may take the next */
             if (pt_buf_len(c->in))
                 return PT_OK;

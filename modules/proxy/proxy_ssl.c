@@ -8,12 +8,9 @@
  * keys the keepalive pool: a connection made for one name, client certificate or set of
  * protocols never carries a request configured for another, nor a plain one.
  *
- * Connections speak TLS through struct pt_upstream_io, so that the proxy code reads and
- * writes them as it does plain sockets.  Under edge-triggered epoll two things matter:
- * OpenSSL may hold decrypted records after a read with no new edge to come, so a read
- * clears uc->readable only when OpenSSL says it wants more from the socket; and a record
- * layer may need the other direction (a write waiting for a read, or the reverse), which
- * the upstream loop turns back into readiness when that event comes.
+ * A connection speaks TLS through its stream's TLS transport (worker/transport_tls.c), so
+ * that the proxy code reads and writes it as it does a plain socket; this file sets the
+ * transport up on a new connection, runs the handshake and says why one failed.
  *
  * The last session each worker got from a server under a configuration (TLS 1.3 sends it
  * after the handshake, so it is taken from the new-session callback) is offered on the
@@ -384,177 +381,69 @@ static void forget_session(struct proxy_ssl *ps, const struct pt_peer *peer)
     }
 }
 
-/* --- the transport --- */
-
-/* SSL_read or SSL_write on <uc> failed with <err>: errno tells the caller why. */
-static ssize_t io_failed(struct pt_upstream_conn *uc, const char *op, int err)
-{
-    char why[256];
-
-    if (err == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
-        if (errno == 0)
-            errno = ECONNRESET;
-        return PT_ERROR;
-    }
-    pt_log(PT_LOG_INFO, "%s() with upstream %s failed (SSL: %s)", op, uc->peer->name,
-           ssl_reason(why, sizeof(why)));
-    errno = EPROTO;
-    return PT_ERROR;
-}
-
-static ssize_t tls_recv(struct pt_upstream_conn *uc, char *buf, size_t len)
-{
-    size_t n = 0;
-    int err;
-
-    ERR_clear_error();
-    errno = 0;
-    /* Bytes: uc->readable stays set, since OpenSSL may hold more records already read
-     * from the socket; the next call finds out. */
-    if (SSL_read_ex(uc->tls, buf, len, &n) == 1)
-        return (ssize_t)n;
-    err = SSL_get_error(uc->tls, 0);
-    switch (err) {
-    case SSL_ERROR_WANT_READ: uc->readable = 0; return PT_AGAIN;
-    case SSL_ERROR_WANT_WRITE:
-        uc->readable = 0;
-        uc->writable = 0;
-        uc->recv_wants_write = 1;
-        return PT_AGAIN;
-    case SSL_ERROR_ZERO_RETURN: /* close_notify, or a FIN without it */ return 0;
-    default: return io_failed(uc, "SSL_read", err);
-    }
-}
-
-static ssize_t tls_send(struct pt_upstream_conn *uc, const char *buf, size_t len)
-{
-    size_t n = 0;
-    int err;
-
-    ERR_clear_error();
-    errno = 0;
-    if (SSL_write_ex(uc->tls, buf, len, &n) == 1)
-        return (ssize_t)n; /* one record at least: the socket may take more */
-    err = SSL_get_error(uc->tls, 0);
-    switch (err) {
-    case SSL_ERROR_WANT_WRITE: uc->writable = 0; return PT_AGAIN;
-    case SSL_ERROR_WANT_READ:
-        uc->writable = 0;
-        uc->send_wants_read = 1;
-        return PT_AGAIN;
-    default: return io_failed(uc, "SSL_write", err);
-    }
-}
-
-/* An idle connection's socket turned readable: a session ticket or a key update is
- * OpenSSL's to take (it wants more then); data, close_notify or an error end it. */
-static int tls_idle_check(struct pt_upstream_conn *uc)
-{
-    char byte;
-    size_t n;
-    int ok;
-
-    ERR_clear_error();
-    ok =
-        SSL_peek_ex(uc->tls, &byte, 1, &n) != 1 && SSL_get_error(uc->tls, 0) == SSL_ERROR_WANT_READ;
-    ERR_clear_error();
-    return ok ? PT_OK : PT_ERROR;
-}
-
-static void tls_close(struct pt_upstream_conn *uc)
-{
-    /* Best effort: one close_notify if the socket takes it, no waiting for the server's. */
-    if (uc->handshaken)
-        SSL_shutdown(uc->tls);
-    ERR_clear_error();
-    SSL_free(uc->tls);
-    uc->tls = NULL;
-    uc->io = NULL;
-}
-
-static const struct pt_upstream_io tls_io = {
-    .recv = tls_recv,
-    .send = tls_send,
-    .idle_check = tls_idle_check,
-    .close = tls_close,
-};
+/* --- connections --- */
 
 int pt_proxy_ssl_attach(struct proxy_ctx *ctx)
 {
     struct proxy_ssl *ps = ctx->plc->ssl;
     struct pt_upstream_conn *uc = ctx->uc;
     SSL_SESSION **saved = ps->conf.session_reuse ? session_slot(ps, uc->peer, 0) : NULL;
-    SSL *ssl = SSL_new(ps->ctx);
-    char why[256];
+    char msg[300], why[256];
 
-    if (ssl == NULL || SSL_set_fd(ssl, uc->ev.fd) != 1 ||
-        (ps->sni && SSL_set_tlsext_host_name(ssl, ps->name) != 1)) {
-        char msg[300];
-        SSL_free(ssl);
-        snprintf(msg, sizeof(msg), "SSL setup failed (SSL: %s)", ssl_reason(why, sizeof(why)));
-        ctx->tls_error = pt_pstrdup(ctx->r->pool, msg);
-        return PT_ERROR;
-    }
-    SSL_set_connect_state(ssl);
-    SSL_set_app_data(ssl, uc);
-    if (saved && *saved)
-        SSL_set_session(ssl, *saved);
-    uc->tls = ssl;
-    uc->io = &tls_io;
-    return PT_OK;
+    /* The app data is the connection: the new-session callback files sessions by its peer. */
+    if (pt_tls_client(&uc->s, ps->ctx, ps->sni ? ps->name : NULL, saved ? *saved : NULL, uc) ==
+        PT_OK)
+        return PT_OK;
+    snprintf(msg, sizeof(msg), "SSL setup failed (SSL: %s)", ssl_reason(why, sizeof(why)));
+    ctx->tls_error = pt_pstrdup(ctx->r->pool, msg);
+    return PT_ERROR;
 }
 
-/* Why the handshake of <ssl> ended with <err> (errno as it was in <sys_errno>), in nginx's
- * words, in the request's pool. */
-static const char *handshake_error(struct proxy_ctx *ctx, SSL *ssl, int err, int sys_errno)
+/* Why the handshake of <uc> failed (errno as it left it in <sys_errno>), in nginx's words,
+ * in the request's pool.  OpenSSL's error queue is emptied. */
+static const char *handshake_error(struct proxy_ctx *ctx, const struct pt_upstream_conn *uc,
+                                   int sys_errno)
 {
-    long v = SSL_get_verify_result(ssl);
-    char buf[384], why[256];
+    long v = SSL_get_verify_result(uc->s.tls);
+    char buf[384];
 
-    if (ctx->plc->ssl->conf.verify && v != X509_V_OK)
+    if (ctx->plc->ssl->conf.verify && v != X509_V_OK) {
         snprintf(buf, sizeof(buf), "upstream SSL certificate verify error: (%ld:%s)", v,
                  X509_verify_cert_error_string(v));
-    else if (ERR_peek_last_error())
-        snprintf(buf, sizeof(buf), "SSL_do_handshake() failed (SSL: %s)",
-                 ssl_reason(why, sizeof(why)));
-    else if (err == SSL_ERROR_SYSCALL && sys_errno)
-        snprintf(buf, sizeof(buf), "SSL_do_handshake() failed (%d: %s)", sys_errno,
-                 strerror(sys_errno));
-    else
-        snprintf(buf, sizeof(buf), "peer closed connection in SSL handshake");
-    ERR_clear_error();
+        ERR_clear_error();
+    } else {
+        pt_tls_error("SSL_do_handshake", sys_errno, buf, sizeof(buf));
+    }
     return pt_pstrdup(ctx->r->pool, buf);
 }
 
 int pt_proxy_ssl_handshake(struct proxy_ctx *ctx)
 {
     struct pt_upstream_conn *uc = ctx->uc;
-    int rc, err;
+    int rc = pt_stream_handshake(&uc->s);
 
-    ERR_clear_error();
-    errno = 0;
-    rc = SSL_do_handshake(uc->tls);
-    if (rc == 1) {
-        uc->handshaken = 1;
-        if (SSL_session_reused(uc->tls))
-            pt_log_debug("TLS session with upstream %s resumed", uc->peer->name);
-        return PT_OK;
-    }
-    err = SSL_get_error(uc->tls, rc);
-    if (err == SSL_ERROR_WANT_READ) {
-        uc->readable = 0;
-        return PT_AGAIN;
-    }
-    if (err == SSL_ERROR_WANT_WRITE) {
-        uc->writable = 0;
-        return PT_AGAIN;
-    }
-    ctx->tls_error = handshake_error(ctx, uc->tls, err, errno);
+    if (rc == PT_OK && SSL_session_reused(uc->s.tls))
+        pt_log_debug("TLS session with upstream %s resumed", uc->peer->name);
+    if (rc != PT_ERROR)
+        return rc;
+    ctx->tls_error = handshake_error(ctx, uc, errno);
     forget_session(ctx->plc->ssl, uc->peer);
     return PT_ERROR;
 }
 
+void pt_proxy_ssl_log_failure(const struct pt_upstream_conn *uc, const char *op)
+{
+    int saved = errno;
+    char why[256];
+
+    if (uc->s.tls == NULL || saved != EPROTO)
+        return;
+    pt_log(PT_LOG_INFO, "%s() with upstream %s failed (SSL: %s)", op, uc->peer->name,
+           ssl_reason(why, sizeof(why)));
+    errno = saved;
+}
+
 int pt_proxy_ssl_clean(const struct pt_upstream_conn *uc)
 {
-    return !SSL_has_pending(uc->tls);
+    return !SSL_has_pending(uc->s.tls);
 }

@@ -3,11 +3,8 @@
  * per group (keepalive, keepalive_timeout, keepalive_requests).
  */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "worker/http.h"
 #include "core/times.h"
@@ -19,76 +16,16 @@ static void conn_event(struct pt_event *ev, unsigned events)
 {
     struct pt_upstream_conn *uc = ev->data;
 
-    /* A transport that waited for the other direction (a TLS write needing to read a
-     * record first, or a read needing to flush one) can go on when that one is ready:
-     * no edge of its own would come. */
-    if (events & PT_EV_READ) {
-        uc->readable = 1;
-        if (uc->send_wants_read)
-            uc->writable = 1;
-        uc->send_wants_read = 0;
-    }
-    if (events & PT_EV_RDHUP)
-        uc->rdhup = 1;
-    if (events & PT_EV_WRITE) {
-        uc->writable = 1;
-        if (uc->recv_wants_write)
-            uc->readable = 1;
-        uc->recv_wants_write = 0;
-    }
+    pt_stream_ready(&uc->s, events);
     uc->handler(uc, events);
 }
 
-ssize_t pt_upstream_recv(struct pt_upstream_conn *uc, char *buf, size_t len)
-{
-    ssize_t n;
-
-    if (uc->io)
-        return uc->io->recv(uc, buf, len);
-    n = read(uc->ev.fd, buf, len);
-    if (n > 0) {
-        /* A short read emptied the socket: more bytes bring a new edge.  Not after the
-         * peer's FIN, which no edge follows: read on to the EOF. */
-        if ((size_t)n < len && !uc->rdhup)
-            uc->readable = 0;
-        return n;
-    }
-    if (n == 0)
-        return 0;
-    if (errno == EAGAIN || errno == EINTR) {
-        uc->readable = 0;
-        return PT_AGAIN;
-    }
-    return PT_ERROR;
-}
-
-ssize_t pt_upstream_send(struct pt_upstream_conn *uc, const char *buf, size_t len)
-{
-    ssize_t n;
-
-    if (uc->io)
-        return uc->io->send(uc, buf, len);
-    n = write(uc->ev.fd, buf, len);
-    if (n >= 0) {
-        if ((size_t)n < len)
-            uc->writable = 0; /* the socket is full: EPOLLOUT says when it has room */
-        return n;
-    }
-    if (errno == EAGAIN || errno == EINTR) {
-        uc->writable = 0;
-        return PT_AGAIN;
-    }
-    return PT_ERROR;
-}
-
+/* Closes <uc> (its transport says goodbye first) and gives its worker_connections slot
+ * back; the memory goes at the end of the loop's round, since events of this round may
+ * still name it. */
 static void close_conn(struct pt_upstream_conn *uc)
 {
-    pt_timer_del(&uc->timer);
-    pt_event_del(&uc->ev);
-    if (uc->io)
-        uc->io->close(uc);
-    close(uc->ev.fd);
-    uc->ev.fd = -1;
+    pt_stream_close(&uc->s);
     pt_conn_slot_put();
     pt_loop_defer_free(uc);
 }
@@ -111,11 +48,7 @@ static void unlink_idle(struct pt_upstream_conn *uc)
  * its transport handles itself (a TLS session ticket). */
 static int still_idle(struct pt_upstream_conn *uc)
 {
-    char byte;
-
-    if (uc->io)
-        return uc->io->idle_check(uc) == PT_OK;
-    return recv(uc->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN;
+    return uc->s.t->idle_check(&uc->s) == PT_OK;
 }
 
 /* An idle pooled connection that turns readable was closed by the peer (or sent bytes
@@ -125,7 +58,7 @@ static void idle_event(struct pt_upstream_conn *uc, unsigned events)
     if (!(events & (PT_EV_READ | PT_EV_ERROR)))
         return;
     if (!(events & (PT_EV_ERROR | PT_EV_RDHUP)) && still_idle(uc)) {
-        uc->readable = 0;
+        uc->s.readable = 0;
         return;
     }
     unlink_idle(uc);
@@ -180,7 +113,7 @@ static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer 
          * made for another transport (plain or TLS, SNI name, client certificate). */
         if (uc->peer == peer && uc->addr_seq == seq && uc->key == key) {
             unlink_idle(uc);
-            pt_timer_del(&uc->timer);
+            pt_timer_del(&uc->s.timer);
             uc->reused = 1;
             return uc;
         }
@@ -188,55 +121,49 @@ static struct pt_upstream_conn *take_idle(struct pt_upstream *u, struct pt_peer 
     return NULL;
 }
 
+/* A new connection to <peer> for <key>, connecting (see pt_upstream_connect), or NULL
+ * with errno set. */
+static struct pt_upstream_conn *new_conn(struct pt_upstream *u, struct pt_peer *peer,
+                                         const void *key)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    uint32_t seq = pt_peer_address(peer, &ss, &sslen);
+    struct pt_upstream_conn *uc;
+    int saved;
+
+    /* Upstream connections count against worker_connections, as the client ones. */
+    if (pt_conn_slot_take() != PT_OK)
+        return NULL;
+    uc = calloc(1, sizeof(*uc));
+    if (uc == NULL) {
+        pt_conn_slot_put();
+        errno = ENOMEM;
+        return NULL;
+    }
+    pt_stream_init(&uc->s, -1, conn_event, uc);
+    if (pt_stream_connect(&uc->s, (struct sockaddr *)&ss, sslen) != PT_OK) {
+        saved = errno; /* the caller's message says why the connect failed */
+        free(uc);
+        pt_conn_slot_put();
+        errno = saved;
+        return NULL;
+    }
+    uc->ups = u;
+    uc->peer = peer;
+    uc->addr_seq = seq;
+    uc->key = key;
+    return uc;
+}
+
 struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer, int fresh,
                                              const void *key, void *owner,
                                              void (*handler)(struct pt_upstream_conn *, unsigned))
 {
     struct pt_upstream_conn *uc = fresh ? NULL : take_idle(u, peer, key);
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    int one = 1, fd;
 
-    if (uc == NULL) {
-        uint32_t seq = pt_peer_address(peer, &ss, &sslen);
-        /* Upstream connections count against worker_connections, as the client ones. */
-        if (pt_conn_slot_take() != PT_OK)
-            return NULL;
-        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 || (uc = calloc(1, sizeof(*uc))) == NULL) {
-            int saved = fd < 0 ? errno : ENOMEM;
-            if (fd >= 0)
-                close(fd);
-            pt_conn_slot_put();
-            errno = saved;
-            return NULL;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        uc->ev.fd = fd;
-        uc->ev.handler = conn_event;
-        uc->ev.data = uc;
-        uc->ups = u;
-        uc->peer = peer;
-        uc->addr_seq = seq;
-        uc->key = key;
-        if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
-            uc->connected = 1;
-            uc->writable = 1;
-        } else if (errno != EINPROGRESS) {
-            int saved = errno;
-            close(fd);
-            free(uc);
-            pt_conn_slot_put();
-            errno = saved;
-            return NULL;
-        }
-        if (pt_event_add(&uc->ev, 0) != PT_OK) {
-            close(fd);
-            free(uc);
-            pt_conn_slot_put();
-            return NULL;
-        }
-    }
+    if (uc == NULL && (uc = new_conn(u, peer, key)) == NULL)
+        return NULL;
     uc->owner = owner;
     uc->handler = handler;
     if (peer->shared) {
@@ -255,7 +182,7 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
     uc->owner = NULL;
     uc->requests++;
     /* A connection whose FIN was already seen would only fail its next request. */
-    if (!keep || uc->rdhup || u->keepalive == 0 ||
+    if (!keep || uc->s.rdhup || u->keepalive == 0 ||
         uc->requests >= (unsigned)u->keepalive_requests) {
         close_conn(uc);
         return;
@@ -269,11 +196,11 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
         close_conn(last);
     }
     uc->handler = idle_event;
-    uc->timer.handler = idle_timeout;
-    uc->timer.data = uc;
-    uc->readable = 0;
+    uc->s.timer.handler = idle_timeout;
+    uc->s.timer.data = uc;
+    uc->s.readable = 0;
     uc->next = u->idle;
     u->idle = uc;
     u->nidle++;
-    pt_timer_add(&uc->timer, (uint64_t)u->keepalive_timeout);
+    pt_timer_add(&uc->s.timer, (uint64_t)u->keepalive_timeout);
 }

@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "config/conf.h"
 #include "worker/event.h"
+#include "worker/transport.h"
 #include "modules/upstream/lb.h"
 #include "core/pt.h"
 
@@ -47,26 +48,11 @@ struct pt_upstream {
     int nidle;
 };
 
-/*
- * An upstream connection's transport when it is not the plain socket: TLS, provided by the
- * proxy module.  recv and send have the meaning of pt_upstream_recv() and pt_upstream_send()
- * and keep the connection's readable/writable flags true to what the loop will report.
- */
-struct pt_upstream_io {
-    ssize_t (*recv)(struct pt_upstream_conn *uc, char *buf, size_t len);
-    ssize_t (*send)(struct pt_upstream_conn *uc, const char *buf, size_t len);
-    /* An idle pooled connection turned readable: PT_OK when it can still carry a request
-     * (what arrived was the transport's own business), PT_ERROR when it must be closed. */
-    int (*idle_check)(struct pt_upstream_conn *uc);
-    /* Says goodbye at the transport's level (best effort) and frees its state; the socket
-     * is closed by the caller. */
-    void (*close)(struct pt_upstream_conn *uc);
-};
-
-/* An upstream connection; the proxy module owns it while a request uses it. */
+/* An upstream connection; the proxy module owns it while a request uses it.  Its stream
+ * (socket, event, timer, transport and readiness) comes first; the owner reads and writes
+ * it through s.t, whatever the transport (the plain socket, or TLS set up by the proxy). */
 struct pt_upstream_conn {
-    struct pt_event ev;
-    struct pt_timer timer;
+    struct pt_stream s; /* s.ev.data: this connection */
     struct pt_upstream *ups;
     struct pt_peer *peer;
     void *owner; /* the request using it; NULL while idle in the pool */
@@ -76,18 +62,7 @@ struct pt_upstream_conn {
     /* What the connection was made for (a TLS configuration; NULL: plain): the pool hands
      * it only to a request asking for the same. */
     const void *key;
-    const struct pt_upstream_io *io; /* NULL: the plain socket */
-    void *tls;                       /* the transport's state (an SSL *) */
-    unsigned connected : 1;
-    unsigned handshaken : 1; /* the transport's handshake is done (TLS only) */
-    unsigned reused : 1;     /* taken from the pool: may have been closed by the peer */
-    unsigned readable : 1;
-    unsigned writable : 1;
-    unsigned rdhup : 1; /* the peer's FIN was seen: read on to the EOF */
-    /* The transport's last send waited for the socket to be readable, or its last recv for
-     * it to be writable (TLS records go both ways): that event makes both ready again. */
-    unsigned send_wants_read : 1;
-    unsigned recv_wants_write : 1;
+    unsigned reused : 1; /* taken from the pool: may have been closed by the peer */
     struct pt_upstream_conn *next;
 };
 
@@ -111,10 +86,13 @@ struct pt_upstream *pt_upstream_implicit(struct pt_conf *cf, const char *hostpor
 struct pt_peer *pt_upstream_choose(struct pt_upstream *u, struct pt_request *r, uint64_t tried);
 
 /* Gets a connection to <peer> for <key> (a transport configuration, NULL for plain): an
- * idle pooled one made for the same <key> (reused set) unless <fresh>, or a new
- * non-blocking connect in progress, on which the caller sets up the transport <key> names.
- * Registers it with the loop; events go to <handler>.  Returns NULL with errno set when
- * the socket cannot be created. */
+ * idle pooled one made for the same <key> (reused set) unless <fresh>, or a new plain
+ * stream opened by pt_stream_connect() (s.connected set when made at once, else
+ * pt_stream_connect_done() says how it went), on which the caller sets up the transport
+ * <key> names.  Registered with the loop; events go to <handler> with the stream's
+ * readiness already updated; the stream's timer is <owner>'s to set.  Counts against
+ * worker_connections.  Returns NULL with errno set (EMFILE when no slot is left, or why
+ * the socket or the connect failed). */
 struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_peer *peer, int fresh,
                                              const void *key, void *owner,
                                              void (*handler)(struct pt_upstream_conn *, unsigned));
@@ -122,19 +100,6 @@ struct pt_upstream_conn *pt_upstream_connect(struct pt_upstream *u, struct pt_pe
 /* Ends the use of <uc>: back to the pool when <keep> (and the pool has room), else closed
  * (after the transport's goodbye). */
 void pt_upstream_release(struct pt_upstream_conn *uc, int keep);
-
-/* Reads up to <len> bytes from <uc> into <buf>, through its transport: as read(), bytes
- * (> 0), 0 at the peer's end, PT_AGAIN (nothing now: uc->readable or uc->writable was
- * cleared, and the event that sets it again resumes), or PT_ERROR with errno set.  While
- * uc->readable stays set after bytes came, more may be waiting (TLS buffers records): the
- * caller reads on. */
-ssize_t pt_upstream_recv(struct pt_upstream_conn *uc, char *buf, size_t len);
-
-/* Writes up to <len> (> 0) bytes from <buf> to <uc>, through its transport: as write(),
- * bytes taken (possibly fewer; uc->writable is cleared when the socket is full), PT_AGAIN
- * (nothing taken, waiting for an event as above), or PT_ERROR with errno set.  After
- * PT_AGAIN the same bytes must be offered again. */
-ssize_t pt_upstream_send(struct pt_upstream_conn *uc, const char *buf, size_t len);
 
 /* What the status API shows of a peer: its configuration and a copy of its shared state. */
 struct pt_peer_view {

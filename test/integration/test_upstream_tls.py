@@ -14,6 +14,7 @@ X-* response headers.
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -142,12 +143,24 @@ class OriginHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def tunnel(self):
-        """101, then every byte echoed until the end."""
+        """101, then every byte echoed until the end; on /count/N, nothing back until N
+        bytes came, then "got N"."""
         self.send_response(101)
         self.send_header("Upgrade", self.headers.get("Upgrade"))
         self.send_header("Connection", "Upgrade")
         self.end_headers()
         self.wfile.flush()
+        if self.path.startswith("/count/"):
+            want, got = int(self.path[7:]), 0
+            while got < want:
+                data = self.rfile.read1(65536)
+                if not data:
+                    break
+                got += len(data)
+            self.wfile.write(b"got %d\n" % got)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         while True:
             data = self.rfile.read1(65536)
             if not data:
@@ -389,6 +402,20 @@ class HttpsUpstream(UpstreamTlsCase):
             c.send(big)
             self.assertEqual(c.read_exact(len(big), deadline), big)
 
+    def test_tunnel_upload_of_more_than_a_record_goes_up_whole(self):
+        # A large head makes the client buffer hold more than one TLS record (16 KiB):
+        # what the client sends goes up whole though the origin answers nothing meanwhile
+        # (no event from it would wake a tunnel that stopped after one record).
+        n = 400000
+        with self.p.client() as c:
+            r = c.request("GET", "/ws/count/%d" % n, headers=[
+                ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("X-Pad", "p" * 17000),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")])
+            self.assertEqual(r.status, 101, r)
+            c.send(os.urandom(n))
+            line = b"got %d\n" % n
+            self.assertEqual(c.read_exact(len(line), time.monotonic() + 10), line)
+
 
 class HttpsUpstreamConfig(UpstreamTlsCase):
 
@@ -508,6 +535,68 @@ class HttpsUpstreamConnections(UpstreamTlsCase):
         self.assertPortierError(r, 504)
         self.assertLess(time.monotonic() - t0, 10)
         self.assertLogged(p, r"upstream timed out while SSL handshaking")
+
+    def raw_origin(self, serve):
+        """A listening socket on 127.0.0.1 whose connections go, one by one, to <serve>(conn)
+        in a thread; returns "host:port"."""
+        ls = socket.socket()
+        self.addCleanup(ls.close)
+        ls.bind((harness.LOCALHOST, 0))
+        ls.listen(8)
+
+        def loop():
+            while True:
+                try:
+                    conn, _ = ls.accept()
+                except OSError:
+                    return
+                with conn:
+                    try:
+                        serve(conn)
+                    except (OSError, ssl.SSLError):
+                        pass
+        threading.Thread(target=loop, daemon=True).start()
+        return "%s:%d" % ls.getsockname()
+
+    def fail_once(self, addr):
+        """A portier passing / to https://<addr>, asked once: 502."""
+        p = self.start_portier({"server": [server(harness.free_port(), [
+            location("/", proxy_pass="https://%s" % addr, proxy_next_upstream="off")])]})
+        self.assertPortierError(p.get("/"), 502)
+        return p
+
+    def test_origin_closing_in_handshake_is_logged_in_nginx_words(self):
+        def close_after_hello(conn):
+            conn.recv(65536)  # the ClientHello, so that the close is a FIN, not a reset
+        addr = self.raw_origin(close_after_hello)
+        p = self.fail_once(addr)
+        self.assertLogged(p, r"peer closed connection in SSL handshake while SSL handshaking to "
+                          r"upstream %s" % re.escape(addr))
+
+    def test_plain_origin_is_a_handshake_error_with_openssl_reason(self):
+        def plain_http(conn):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            time.sleep(0.5)
+        addr = self.raw_origin(plain_http)
+        p = self.fail_once(addr)
+        self.assertLogged(p, r"SSL_do_handshake\(\) failed \(SSL: error:[0-9A-F]+:SSL routines::"
+                          r"wrong version number\) while SSL handshaking to upstream %s"
+                          % re.escape(addr))
+
+    def test_tls_error_reading_the_response_is_logged(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self.pki.backend)
+
+        def garbage_after_handshake(conn):
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)  # the request
+                os.write(tls.fileno(), b"this is not a TLS record\r\n")  # under TLS
+                time.sleep(0.5)
+        addr = self.raw_origin(garbage_after_handshake)
+        p = self.fail_once(addr)
+        self.assertLogged(p, r"SSL_read\(\) with upstream %s failed \(SSL: error:"
+                          % re.escape(addr))
 
     def test_root_only_client_key_read_by_master(self):
         key = self.pki.client[1]
