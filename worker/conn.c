@@ -120,7 +120,7 @@ static void conn_release(void *p)
 
 static struct pt_http_srv_conf *default_srv_conf(struct pt_http_conn *c)
 {
-    return c->addr->default_server->srv_conf[pt_http_module.index];
+    return pt_http_conn_addr(c)->default_server->srv_conf[pt_http_module.index];
 }
 
 static void link_conn(struct pt_http_conn *c)
@@ -275,7 +275,6 @@ static void accept_one(struct pt_listen *ls, int fd, const union pt_sockaddr *pe
     c->s.timer.handler = conn_timeout;
     c->s.timer.data = c;
     c->ls = ls;
-    c->addr = ls->servers;
     c->peer = *peer;
     c->s.writable = 1;
     peer_text(c);

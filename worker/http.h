@@ -18,6 +18,7 @@
 #include "worker/event.h"
 #include "worker/http_parse.h"
 #include "worker/http_phase.h"
+#include "worker/listen.h"
 #include "worker/transport.h"
 #include "core/module.h"
 #include "core/pt.h"
@@ -157,8 +158,7 @@ struct pt_http_conn {
      * c->s.readable says an edge came that was not read up to EAGAIN, c->s.handshaken
      * that the transport's handshake is done. */
     struct pt_stream s;
-    struct pt_listen *ls;
-    struct pt_http_addr *addr;
+    struct pt_listen *ls;             /* ls->servers: its routing table (pt_http_conn_addr) */
     struct pt_buf *in;                /* request bytes; NULL while idle between requests */
     struct pt_buf *out;               /* response bytes the socket did not take yet */
     struct pt_request *r;             /* the request being served */
@@ -180,6 +180,13 @@ struct pt_http_conn {
     uint16_t peer_port;
     char peer_text[INET6_ADDRSTRLEN];
 };
+
+/* The servers listening on the address <c> was accepted on: its listener's routing
+ * table, read through the listener rather than kept in every connection. */
+static inline struct pt_http_addr *pt_http_conn_addr(const struct pt_http_conn *c)
+{
+    return c->ls->servers;
+}
 
 /* A response header: name and value, both in the request pool (or static). */
 struct pt_header {

@@ -40,7 +40,7 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     r->pool = pool;
     r->c = c;
     r->phase = -1; /* reading the head */
-    r->server = c->addr->default_server;
+    r->server = pt_http_conn_addr(c)->default_server;
     r->main_conf = pt_cycle->main_conf;
     /* Once per request, so that the phases and filters cost one load as they run. */
     r->hooks = &((struct pt_http_main_conf *)r->main_conf[pt_http_module.index])->hooks;
@@ -172,7 +172,7 @@ static void head_limits(struct pt_http_conn *c, struct pt_http_limits *lim)
 {
     /* The Host is not known yet: the default server of the address decides (as nginx's
      * "the value from the default server can be used"). */
-    struct pt_http_srv_conf *sc = srv_conf_of(c->addr->default_server);
+    struct pt_http_srv_conf *sc = srv_conf_of(pt_http_conn_addr(c)->default_server);
 
     lim->max_request_line = (size_t)sc->large_header_size;
     lim->max_head = (size_t)(sc->large_header_size * sc->large_header_num);
@@ -238,8 +238,8 @@ void pt_http_read_head(struct pt_http_conn *c)
             pt_http_conn_close(c);
             return;
         }
-        pt_timer_add(&c->s.timer,
-                     (uint64_t)srv_conf_of(c->addr->default_server)->client_header_timeout);
+        /* A new request's server is its address's default one until the Host is read. */
+        pt_timer_add(&c->s.timer, (uint64_t)srv_conf_of(r->server)->client_header_timeout);
     }
     head_limits(c, &lim);
     for (;;) {
@@ -317,14 +317,15 @@ static struct pt_str host_without_port(struct pt_str h)
 static int find_server(struct pt_request *r)
 {
     struct pt_str host = host_without_port(r->h.host);
+    struct pt_http_addr *addr = pt_http_conn_addr(r->c);
     struct pt_http_server *s = NULL;
 
     if (host.len)
-        s = pt_names_find(r->c->addr->names, host.p, host.len);
+        s = pt_names_find(addr->names, host.p, host.len);
     else
-        s = pt_names_find(r->c->addr->names, "", 0);
+        s = pt_names_find(addr->names, "", 0);
     if (s == NULL)
-        s = r->c->addr->default_server;
+        s = addr->default_server;
     r->server = s;
     r->srv_conf = s->srv_conf;
     r->loc_conf = s->loc_conf;

@@ -241,7 +241,8 @@ static void decide_framing(struct pt_request *r)
 
 const char *pt_http_conn_server_string(const struct pt_http_conn *c)
 {
-    const struct pt_http_loc_conf *lc = c->addr->default_server->loc_conf[pt_http_module.index];
+    const struct pt_http_loc_conf *lc =
+        pt_http_conn_addr(c)->default_server->loc_conf[pt_http_module.index];
 
     return pt_http_server_string(lc->server_tokens);
 }

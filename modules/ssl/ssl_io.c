@@ -70,7 +70,7 @@ static int tls_handshake(struct pt_stream *s)
 
 int pt_ssl_conn_start(struct pt_http_conn *c)
 {
-    struct ssl_srv_conf *sc = pt_ssl_srv_conf(c->addr->default_server);
+    struct ssl_srv_conf *sc = pt_ssl_srv_conf(pt_http_conn_addr(c)->default_server);
 
     if (sc->ctx == NULL) {
         /* The configuration check makes sure this does not happen: say so if it does. */
