@@ -120,7 +120,7 @@ static void conn_release(void *p)
 
 static struct pt_http_srv_conf *default_srv_conf(struct pt_http_conn *c)
 {
-    return c->addr->default_server->srv_conf[pt_http_module.index];
+    return pt_http_conn_addr(c)->default_server->srv_conf[pt_http_module.index];
 }
 
 static void link_conn(struct pt_http_conn *c)
@@ -166,7 +166,7 @@ static int log_allowed(struct log_limit *l, unsigned *suppressed)
  * would not retry.  A TLS connection is reusable only once its handshake is done. */
 static int reusable(const struct pt_http_conn *c)
 {
-    return c->r == NULL && !c->closing && !c->lingering && !c->handshaking &&
+    return c->r == NULL && !c->closing && !c->lingering && c->s.handshaken &&
            (c->in == NULL || pt_buf_len(c->in) == 0) && (c->out == NULL || pt_buf_len(c->out) == 0);
 }
 
@@ -236,12 +236,7 @@ void pt_http_conn_close(struct pt_http_conn *c)
 {
     if (c->r)
         pt_http_request_free(c->r);
-    pt_timer_del(&c->timer);
-    pt_event_del(&c->ev);
-    if (c->io)
-        c->io->close(c);
-    close(c->ev.fd);
-    c->ev.fd = -1;
+    pt_stream_close(&c->s);
     pt_buf_put(c->in);
     pt_buf_put(c->out);
     c->in = c->out = NULL;
@@ -276,27 +271,26 @@ static void accept_one(struct pt_listen *ls, int fd, const union pt_sockaddr *pe
         close(fd);
         return;
     }
-    c->ev.fd = fd;
-    c->ev.handler = conn_event;
-    c->ev.data = c;
-    c->timer.handler = conn_timeout;
-    c->timer.data = c;
+    pt_stream_init(&c->s, fd, conn_event, c);
+    c->s.timer.handler = conn_timeout;
+    c->s.timer.data = c;
     c->ls = ls;
-    c->addr = ls->servers;
     c->peer = *peer;
-    c->writable = 1;
+    c->s.writable = 1;
     peer_text(c);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     link_conn(c);
-    if (pt_event_add(&c->ev, 0) != PT_OK ||
+    if (pt_event_add(&c->s.ev, 0) != PT_OK ||
         (ls->ssl && (pt_http_tls_start == NULL || pt_http_tls_start(c) != PT_OK))) {
         pt_http_conn_close(c);
         return;
     }
-    c->handshaking = c->io && c->io->handshake;
-    pt_timer_add(&c->timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
+    /* The plain socket's handshake is done at once; TLS's runs from the first event. */
+    if (c->s.t == &pt_transport_plain)
+        pt_stream_handshake(&c->s);
+    pt_timer_add(&c->s.timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
     /* Data often arrives with the handshake: try to read at once and save a wake-up. */
-    c->readable = 1;
+    c->s.readable = 1;
 }
 
 /* The pause is over: every listener is watched again (unless the worker stopped
@@ -354,25 +348,6 @@ void pt_http_accept(struct pt_event *ev, unsigned events)
     }
 }
 
-/* pt_http_conn_read() through the transport.  A short read says nothing here: the TLS
- * library may hold decrypted bytes the socket no longer shows, so only PT_AGAIN ends the
- * readable state. */
-static ssize_t tls_read(struct pt_http_conn *c, size_t room)
-{
-    ssize_t n = c->io->recv(c, c->in->last, room);
-
-    if (n > 0) {
-        c->in->last += n;
-        return n;
-    }
-    c->readable = 0;
-    if (n == 0)
-        c->eof = 1;
-    else if (n == PT_ERROR)
-        c->error = 1;
-    return n;
-}
-
 ssize_t pt_http_conn_read(struct pt_http_conn *c)
 {
     ssize_t n;
@@ -380,30 +355,19 @@ ssize_t pt_http_conn_read(struct pt_http_conn *c)
 
     if (room == 0)
         return PT_AGAIN;
-    if (c->io)
-        return tls_read(c, room);
-    n = read(c->ev.fd, c->in->last, room);
+    /* The transport keeps c->s.readable: a plain short read drained the socket and clears
+     * it (not after a FIN), while TLS may hold decrypted bytes the socket no longer shows,
+     * so only its waiting clears it. */
+    n = c->s.t->recv(&c->s, c->in->last, room);
     if (n > 0) {
         c->in->last += n;
-        /* A short read drained the socket: with edge-triggered epoll the next edge tells
-         * us when more arrives, so the extra read() that would return EAGAIN is saved.
-         * Not after a FIN, whose edge came with the data: the EOF still has to be read. */
-        if ((size_t)n < room && !c->rdhup)
-            c->readable = 0;
         return n;
     }
-    if (n == 0) {
+    if (n == 0)
         c->eof = 1;
-        c->readable = 0;
-        return 0;
-    }
-    if (errno == EAGAIN || errno == EINTR) {
-        c->readable = 0;
-        return PT_AGAIN;
-    }
-    c->error = 1;
-    c->readable = 0;
-    return PT_ERROR;
+    else if (n == PT_ERROR)
+        c->error = 1;
+    return n;
 }
 
 /* Milliseconds the lingering close of <c> may still last (negative once over). */
@@ -416,7 +380,7 @@ static void linger_arm(struct pt_http_conn *c)
 {
     int32_t left = linger_left(c);
 
-    pt_timer_add(&c->timer,
+    pt_timer_add(&c->s.timer,
                  left < LINGER_TIMEOUT_MS ? (uint64_t)(left > 0 ? left : 0) : LINGER_TIMEOUT_MS);
 }
 
@@ -438,14 +402,17 @@ void pt_http_conn_linger(struct pt_http_conn *c)
         pt_http_conn_close(c);
         return;
     }
-    if (c->io)
-        c->io->shutdown(c);
-    shutdown(c->ev.fd, SHUT_WR);
+    /* The transport's goodbye (TLS close_notify) goes before our FIN, and only once: the
+     * close that ends lingering does not repeat it, since a second one (a close_notify
+     * exchange) would read what lingering dropped, fail, and the failure would make
+     * OpenSSL forget the session. */
+    c->s.t->shutdown(&c->s);
+    shutdown(c->s.ev.fd, SHUT_WR);
     c->lingering = 1;
     c->linger_until = (uint32_t)(pt_now_ms() + LINGER_TIME_MS);
     linger_arm(c);
     /* Input may be waiting already, and no new edge would tell. */
-    pt_event_post(&c->ev);
+    pt_event_post(&c->s.ev);
 }
 
 /* Reads and drops what the client sends.  Returns 1 when the connection should be closed
@@ -456,27 +423,17 @@ static int drop_input(struct pt_http_conn *c)
     char junk[4096];
 
     for (int i = 0; i < LINGER_READS; i++) {
-        ssize_t n = read(c->ev.fd, junk, sizeof(junk));
+        ssize_t n = read(c->s.ev.fd, junk, sizeof(junk));
         if (n > 0)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            c->readable = 0;
+            c->s.readable = 0;
             return 0;
         }
         return 1;
     }
-    pt_event_post(&c->ev);
+    pt_event_post(&c->s.ev);
     return -1;
-}
-
-/* Ends a lingering close.  The transport said its goodbye when lingering began: a second
- * one (TLS's close_notify exchange) would read what lingering dropped, fail, and the
- * failure would make OpenSSL forget the session.  Marked as failed, the connection closes
- * without it. */
-static void linger_end(struct pt_http_conn *c)
-{
-    c->error = 1;
-    pt_http_conn_close(c);
 }
 
 static void linger_read(struct pt_http_conn *c)
@@ -484,7 +441,7 @@ static void linger_read(struct pt_http_conn *c)
     int rc = drop_input(c);
 
     if (rc == 1 || linger_left(c) <= 0) {
-        linger_end(c);
+        pt_http_conn_close(c);
         return;
     }
     if (rc == 0)
@@ -496,14 +453,14 @@ static void conn_timeout(struct pt_timer *t)
     struct pt_http_conn *c = t->data;
 
     if (c->lingering) {
-        linger_end(c);
+        pt_http_conn_close(c);
         return;
     }
     if (c->r) {
         pt_http_request_timeout(c->r);
         return;
     }
-    if (c->in && pt_buf_len(c->in) && !c->handshaking && !c->closing) {
+    if (c->in && pt_buf_len(c->in) && c->s.handshaken && !c->closing) {
         /* A partial head: nginx closes silently after client_header_timeout; we answer
          * 408 so that the client knows why. */
         pt_http_head_timeout(c);
@@ -516,19 +473,14 @@ static void conn_event(struct pt_event *ev, unsigned events)
 {
     struct pt_http_conn *c = ev->data;
 
-    if (events & PT_EV_READ)
-        c->readable = 1;
-    if (events & PT_EV_RDHUP)
-        c->rdhup = 1;
-    if (events & PT_EV_WRITE)
-        c->writable = 1;
+    pt_stream_ready(&c->s, events);
     if (c->lingering) {
         /* Raw reads: what a TLS client still sends is dropped unread all the same. */
         linger_read(c);
         return;
     }
-    if (c->handshaking) {
-        int rc = c->io->handshake(c);
+    if (!c->s.handshaken) {
+        int rc = pt_stream_handshake(&c->s);
         if (rc == PT_AGAIN)
             return;
         if (rc != PT_OK) {
@@ -536,8 +488,7 @@ static void conn_event(struct pt_event *ev, unsigned events)
             return;
         }
         /* The client's first request often came with its last handshake flight. */
-        c->handshaking = 0;
-        c->readable = 1;
+        c->s.readable = 1;
     }
     if (c->r) {
         pt_http_request_event(c->r, events);
@@ -548,7 +499,7 @@ static void conn_event(struct pt_event *ev, unsigned events)
         /* The answers wait for a client that may wait for its own requests to go out:
          * what it still sends is dropped, so that neither side blocks on the other.  (A
          * TLS client's records cannot be dropped while ours still go out.) */
-        if (c->linger_after && c->io == NULL && c->readable && drop_input(c) == 1)
+        if (c->linger_after && c->s.t == &pt_transport_plain && c->s.readable && drop_input(c) == 1)
             c->linger_after = 0;
         rc = pt_http_flush(c);
         if (rc == PT_AGAIN)
@@ -561,7 +512,7 @@ static void conn_event(struct pt_event *ev, unsigned events)
         pt_http_conn_close(c);
         return;
     }
-    if (c->readable || (events & PT_EV_POSTED))
+    if (c->s.readable || (events & PT_EV_POSTED))
         pt_http_read_head(c);
 }
 
@@ -576,8 +527,8 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
         /* A pipelined request is already here: it starts once this call chain has
          * unwound, so that a long pipeline does not grow the stack. */
         pt_buf_compact(c->in);
-        pt_timer_add(&c->timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
-        pt_event_post(&c->ev);
+        pt_timer_add(&c->s.timer, (uint64_t)default_srv_conf(c)->client_header_timeout);
+        pt_event_post(&c->s.ev);
         return;
     }
     /* The most recently idle connection is the last one reclaim_idle() would close. */
@@ -590,9 +541,9 @@ void pt_http_conn_idle(struct pt_http_conn *c, int64_t keepalive_ms)
         pt_buf_put(c->out);
         c->out = NULL;
     }
-    pt_timer_add(&c->timer, (uint64_t)keepalive_ms);
-    if (c->readable)
-        pt_event_post(&c->ev);
+    pt_timer_add(&c->s.timer, (uint64_t)keepalive_ms);
+    if (c->s.readable)
+        pt_event_post(&c->s.ev);
 }
 
 /* How long a draining worker keeps an idle keepalive connection open.  Closing it at once
@@ -608,6 +559,6 @@ void pt_http_drain(void)
     for (c = conns; c; c = c->next) {
         c->closing = 1;
         if (c->r == NULL && (c->in == NULL || pt_buf_len(c->in) == 0) && !c->lingering)
-            pt_timer_add(&c->timer, DRAIN_GRACE_MS);
+            pt_timer_add(&c->s.timer, DRAIN_GRACE_MS);
     }
 }

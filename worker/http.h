@@ -18,6 +18,8 @@
 #include "worker/event.h"
 #include "worker/http_parse.h"
 #include "worker/http_phase.h"
+#include "worker/listen.h"
+#include "worker/transport.h"
 #include "core/module.h"
 #include "core/pt.h"
 
@@ -137,24 +139,8 @@ int pt_http_foreach_loc(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void *
 
 struct pt_http_conn;
 
-/* A client connection's transport when it is not the plain socket: TLS, provided by the ssl
- * module.  Each call has the meaning of the system call it replaces. */
-struct pt_conn_io {
-    /* Runs the handshake as far as it can go: PT_OK when done, PT_AGAIN when it waits for
-     * the socket, PT_ERROR when the connection must be closed. */
-    int (*handshake)(struct pt_http_conn *c);
-    /* As read(): bytes (> 0), 0 at the peer's end, PT_AGAIN, or PT_ERROR. */
-    ssize_t (*recv)(struct pt_http_conn *c, char *buf, size_t len);
-    /* As writev(): bytes taken (>= 0, possibly fewer than offered), PT_AGAIN, or PT_ERROR. */
-    ssize_t (*send)(struct pt_http_conn *c, const struct iovec *iov, int n);
-    /* Says goodbye at the transport's level (TLS close_notify) before a shutdown(SHUT_WR). */
-    void (*shutdown)(struct pt_http_conn *c);
-    /* Frees the transport's state; the socket is closed by the caller. */
-    void (*close)(struct pt_http_conn *c);
-};
-
 /* Set by the ssl module: makes <c>, accepted on a listener marked ssl, a TLS connection
- * (sets c->io and c->tls).  PT_OK, or PT_ERROR to close the connection. */
+ * (pt_tls_server on c->s).  PT_OK, or PT_ERROR to close the connection. */
 extern int (*pt_http_tls_start)(struct pt_http_conn *c);
 
 /* A client's address: a listener is IPv4 or IPv6 (a sockaddr_storage would be 100 bytes
@@ -168,16 +154,15 @@ union pt_sockaddr {
 /* One per open client connection, idle ones included: keep it small (an idle keepalive
  * connection holds this struct, its timer's heap slot and nothing else). */
 struct pt_http_conn {
-    struct pt_event ev;
-    struct pt_timer timer;
-    struct pt_listen *ls;
-    struct pt_http_addr *addr;
+    /* The socket, its event and timer, the transport (plain or TLS) and readiness:
+     * c->s.readable says an edge came that was not read up to EAGAIN, c->s.handshaken
+     * that the transport's handshake is done. */
+    struct pt_stream s;
+    struct pt_listen *ls;             /* ls->servers: its routing table (pt_http_conn_addr) */
     struct pt_buf *in;                /* request bytes; NULL while idle between requests */
     struct pt_buf *out;               /* response bytes the socket did not take yet */
     struct pt_request *r;             /* the request being served */
     struct pt_http_conn *prev, *next; /* the worker's list, for draining */
-    const struct pt_conn_io *io;      /* NULL: the plain socket */
-    void *tls;                        /* the transport's state (an SSL *) */
     union {
         unsigned nrequests;
         /* While lingering (no request will come): the pt_now_ms() at which it ends, in 32
@@ -185,20 +170,23 @@ struct pt_http_conn {
          * an idle connection stays small. */
         uint32_t linger_until;
     };
-    unsigned req_gen;      /* counts requests begun: tells a handler its request ended */
-    unsigned readable : 1; /* an edge arrived that we have not read up to EAGAIN */
-    unsigned writable : 1;
+    unsigned req_gen;     /* counts requests begun: tells a handler its request ended */
     unsigned eof : 1;     /* the client closed its side */
-    unsigned rdhup : 1;   /* epoll saw the client's FIN: read on to the EOF */
     unsigned closing : 1; /* close once the current response is out */
     unsigned error : 1;
     unsigned lingering : 1;
     unsigned linger_after : 1; /* linger once the pending output is out */
-    unsigned handshaking : 1;  /* the transport's handshake is not done yet */
     union pt_sockaddr peer;
     uint16_t peer_port;
     char peer_text[INET6_ADDRSTRLEN];
 };
+
+/* The servers listening on the address <c> was accepted on: its listener's routing
+ * table, read through the listener rather than kept in every connection. */
+static inline struct pt_http_addr *pt_http_conn_addr(const struct pt_http_conn *c)
+{
+    return c->ls->servers;
+}
 
 /* A response header: name and value, both in the request pool (or static). */
 struct pt_header {

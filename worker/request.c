@@ -40,7 +40,7 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     r->pool = pool;
     r->c = c;
     r->phase = -1; /* reading the head */
-    r->server = c->addr->default_server;
+    r->server = pt_http_conn_addr(c)->default_server;
     r->main_conf = pt_cycle->main_conf;
     /* Once per request, so that the phases and filters cost one load as they run. */
     r->hooks = &((struct pt_http_main_conf *)r->main_conf[pt_http_module.index])->hooks;
@@ -172,7 +172,7 @@ static void head_limits(struct pt_http_conn *c, struct pt_http_limits *lim)
 {
     /* The Host is not known yet: the default server of the address decides (as nginx's
      * "the value from the default server can be used"). */
-    struct pt_http_srv_conf *sc = srv_conf_of(c->addr->default_server);
+    struct pt_http_srv_conf *sc = srv_conf_of(pt_http_conn_addr(c)->default_server);
 
     lim->max_request_line = (size_t)sc->large_header_size;
     lim->max_head = (size_t)(sc->large_header_size * sc->large_header_num);
@@ -238,8 +238,8 @@ void pt_http_read_head(struct pt_http_conn *c)
             pt_http_conn_close(c);
             return;
         }
-        pt_timer_add(&c->timer,
-                     (uint64_t)srv_conf_of(c->addr->default_server)->client_header_timeout);
+        /* A new request's server is its address's default one until the Host is read. */
+        pt_timer_add(&c->s.timer, (uint64_t)srv_conf_of(r->server)->client_header_timeout);
     }
     head_limits(c, &lim);
     for (;;) {
@@ -253,7 +253,7 @@ void pt_http_read_head(struct pt_http_conn *c)
             refuse(r, rc);
             return;
         }
-        if (!c->readable)
+        if (!c->s.readable)
             return;
         if (head_room(c, lim.max_head) != PT_OK) {
             pt_http_request_seen(c->in->pos, pt_buf_len(c->in), &r->h);
@@ -317,14 +317,15 @@ static struct pt_str host_without_port(struct pt_str h)
 static int find_server(struct pt_request *r)
 {
     struct pt_str host = host_without_port(r->h.host);
+    struct pt_http_addr *addr = pt_http_conn_addr(r->c);
     struct pt_http_server *s = NULL;
 
     if (host.len)
-        s = pt_names_find(r->c->addr->names, host.p, host.len);
+        s = pt_names_find(addr->names, host.p, host.len);
     else
-        s = pt_names_find(r->c->addr->names, "", 0);
+        s = pt_names_find(addr->names, "", 0);
     if (s == NULL)
-        s = r->c->addr->default_server;
+        s = addr->default_server;
     r->server = s;
     r->srv_conf = s->srv_conf;
     r->loc_conf = s->loc_conf;
@@ -382,7 +383,7 @@ static void process_request(struct pt_request *r)
     char *uri;
     size_t len;
 
-    pt_timer_del(&c->timer);
+    pt_timer_del(&c->s.timer);
     c->in->pos += r->h.head_len;
     r->body_start = c->in->pos;
     c->nrequests++;
@@ -565,9 +566,9 @@ int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
             c->in->pos = r->body_start;
             c->in->last = r->body_start + keep;
         }
-        if (!c->readable) {
+        if (!c->s.readable) {
             pt_http_send_continue(r);
-            pt_timer_add(&c->timer, (uint64_t)lc->client_body_timeout);
+            pt_timer_add(&c->s.timer, (uint64_t)lc->client_body_timeout);
             return PT_AGAIN;
         }
         n = pt_http_conn_read(c);
@@ -577,7 +578,7 @@ int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
         }
         if (n == PT_AGAIN) {
             pt_http_send_continue(r);
-            pt_timer_add(&c->timer, (uint64_t)lc->client_body_timeout);
+            pt_timer_add(&c->s.timer, (uint64_t)lc->client_body_timeout);
             return PT_AGAIN;
         }
     }
@@ -620,7 +621,7 @@ void pt_http_body_consumed(struct pt_request *r, size_t n)
             r->body_done = 1;
     }
     if (r->body_done)
-        pt_timer_del(&r->c->timer);
+        pt_timer_del(&r->c->s.timer);
 }
 
 /* --- ending a request --- */
@@ -681,7 +682,7 @@ static void request_done(struct pt_request *r)
      * keepalive_requests, the rest of a refused head) must not meet a closed socket: its
      * RST would destroy the answers in flight.  The connection lingers once they are out,
      * which send_timeout bounds. */
-    pt_timer_add(&c->timer, (uint64_t)lc->send_timeout);
+    pt_timer_add(&c->s.timer, (uint64_t)lc->send_timeout);
     pt_http_conn_linger(c);
 }
 
@@ -721,7 +722,7 @@ void pt_http_finalize(struct pt_request *r, int rc)
     r->read_handler = NULL;
     r->write_handler = NULL;
     if (pt_http_output_blocked(r)) {
-        pt_timer_add(&r->c->timer, (uint64_t)lc->send_timeout);
+        pt_timer_add(&r->c->s.timer, (uint64_t)lc->send_timeout);
         return;
     }
     request_done(r);
@@ -732,11 +733,11 @@ void pt_http_request_event(struct pt_request *r, unsigned events)
     struct pt_http_conn *c = r->c;
 
     if (r->phase < 0) {
-        if (c->readable)
+        if (c->s.readable)
             pt_http_read_head(c);
         return;
     }
-    if (c->out && pt_buf_len(c->out) && c->writable) {
+    if (c->out && pt_buf_len(c->out) && c->s.writable) {
         int rc = pt_http_flush(c);
         if (rc == PT_ERROR) {
             pt_http_abort(r);
@@ -745,22 +746,22 @@ void pt_http_request_event(struct pt_request *r, unsigned events)
         if (rc == PT_OK) {
             unsigned gen = c->req_gen;
             /* The send timeout measured the wait for this flush; it is over. */
-            pt_timer_del(&c->timer);
+            pt_timer_del(&c->s.timer);
             if (r->finalized) {
                 request_done(r);
                 return;
             }
             if (r->write_handler) {
                 r->write_handler(r);
-                if (c->ev.fd < 0 || c->r != r || c->req_gen != gen)
+                if (c->s.ev.fd < 0 || c->r != r || c->req_gen != gen)
                     return;
             }
         } else {
             struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
-            pt_timer_add(&c->timer, (uint64_t)lc->send_timeout);
+            pt_timer_add(&c->s.timer, (uint64_t)lc->send_timeout);
         }
     }
-    if ((c->readable || (events & PT_EV_ERROR)) && r->read_handler)
+    if ((c->s.readable || (events & PT_EV_ERROR)) && r->read_handler)
         r->read_handler(r);
 }
 

@@ -2,7 +2,6 @@
  * response.c: writing responses: the status line and headers, the body filter chain and
  * its last link (framing and the socket), generated error pages.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -128,22 +127,6 @@ static int out_append(struct pt_http_conn *c, const char *p, size_t n)
     return pt_buf_append(c->out, p, n);
 }
 
-/* The transport's send() with writev()'s conventions (-1 and errno). */
-static ssize_t tls_send(struct pt_http_conn *c, struct iovec *iov, int n)
-{
-    ssize_t w = c->io->send(c, iov, n);
-
-    if (w == PT_AGAIN) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (w < 0) {
-        errno = EPIPE;
-        return -1;
-    }
-    return w;
-}
-
 /* Writes <iov> to the client, after whatever waits in c->out, and keeps what the socket
  * does not take in c->out.  PT_OK or PT_ERROR (the connection is broken). */
 static int write_iov(struct pt_http_conn *c, struct iovec *iov, int n)
@@ -161,16 +144,15 @@ static int write_iov(struct pt_http_conn *c, struct iovec *iov, int n)
             all[k++] = iov[i];
     if (k == 0)
         return PT_OK;
-    if (c->writable && !c->error) {
-        w = c->io ? tls_send(c, all, k) : writev(c->ev.fd, all, k);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EINTR) {
-                c->error = 1;
-                return PT_ERROR;
-            }
-            w = 0;
-            c->writable = 0;
+    if (c->s.writable && !c->error) {
+        /* PT_AGAIN: the transport cleared c->s.writable, nothing was taken. */
+        w = c->s.t->send(&c->s, all, k);
+        if (w == PT_ERROR) {
+            c->error = 1;
+            return PT_ERROR;
         }
+        if (w < 0)
+            w = 0;
     }
     /* Drop what was written, then keep the rest: first from c->out itself, then copied. */
     for (int i = 0; i < k; i++) {
@@ -186,7 +168,7 @@ static int write_iov(struct pt_http_conn *c, struct iovec *iov, int n)
         } else if (out_append(c, (char *)all[i].iov_base + w, len - (size_t)w) != PT_OK) {
             return PT_ERROR;
         }
-        c->writable = 0;
+        c->s.writable = 0;
         w = 0;
     }
     if (c->out && pt_buf_len(c->out) == 0)
@@ -207,7 +189,7 @@ int pt_http_output_blocked(const struct pt_request *r)
 {
     /* Bytes queued while the socket still takes more (a header waiting for its body) do
      * not block: the next write sends them along. */
-    return r->c->out && pt_buf_len(r->c->out) > 0 && (!r->c->writable || r->c->error);
+    return r->c->out && pt_buf_len(r->c->out) > 0 && (!r->c->s.writable || r->c->error);
 }
 
 int pt_http_write_raw(struct pt_http_conn *c, const char *data, size_t len)
@@ -259,7 +241,8 @@ static void decide_framing(struct pt_request *r)
 
 const char *pt_http_conn_server_string(const struct pt_http_conn *c)
 {
-    const struct pt_http_loc_conf *lc = c->addr->default_server->loc_conf[pt_http_module.index];
+    const struct pt_http_loc_conf *lc =
+        pt_http_conn_addr(c)->default_server->loc_conf[pt_http_module.index];
 
     return pt_http_server_string(lc->server_tokens);
 }

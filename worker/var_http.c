@@ -360,7 +360,7 @@ GETTER(var_server_addr)
     if (!pt_str_eq(*out, "0.0.0.0") && !pt_str_eq(*out, "::"))
         return PT_OK;
     /* A wildcard listener: the address is the one this connection reached. */
-    if (getsockname(r->c->ev.fd, (struct sockaddr *)&ss, &len) != 0)
+    if (getsockname(r->c->s.ev.fd, (struct sockaddr *)&ss, &len) != 0)
         return PT_OK;
     a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
                                  : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;

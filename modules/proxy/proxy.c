@@ -871,7 +871,7 @@ static void check_client_gone(struct proxy_ctx *ctx)
     struct pt_request *r = ctx->r;
     char byte;
 
-    if (recv(r->c->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0)
+    if (recv(r->c->s.ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0)
         return;
     pt_log(PT_LOG_INFO, "client %s closed the connection while upstream %s was answering",
            r->c->peer_text, ctx->peer->name);

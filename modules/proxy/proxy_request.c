@@ -453,7 +453,7 @@ static int fill_out(struct proxy_ctx *ctx)
 static void wait_upstream_send(struct proxy_ctx *ctx)
 {
     pt_timer_add(&ctx->uc->s.timer, (uint64_t)ctx->plc->send_timeout);
-    pt_timer_del(&ctx->r->c->timer);
+    pt_timer_del(&ctx->r->c->s.timer);
 }
 
 int pt_proxy_send_request(struct proxy_ctx *ctx)

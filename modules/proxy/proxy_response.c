@@ -280,8 +280,8 @@ static void wait_client(struct proxy_ctx *ctx)
     struct pt_http_loc_conf *lc = ctx->r->loc_conf[pt_http_module.index];
 
     pt_timer_del(&ctx->uc->s.timer);
-    if (!pt_timer_armed(&ctx->r->c->timer))
-        pt_timer_add(&ctx->r->c->timer, (uint64_t)lc->send_timeout);
+    if (!pt_timer_armed(&ctx->r->c->s.timer))
+        pt_timer_add(&ctx->r->c->s.timer, (uint64_t)lc->send_timeout);
 }
 
 /* Waiting for response bytes again: proxy_read_timeout runs, from now if it was stopped
@@ -368,7 +368,7 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx)
                 return PT_OK;
         }
         c->in->pos = c->in->last = r->body_start;
-        if (!c->readable)
+        if (!c->s.readable)
             return PT_OK;
         n = pt_http_conn_read(c);
         if (n == 0 || n == PT_ERROR) {

@@ -460,7 +460,7 @@ static int client_hello(SSL *ssl, int *alert, void *arg)
     pt_unused(arg);
     if (c == NULL || name == NULL)
         return SSL_CLIENT_HELLO_SUCCESS;
-    s = pt_names_find(c->addr->names, name, len);
+    s = pt_names_find(pt_http_conn_addr(c)->names, name, len);
     sc = s ? pt_ssl_srv_conf(s) : NULL;
     if (sc == NULL || sc->ctx == NULL || sc->ctx == SSL_get_SSL_CTX(ssl))
         return SSL_CLIENT_HELLO_SUCCESS;

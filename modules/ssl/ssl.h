@@ -2,7 +2,8 @@
  * ssl.h: what the files of the ssl module share.
  *   ssl.c          the module: directives, one SSL_CTX per server built by the master
  *                  (keys read before privileges drop), SNI, ALPN, client certificates
- *   ssl_io.c       the client transport (struct pt_conn_io) over OpenSSL
+ *   ssl_io.c       the client transport: the streams' TLS server, its handshake's failures
+ *                  answered and logged
  *   ssl_var.c      $ssl_* variables
  *   ssl_session.c  the session cache in shared memory and the shared, rotated ticket keys
  *   ssl_ocsp.c     OCSP stapling: responses fetched by the helper, shared, stapled
@@ -67,13 +68,15 @@ static inline struct ssl_srv_conf *pt_ssl_srv_conf(struct pt_http_server *s)
     return s->srv_conf[pt_ssl_module.index];
 }
 
-/* ssl_io.c: the transport every TLS connection uses; pt_http_tls_start points here. */
+/* ssl_io.c: makes <c>, accepted on a `listen ... ssl` address, a TLS server stream with
+ * its address's default server's SSL_CTX (SNI may switch it); pt_http_tls_start points
+ * here.  PT_OK, or PT_ERROR (logged when the configuration is at fault). */
 int pt_ssl_conn_start(struct pt_http_conn *c);
 
 /* ssl_io.c: the SSL of a client connection, or NULL for a plain one. */
 static inline SSL *pt_ssl_of(const struct pt_http_conn *c)
 {
-    return c->tls;
+    return c->s.tls;
 }
 
 /* ssl_var.c: registers the $ssl_* variables.  PT_OK or PT_ERROR. */
