@@ -459,6 +459,12 @@ void pt_slab_stats(struct pt_slab_pool *pool, size_t *used, size_t *free_bytes)
         pt_shmtx_unlock(&pool->lock);
 }
 
+void pt_slab_stats_locked(struct pt_slab_pool *pool, size_t *used, size_t *free_bytes)
+{
+    *used = pool->used_bytes;
+    *free_bytes = (size_t)pool->free_pages * PAGE;
+}
+
 /* What a scan of the descriptors finds, to compare with the lists and counters. */
 struct census {
     uint64_t used_bytes;

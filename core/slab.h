@@ -69,6 +69,9 @@ struct pt_shmtx *pt_slab_lock(struct pt_slab_pool *pool);
  * the largest free run).  Takes the pool's lock. */
 void pt_slab_stats(struct pt_slab_pool *pool, size_t *used, size_t *free_bytes);
 
+/* The same for a caller that holds the pool's lock (see pt_slab_lock()). */
+void pt_slab_stats_locked(struct pt_slab_pool *pool, size_t *used, size_t *free_bytes);
+
 /* Verifies every invariant of <pool> (lists, counters, bitmaps, merged free runs).  For
  * tests and debugging; takes the pool's lock.  Returns PT_OK, or PT_ERROR when the pool is
  * inconsistent (including a pending repair after a holder died). */
