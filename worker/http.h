@@ -198,6 +198,35 @@ struct pt_headers {
     int n, cap;
 };
 
+/* The kinds of upstream failure a tap is told about (struct pt_upstream_tap). */
+#define PT_UPSTREAM_ERROR          0x1u /* connect, send or read failed; closed too early */
+#define PT_UPSTREAM_TIMEOUT        0x2u /* connect, send or read timed out */
+#define PT_UPSTREAM_INVALID_HEADER 0x4u /* an invalid (or too large) response head */
+
+/*
+ * What a module standing between a request and the upstream it is proxied to (the cache)
+ * asks of the module that talks to the upstream (the proxy).  A phase handler before the
+ * content phase sets r->tap; the proxy consults it when it builds the upstream request,
+ * when the response head has arrived, and when every try has failed.  Both modules see
+ * only this struct, never each other's.
+ */
+struct pt_upstream_tap {
+    struct pt_str extra;             /* whole field lines added to the upstream request */
+    unsigned strip_conditionals : 1; /* the client's If-* and Range fields do not go up */
+    unsigned head_as_get : 1;        /* a HEAD request goes up as GET (and its body is read) */
+    /* The upstream's response head <resp> (as received, its slices valid for the call) is
+     * in r as it will go to the client (status, r->out, r->out_length), and nothing went
+     * to the client yet: PT_DECLINED lets the proxy pass it on, PT_DONE says the tap answers
+     * instead (the proxy lets go of the upstream, then calls answer()), PT_ERROR a 500. */
+    int (*head)(struct pt_request *r, const struct pt_http_response *resp);
+    /* Every try failed, the last with <kind> (PT_UPSTREAM_*): PT_DONE when the tap answers
+     * instead of the proxy's 502 or 504 (the proxy then calls answer()), PT_DECLINED. */
+    int (*failed)(struct pt_request *r, unsigned kind);
+    /* Sends the tap's answer: what a content handler returns (PT_OK once all of it went,
+     * PT_AGAIN when the tap finalizes the request itself later, a status or PT_ERROR). */
+    int (*answer)(struct pt_request *r);
+};
+
 struct pt_request {
     struct pt_http_conn *c;
     struct pt_pool *pool;
@@ -247,6 +276,8 @@ struct pt_request {
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */
     pt_http_event_handler write_handler;   /* client output drained while a module owns it */
     void (*cleanup)(struct pt_request *r); /* release upstream state when the request ends */
+
+    const struct pt_upstream_tap *tap; /* NULL: nothing stands between it and the upstream */
 
     uint64_t start_ms;
     char request_id[33];

@@ -19,6 +19,7 @@ enum pt_phase {
     PT_PHASE_FIND_CONFIG,
     PT_PHASE_REWRITE,
     PT_PHASE_ACCESS,
+    PT_PHASE_PRECONTENT, /* after access is granted, before the content handler (the cache) */
     PT_PHASE_CONTENT,
     PT_PHASE_LOG,
     PT_NPHASES

@@ -695,6 +695,29 @@ static const char *failure_text(const struct proxy_ctx *ctx, enum proxy_err err,
     return buf;
 }
 
+/* Every try failed, the last with <err>: a tap (a cache with a stale entry) may answer
+ * instead.  Returns 1 when it did (the request is finalized, or will be by the tap). */
+static int tap_failed(struct proxy_ctx *ctx, enum proxy_err err)
+{
+    struct pt_request *r = ctx->r;
+    const struct pt_upstream_tap *tap = r->tap;
+    unsigned kind = err_ft[err] == PROXY_FT_TIMEOUT          ? PT_UPSTREAM_TIMEOUT
+                    : err_ft[err] == PROXY_FT_INVALID_HEADER ? PT_UPSTREAM_INVALID_HEADER
+                                                             : PT_UPSTREAM_ERROR;
+    int rc;
+
+    if (tap == NULL || tap->failed == NULL || tap->failed(r, kind) != PT_DONE)
+        return 0;
+    r->cleanup = NULL;
+    pt_proxy_cleanup(r);
+    r->read_handler = NULL;
+    r->write_handler = NULL;
+    rc = tap->answer(r);
+    if (rc != PT_AGAIN)
+        pt_http_finalize(r, rc);
+    return 1;
+}
+
 void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
 {
     struct pt_request *r = ctx->r;
@@ -722,7 +745,8 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
     pt_proxy_note_upstream(ctx, status);
     next = next_peer(ctx, err_ft[err]);
     if (next == NULL) {
-        pt_http_finalize(r, status);
+        if (!tap_failed(ctx, err))
+            pt_http_finalize(r, status);
         return;
     }
     go_next(ctx, next);

@@ -100,6 +100,20 @@ static int skip_request_header(struct pt_str name, const struct pt_http_header *
     return conn && pt_proxy_named_in(conn->value, name);
 }
 
+/* The client's conditional and range fields: a tap that fills a cache asks its own (a
+ * revalidation's), as nginx's proxy_cache does, so the upstream answers the whole entry. */
+static int conditional_field(struct pt_str name)
+{
+    static const char *const names[] = {
+        "if-modified-since", "if-unmodified-since", "if-none-match", "if-match", "range",
+        "if-range"};
+
+    for (size_t i = 0; i < pt_nelems(names); i++)
+        if (pt_str_ieq(name, names[i]))
+            return 1;
+    return 0;
+}
+
 /* True when proxy_set_header names the field <name>. */
 static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
 {
@@ -222,6 +236,7 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     struct pt_request *r = ctx->r;
     struct proxy_loc_conf *plc = ctx->plc;
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    const struct pt_upstream_tap *tap = r->tap;
     /* Sized for the client's head plus what portier adds: one allocation in most cases. */
     struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512,
                         0};
@@ -229,7 +244,10 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
                                                          (struct sockaddr *)&r->c->peer);
     const struct pt_http_header *conn;
 
-    put_str(&b, r->h.method);
+    if (tap && tap->head_as_get && r->h.method_id == PT_HTTP_HEAD)
+        put_lit(&b, "GET");
+    else
+        put_str(&b, r->h.method);
     put_lit(&b, " ");
     put_target(&b, r, plc);
     if (plc->http_version == 10)
@@ -242,12 +260,15 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str name = r->h.headers[i].name;
-        if (skip_request_header(name, conn, trusted) || overridden(plc, name))
+        if (skip_request_header(name, conn, trusted) || overridden(plc, name) ||
+            (tap && tap->strip_conditionals && conditional_field(name)))
             continue;
         put_header(&b, name, r->h.headers[i].value);
     }
     if (put_set_headers(&b, ctx) != PT_OK)
         return PT_ERROR;
+    if (tap)
+        put_str(&b, tap->extra);
     put_forwarded(&b, r, plc->own_set, trusted);
     put_connection(&b, ctx);
     if (r->unexpected_body)

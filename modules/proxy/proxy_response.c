@@ -43,7 +43,7 @@ static int unbuffered(struct proxy_ctx *ctx)
 
 /* Copies the upstream's head into the client response (the pool keeps the bytes alive
  * for the log after ctx->in is reused). */
-static int pass_head(struct proxy_ctx *ctx)
+static int copy_head(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
     struct pt_http_response *resp = &ctx->resp;
@@ -65,12 +65,20 @@ static int pass_head(struct proxy_ctx *ctx)
             return PT_ERROR;
     }
 #undef MOVE
-    pt_proxy_note_upstream(ctx, resp->status);
-    /* RFC 9112 6.3: which responses have a body and how it is framed. */
-    if (r->h.method_id == PT_HTTP_HEAD || resp->status == 204 || resp->status == 304 || r->tunnel) {
+    return PT_OK;
+}
+
+/* RFC 9112 6.3: which responses have a body and how it is framed.  A HEAD that a tap sent
+ * up as GET gets a body, read (and dropped on the way to the client). */
+static void frame_body(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    struct pt_http_response *resp = &ctx->resp;
+    int head = r->h.method_id == PT_HTTP_HEAD && !(r->tap && r->tap->head_as_get);
+
+    if (head || resp->status == 204 || resp->status == 304 || r->tunnel) {
         ctx->resp_left = 0;
-        r->out_length =
-            resp->content_length >= 0 && r->h.method_id == PT_HTTP_HEAD ? resp->content_length : -1;
+        r->out_length = resp->content_length >= 0 && head ? resp->content_length : -1;
         if (resp->status == 204 || resp->status == 304)
             r->out_length = -1;
     } else if (resp->chunked) {
@@ -83,7 +91,53 @@ static int pass_head(struct proxy_ctx *ctx)
         ctx->resp_until_close = 1;
         r->out_length = -1;
     }
-    ctx->in->pos += resp->head_len;
+}
+
+/* The tap took the answer over (a cache's revalidated or stale entry): the upstream's
+ * connection is let go (kept when nothing of the response is left on it), then the tap
+ * answers.  Returns PT_DONE. */
+static int tap_answers(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    const struct pt_upstream_tap *tap = r->tap;
+    int rc, keep = ctx->resp.keep_alive && !ctx->no_pool && ctx->req_sent && !r->tunnel &&
+                   !ctx->resp_chunked && !ctx->resp_until_close && ctx->resp_left == 0 &&
+                   pt_buf_len(ctx->in) == 0;
+
+    pt_peer_succeeded(ctx->peer);
+    pt_proxy_note_upstream(ctx, 0);
+    pt_proxy_release(ctx, keep);
+    r->cleanup = NULL;
+    pt_proxy_cleanup(r);
+    r->read_handler = NULL;
+    r->write_handler = NULL;
+    rc = tap->answer(r);
+    if (rc != PT_AGAIN)
+        pt_http_finalize(r, rc);
+    return PT_DONE;
+}
+
+/* Passes the upstream's head on to the client, unless a tap answers instead.  PT_OK,
+ * PT_DONE (the tap answered), or PT_ERROR. */
+static int pass_head(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+
+    if (copy_head(ctx) != PT_OK)
+        return PT_ERROR;
+    pt_proxy_note_upstream(ctx, ctx->resp.status);
+    frame_body(ctx);
+    if (r->tap && r->tap->head && !r->tunnel) {
+        int rc = r->tap->head(r, &ctx->resp);
+        if (rc == PT_DONE) {
+            ctx->in->pos += ctx->resp.head_len;
+            ctx->resp_head = 1;
+            return tap_answers(ctx);
+        }
+        if (rc != PT_DECLINED)
+            return PT_ERROR;
+    }
+    ctx->in->pos += ctx->resp.head_len;
     ctx->resp_head = 1;
     if (pt_http_send_header(r) != PT_OK)
         return PT_ERROR;
