@@ -6,11 +6,12 @@
  * gets a struct staple: its issuer (the chain in the certificate file, else
  * ssl_trusted_certificate), its responder (ssl_stapling_responder, else the certificate's
  * authorityInfoAccess OCSP URL) and the whole HTTP request that asks for its status, built
- * once.  The helper process sends these requests (HTTP/1.0 POST, non-blocking on its event
- * loop, FETCH_TIMEOUT_MS per try; only the responder's name is resolved synchronously),
- * checks the answers and publishes them in the "ssl_stapling" shared-memory zone.  A
- * worker's status callback copies the response of the certificate it serves from there
- * when the client asks (status_request), so one fetch serves every worker.
+ * once.  The helper process sends these requests (HTTP/1.0 POST, with the HTTP client of
+ * worker/http_client.h on its event loop, FETCH_TIMEOUT_MS per try; only the responder's
+ * name is resolved synchronously), checks the answers and publishes them in the
+ * "ssl_stapling" shared-memory zone.  A worker's status callback copies the response of the
+ * certificate it serves from there when the client asks (status_request), so one fetch
+ * serves every worker.
  *
  * The zone's entries are found by a key (a hash of the certificate and of the settings the
  * response is fetched with), not by position: after a reload the new workers staple at
@@ -43,7 +44,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/log.h"
 #include "core/pool.h"
@@ -52,6 +52,7 @@
 #include "core/slab.h"
 #include "modules/ssl/ssl.h"
 #include "core/times.h"
+#include "worker/http_client.h"
 
 #define ZONE_NAME        "ssl_stapling"
 #define ZONE_SIZE        (1u << 20) /* room for a few hundred responses of 2 to 4 KiB */
@@ -118,14 +119,11 @@ struct registry {
 
 /* The helper's fetching of one staple. */
 struct fetch {
-    struct pt_event ev;
-    struct pt_timer timer; /* the next fetch, or the running one's timeout */
+    struct pt_timer timer; /* the next fetch */
     struct staple *st;
-    char *buf; /* the response being read */
-    size_t len, sent;
-    unsigned retry_s; /* wait after the next failure */
-    unsigned running : 1;
-    unsigned connected : 1;
+    struct pt_http_client http; /* the running fetch (its own timer is the timeout) */
+    char *buf;                  /* the response being read */
+    unsigned retry_s;           /* wait after the next failure */
 };
 
 /* Formats OpenSSL's last error (or <fallback>) into <buf>, and clears the queue. */
@@ -369,14 +367,8 @@ static void fetch_start(struct fetch *f);
 
 static void fetch_close(struct fetch *f)
 {
-    if (f->ev.fd >= 0) {
-        pt_event_del(&f->ev);
-        close(f->ev.fd);
-        f->ev.fd = -1;
-    }
     free(f->buf);
     f->buf = NULL;
-    f->running = 0;
 }
 
 static void fetch_failed(struct fetch *f, const char *fmt, ...)
@@ -433,115 +425,56 @@ static struct pt_str content_type(const struct pt_http_response *resp)
     return PT_NULL_STR;
 }
 
-/* Judges what was read so far: PT_AGAIN while more is needed, else PT_DONE once the fetch
- * ended.  <eof>: the responder closed the connection. */
-static int judge(struct fetch *f, int eof)
+/* An exchange that brought no response: says why, in the fetcher's words. */
+static void fetch_no_response(struct fetch *f, const struct pt_http_client_result *r)
 {
-    struct pt_http_response resp = {0};
-    int rc = pt_http_parse_response(f->buf, f->len, HEAD_MAX, &resp);
-    int full = f->len == HEAD_MAX + RESPONSE_MAX;
-    size_t body;
+    static const char *const what[] = {"connect", "TLS handshake", "send", "recv"};
+
+    if (r->end == PT_HC_TIMEOUT)
+        fetch_failed(f, "no complete response within %ds", FETCH_TIMEOUT_MS / 1000);
+    else if (r->end == PT_HC_ERRNO)
+        fetch_failed(f, "%s: %s", what[r->phase], strerror(r->err));
+    else if (r->end == PT_HC_CLOSED)
+        fetch_failed(f, "closed before a complete response");
+    else
+        fetch_failed(f, "invalid HTTP response");
+}
+
+/* The exchange ended: judges the responder's answer, whole or as far as it came. */
+static void fetch_judge(void *data, const struct pt_http_client_result *r)
+{
+    struct fetch *f = data;
+    const struct pt_http_response *resp = r->resp;
     struct pt_str type;
 
-    if (rc == PT_AGAIN && !eof && !full)
-        return PT_AGAIN;
-    if (rc != PT_OK) {
-        fetch_failed(f, rc == PT_AGAIN ? "closed before a complete response"
-                                       : "invalid HTTP response");
-        return PT_DONE;
+    if (r->end != PT_HC_RESPONSE) {
+        fetch_no_response(f, r);
+        return;
     }
-    body = f->len - resp.head_len;
-    if (resp.content_length >= 0 && body < (size_t)resp.content_length && !eof && !full)
-        return PT_AGAIN;
-    if (resp.content_length < 0 && !eof && !full)
-        return PT_AGAIN;
-    type = content_type(&resp);
-    if (resp.status != 200)
-        fetch_failed(f, "HTTP status %d", resp.status);
+    type = content_type(resp);
+    if (r->status != 200)
+        fetch_failed(f, "HTTP status %d", r->status);
     else if (type.len < 25 || strncasecmp(type.p, "application/ocsp-response", 25) != 0)
         fetch_failed(f, "Content-Type \"%.*s\" is not application/ocsp-response",
                      (int)pt_min(type.len, 64), type.p ? type.p : "");
-    else if (resp.chunked)
+    else if (resp->chunked)
         fetch_failed(f, "chunked response to an HTTP/1.0 request");
-    else if (resp.content_length >= 0 && body < (size_t)resp.content_length)
-        fetch_failed(f, "%s after %zu of %lld bytes", full ? "response too large" : "truncated",
-                     body, (long long)resp.content_length);
-    else if (full && !eof && resp.content_length < 0)
+    else if (resp->content_length >= 0 && !r->complete)
+        fetch_failed(f, "%s after %zu of %lld bytes", r->full ? "response too large" : "truncated",
+                     r->body_len, (long long)resp->content_length);
+    else if (r->full)
         fetch_failed(f, "response larger than %d bytes", RESPONSE_MAX);
     else
-        fetch_done(f, (const unsigned char *)f->buf + resp.head_len,
-                   resp.content_length >= 0 ? (size_t)resp.content_length : body);
-    return PT_DONE;
-}
-
-static void fetch_write(struct fetch *f)
-{
-    while (f->sent < f->st->request_len) {
-        ssize_t n =
-            send(f->ev.fd, f->st->request + f->sent, f->st->request_len - f->sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n < 0) {
-            fetch_failed(f, "send: %s", strerror(errno));
-            return;
-        }
-        f->sent += (size_t)n;
-    }
-}
-
-static void fetch_read(struct fetch *f)
-{
-    for (;;) {
-        size_t room = HEAD_MAX + RESPONSE_MAX - f->len;
-        ssize_t n = room ? recv(f->ev.fd, f->buf + f->len, room, 0) : 0;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n < 0) {
-            fetch_failed(f, "recv: %s", strerror(errno));
-            return;
-        }
-        f->len += (size_t)n;
-        if (judge(f, room && n == 0) == PT_DONE)
-            return;
-    }
-}
-
-static void fetch_event(struct pt_event *ev, unsigned events)
-{
-    struct fetch *f = ev->data;
-
-    if (!f->running)
-        return;
-    if (!f->connected) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (!(events & (PT_EV_WRITE | PT_EV_ERROR)))
-            return;
-        if (getsockopt(ev->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-            fetch_failed(f, "connect: %s", strerror(err ? err : errno));
-            return;
-        }
-        f->connected = 1;
-    }
-    if (events & (PT_EV_WRITE | PT_EV_ERROR))
-        fetch_write(f);
-    if (f->running && f->sent == f->st->request_len &&
-        (events & (PT_EV_READ | PT_EV_ERROR | PT_EV_RDHUP)))
-        fetch_read(f);
+        fetch_done(f, (const unsigned char *)r->body, r->body_len);
 }
 
 static void fetch_timer(struct pt_timer *t)
 {
-    struct fetch *f = t->data;
-
-    if (f->running)
-        fetch_failed(f, "no complete response within %ds", FETCH_TIMEOUT_MS / 1000);
-    else
-        fetch_start(f);
+    fetch_start(t->data);
 }
 
-/* Resolves the responder (synchronously: the helper serves no client), connects without
- * blocking and arms the timeout; the event handler does the rest. */
+/* Resolves the responder (synchronously: the helper serves no client) and starts the
+ * exchange; fetch_judge() does the rest. */
 static void fetch_start(struct fetch *f)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
@@ -551,25 +484,24 @@ static void fetch_start(struct fetch *f)
         fetch_failed(f, "cannot resolve \"%s\": %s", f->st->host, gai_strerror(rc));
         return;
     }
-    f->len = f->sent = 0;
-    f->connected = 0;
-    f->running = 1;
     f->buf = malloc(HEAD_MAX + RESPONSE_MAX);
-    f->ev.fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (f->buf == NULL || f->ev.fd < 0 || pt_event_add(&f->ev, 0) != PT_OK) {
-        rc = errno;
-        if (f->ev.fd >= 0)
-            close(f->ev.fd);
-        f->ev.fd = -1;
+    if (f->buf == NULL) {
         freeaddrinfo(ai);
-        fetch_failed(f, "%s", strerror(rc));
+        fetch_failed(f, "%s", strerror(ENOMEM));
         return;
     }
-    pt_timer_add(&f->timer, FETCH_TIMEOUT_MS);
-    rc = connect(f->ev.fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS ? errno : 0;
+    f->http = (struct pt_http_client){
+        .request = f->st->request,
+        .request_len = f->st->request_len,
+        .buf = f->buf,
+        .size = HEAD_MAX + RESPONSE_MAX,
+        .head_max = HEAD_MAX,
+        .timeout_ms = FETCH_TIMEOUT_MS,
+        .done = fetch_judge,
+        .data = f,
+    };
+    pt_http_client_start(&f->http, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(ai);
-    if (rc)
-        fetch_failed(f, "connect: %s", strerror(rc));
 }
 
 int pt_ssl_stapling_helper(struct pt_cycle *cycle)
@@ -586,9 +518,6 @@ int pt_ssl_stapling_helper(struct pt_cycle *cycle)
         if (f == NULL)
             return PT_ERROR;
         f->st = st;
-        f->ev.fd = -1;
-        f->ev.handler = fetch_event;
-        f->ev.data = f;
         f->timer.handler = fetch_timer;
         f->timer.data = f;
         f->retry_s = RETRY_FIRST_S;

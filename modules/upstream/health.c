@@ -1,34 +1,29 @@
 /*
  * health.c: active health checks (see health.h).  Each checked server has one struct
- * check in the helper process: a timer that starts a check every interval, and while a
- * check runs, a non-blocking connection with its own timeout.  An HTTP check sends one
- * request with Connection: close and judges the status (and optionally the body); a TCP
- * check passes when the connection is accepted.  Results are counted in the server's
- * shared state: `fall` failures in a row mark it down, `rise` passes in a row up again,
- * and each transition is logged.
+ * check in the helper process: a timer that starts a check every interval, and the HTTP
+ * client (worker/http_client.h) that runs it, with its own timeout.  An HTTP check sends
+ * one request with Connection: close and judges the status (and optionally the body); a
+ * TCP check passes when the connection is accepted (with `tls`, once the handshake is
+ * done).  Results are counted in the server's shared state: `fall` failures in a row mark
+ * it down, `rise` passes in a row up again, and each transition is logged.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "modules/upstream/health.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "core/cycle.h"
-#include "worker/event.h"
-#include "worker/http_parse.h"
 #include "core/log.h"
 #include "core/pool.h"
 #include "core/times.h"
 #include "modules/upstream/upstream.h"
+#include "worker/event.h"
+#include "worker/http_client.h"
 
 #define STATUS_RANGES 8
 #define CHECK_BUF     16384 /* response bytes read: the head and the start of the body */
@@ -36,7 +31,7 @@
 struct pt_health_conf {
     unsigned tcp : 1;
     unsigned mandatory : 1;
-    SSL_CTX *tls; /* `tls`: checks go over TLS (no certificate verification); NULL: plain */
+    struct ssl_ctx_st *tls; /* `tls`: checks go over TLS, not verified; NULL: plain */
     const char *method;
     const char *uri;
     const char *host; /* NULL: the server as written */
@@ -50,18 +45,13 @@ struct pt_health_conf {
 
 /* One server's checks, in the helper. */
 struct check {
-    struct pt_event ev;
-    struct pt_timer timer; /* the next check, or the running one's timeout */
+    struct pt_timer timer; /* the next check */
     struct pt_upstream *u;
     struct pt_peer *p;
     const struct pt_health_conf *hc;
+    struct pt_http_client http; /* the running check (its own timer is the timeout) */
     char req[512];
-    size_t req_len, sent;
-    size_t len;
-    SSL *ssl; /* the running check's TLS, with `tls` */
-    unsigned running : 1;
-    unsigned connected : 1;
-    unsigned handshaken : 1;
+    char sni[128];
     char buf[CHECK_BUF];
 };
 
@@ -144,23 +134,19 @@ static int parse_time(struct pt_conf *cf, const char *name, const char *v, int64
     return PT_OK;
 }
 
-static void free_ctx(void *ctx)
-{
-    SSL_CTX_free(ctx);
-}
-
-/* `tls`: a client context for the checks.  They ask whether a server answers, not who it
- * is, so certificates are not verified (HAProxy's check-ssl with verify none). */
+/* `tls`: the checks ask whether a server answers, not who it is, so certificates are not
+ * verified (HAProxy's check-ssl with verify none): the shared context that does not. */
 static int tls_context(struct pt_conf *cf, struct pt_health_conf *hc)
 {
-    if (hc->tls)
-        return PT_OK;
-    hc->tls = SSL_CTX_new(TLS_client_method());
-    if (hc->tls == NULL || pt_pool_cleanup(cf->pool, free_ctx, hc->tls) != PT_OK)
+#if PORTIER_WITH_SSL
+    hc->tls = pt_tls_client_ctx_noverify();
+    if (hc->tls == NULL)
         return pt_conf_error(cf, "cannot create the TLS context of \"health_check\"");
-    SSL_CTX_set_verify(hc->tls, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_options(hc->tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
     return PT_OK;
+#else
+    return pt_conf_error(cf, "invalid health_check option \"tls\": TLS needs the ssl module, which "
+                             "this portier was built without (build with -DPORTIER_WITH_SSL=ON)");
+#endif
 }
 
 /* One word of the directive's value. */
@@ -300,272 +286,99 @@ static void record(struct check *c, int ok, const char *text)
 
 /* --- one check --- */
 
-static void check_event(struct pt_event *ev, unsigned events);
-
-static void finish(struct check *c, int ok, const char *text)
-{
-    SSL_free(c->ssl);
-    c->ssl = NULL;
-    ERR_clear_error();
-    pt_event_del(&c->ev);
-    close(c->ev.fd);
-    c->ev.fd = -1;
-    c->running = 0;
-    record(c, ok, text);
-    pt_timer_add(&c->timer, (uint64_t)c->hc->interval);
-}
-
-static void fail_errno(struct check *c, const char *what, int err)
-{
-    char text[64];
-
-    if (err == ECONNREFUSED)
-        snprintf(text, sizeof(text), "%s refused", what);
-    else
-        snprintf(text, sizeof(text), "%s: %s", what, strerror(err));
-    finish(c, 0, text);
-}
-
 static void start(struct check *c)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd;
 
     pt_peer_address(c->p, &ss, &len);
     if (c->hc->port && ss.ss_family == AF_INET)
         ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)c->hc->port);
     else if (c->hc->port && ss.ss_family == AF_INET6)
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)c->hc->port);
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    c->ev.fd = fd;
-    c->running = 1;
-    c->connected = c->handshaken = 0;
-    c->sent = c->len = 0;
-    if (fd < 0 || pt_event_add(&c->ev, 0) != PT_OK) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        c->ev.fd = -1;
-        c->running = 0;
-        record(c, 0, strerror(err));
-        pt_timer_add(&c->timer, (uint64_t)c->hc->interval);
-        return;
-    }
-    pt_timer_add(&c->timer, (uint64_t)c->hc->timeout);
-    if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
-        fail_errno(c, "connect", errno);
+    pt_http_client_start(&c->http, (struct sockaddr *)&ss, len);
 }
 
 static void on_timer(struct pt_timer *t)
 {
-    struct check *c = t->data;
-
-    if (c->running)
-        finish(c, 0,
-               !c->connected                  ? "connect timeout"
-               : c->hc->tls && !c->handshaken ? "TLS handshake timeout"
-                                              : "timeout waiting for the response");
-    else
-        start(c);
+    start(t->data);
 }
 
-/* Judges the response read so far: PT_AGAIN while more is needed, else PT_DONE after
- * finish().  <eof>: the server closed the connection. */
-static int judge(struct check *c, int eof)
+/* The head of an HTTP check's response: enough unless the status passes and the body is
+ * to be matched. */
+static int check_head(void *data, const struct pt_http_response *resp)
 {
-    struct pt_http_response resp = {0};
+    struct check *c = data;
+
+    return c->hc->body && pt_health_status_ok(c->hc, resp->status) ? PT_OK : PT_DONE;
+}
+
+/* Whether <c>'s body regex matches the body of <r>: the whole body, or its start when it
+ * did not fit the buffer (a check looks at the start of a body only). */
+static int body_matches(struct check *c, const struct pt_http_client_result *r)
+{
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(c->hc->body, NULL);
+    int m = md ? pcre2_match(c->hc->body, (PCRE2_SPTR)r->body, r->body_len, 0, 0, md, NULL) : -1;
+
+    pcre2_match_data_free(md);
+    return m >= 0;
+}
+
+/* An exchange ended: judges it and schedules the next check. */
+static void check_done(void *data, const struct pt_http_client_result *r)
+{
+    struct check *c = data;
     char text[64];
-    int rc = pt_http_parse_response(c->buf, c->len, sizeof(c->buf), &resp);
+    int ok = r->end == PT_HC_RESPONSE;
 
-    if (rc == PT_AGAIN && !eof && c->len < sizeof(c->buf))
-        return PT_AGAIN;
-    if (rc != PT_OK) {
-        finish(c, 0, rc == PT_AGAIN ? "closed before a complete response" : "invalid response");
-        return PT_DONE;
-    }
-    snprintf(text, sizeof(text), "%d %.*s", resp.status, (int)pt_min(resp.reason.len, 40),
-             resp.reason.p);
-    if (!pt_health_status_ok(c->hc, resp.status)) {
-        finish(c, 0, text);
-        return PT_DONE;
-    }
-    if (c->hc->body == NULL) {
-        finish(c, 1, text);
-        return PT_DONE;
-    }
-    /* The body is matched once it is whole (the server closes: Connection: close), or
-     * once the buffer is full: a check looks at the start of a body only. */
-    if (!eof && c->len < sizeof(c->buf) &&
-        (resp.content_length < 0 || c->len < resp.head_len + (size_t)resp.content_length))
-        return PT_AGAIN;
-    {
-        const char *body = c->buf + resp.head_len;
-        size_t blen = c->len - resp.head_len;
-        pcre2_match_data *md = pcre2_match_data_create_from_pattern(c->hc->body, NULL);
-        int m;
-        if (resp.chunked) {
-            /* Decoded in place: the data slices only ever move towards the start. */
-            struct pt_chunked ck = {0};
-            size_t out = 0, pos = 0;
-            while (pos < blen && !ck.done) {
-                struct pt_str d;
-                ssize_t k = pt_chunked_parse(&ck, body + pos, blen - pos, &d);
-                if (k <= 0)
-                    break;
-                memmove(c->buf + resp.head_len + out, d.p, d.len);
-                out += d.len;
-                pos += (size_t)k;
-            }
-            blen = out;
-        }
-        m = md ? pcre2_match(c->hc->body, (PCRE2_SPTR)body, blen, 0, 0, md, NULL) : -1;
-        pcre2_match_data_free(md);
-        if (m < 0)
-            snprintf(text, sizeof(text), "%d, body does not match", resp.status);
-        finish(c, m >= 0, text);
-    }
-    return PT_DONE;
-}
-
-/* send() or SSL_write(): bytes taken, or -1 with errno (EAGAIN: wait for an event). */
-static ssize_t chk_send(struct check *c, const char *p, size_t n)
-{
-    size_t done = 0;
-    int err;
-
-    if (c->ssl == NULL)
-        return send(c->ev.fd, p, n, MSG_NOSIGNAL);
-    if (SSL_write_ex(c->ssl, p, n, &done) == 1)
-        return (ssize_t)done;
-    err = SSL_get_error(c->ssl, 0);
-    errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
-    return -1;
-}
-
-/* recv() or SSL_read(): bytes, 0 at the end, or -1 with errno. */
-static ssize_t chk_recv(struct check *c, char *p, size_t n)
-{
-    size_t done = 0;
-    int err;
-
-    if (c->ssl == NULL)
-        return recv(c->ev.fd, p, n, 0);
-    if (SSL_read_ex(c->ssl, p, n, &done) == 1)
-        return (ssize_t)done;
-    err = SSL_get_error(c->ssl, 0);
-    if (err == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
-    return -1;
-}
-
-static void do_write(struct check *c)
-{
-    while (c->sent < c->req_len) {
-        ssize_t n = chk_send(c, c->req + c->sent, c->req_len - c->sent);
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n < 0) {
-            fail_errno(c, "send", errno);
-            return;
-        }
-        c->sent += (size_t)n;
-    }
-}
-
-static void do_read(struct check *c)
-{
-    /* The buffer is never full here: judge() ends the check before that. */
-    for (;;) {
-        ssize_t n = chk_recv(c, c->buf + c->len, sizeof(c->buf) - c->len);
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n < 0) {
-            fail_errno(c, "recv", errno);
-            return;
-        }
-        c->len += (size_t)n;
-        if (judge(c, n == 0) == PT_DONE)
-            return;
-    }
-}
-
-/* Runs the TLS handshake of <c> as far as it goes: PT_OK once done (a TCP check then passes),
- * PT_AGAIN while it waits, PT_ERROR after finish(). */
-static int tls_handshake(struct check *c)
-{
-    char text[64], host[128];
-    const char *why;
-    int rc, err;
-
-    if (c->ssl == NULL) {
-        struct in6_addr a;
-        char *colon;
-        snprintf(host, sizeof(host), "%s", c->hc->host ? c->hc->host : c->p->host);
-        colon = strrchr(host, ':');
-        if (colon && !c->hc->host)
-            *colon = '\0';
-        c->ssl = SSL_new(c->hc->tls);
-        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->ev.fd) != 1) {
-            finish(c, 0, "cannot start TLS");
-            return PT_ERROR;
-        }
-        /* SNI is a host name, never an address (RFC 6066 3). */
-        if (inet_pton(AF_INET, host, &a) != 1 && inet_pton(AF_INET6, host, &a) != 1 &&
-            host[0] != '[')
-            SSL_set_tlsext_host_name(c->ssl, host);
-        SSL_set_connect_state(c->ssl);
-    }
-    rc = SSL_do_handshake(c->ssl);
-    if (rc == 1) {
-        c->handshaken = 1;
-        if (c->hc->tcp) {
-            finish(c, 1, "TLS handshake done");
-            return PT_ERROR;
-        }
-        return PT_OK;
-    }
-    err = SSL_get_error(c->ssl, rc);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
-        return PT_AGAIN;
-    why = ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : NULL;
-    snprintf(text, sizeof(text), "TLS handshake failed: %s", why ? why : "connection closed");
-    finish(c, 0, text);
-    return PT_ERROR;
-}
-
-static void check_event(struct pt_event *ev, unsigned events)
-{
-    struct check *c = ev->data;
-
-    if (!c->running)
-        return;
-    if (!c->connected) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (!(events & (PT_EV_WRITE | PT_EV_ERROR)))
-            return;
-        if (getsockopt(ev->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-            fail_errno(c, "connect", err ? err : errno);
-            return;
-        }
-        c->connected = 1;
-        if (c->hc->tcp && !c->hc->tls) {
-            finish(c, 1, "connected");
-            return;
+    snprintf(text, sizeof(text), "%s", r->text);
+    if (ok && r->resp) {
+        ok = pt_health_status_ok(c->hc, r->status);
+        if (ok && c->hc->body && !body_matches(c, r)) {
+            snprintf(text, sizeof(text), "%d, body does not match", r->status);
+            ok = 0;
         }
     }
-    if (c->hc->tls && !c->handshaken && tls_handshake(c) != PT_OK)
-        return;
-    do_write(c);
-    /* Edge-triggered: what arrived while we were writing (or inside the TLS library) gives
-     * no new edge, so reading is tried whenever the request is out. */
-    if (c->running && c->sent == c->req_len)
-        do_read(c);
+    record(c, ok, text);
+    pt_timer_add(&c->timer, (uint64_t)c->hc->interval);
 }
 
 /* --- start-up --- */
+
+/* Sets up <c>'s client for its server: the request (none for a TCP check), the buffer,
+ * the timeout and, with `tls`, the server name.  PT_OK or PT_ERROR. */
+static int setup_client(struct check *c)
+{
+    const struct pt_health_conf *hc = c->hc;
+    const char *host = hc->host ? hc->host : c->p->host;
+    char *colon;
+    int n = snprintf(c->req, sizeof(c->req),
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portier-health-check\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n",
+                     hc->method, hc->uri, host);
+
+    if (n < 0 || (size_t)n >= sizeof(c->req))
+        return PT_ERROR;
+    /* SNI: the host= name, else the server's host without its port. */
+    snprintf(c->sni, sizeof(c->sni), "%s", host);
+    colon = strrchr(c->sni, ':');
+    if (colon && !hc->host)
+        *colon = '\0';
+    c->http = (struct pt_http_client){
+        .request = hc->tcp ? NULL : c->req,
+        .request_len = (size_t)n,
+        .buf = c->buf,
+        .size = sizeof(c->buf),
+        .head_max = sizeof(c->buf),
+        .timeout_ms = (uint64_t)hc->timeout,
+        .tls = hc->tls,
+        .sni = c->sni,
+        .head = check_head,
+        .done = check_done,
+        .data = c,
+    };
+    return PT_OK;
+}
 
 static int start_group(struct pt_upstream *u)
 {
@@ -574,7 +387,6 @@ static int start_group(struct pt_upstream *u)
     for (int i = 0; i < u->npeers; i++) {
         struct check *c = calloc(1, sizeof(*c));
         struct pt_peer *p = &u->peers[i];
-        int n;
         if (c == NULL)
             return PT_ERROR;
         if (p->shared == NULL) /* a group of one: its state still lives in the zone */
@@ -582,18 +394,10 @@ static int start_group(struct pt_upstream *u)
         c->u = u;
         c->p = p;
         c->hc = hc;
-        c->ev.fd = -1;
-        c->ev.handler = check_event;
-        c->ev.data = c;
         c->timer.handler = on_timer;
         c->timer.data = c;
-        n = snprintf(c->req, sizeof(c->req),
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portier-health-check\r\n"
-                     "Accept: */*\r\nConnection: close\r\n\r\n",
-                     hc->method, hc->uri, hc->host ? hc->host : p->host);
-        if (n < 0 || (size_t)n >= sizeof(c->req))
+        if (setup_client(c) != PT_OK)
             return PT_ERROR;
-        c->req_len = (size_t)n;
         /* Staggered: the servers of a group are checked at even steps of the interval. */
         pt_timer_add(&c->timer, (uint64_t)(hc->interval * i / u->npeers) + 1);
     }
