@@ -271,6 +271,10 @@ struct pt_request {
     /* A body on GET, HEAD, DELETE or OPTIONS: passed on, but a server that ignored it would
      * read it as a next request, so no connection it travelled on is kept. */
     unsigned unexpected_body : 1;
+    /* The client has its whole answer already (a cache's stale entry) and the request goes
+     * on in the background (the content handler refreshes the entry): nothing more goes to
+     * the client, and however it ends, the client's answer stands. */
+    unsigned background : 1;
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */

@@ -702,6 +702,8 @@ void pt_http_finalize(struct pt_request *r, int rc)
 
     if (r->finalized)
         return;
+    if (r->background)
+        rc = PT_OK; /* the client was answered before the background work began */
     if (rc == PT_ERROR)
         rc = 500;
     if (rc >= 100) {

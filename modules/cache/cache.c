@@ -574,6 +574,40 @@ static int log_handler(struct pt_request *r)
     return PT_DECLINED;
 }
 
+/* The status document's "caches" section: each cache's figures. */
+static int report(struct pt_cycle *cycle, void (*put)(void *w, const char *s, size_t n), void *w)
+{
+    struct cache_main_conf *mc = pt_cycle_main_conf(cycle, pt_cache_module);
+    char buf[1024];
+    int first = 1;
+
+    put(w, "{", 1);
+    for (struct cache *c = mc->caches; c; c = c->next) {
+        struct cache_stats st;
+        int n;
+        cache_index_stats(c->zone, &st);
+        n = snprintf(buf, sizeof(buf),
+                     "%s\"%s\":{\"entries\":%llu,\"bytes\":%llu,\"memory_entries\":%llu,"
+                     "\"memory_bytes\":%llu,\"max_size\":%lld,\"hit\":%llu,\"miss\":%llu,"
+                     "\"expired\":%llu,\"stale\":%llu,\"updating\":%llu,\"revalidated\":%llu,"
+                     "\"bypass\":%llu,\"stored\":%llu,\"store_failed\":%llu,\"evicted\":%llu,"
+                     "\"loaded\":%s}",
+                     first ? "" : ",", c->name, (unsigned long long)st.entries,
+                     (unsigned long long)st.bytes, (unsigned long long)st.mem_entries,
+                     (unsigned long long)st.mem_bytes, (long long)c->max_size,
+                     (unsigned long long)st.hits, (unsigned long long)st.misses,
+                     (unsigned long long)st.expired, (unsigned long long)st.stale,
+                     (unsigned long long)st.updating, (unsigned long long)st.revalidated,
+                     (unsigned long long)st.bypass, (unsigned long long)st.stored,
+                     (unsigned long long)st.store_failed, (unsigned long long)st.evicted,
+                     cache_index_loaded(c->zone) ? "true" : "false");
+        put(w, buf, (size_t)n);
+        first = 0;
+    }
+    put(w, "}", 1);
+    return PT_OK;
+}
+
 static int postconfig(struct pt_conf *cf)
 {
     struct cache_main_conf *mc = pt_cycle_main_conf(cf->cycle, pt_cache_module);
@@ -581,7 +615,8 @@ static int postconfig(struct pt_conf *cf)
     if (pt_var_register("upstream_cache_status", 0, var_cache_status) != PT_OK ||
         pt_phase_add(cf->cycle, PT_PHASE_PRECONTENT, cache_lookup_handler) != PT_OK ||
         pt_phase_add(cf->cycle, PT_PHASE_LOG, log_handler) != PT_OK ||
-        pt_body_filter_add(cf->cycle, cache_body_filter) != PT_OK)
+        pt_body_filter_add(cf->cycle, cache_body_filter) != PT_OK ||
+        (mc->caches && pt_report_add(cf->cycle, "caches", report) != PT_OK))
         return pt_conf_error(cf, "cannot register the cache module's handlers");
     for (struct cache *c = mc->caches; c; c = c->next) {
         c->zone = pt_cycle_add_zone(cf->cycle, c->name, (size_t)c->zone_size, ZONE_VERSION,

@@ -130,6 +130,9 @@ struct cache_ctx {
     unsigned revalidating : 1;
     unsigned serving : 1; /* the response comes from the cache */
     unsigned waited : 1;  /* it waited for another request's lock */
+    /* Once the stale entry is out, the request refreshes it in the background
+     * (proxy_cache_background_update). */
+    unsigned background : 1;
     struct pt_timer wait; /* polling the lock */
     uint64_t wait_until;  /* pt_now_ms() when waiting ends (proxy_cache_lock_timeout) */
     /* Serving a file: where the rest of the body is. */

@@ -224,6 +224,11 @@ static int tap_answer(struct pt_request *r)
 {
     struct cache_ctx *ctx = r->ctx[pt_cache_module.index];
 
+    /* A background refresh answers no one: the client had the stale entry. */
+    if (r->background) {
+        cache_file_close(&ctx->file);
+        return PT_OK;
+    }
     return cache_serve(ctx, ctx->status);
 }
 
@@ -293,7 +298,9 @@ int cache_body_filter(struct pt_request *r, int self, const char *data, size_t l
             publish(ctx);
         }
     }
-    /* A HEAD that went up as GET: the body was for the cache only. */
+    /* A background refresh's body, or a HEAD's that went up as GET, is for the cache only. */
+    if (r->background)
+        return PT_OK;
     if (ctx && ctx->tap.head_as_get && !ctx->serving)
         return last ? pt_body_filter_next(r, self, NULL, 0, 1) : PT_OK;
     return pt_body_filter_next(r, self, data, len, last);

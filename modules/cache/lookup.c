@@ -174,16 +174,26 @@ static int go_upstream(struct cache_ctx *ctx, enum cache_status status)
 }
 
 /* What to do with the stale entry ctx->file: serve it while another request updates it
- * (proxy_cache_use_stale updating, or stale-while-revalidate), else go upstream. */
+ * (proxy_cache_use_stale updating, or stale-while-revalidate); serve it and refresh it in
+ * the background (proxy_cache_background_update), or go upstream. */
 static int stale_entry(struct cache_ctx *ctx)
 {
-    int64_t now = pt_time_sec();
+    int64_t now = pt_time_sec(), until;
     const struct cache_meta *m = &ctx->view.meta;
     int may_stale = !(m->flags & CACHE_F_MUST_REVALIDATE) &&
                     ((ctx->lc->use_stale & CACHE_STALE_UPDATING) || now < m->valid + m->swr);
 
     if (ctx->view.updating && !ctx->view.mine && may_stale)
         return cache_serve(ctx, CACHE_UPDATING);
+    if (may_stale && ctx->lc->background_update &&
+        cache_index_lock(ctx->cache->zone, ctx->md5, ctx->ticket, ctx->lc->lock_age, &until) == 1) {
+        ctx->locked = 1;
+        ctx->may_store = 1;
+        ctx->background = 1;
+        if (ctx->lc->revalidate)
+            cache_revalidate(ctx);
+        return cache_serve(ctx, CACHE_STALE);
+    }
     return go_upstream(ctx, CACHE_EXPIRED);
 }
 

@@ -15,6 +15,7 @@
 #include "core/times.h"
 #include "modules/cache/cache.h"
 #include "modules/cache/policy.h"
+#include "worker/http_phase.h"
 
 #define READ_CHUNK (64 * 1024) /* file bytes read per step */
 
@@ -159,6 +160,24 @@ static int answer_conditionals(struct cache_ctx *ctx)
 
 static void send_more(struct pt_request *r);
 
+/* The stale entry is out: the request goes on to the content handler (the proxy), its
+ * output for the cache only, to refresh the entry.  Returns PT_AGAIN. */
+static int start_background(struct cache_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+
+    /* The entry stays open: a revalidation's 304 copies its body.  The response fields
+     * start empty again: the upstream's answer is what gets stored. */
+    ctx->serving = 0;
+    r->out.n = 0;
+    r->status_line = PT_NULL_STR;
+    r->background = 1;
+    r->phase = PT_PHASE_CONTENT;
+    r->phase_index = 0;
+    pt_http_run_phases(r);
+    return PT_AGAIN;
+}
+
 /* Sends file bytes while the client takes them.  PT_OK when the body is out, PT_AGAIN when
  * the client must read first, PT_ERROR. */
 static int send_file(struct cache_ctx *ctx)
@@ -197,6 +216,10 @@ static void send_more(struct pt_request *r)
 
     if (rc == PT_AGAIN)
         return;
+    if (rc == PT_OK && ctx->background) {
+        start_background(ctx);
+        return;
+    }
     cache_file_close(&ctx->file);
     pt_http_finalize(r, rc == PT_OK ? PT_OK : PT_ERROR);
 }
@@ -232,6 +255,8 @@ int cache_serve(struct cache_ctx *ctx, enum cache_status status)
         if (rc == PT_AGAIN)
             return PT_AGAIN;
     }
+    if (rc == PT_OK && ctx->background)
+        return start_background(ctx);
     cache_file_close(&ctx->file);
     return rc == PT_OK ? PT_OK : PT_ERROR;
 }
