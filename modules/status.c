@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "worker/http.h"
+#include "worker/http_phase.h"
 #include "core/log.h"
 #include "core/pool.h"
 #include "core/times.h"
@@ -231,6 +232,25 @@ static void put_upstream(struct json *j, const struct pt_upstream *u, uint64_t n
     put(j, "]}", 2);
 }
 
+static void put_any(void *w, const char *s, size_t n)
+{
+    put(w, s, n);
+}
+
+/* The other modules' sections (the caches, say), each under its name. */
+static void put_reports(struct json *j)
+{
+    const struct pt_http_hooks *hk = pt_http_hooks_of(pt_cycle);
+
+    for (int i = 0; i < hk->nreports; i++) {
+        put(j, ",", 1);
+        put_cstr(j, hk->report_names[i]);
+        put(j, ":", 1);
+        if (hk->reports[i](pt_cycle, put_any, j) != PT_OK)
+            j->failed = 1;
+    }
+}
+
 /* The whole document, or one group's when <only> is not empty. */
 static void put_document(struct json *j, struct pt_str only)
 {
@@ -250,7 +270,9 @@ static void put_document(struct json *j, struct pt_str only)
         first = 0;
         put_upstream(j, ups[i], now);
     }
-    put(j, "}}\n", 3);
+    put(j, "}", 1);
+    put_reports(j);
+    put(j, "}\n", 2);
 }
 
 /* --- answers --- */

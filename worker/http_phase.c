@@ -40,3 +40,19 @@ int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f)
     hk->body_filters[hk->nbody_filters++] = f;
     return PT_OK;
 }
+
+int pt_report_add(struct pt_cycle *c, const char *name, pt_report fn)
+{
+    struct pt_http_hooks *hk = hooks_of(c);
+
+    if (hk->nreports == PT_MAX_REPORTS)
+        return PT_ERROR;
+    hk->report_names[hk->nreports] = name;
+    hk->reports[hk->nreports++] = fn;
+    return PT_OK;
+}
+
+const struct pt_http_hooks *pt_http_hooks_of(struct pt_cycle *c)
+{
+    return hooks_of(c);
+}

@@ -39,8 +39,14 @@ typedef int (*pt_header_filter)(struct pt_request *r);
 typedef int (*pt_body_filter)(struct pt_request *r, int self, const char *data, size_t len,
                               int last);
 
+/* A module's section of the status document (the status module's JSON): writes one JSON
+ * value (an object) for <cycle> through <put>(<w>, bytes, length).  PT_OK or PT_ERROR. */
+typedef int (*pt_report)(struct pt_cycle *cycle, void (*put)(void *w, const char *s, size_t n),
+                         void *w);
+
 #define PT_MAX_PHASE_HANDLERS 16
 #define PT_MAX_FILTERS        16
+#define PT_MAX_REPORTS        8
 
 /* One cycle's phase handlers and filters, in registration order.  A request keeps a pointer
  * to them (r->hooks) so that running them costs no lookup. */
@@ -51,6 +57,9 @@ struct pt_http_hooks {
     int nheader_filters;
     pt_body_filter body_filters[PT_MAX_FILTERS];
     int nbody_filters;
+    const char *report_names[PT_MAX_REPORTS];
+    pt_report reports[PT_MAX_REPORTS];
+    int nreports;
 };
 
 /* Registers <h> to run in phase <ph> of <c>, after those registered before.  PT_OK or
@@ -61,5 +70,12 @@ int pt_phase_add(struct pt_cycle *c, enum pt_phase ph, pt_phase_handler h);
  * PT_ERROR when PT_MAX_FILTERS are registered already. */
 int pt_header_filter_add(struct pt_cycle *c, pt_header_filter f);
 int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f);
+
+/* Adds the status section <name> (a JSON key; static storage) written by <fn> to <c>.
+ * PT_OK or PT_ERROR when PT_MAX_REPORTS are registered already. */
+int pt_report_add(struct pt_cycle *c, const char *name, pt_report fn);
+
+/* The phase handlers, filters and status sections of <c>. */
+const struct pt_http_hooks *pt_http_hooks_of(struct pt_cycle *c);
 
 #endif
