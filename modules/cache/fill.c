@@ -94,6 +94,29 @@ static void invalidate(struct cache_ctx *ctx)
         unlink(cache_file_path(&ctx->cache->path, ctx->main_md5, path, sizeof(path)));
 }
 
+#define STORE_LOG_EVERY_S 60
+
+/* A response could not be stored (<what> failed with errno): counted, and logged once a
+ * minute at most, with how many went unlogged: a full disk must not flood the log. */
+static void store_failed(struct cache_ctx *ctx, const char *what)
+{
+    static int64_t next;
+    static unsigned quiet;
+    int err = errno;
+
+    cache_index_count(ctx->cache->zone, CACHE_STAT_STORE_FAILED);
+    if (pt_time_sec() < next) {
+        quiet++;
+        return;
+    }
+    next = pt_time_sec() + STORE_LOG_EVERY_S;
+    pt_log(PT_LOG_CRIT,
+           "cache \"%s\": cannot %s a file in \"%s\": %s; the response is not cached (%u more "
+           "since the last message)",
+           ctx->cache->name, what, ctx->cache->path.dir, strerror(err), quiet);
+    quiet = 0;
+}
+
 static int open_writer(struct cache_ctx *ctx, const struct cache_file_header *h, const char *names,
                        struct pt_str head);
 
@@ -156,10 +179,7 @@ static int open_writer(struct cache_ctx *ctx, const struct cache_file_header *h,
     }
     if (cache_writer_open(ctx->writer, &ctx->cache->path, ctx->md5, h, key, names, head.p, head.len,
                           (size_t)ctx->cache->mem_max) != PT_OK) {
-        pt_log(PT_LOG_CRIT,
-               "cache \"%s\": cannot write a file in \"%s\": %s; the response is "
-               "not cached",
-               ctx->cache->name, ctx->cache->path.dir, strerror(errno));
+        store_failed(ctx, "write");
         ctx->writer = NULL;
         return PT_DECLINED;
     }
@@ -255,10 +275,7 @@ static void publish(struct cache_ctx *ctx)
 
     ctx->writer = NULL;
     if (cache_writer_commit(w, &size) != PT_OK) {
-        pt_log(PT_LOG_CRIT,
-               "cache \"%s\": cannot complete a file in \"%s\": %s; the response "
-               "is not cached",
-               ctx->cache->name, ctx->cache->path.dir, strerror(errno));
+        store_failed(ctx, "complete");
         give_up(ctx);
         return;
     }
@@ -270,10 +287,12 @@ static void publish(struct cache_ctx *ctx)
                             ctx->vary, NULL, 0, ctx->ticket);
     }
     if (cache_index_publish(ctx->cache->zone, ctx->md5, ctx->key.p, ctx->key.len, &meta, NULL,
-                            w->mem, (uint32_t)w->mem_len, ctx->ticket) != PT_OK)
+                            w->mem, (uint32_t)w->mem_len, ctx->ticket) != PT_OK) {
+        /* A file the index does not know would only wait for the next start's loader. */
+        unlink(w->path);
         pt_log(PT_LOG_WARN, "cache \"%s\": no room in keys_zone for \"%.*s\"", ctx->cache->name,
                (int)ctx->key.len, ctx->key.p);
-    else
+    } else
         cache_index_count(ctx->cache->zone, CACHE_STAT_STORED);
     free(w->mem);
     w->mem = NULL;
@@ -286,13 +305,9 @@ int cache_body_filter(struct pt_request *r, int self, const char *data, size_t l
 
     if (ctx && ctx->writer && !ctx->serving) {
         if (len && cache_writer_append(ctx->writer, data, len) != PT_OK) {
-            pt_log(PT_LOG_CRIT,
-                   "cache \"%s\": cannot write a file in \"%s\": %s; the "
-                   "response is not cached",
-                   ctx->cache->name, ctx->cache->path.dir, strerror(errno));
+            store_failed(ctx, "write");
             cache_writer_abort(ctx->writer);
             ctx->writer = NULL;
-            cache_index_count(ctx->cache->zone, CACHE_STAT_STORE_FAILED);
             give_up(ctx);
         } else if (last) {
             publish(ctx);
@@ -416,6 +431,9 @@ int cache_revalidated(struct cache_ctx *ctx, const struct pt_cache_resp *resp)
     return PT_DONE;
 }
 
+/* must-revalidate, proxy-revalidate and no-cache forbid a stale answer whatever
+ * proxy_cache_use_stale says (RFC 9111 5.2.2.2: an error rather than the stale response;
+ * nginx lets use_stale win). */
 int cache_stale_allowed(struct cache_ctx *ctx, int want)
 {
     const struct cache_meta *m = &ctx->file.h.meta;
@@ -439,9 +457,10 @@ int cache_stale_for_status(struct cache_ctx *ctx, int status)
         if (map[i].status != status)
             continue;
         /* stale-if-error covers the 5xx the RFC calls errors (RFC 5861 4). */
+        if (m->flags & CACHE_F_MUST_REVALIDATE)
+            return 0;
         if ((ctx->lc->use_stale & map[i].bit) ||
-            (status >= 500 && !(m->flags & CACHE_F_MUST_REVALIDATE) &&
-             pt_time_sec() < m->valid + m->sie)) {
+            (status >= 500 && pt_time_sec() < m->valid + m->sie)) {
             give_up(ctx);
             ctx->status = CACHE_STALE;
             return 1;

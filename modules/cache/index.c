@@ -436,11 +436,10 @@ uint64_t cache_index_purge(struct pt_shm_zone *zone, const char *prefix, size_t 
         next = at(zone, n->lru_next);
         if (n->key_len < len || (exact && n->key_len != len) || memcmp(n->key, prefix, len) != 0)
             continue;
+        /* A main node of varying responses is no entry of its own: its variants count. */
         if (n->exists) {
             gone++;
             fn(arg, n->md5);
-        } else if (n->meta.flags & CACHE_F_VARY) {
-            gone++;
         }
         unlink_node(zone, rt, n);
     }

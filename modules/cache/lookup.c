@@ -21,16 +21,17 @@
 
 void cache_md5(const char *a, size_t alen, const char *b, size_t blen, uint8_t *out)
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    static EVP_MD_CTX *md; /* one per process, reset for each digest: no allocation per use */
     unsigned n = 0;
 
     /* MD5 names the files as nginx's do; no one relies on it being hard to collide (the
      * key is stored in the file and compared on use). */
+    if (md == NULL)
+        md = EVP_MD_CTX_new();
     if (md == NULL || EVP_DigestInit_ex(md, EVP_md5(), NULL) != 1 ||
         EVP_DigestUpdate(md, a, alen) != 1 || (blen && EVP_DigestUpdate(md, b, blen) != 1) ||
         EVP_DigestFinal_ex(md, out, &n) != 1)
         memset(out, 0, CACHE_MD5_LEN);
-    EVP_MD_CTX_free(md);
 }
 
 /* A value unique to this request among every process of every generation. */
@@ -236,6 +237,11 @@ static void ctx_cleanup(void *arg)
     ctx->locked = 0;
 }
 
+static int unsafe_method(int m)
+{
+    return m == PT_HTTP_POST || m == PT_HTTP_PUT || m == PT_HTTP_DELETE || m == PT_HTTP_PATCH;
+}
+
 /* Sets up <r>'s use of the cache: its context, the tap the proxy consults, the key. */
 static struct cache_ctx *start(struct pt_request *r, struct cache_loc_conf *lc)
 {
@@ -264,8 +270,20 @@ int cache_lookup_handler(struct pt_request *r)
 
     if (ctx) /* back from waiting for another request's lock */
         return ctx->serving ? PT_AGAIN : decide(ctx);
-    if (lc->cache == NULL || !(lc->methods & (1 << r->h.method_id)))
+    if (lc->cache == NULL)
         return PT_DECLINED;
+    if (!(lc->methods & (1 << r->h.method_id))) {
+        /* Not cached, but an unsafe method's success invalidates the URI's entry (RFC 9111
+         * 4.4): the tap watches its answer, asking nothing of the request. */
+        if (!unsafe_method(r->h.method_id))
+            return PT_DECLINED;
+        ctx = start(r, lc);
+        if (ctx == NULL)
+            return PT_ERROR;
+        ctx->tap.strip_conditionals = 0;
+        ctx->tap.head_as_get = 0;
+        return PT_DECLINED;
+    }
     ctx = start(r, lc);
     if (ctx == NULL)
         return PT_ERROR;

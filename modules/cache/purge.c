@@ -100,9 +100,10 @@ int cache_purge_handler(struct pt_request *r)
 
     if (r->h.method_id != PT_HTTP_DELETE &&
         !(r->h.method_id == PT_HTTP_OTHER && pt_str_eq(r->h.method, "PURGE"))) {
+        static const char refusal[] = "{\"error\":\"use PURGE or DELETE\"}\n";
         if (pt_header_add(r, &r->out, PT_STR("Allow"), PT_STR("PURGE, DELETE")) != PT_OK)
             return PT_ERROR;
-        return 405;
+        return answer(r, 405, refusal, (int)sizeof(refusal) - 1);
     }
     if (key == NULL && prefix == NULL)
         return answer(r, 400, "{\"error\":\"give ?key=KEY or ?prefix=PREFIX\"}\n", 43);
