@@ -695,6 +695,20 @@ static const char *failure_text(const struct proxy_ctx *ctx, enum proxy_err err,
     return buf;
 }
 
+void pt_proxy_tap_answer(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    int rc;
+
+    r->cleanup = NULL;
+    pt_proxy_cleanup(r);
+    r->read_handler = NULL;
+    r->write_handler = NULL;
+    rc = r->tap->answer(r);
+    if (rc != PT_AGAIN)
+        pt_http_finalize(r, rc);
+}
+
 /* Every try failed, the last with <err>: a tap (a cache with a stale entry) may answer
  * instead.  Returns 1 when it did (the request is finalized, or will be by the tap). */
 static int tap_failed(struct proxy_ctx *ctx, enum proxy_err err)
@@ -704,17 +718,10 @@ static int tap_failed(struct proxy_ctx *ctx, enum proxy_err err)
     unsigned kind = err_ft[err] == PROXY_FT_TIMEOUT          ? PT_UPSTREAM_TIMEOUT
                     : err_ft[err] == PROXY_FT_INVALID_HEADER ? PT_UPSTREAM_INVALID_HEADER
                                                              : PT_UPSTREAM_ERROR;
-    int rc;
 
     if (tap == NULL || tap->failed == NULL || tap->failed(r, kind) != PT_DONE)
         return 0;
-    r->cleanup = NULL;
-    pt_proxy_cleanup(r);
-    r->read_handler = NULL;
-    r->write_handler = NULL;
-    rc = tap->answer(r);
-    if (rc != PT_AGAIN)
-        pt_http_finalize(r, rc);
+    pt_proxy_tap_answer(ctx);
     return 1;
 }
 

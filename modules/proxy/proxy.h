@@ -182,6 +182,11 @@ int pt_proxy_send_request(struct proxy_ctx *ctx);
 int pt_proxy_read_response(struct proxy_ctx *ctx);
 int pt_proxy_tunnel_client(struct proxy_ctx *ctx);
 
+/* The request's tap answers instead of the upstream (its head() or failed() said so): the
+ * proxy's state for the request is released, then the tap's answer() runs, and the request
+ * is finalized unless the answer goes on by itself. */
+void pt_proxy_tap_answer(struct proxy_ctx *ctx);
+
 /* True when the field name <name> is a token of the Connection value <conn>. */
 int pt_proxy_named_in(struct pt_str conn, struct pt_str name);
 

@@ -99,21 +99,14 @@ static void frame_body(struct proxy_ctx *ctx)
 static int tap_answers(struct proxy_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
-    const struct pt_upstream_tap *tap = r->tap;
-    int rc, keep = ctx->resp.keep_alive && !ctx->no_pool && ctx->req_sent && !r->tunnel &&
-                   !ctx->resp_chunked && !ctx->resp_until_close && ctx->resp_left == 0 &&
-                   pt_buf_len(ctx->in) == 0;
+    int keep = ctx->resp.keep_alive && !ctx->no_pool && ctx->req_sent && !r->tunnel &&
+               !ctx->resp_chunked && !ctx->resp_until_close && ctx->resp_left == 0 &&
+               pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
     pt_proxy_note_upstream(ctx, 0);
     pt_proxy_release(ctx, keep);
-    r->cleanup = NULL;
-    pt_proxy_cleanup(r);
-    r->read_handler = NULL;
-    r->write_handler = NULL;
-    rc = tap->answer(r);
-    if (rc != PT_AGAIN)
-        pt_http_finalize(r, rc);
+    pt_proxy_tap_answer(ctx);
     return PT_DONE;
 }
 
