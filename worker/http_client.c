@@ -9,10 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#if PORTIER_WITH_SSL
-#include <openssl/err.h>
-#endif
-
 #define REASON_MAX 40 /* of a reason phrase in the text: the text is a status page's field */
 
 /* Closes <c>'s stream and tells its owner how the exchange ended, with <c>->text.
@@ -78,20 +74,13 @@ static int tls_begin(struct pt_http_client *c)
 {
     int rc = pt_tls_client(&c->s, c->tls, c->sni, NULL, c);
 
-    ERR_clear_error();
+    pt_tls_reason(); /* empties OpenSSL's error queue */
     return rc;
 }
 
-/* Why the handshake failed: OpenSSL's reason alone ("wrong version number"), which fits a
- * status page's field where pt_tls_error()'s whole line would not; NULL when OpenSSL gave
- * none (the peer closed).  The error queue is emptied. */
 static const char *tls_reason(void)
 {
-    unsigned long e = ERR_peek_last_error();
-    const char *why = e ? ERR_reason_error_string(e) : NULL;
-
-    ERR_clear_error();
-    return why;
+    return pt_tls_reason();
 }
 #else
 /* Built without the ssl module, whose configuration is the only one to ask for TLS. */

@@ -128,6 +128,11 @@ int pt_tls_server(struct pt_stream *s, struct ssl_ctx_st *ctx, const struct pt_t
  * the failed call left it.  Returns <buf>. */
 const char *pt_tls_error(const char *op, int sys_errno, char *buf, size_t len);
 
+/* Why the last TLS call failed, in OpenSSL's words alone ("wrong version number"), short
+ * enough for a status page's field where pt_tls_error()'s whole line would not fit; NULL
+ * when OpenSSL gave none (the peer closed).  OpenSSL's error queue is emptied. */
+const char *pt_tls_reason(void);
+
 /* A TLS client context that does not verify the server (health checks): shared, built on
  * first use, never freed.  NULL when OpenSSL cannot make one. */
 struct ssl_ctx_st *pt_tls_client_ctx_noverify(void);

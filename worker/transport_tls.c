@@ -256,6 +256,15 @@ const char *pt_tls_error(const char *op, int sys_errno, char *buf, size_t len)
     return buf;
 }
 
+const char *pt_tls_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+
+    ERR_clear_error();
+    return why;
+}
+
 SSL_CTX *pt_tls_client_ctx_noverify(void)
 {
     static SSL_CTX *ctx;
