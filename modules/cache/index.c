@@ -458,7 +458,9 @@ static int sweep_wants(struct pt_shm_zone *z, struct root *rt, const struct node
         return 1;
     if (max_size && rt->bytes > max_size)
         return 1;
-    if (want_free && freed < want_free && n->exists)
+    /* A node without a file frees nothing, but stopping at it would leave every file
+     * behind it on a full disk. */
+    if (want_free && freed < want_free)
         return 1;
     /* Keep a twentieth of the zone free, so that lookups find room for new keys. */
     pt_slab_stats_locked(z->pool, &used, &free_bytes);

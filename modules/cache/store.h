@@ -1,7 +1,7 @@
 /*
  * store.h: a cache's files.  One file per stored response, named by the MD5 of its key in
  * hex, under the levels of subdirectories proxy_cache_path asks for (levels=1:2 puts
- * c29b7f54b2df9d2c7d8c4f3b2a1e0d9f under f/9d/, as nginx does).
+ * c29b7f54b2df9d2c7d8c4f3b2a1e0d9f under f/d9/, as nginx does).
  *
  * A file is a header (struct cache_file_header), the key, the Vary names, the response head
  * as it is sent to clients ("200 OK\r\nName: value\r\n..."), then the body.  It is written to
@@ -59,9 +59,9 @@ struct cache_file {
  * levels.  Returns <buf>. */
 char *cache_file_path(const struct cache_path *cp, const uint8_t *md5, char *buf, size_t len);
 
-/* Opens and checks <md5>'s file: PT_OK with *<f> filled (fd open at the body's start,
- * strings in <pool>), PT_DECLINED when there is no file, PT_ERROR when it is unreadable,
- * corrupt or truncated (logged; the caller treats it as a miss and removes it). */
+/* Opens and checks <md5>'s file: PT_OK with *<f> filled (fd open: read the body with
+ * pread from h.header_len; strings in <pool>), PT_DECLINED when there is no file, PT_ERROR when it
+ * is unreadable, corrupt or truncated (logged; the caller treats it as a miss and removes it). */
 struct pt_pool;
 int cache_file_open(const struct cache_path *cp, const uint8_t *md5, struct pt_pool *pool,
                     struct cache_file *f);
