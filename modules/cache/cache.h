@@ -176,8 +176,16 @@ int cache_revalidated(struct cache_ctx *ctx, const struct pt_cache_resp *resp);
 int cache_stale_for_status(struct cache_ctx *ctx, int status);
 int cache_stale_allowed(struct cache_ctx *ctx, int want);
 
-/* purge.c: the content handler of a proxy_cache_purge location. */
+/* purge.c.
+ * cache_purge_handler: the content handler of a proxy_cache_purge location.
+ * cache_purge: removes from <c> the entries whose key is <key>/<len> (<exact>: the key's
+ * entry and its variants) or starts with it, index first, then their files; returns how
+ * many stored entries went.  <pool> holds the list of files meanwhile. */
 int cache_purge_handler(struct pt_request *r);
+/* cache_make_room: the keys_zone is full: the least recently used entries go (their files
+ * too) until a twentieth of it is free, as the helper's sweep would, now. */
+void cache_make_room(struct cache *c, struct pt_pool *pool);
+uint64_t cache_purge(struct cache *c, struct pt_pool *pool, const char *key, size_t len, int exact);
 
 /* manager.c: the helper's work for every cache (init_helper): the loader, then sweeps. */
 int cache_helper_init(struct pt_cycle *cycle);

@@ -85,13 +85,10 @@ static void give_up(struct cache_ctx *ctx)
 }
 
 /* An unsafe method that succeeded invalidates what the cache holds for its URI (RFC 9111
- * 4.4): the key's entry (all its variants go with the main node's names). */
+ * 4.4): the key's entry, or all its variants. */
 static void invalidate(struct cache_ctx *ctx)
 {
-    char path[PATH_MAX];
-
-    if (cache_index_remove(ctx->cache->zone, ctx->main_md5) == 1)
-        unlink(cache_file_path(&ctx->cache->path, ctx->main_md5, path, sizeof(path)));
+    cache_purge(ctx->cache, ctx->r->pool, ctx->key.p, ctx->key.len, 1);
 }
 
 #define STORE_LOG_EVERY_S 60
@@ -281,13 +278,19 @@ static void publish(struct cache_ctx *ctx)
     }
     meta.fs_size = size;
     if (ctx->vary) {
-        /* The main node says which fields pick a variant. */
+        /* The main node says which fields pick a variant; a plain entry it held before the
+         * response began to vary is gone with its file. */
         struct cache_meta mm = {.valid = meta.valid, .flags = CACHE_F_VARY};
+        char path[PATH_MAX];
         cache_index_publish(ctx->cache->zone, ctx->main_md5, ctx->key.p, ctx->key.len, &mm,
                             ctx->vary, NULL, 0, ctx->ticket);
+        unlink(cache_file_path(&ctx->cache->path, ctx->main_md5, path, sizeof(path)));
     }
     if (cache_index_publish(ctx->cache->zone, ctx->md5, ctx->key.p, ctx->key.len, &meta, NULL,
-                            w->mem, (uint32_t)w->mem_len, ctx->ticket) != PT_OK) {
+                            w->mem, (uint32_t)w->mem_len, ctx->ticket) != PT_OK &&
+        (cache_make_room(ctx->cache, ctx->r->pool),
+         cache_index_publish(ctx->cache->zone, ctx->md5, ctx->key.p, ctx->key.len, &meta, NULL,
+                             w->mem, (uint32_t)w->mem_len, ctx->ticket) != PT_OK)) {
         /* A file the index does not know would only wait for the next start's loader. */
         unlink(w->path);
         pt_log(PT_LOG_WARN, "cache \"%s\": no room in keys_zone for \"%.*s\"", ctx->cache->name,

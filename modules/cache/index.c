@@ -509,7 +509,7 @@ int cache_index_load(struct pt_shm_zone *zone, const uint8_t *md5, const char *k
         return PT_ERROR;
     if (find(zone, rt, md5)) {
         unlock(zone);
-        return PT_OK;
+        return 0;
     }
     vary_off = copy_vary(zone, rt, vary, &vary_len);
     n = create(zone, rt, md5, key, key_len);
@@ -538,7 +538,7 @@ int cache_index_load(struct pt_shm_zone *zone, const uint8_t *md5, const char *k
         rt->bytes += meta->fs_size;
     }
     unlock(zone);
-    return PT_OK;
+    return 1;
 }
 
 void cache_index_set_loaded(struct pt_shm_zone *zone)

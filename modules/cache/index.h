@@ -135,7 +135,8 @@ uint64_t cache_index_sweep(struct pt_shm_zone *zone, int64_t now, int64_t inacti
 /* The loader's insert: a file found on disk for <md5>/<key> with <meta>, last used at
  * <accessed> (or, with CACHE_F_VARY in meta->flags, the main node of a varying key, with
  * its Vary names <vary>).  Does nothing when the key has a node already (workers came
- * first).  Returns PT_OK, or PT_ERROR when the zone is full. */
+ * first).  Returns 1 when it was inserted, 0 when the key was there, PT_ERROR when the
+ * zone is full. */
 int cache_index_load(struct pt_shm_zone *zone, const uint8_t *md5, const char *key, size_t key_len,
                      const struct cache_meta *meta, const char *vary, int64_t accessed);
 

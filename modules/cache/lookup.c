@@ -203,6 +203,11 @@ static int decide(struct cache_ctx *ctx)
 {
     int found = index_lookup(ctx);
 
+    if (found < 0) {
+        /* nginx's way too: a full keys_zone makes room at once, not at the next sweep. */
+        cache_make_room(ctx->cache, ctx->r->pool);
+        found = index_lookup(ctx);
+    }
     if (found == 1 && ctx->view.meta.flags & CACHE_F_VARY)
         found = lookup_variant(ctx);
     if (found < 0) {

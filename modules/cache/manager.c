@@ -105,7 +105,7 @@ static void load_file(struct manager *m, const char *name)
     }
     h.meta.fs_size = h.header_len + h.body_len;
     if (cache_index_load(c->zone, md5, key, strlen(key), &h.meta, NULL,
-                         stat(m->path, &st) == 0 ? st.st_atime : h.date) == PT_OK)
+                         stat(m->path, &st) == 0 ? st.st_atime : h.date) == 1)
         m->loaded++;
 }
 

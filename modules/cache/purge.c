@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/pool.h"
+#include "core/times.h"
 #include "modules/cache/cache.h"
 
 /* The md5s of the files to remove, gathered under the index's lock. */
@@ -76,6 +77,27 @@ static struct pt_str *query_arg(struct pt_request *r, const char *name)
     return NULL;
 }
 
+uint64_t cache_purge(struct cache *c, struct pt_pool *pool, const char *key, size_t len, int exact)
+{
+    struct doomed d = {pool, NULL, 0, 0};
+    char path[PATH_MAX];
+    uint64_t gone = cache_index_purge(c->zone, key, len, exact, doom, &d);
+
+    for (size_t i = 0; i < d.n; i++)
+        unlink(cache_file_path(&c->path, d.md5[i], path, sizeof(path)));
+    return gone;
+}
+
+void cache_make_room(struct cache *c, struct pt_pool *pool)
+{
+    struct doomed d = {pool, NULL, 0, 0};
+    char path[PATH_MAX];
+
+    cache_index_sweep(c->zone, pt_time_sec(), c->inactive, (uint64_t)c->max_size, 0, doom, &d);
+    for (size_t i = 0; i < d.n; i++)
+        unlink(cache_file_path(&c->path, d.md5[i], path, sizeof(path)));
+}
+
 /* Sends <body> as JSON with <status>. */
 static int answer(struct pt_request *r, int status, const char *body, int len)
 {
@@ -93,8 +115,7 @@ int cache_purge_handler(struct pt_request *r)
     struct cache_loc_conf *lc = pt_http_loc_conf(r, pt_cache_module);
     struct cache *c = lc->purge;
     struct pt_str *key = query_arg(r, "key"), *prefix = key ? NULL : query_arg(r, "prefix");
-    struct doomed d = {r->pool, NULL, 0, 0};
-    char path[PATH_MAX], *body;
+    char *body;
     uint64_t gone;
     int len;
 
@@ -108,11 +129,9 @@ int cache_purge_handler(struct pt_request *r)
     if (key == NULL && prefix == NULL)
         return answer(r, 400, "{\"error\":\"give ?key=KEY or ?prefix=PREFIX\"}\n", 43);
     if (key)
-        gone = cache_index_purge(c->zone, key->p, key->len, 1, doom, &d);
+        gone = cache_purge(c, r->pool, key->p, key->len, 1);
     else
-        gone = cache_index_purge(c->zone, prefix->p, prefix->len, 0, doom, &d);
-    for (size_t i = 0; i < d.n; i++)
-        unlink(cache_file_path(&c->path, d.md5[i], path, sizeof(path)));
+        gone = cache_purge(c, r->pool, prefix->p, prefix->len, 0);
     body = pt_palloc(r->pool, 128 + strlen(c->name));
     if (body == NULL)
         return PT_ERROR;

@@ -531,8 +531,7 @@ START_TEST(sweep_removes_nodes_unused_for_inactive_seconds)
 
     /* Test key 1 was last used two hours ago (the loader says when), key 2 just now. */
     ck_assert_int_eq(
-        cache_index_load(&zone, MD5(1), key_of(1), strlen(key_of(1)), &m, NULL, now - 2 * HOUR),
-        PT_OK);
+        cache_index_load(&zone, MD5(1), key_of(1), strlen(key_of(1)), &m, NULL, now - 2 * HOUR), 1);
     publish(2, 100);
     ck_assert_uint_eq(cache_index_sweep(&zone, now, HOUR, 0, 0, record, &r), 1);
     ck_assert_int_eq(r.n, 1);
@@ -651,8 +650,7 @@ START_TEST(load_inserts_an_entry_not_indexed)
     struct cache_stats st;
 
     ck_assert_int_eq(
-        cache_index_load(&zone, MD5(1), key_of(1), strlen(key_of(1)), &m, NULL, pt_time_sec()),
-        PT_OK);
+        cache_index_load(&zone, MD5(1), key_of(1), strlen(key_of(1)), &m, NULL, pt_time_sec()), 1);
     ck_assert_int_eq(peek(1, &v), 1);
     ck_assert_int_eq(v.exists, 1);
     ck_assert_uint_eq(v.uses, 0);
@@ -671,8 +669,7 @@ START_TEST(load_leaves_an_entry_a_worker_indexed_first)
 
     publish(1, 100);
     ck_assert_int_eq(
-        cache_index_load(&zone, MD5(1), key_of(1), strlen(key_of(1)), &m, NULL, pt_time_sec()),
-        PT_OK);
+        cache_index_load(&zone, MD5(1), key_of(1), strlen(key_of(1)), &m, NULL, pt_time_sec()), 0);
     peek(1, &v);
     ck_assert_uint_eq(v.meta.fs_size, 100);
     ck_assert_uint_eq(v.gen, 1);
@@ -688,8 +685,7 @@ START_TEST(loaded_entry_is_the_first_to_be_evicted)
     publish(1, 100);
     publish(2, 100);
     ck_assert_int_eq(
-        cache_index_load(&zone, MD5(3), key_of(3), strlen(key_of(3)), &m, NULL, pt_time_sec()),
-        PT_OK);
+        cache_index_load(&zone, MD5(3), key_of(3), strlen(key_of(3)), &m, NULL, pt_time_sec()), 1);
     ck_assert_uint_eq(cache_index_sweep(&zone, pt_time_sec(), HOUR, 250, 0, record, &r), 1);
     ck_assert_int_eq(r.n, 1);
     assert_removed(&r, 0, 3);
@@ -728,8 +724,7 @@ START_TEST(loaded_main_node_keeps_its_vary_names)
     struct cache_view v;
 
     ck_assert_int_eq(
-        cache_index_load(&zone, MD5(1), "http://a/x", 10, &m, "Accept, Cookie", pt_time_sec()),
-        PT_OK);
+        cache_index_load(&zone, MD5(1), "http://a/x", 10, &m, "Accept, Cookie", pt_time_sec()), 1);
     ck_assert_int_eq(peek(1, &v), 1);
     ck_assert_int_eq(v.exists, 0);
     ck_assert_str_eq(v.vary, "Accept, Cookie");
