@@ -116,6 +116,10 @@ static const struct pt_directive cache_directives[] = {
      "after this, one more request may go upstream to fill the cache (default 5s)"},
     {"proxy_cache_revalidate", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, CLC(revalidate), NULL,
      "expired entries are revalidated with If-Modified-Since and If-None-Match (default off)"},
+    {"proxy_cache_heuristic", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, CLC(heuristic), NULL,
+     "a response with Last-Modified and no other freshness (nor proxy_cache_valid for its "
+     "status) stays fresh for a tenth of its age, at most a day (RFC 9111 4.2.2; portier's; "
+     "default off, as nginx has none)"},
     {"proxy_cache_convert_head", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, CLC(convert_head), NULL,
      "a HEAD request goes upstream as GET so its response can be cached (default on)"},
     {"proxy_ignore_headers", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_words, CLC(ignore), ignore_words,
@@ -466,7 +470,7 @@ static void *create_loc_conf(struct pt_conf *cf)
         return NULL;
     lc->nvalid = lc->methods = lc->nbypass = lc->nno_cache = PT_CONF_UNSET;
     lc->use_stale = lc->background_update = lc->lock = PT_CONF_UNSET;
-    lc->revalidate = lc->convert_head = lc->ignore = PT_CONF_UNSET;
+    lc->revalidate = lc->convert_head = lc->ignore = lc->heuristic = PT_CONF_UNSET;
     lc->min_uses = lc->lock_timeout = lc->lock_age = PT_CONF_UNSET;
     return lc;
 }
@@ -503,6 +507,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->lock_timeout, p->lock_timeout, 5000);
     pt_conf_merge_int(c->lock_age, p->lock_age, 5000);
     pt_conf_merge_int(c->revalidate, p->revalidate, 0);
+    pt_conf_merge_int(c->heuristic, p->heuristic, 0);
     pt_conf_merge_int(c->convert_head, p->convert_head, 1);
     pt_conf_merge_int(c->ignore, p->ignore, 0);
     return PT_OK;

@@ -90,6 +90,7 @@ struct cache_loc_conf {
     int lock;              /* flag */
     int64_t lock_timeout, lock_age;
     int revalidate;      /* flag */
+    int heuristic;       /* flag: proxy_cache_heuristic */
     int convert_head;    /* flag */
     int ignore;          /* CACHE_IGN_* */
     struct cache *purge; /* proxy_cache_purge: this location purges that cache */

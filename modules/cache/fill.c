@@ -59,7 +59,8 @@ static void conf_of(const struct cache_loc_conf *lc, struct pt_cache_conf *conf)
     conf->methods = (unsigned)lc->methods;
     conf->ignore = (unsigned)lc->ignore & 0x1fu; /* the PT_CACHE_IGN_* share our bits */
     conf->flags = (lc->convert_head ? 0 : PT_CACHE_NO_CONVERT_HEAD) |
-                  (lc->use_stale & CACHE_STALE_UPDATING ? PT_CACHE_STALE_UPDATING : 0);
+                  (lc->use_stale & CACHE_STALE_UPDATING ? PT_CACHE_STALE_UPDATING : 0) |
+                  (lc->heuristic ? PT_CACHE_HEURISTIC : 0);
 }
 
 /* proxy_cache_valid's time for <status>: the line naming it, else "any"; -1 when none. */

@@ -164,6 +164,29 @@ class Storing(CacheCase):
         self.cached("/nothing")
         self.assertCache(self.get("/nothing"), "MISS", b"/nothing #2\n")
 
+    def test_last_modified_alone_is_not_stored_without_proxy_cache_heuristic(self):
+        self.start_cache()
+        self.cached("/lm", headers=[("Last-Modified", http_date(time.time() - 10 * 86400))])
+        self.assertCache(self.get("/lm"), "MISS", b"/lm #2\n")
+
+    def test_proxy_cache_heuristic_keeps_a_tenth_of_the_last_modified_age(self):
+        self.start_cache(proxy_cache_heuristic=True)
+        now = time.time()
+        # Ten days old: a day fresh (the cap).  Five seconds old: fresh for none.
+        self.cached("/lm10d", headers=[("Date", http_date(now)),
+                                       ("Last-Modified", http_date(now - 10 * 86400))])
+        self.assertCache(self.get("/lm10d"), "HIT", b"/lm10d #1\n")
+        self.cached("/lm5s", headers=[("Date", http_date(now)),
+                                      ("Last-Modified", http_date(now - 5))])
+        self.assertCache(self.get("/lm5s"), "EXPIRED", b"/lm5s #2\n")
+
+    def test_proxy_cache_heuristic_does_not_store_a_status_not_heuristically_cacheable(self):
+        self.start_cache(proxy_cache_heuristic=True)
+        self.origin.route("/lm500", status=500,
+                          headers=[("Last-Modified", http_date(time.time() - 10 * 86400))])
+        self.assertCache(self.get("/lm500"), "MISS", code=500)
+        self.assertCache(self.get("/lm500"), "MISS", code=500)
+
     def test_chunked_response_is_stored_and_a_hit_carries_its_length(self):
         self.start_cache()
         body = harness.pattern_bytes(0, 5500)
