@@ -78,7 +78,7 @@ void pt_pool_destroy(struct pt_pool *p)
     free(p);
 }
 
-void *pt_palloc(struct pt_pool *p, size_t n)
+void *pt_pnalloc(struct pt_pool *p, size_t n)
 {
     struct block *b = p->head;
     size_t off = (b->used + 15) & ~(size_t)15;
@@ -94,7 +94,6 @@ void *pt_palloc(struct pt_pool *p, size_t n)
             nb->next = b->next;
             b->next = nb;
             nb->used = n;
-            memset(nb->data, 0, n);
             return nb->data;
         }
         nb->next = b;
@@ -102,8 +101,16 @@ void *pt_palloc(struct pt_pool *p, size_t n)
         off = 0;
     }
     b->used = off + n;
-    memset(b->data + off, 0, n);
     return b->data + off;
+}
+
+void *pt_palloc(struct pt_pool *p, size_t n)
+{
+    void *m = pt_pnalloc(p, n);
+
+    if (m)
+        memset(m, 0, n);
+    return m;
 }
 
 char *pt_pstrndup(struct pt_pool *p, const char *s, size_t n)

@@ -25,6 +25,9 @@ void pt_pool_reset(struct pt_pool *p);
 /* Allocates <n> zeroed bytes from <p>, aligned for any type.  NULL when out of memory. */
 void *pt_palloc(struct pt_pool *p, size_t n);
 
+/* The same, not zeroed: for bytes about to be overwritten whole. */
+void *pt_pnalloc(struct pt_pool *p, size_t n);
+
 /* Copies <s> (NUL-terminated) or the slice <s> into <p> and NUL-terminates it. */
 char *pt_pstrdup(struct pt_pool *p, const char *s);
 char *pt_pstrndup(struct pt_pool *p, const char *s, size_t n);

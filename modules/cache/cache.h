@@ -136,9 +136,10 @@ struct cache_ctx {
     unsigned background : 1;
     struct pt_timer wait; /* polling the lock */
     uint64_t wait_until;  /* pt_now_ms() when waiting ends (proxy_cache_lock_timeout) */
-    /* Serving a file: where the rest of the body is. */
+    /* Serving a file: where the rest of the body is, and the buffer it goes through. */
     off_t off;
     uint64_t left;
+    char *buf;
     /* Filling: the file being written. */
     struct cache_writer *writer;
     struct pt_upstream_tap tap;

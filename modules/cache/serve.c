@@ -183,7 +183,6 @@ static int start_background(struct cache_ctx *ctx)
 static int send_file(struct cache_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
-    char *buf = NULL;
 
     while (ctx->left) {
         size_t n = (size_t)pt_min(ctx->left, READ_CHUNK);
@@ -192,9 +191,10 @@ static int send_file(struct cache_ctx *ctx)
             r->write_handler = send_more;
             return PT_AGAIN;
         }
-        if (buf == NULL && (buf = pt_palloc(r->pool, READ_CHUNK)) == NULL)
+        /* One buffer for the whole body, however often the client makes us wait. */
+        if (ctx->buf == NULL && (ctx->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
             return PT_ERROR;
-        got = pread(ctx->file.fd, buf, n, ctx->off);
+        got = pread(ctx->file.fd, ctx->buf, n, ctx->off);
         if (got <= 0) {
             pt_log(PT_LOG_CRIT, "cannot read cache file of \"%.*s\": %s", (int)ctx->key.len,
                    ctx->key.p, got < 0 ? strerror(errno) : "unexpected end");
@@ -202,7 +202,7 @@ static int send_file(struct cache_ctx *ctx)
         }
         ctx->off += got;
         ctx->left -= (uint64_t)got;
-        if (pt_http_send_body(r, buf, (size_t)got, ctx->left == 0) != PT_OK)
+        if (pt_http_send_body(r, ctx->buf, (size_t)got, ctx->left == 0) != PT_OK)
             return PT_ERROR;
     }
     return PT_OK;
