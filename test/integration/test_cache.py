@@ -628,6 +628,32 @@ class Lock(CacheCase):
         filler.join(5)
         self.assertCache(self.get("/lt"), "HIT", b"/lt #1\n")
 
+    def test_lock_of_a_killed_worker_holds_the_key_no_longer_than_lock_age(self):
+        p = self.start_cache(proxy_cache_lock=True, proxy_cache_lock_age="1s",
+                             proxy_cache_lock_timeout="10s")
+        self.origin.route("/killed", lambda seen: Answer(headers=MAX_AGE_60,
+                                                         delay=5 if seen.n == 1 else 0))
+        filler = threading.Thread(target=lambda: self.get_quietly("/killed"))
+        filler.start()
+        self.addCleanup(filler.join)
+        harness.wait_until(lambda: self.origin.count("/killed") == 1, 3, 0.01,
+                           "the fill to start")
+        old = p.worker_pids()
+        os.kill(old[0], signal.SIGKILL)  # it dies holding the key's lock
+        p.wait_new_workers(1, old)
+        started = time.monotonic()
+        self.assertCache(self.get("/killed", timeout=8), "MISS", b"/killed #2\n")
+        # Not the 10 s lock_timeout: the dead worker's lock lapsed after lock_age.
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertCache(self.get("/killed"), "HIT", b"/killed #2\n")
+
+    def get_quietly(self, path):
+        """GET <path>, whose connection may die with its worker."""
+        try:
+            self.get(path, timeout=8)
+        except Exception:  # the reset or the EOF of a killed worker
+            pass
+
 
 STALE_ON = ["error", "timeout", "http_500", "http_502", "http_503"]
 
