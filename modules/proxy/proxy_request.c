@@ -267,7 +267,7 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     }
     if (put_set_headers(&b, ctx) != PT_OK)
         return PT_ERROR;
-    if (tap)
+    if (tap && tap->extra.len)
         put_str(&b, tap->extra);
     put_forwarded(&b, r, plc->own_set, trusted);
     put_connection(&b, ctx);
