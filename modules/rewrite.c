@@ -84,8 +84,10 @@ static int do_return(struct pt_request *r, const struct rewrite_return *ret)
     if (pt_template_eval(r, ret->text, &text) != PT_OK)
         return PT_ERROR;
     if (is_redirect(ret->status)) {
+        /* "return 301 /new" goes out absolute, as nginx's (absolute_redirect). */
+        text = pt_http_redirect_location(r, text);
         r->status = ret->status;
-        if (pt_header_add(r, &r->out, PT_STR("Location"), text) != PT_OK)
+        if (text.p == NULL || pt_header_add(r, &r->out, PT_STR("Location"), text) != PT_OK)
             return PT_ERROR;
         return ret->status;
     }

@@ -72,7 +72,10 @@ struct pt_http_loc_conf {
     int64_t client_body_timeout;
     int64_t send_timeout;
     int64_t client_max_body_size;
-    int server_tokens; /* PT_SERVER_TOKENS_*: the version in Server and on error pages */
+    int server_tokens;           /* PT_SERVER_TOKENS_*: the version in Server and on error pages */
+    int absolute_redirect;       /* a redirect portier builds to "/path" goes out absolute */
+    int port_in_redirect;        /* ... with the listening port when not the scheme's */
+    int server_name_in_redirect; /* ... with the server's first name instead of Host's */
     /* A prefix ending in '/' whose handler passes requests on (proxy_pass): its path without
      * the slash answers 301 to it, as nginx's auto_redirect. */
     unsigned auto_redirect : 1;
@@ -287,6 +290,15 @@ struct pt_request {
     char request_id[33];
     struct pt_str upstream_addr, upstream_status, upstream_time; /* for the log */
 };
+
+/* The Location of a redirect portier answers with (return, rewrite, the 301 to a
+ * location's slash), as nginx writes it: <loc> as it is unless it starts with '/' and
+ * absolute_redirect is on; then "SCHEME://HOST[:PORT]<loc>", HOST being the request's Host
+ * without its port (the server's first name with server_name_in_redirect; the address the
+ * connection reached without a Host), PORT the listening port, left out when it is the
+ * scheme's or port_in_redirect is off.  In the request pool; PT_NULL_STR when out of
+ * memory. */
+struct pt_str pt_http_redirect_location(struct pt_request *r, struct pt_str loc);
 
 /* Appends a response header to <r>; <name>/<value> must outlive the request (pool or
  * static).  Returns PT_OK or PT_ERROR. */

@@ -95,6 +95,15 @@ static const struct pt_directive http_directives[] = {
      "largest request body; 413 past it; 0 = unlimited (default 1m)"},
     {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
      "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
+    {"absolute_redirect", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(absolute_redirect), NULL,
+     "redirects portier makes to a path (return, rewrite, the 301 to a location's slash) go out "
+     "as absolute URLs on the request's scheme, host and port (default on, as nginx)"},
+    {"port_in_redirect", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(port_in_redirect), NULL,
+     "an absolute redirect names the listening port unless it is the scheme's (default on)"},
+    {"server_name_in_redirect", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(server_name_in_redirect),
+     NULL,
+     "an absolute redirect names the server's first server_name instead of the request's Host "
+     "(default off)"},
     {"server_tokens", HSL, 0, PT_LOC_CONF, pt_conf_set_enum, LOC(server_tokens),
      server_tokens_values,
      "on|off|build (or true/false): on shows the version in the Server header and on the error "
@@ -164,6 +173,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     lc->send_timeout = PT_CONF_UNSET;
     lc->client_max_body_size = PT_CONF_UNSET;
     lc->server_tokens = PT_CONF_UNSET;
+    lc->absolute_redirect = lc->port_in_redirect = lc->server_name_in_redirect = PT_CONF_UNSET;
     lc->nreal_ip_from = PT_CONF_UNSET;
     return lc;
 }
@@ -179,6 +189,9 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);
     pt_conf_merge_int(c->server_tokens, p->server_tokens, PT_SERVER_TOKENS_ON);
+    pt_conf_merge_int(c->absolute_redirect, p->absolute_redirect, 1);
+    pt_conf_merge_int(c->port_in_redirect, p->port_in_redirect, 1);
+    pt_conf_merge_int(c->server_name_in_redirect, p->server_name_in_redirect, 0);
     pt_conf_merge_list(c->real_ip_from, c->nreal_ip_from, p->real_ip_from, p->nreal_ip_from);
     return PT_OK;
 }
@@ -392,30 +405,54 @@ static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *
     return pt_conf_each_group(cf, cf->setting, read_server);
 }
 
-/* The answer of nginx's auto_redirect: 301 to the location's path with its slash, as an
- * absolute URL on the request's scheme, host and port (the port left out when it is the
- * scheme's), the query kept. */
+struct pt_str pt_http_redirect_location(struct pt_request *r, struct pt_str loc)
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    struct pt_http_srv_conf *sc = r->server->srv_conf[pt_http_module.index];
+    struct pt_str scheme, host, port;
+    size_t len;
+    char *p;
+    int dflt, v6;
+
+    if (loc.len == 0 || loc.p[0] != '/' || !lc->absolute_redirect)
+        return loc;
+    if (pt_var_value(r, "scheme", &scheme) != PT_OK ||
+        pt_var_value(r, "server_port", &port) != PT_OK)
+        return PT_NULL_STR;
+    if (lc->server_name_in_redirect && sc->server_name && sc->server_name[0])
+        host = pt_str_c(sc->server_name);
+    else if (r->h.host.len == 0 || pt_var_value(r, "host", &host) != PT_OK)
+        /* No Host (HTTP/1.0): the address the connection reached, as nginx. */
+        if (pt_var_value(r, "server_addr", &host) != PT_OK)
+            return PT_NULL_STR;
+    dflt = !lc->port_in_redirect || pt_str_eq(port, pt_str_eq(scheme, "https") ? "443" : "80");
+    v6 = memchr(host.p, ':', host.len) != NULL && host.p[0] != '[';
+    len = scheme.len + 3 + host.len + 2 + 1 + port.len + loc.len;
+    p = pt_palloc(r->pool, len + 1);
+    if (p == NULL)
+        return PT_NULL_STR;
+    len = (size_t)snprintf(p, len + 1, "%.*s://%s%.*s%s%s%.*s%.*s", (int)scheme.len, scheme.p,
+                           v6 ? "[" : "", (int)host.len, host.p, v6 ? "]" : "", dflt ? "" : ":",
+                           dflt ? 0 : (int)port.len, port.p, (int)loc.len, loc.p);
+    return (struct pt_str){p, len};
+}
+
+/* The answer of nginx's auto_redirect: 301 to the location's path with its slash (see
+ * pt_http_redirect_location), the query kept. */
 static int auto_redirect(struct pt_request *r)
 {
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
-    struct pt_str scheme, host, port, target = pt_str_c(lc->name + 2); /* after "= " */
-    size_t len;
-    char *loc;
-    int dflt;
+    struct pt_str target = pt_str_c(lc->name + 2); /* after "= " */
+    size_t len = target.len + 2 + r->args.len;
+    char *path = pt_palloc(r->pool, len + 1);
+    struct pt_str loc;
 
-    if (pt_var_value(r, "scheme", &scheme) != PT_OK || pt_var_value(r, "host", &host) != PT_OK ||
-        pt_var_value(r, "server_port", &port) != PT_OK)
+    if (path == NULL)
         return PT_ERROR;
-    dflt = pt_str_eq(port, pt_str_eq(scheme, "https") ? "443" : "80");
-    len = scheme.len + 3 + host.len + 1 + port.len + target.len + 2 + r->args.len;
-    loc = pt_palloc(r->pool, len + 1);
-    if (loc == NULL)
-        return PT_ERROR;
-    len = (size_t)snprintf(loc, len + 1, "%.*s://%.*s%s%.*s%.*s/%s%.*s", (int)scheme.len, scheme.p,
-                           (int)host.len, host.p, dflt ? "" : ":", dflt ? 0 : (int)port.len, port.p,
-                           (int)target.len, target.p, r->h.has_query ? "?" : "", (int)r->args.len,
-                           r->args.p);
-    if (pt_header_add(r, &r->out, PT_STR("Location"), (struct pt_str){loc, len}) != PT_OK)
+    len = (size_t)snprintf(path, len + 1, "%.*s/%s%.*s", (int)target.len, target.p,
+                           r->h.has_query ? "?" : "", (int)r->args.len, r->args.p);
+    loc = pt_http_redirect_location(r, (struct pt_str){path, len});
+    if (loc.p == NULL || pt_header_add(r, &r->out, PT_STR("Location"), loc) != PT_OK)
         return PT_ERROR;
     return 301;
 }
