@@ -16,12 +16,10 @@
  */
 #include "modules/proxy/proxy.h"
 
-static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_hide_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_next_upstream(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_http_version(struct pt_conf *cf, const struct pt_directive *d, void *conf);
-static void set_proxy_host(struct pt_conf *cf, struct proxy_loc_conf *plc);
 
 /* proxy_next_upstream's words and the PROXY_FT_* bit each stands for. */
 static const struct next_word {
@@ -54,9 +52,37 @@ static const int64_t buffer_size_bounds[2] = {1024, 1024 * 1024};
 #define HSL    (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
 
 static const struct pt_directive proxy_directives[] = {
-    {"proxy_pass", PT_CTX_LOC, 0, PT_LOC_CONF, set_proxy_pass, 0, NULL,
+    {"proxy_pass", PT_CTX_LOC, 0, PT_LOC_CONF, pt_proxy_set_pass, 0, NULL,
      "\"http://UPSTREAM[/URI]\" or \"http://HOST:PORT[/URI]\" (https:// for TLS, port 443 by "
-     "default): the URI part replaces the location prefix"},
+     "default): the URI part replaces the location prefix.  With variables "
+     "(\"http://$pool$request_uri\") the URL is made per request: its host names an upstream "
+     "group, else must be an IP address (IPv4 or [IPv6], port 80 or 443 by default); a DNS name "
+     "that is neither gets 502, names not being resolved at run time (nginx would need "
+     "resolver: define an upstream block of that name); a URI part, when there is one, is sent "
+     "as it is instead of the request's URI"},
+    {"proxy_redirect", HSL, PT_DIR_MULTI, PT_LOC_CONF, pt_proxy_set_redirect, 0, NULL,
+     "\"default\", \"off\" or \"REDIRECT REPLACEMENT\" (a list for several, tried in order, "
+     "the first match wins): rewrites the upstream's Location and Refresh (after url=) fields.  "
+     "REDIRECT is a prefix of the value (case-sensitive, variables allowed) that REPLACEMENT "
+     "replaces, or a regex (~, or ~* in any case) whose match replaces the whole value, "
+     "REPLACEMENT naming its captures ($1..$9, named ones); REPLACEMENT may hold variables, and "
+     "a Location rewritten to a relative \"/...\" gets this server's scheme, host and port as "
+     "portier's own redirects (absolute_redirect).  default, in a location with proxy_pass: "
+     "proxy_pass's URL becomes the location's prefix (without a URI part, the URL and \"/\" "
+     "becomes \"/\"); refused with variables in proxy_pass, which get no default.  A level with "
+     "proxy_redirect does not inherit its parent's (default \"default\")"},
+    {"proxy_cookie_domain", HSL, PT_DIR_MULTI, PT_LOC_CONF, pt_proxy_set_cookie_domain, 0, NULL,
+     "\"off\" or \"DOMAIN REPLACEMENT\" (a list for several, the first match wins): a domain= "
+     "attribute of the upstream's Set-Cookie fields equal to DOMAIN (in any case, a leading '.' "
+     "ignored) becomes REPLACEMENT (variables allowed); \"~REGEX\" matches in any case and "
+     "REPLACEMENT may use its captures.  A rewritten field has its attributes joined by \"; \" "
+     "as nginx writes them.  A level with it does not inherit its parent's (default off)"},
+    {"proxy_cookie_path", HSL, PT_DIR_MULTI, PT_LOC_CONF, pt_proxy_set_cookie_path, 0, NULL,
+     "\"off\" or \"PATH REPLACEMENT\" (a list for several, the first match wins): a path= "
+     "attribute of the upstream's Set-Cookie fields starting with PATH has that prefix replaced "
+     "by REPLACEMENT (variables allowed); with ~ (case-sensitive) or ~* PATH is a regex, "
+     "REPLACEMENT may use its captures and replaces the whole path.  A level with it does not "
+     "inherit its parent's (default off)"},
     {"proxy_connect_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(connect_timeout), NULL,
      "time to establish an upstream connection (default 60s)"},
     {"proxy_read_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, PLC(read_timeout), NULL,
@@ -144,6 +170,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     plc->next_upstream_tries = PT_CONF_UNSET;
     plc->next_upstream_timeout = PT_CONF_UNSET;
     pt_proxy_ssl_init_conf(&plc->ssl_conf);
+    pt_proxy_init_rewrites(plc);
     return plc;
 }
 
@@ -166,77 +193,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->next_upstream_tries, p->next_upstream_tries, 0);
     pt_conf_merge_int(c->next_upstream_timeout, p->next_upstream_timeout, 0);
     pt_proxy_ssl_merge_conf(&p->ssl_conf, &c->ssl_conf);
-    return PT_OK;
-}
-
-static int set_proxy_pass(struct pt_conf *cf, const struct pt_directive *d, void *conf)
-{
-    struct proxy_loc_conf *plc = conf;
-    struct pt_http_loc_conf *lc = cf->conf->loc_conf[pt_http_module.index];
-    const char *v = cf->value, *host, *slash;
-
-    if (plc->pass)
-        return pt_conf_error(cf, "\"proxy_pass\" is duplicate");
-    if (strncmp(v, "http://", 7) == 0)
-        host = v + 7;
-    else if (strncmp(v, "https://", 8) == 0)
-        host = v + 8;
-    else
-        return pt_conf_error(cf, "invalid proxy_pass \"%s\": it starts with http:// or https://",
-                             v);
-    plc->https = host - v == 8;
-    if (plc->https && !PORTIER_WITH_SSL) /* nginx: "https protocol requires SSL support" */
-        return pt_conf_error(cf,
-                             "invalid proxy_pass \"%s\": https:// needs the ssl module, which this "
-                             "portier was built without (build with -DPORTIER_WITH_SSL=ON)",
-                             v);
-    slash = strchr(host, '/');
-    plc->pass = pt_pstrdup(cf->pool, v);
-    plc->pass_setting = cf->setting;
-    plc->host = pt_pstrndup(cf->pool, host, slash ? (size_t)(slash - host) : strlen(host));
-    if (plc->host[0] == '\0')
-        return pt_conf_error(cf, "invalid proxy_pass \"%s\": no host", v);
-    if (slash) {
-        plc->has_uri = 1;
-        plc->uri = pt_str_c(pt_pstrdup(cf->pool, slash));
-    }
-    set_proxy_host(cf, plc);
-    /* The prefix a URI part replaces: the location's pattern without its modifier. */
-    {
-        const char *name = lc->name;
-        if (name[0] == '~' && plc->has_uri)
-            return pt_conf_error(cf, "\"proxy_pass\" cannot have a URI part in a regex location");
-        if (strncmp(name, "= ", 2) == 0)
-            name += 2;
-        else if (strncmp(name, "^~ ", 3) == 0)
-            name += 3;
-        while (*name == ' ')
-            name++;
-        plc->prefix = pt_str_c(name);
-        /* nginx's rule: a location ending in '/' (not a regex) answers its path without
-         * the slash with a 301 to it. */
-        lc->auto_redirect =
-            lc->name[0] != '~' && plc->prefix.len > 1 && name[plc->prefix.len - 1] == '/';
-    }
-    lc->handler = NULL; /* set in postconfig once the upstream is known */
-    return PT_OK;
-}
-
-/* $proxy_host and $proxy_port of proxy_pass's host part, as nginx makes them: the port is
- * left out of the host when it is the scheme's default. */
-static void set_proxy_host(struct pt_conf *cf, struct proxy_loc_conf *plc)
-{
-    const char *h = plc->host, *dflt = plc->https ? "443" : "80";
-    const char *close = h[0] == '[' ? strchr(h, ']') : NULL;
-    const char *colon = close ? (close[1] == ':' ? close + 1 : NULL) : strrchr(h, ':');
-
-    if (colon == NULL || strcmp(colon + 1, dflt) == 0) {
-        plc->proxy_host = (struct pt_str){h, colon ? (size_t)(colon - h) : strlen(h)};
-        plc->proxy_port = pt_str_c(dflt);
-        return;
-    }
-    plc->proxy_host = pt_str_c(h);
-    plc->proxy_port = pt_str_c(pt_pstrdup(cf->pool, colon + 1));
+    return pt_proxy_merge_rewrites(cf, p, c);
 }
 
 static int set_proxy_header(struct pt_conf *cf, const struct pt_directive *d, void *conf)
@@ -318,38 +275,17 @@ static int set_next_upstream(struct pt_conf *cf, const struct pt_directive *d, v
 
 static int proxy_handler(struct pt_request *r);
 
-/* True when the proxy_pass host <h> names a port: "host:port" or "[v6]:port". */
-static int has_port(const char *h)
-{
-    const char *close = h[0] == '[' ? strchr(h, ']') : NULL;
-
-    return close ? close[1] == ':' : strchr(h, ':') != NULL;
-}
-
-/* Binds each proxy_pass to its upstream now that every upstream block has been read: a
- * group of that name, else the address itself (port 443 by default for https, as port 80
- * is for http); an https location also gets its TLS configuration. */
+/* Binds each proxy_pass to its upstream now that every upstream block has been read
+ * (proxy_target.c), and gives its location the proxy's handler. */
 static int bind_location(struct pt_conf *cf, void **loc_conf)
 {
     struct proxy_loc_conf *plc = loc_conf[pt_proxy_module.index];
     struct pt_http_loc_conf *lc = loc_conf[pt_http_module.index];
-    const char *addr = plc->host;
 
     if (plc->pass == NULL)
         return PT_OK;
     cf->setting = plc->pass_setting;
-    plc->upstream = has_port(plc->host) ? NULL : pt_upstream_find(cf, plc->host);
-    if (plc->upstream == NULL && plc->https && !has_port(plc->host)) {
-        size_t n = strlen(plc->host) + sizeof(":443");
-        char *a = pt_palloc(cf->pool, n);
-        if (a == NULL)
-            return pt_conf_error(cf, "out of memory");
-        snprintf(a, n, "%s:443", plc->host);
-        addr = a;
-    }
-    if (plc->upstream == NULL && (plc->upstream = pt_upstream_implicit(cf, addr)) == NULL)
-        return PT_ERROR;
-    if (plc->https && pt_proxy_ssl_conf(cf, plc) != PT_OK)
+    if (pt_proxy_bind_target(cf, plc) != PT_OK)
         return PT_ERROR;
     lc->handler = proxy_handler;
     return PT_OK;
@@ -529,7 +465,7 @@ void pt_proxy_note_upstream(struct proxy_ctx *ctx, int status)
 static void log_failure(struct proxy_ctx *ctx, const char *what)
 {
     struct pt_request *r = ctx->r;
-    const char *group = ctx->plc->upstream->name, *peer = ctx->peer->name;
+    const char *group = ctx->t->upstream->name, *peer = ctx->peer->name;
     char why[512];
 
     if (ctx->err_no)
@@ -550,12 +486,13 @@ static void log_failure(struct proxy_ctx *ctx, const char *what)
 static int replay_useful(const struct proxy_ctx *ctx)
 {
     const struct proxy_loc_conf *plc = ctx->plc;
+    const struct pt_upstream *u = ctx->t->upstream;
     int kinds = plc->next_upstream & ~(int)(PROXY_FT_NON_IDEMPOTENT | PROXY_FT_OFF);
-    int next = kinds && plc->next_upstream_tries != 1 && plc->upstream->npeers > 1;
+    int next = kinds && plc->next_upstream_tries != 1 && u->npeers > 1;
 
     if (non_idempotent(ctx->r) && !(plc->next_upstream & PROXY_FT_NON_IDEMPOTENT))
         return 0;
-    return next || plc->upstream->keepalive > 0;
+    return next || u->keepalive > 0;
 }
 
 /* The server for another try after the current one failed with <ft> (a PROXY_FT_* bit), or
@@ -568,7 +505,7 @@ static struct pt_peer *next_peer(struct proxy_ctx *ctx, unsigned ft)
 
     if (!(plc->next_upstream & (int)ft))
         return NULL;
-    if (ctx->tries >= plc->upstream->npeers ||
+    if (ctx->tries >= ctx->t->upstream->npeers ||
         (plc->next_upstream_tries && ctx->tries >= plc->next_upstream_tries))
         return NULL;
     if (plc->next_upstream_timeout &&
@@ -585,7 +522,7 @@ static struct pt_peer *next_peer(struct proxy_ctx *ctx, unsigned ft)
                    PROXY_REPLAY_MAX / 1024);
         return NULL;
     }
-    return pt_upstream_choose(plc->upstream, r, ctx->tried);
+    return pt_upstream_choose(ctx->t->upstream, r, ctx->tried);
 }
 
 /* A pooled connection the peer had closed before any byte of the response: the request goes
@@ -631,7 +568,7 @@ static void reset_try(struct proxy_ctx *ctx)
 static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
 {
     struct proxy_loc_conf *plc = ctx->plc;
-    struct pt_upstream *u = plc->upstream;
+    struct pt_upstream *u = ctx->t->upstream;
     struct pt_upstream_conn *uc;
     int ready;
 
@@ -644,7 +581,7 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
     ctx->peer = peer;
     reset_try(ctx);
     /* The TLS configuration keys the pool: a pooled connection is one made for it. */
-    uc = pt_upstream_connect(u, peer, again, plc->ssl, ctx, upstream_event);
+    uc = pt_upstream_connect(u, peer, again, ctx->t->ssl, ctx, upstream_event);
     if (uc == NULL && (errno == EMFILE || errno == ENFILE || errno == ENOMEM)) {
         /* Out of worker_connections or descriptors: the worker's shortage, not a failure
          * of the server, so no other server is tried and passive health is not told (as
@@ -663,7 +600,7 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
     ctx->uc = uc;
     uc->s.timer.handler = upstream_timeout;
     uc->s.timer.data = ctx;
-    if (plc->ssl && uc->s.tls == NULL && pt_proxy_ssl_attach(ctx) != PT_OK) {
+    if (ctx->t->ssl && uc->s.tls == NULL && pt_proxy_ssl_attach(ctx) != PT_OK) {
         pt_proxy_failed(ctx, ERR_HANDSHAKE);
         return;
     }
@@ -748,7 +685,7 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
         return;
     }
     /* error, timeout and invalid_header are failures of the server whatever is listed. */
-    pt_peer_failed(ctx->plc->upstream, ctx->peer);
+    pt_peer_failed(ctx->t->upstream, ctx->peer);
     pt_proxy_note_upstream(ctx, status);
     next = next_peer(ctx, err_ft[err]);
     if (next == NULL) {
@@ -772,7 +709,7 @@ int pt_proxy_retry_status(struct proxy_ctx *ctx)
     log_failure(ctx, what);
     end_try(ctx);
     if (ft & FT_STATUS_COUNTED)
-        pt_peer_failed(ctx->plc->upstream, ctx->peer);
+        pt_peer_failed(ctx->t->upstream, ctx->peer);
     pt_proxy_note_upstream(ctx, status);
     go_next(ctx, next);
     return PT_DONE;
@@ -808,7 +745,8 @@ static void init_replay(struct proxy_ctx *ctx)
 static int proxy_handler(struct pt_request *r)
 {
     struct proxy_loc_conf *plc = pt_http_loc_conf(r, pt_proxy_module);
-    struct proxy_ctx *ctx = pt_palloc(r->pool, sizeof(*ctx));
+    struct proxy_ctx *ctx = pt_proxy_ctx(r);
+    const struct proxy_target *t;
     struct pt_peer *peer;
 
     if (ctx == NULL)
@@ -822,9 +760,10 @@ static int proxy_handler(struct pt_request *r)
                r->c->peer_text);
         return 411;
     }
-    r->ctx[pt_proxy_module.index] = ctx;
-    ctx->r = r;
     ctx->plc = plc;
+    t = pt_proxy_target(ctx);
+    if (t == NULL)
+        return ctx->target_status;
     ctx->start_ms = pt_now_ms();
     if (pt_proxy_build_head(ctx) != PT_OK)
         return PT_ERROR;
@@ -832,9 +771,9 @@ static int proxy_handler(struct pt_request *r)
     r->cleanup = pt_proxy_cleanup;
     r->read_handler = client_readable;
     r->write_handler = client_drained;
-    peer = pt_upstream_choose(plc->upstream, r, 0);
+    peer = pt_upstream_choose(t->upstream, r, 0);
     if (peer == NULL) {
-        pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", plc->upstream->name,
+        pt_log(PT_LOG_ERR, "no live upstreams in \"%s\", client %s", t->upstream->name,
                r->c->peer_text);
         return 502;
     }

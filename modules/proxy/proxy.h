@@ -3,8 +3,12 @@
  * state of one proxied exchange, and the steps each file offers the others.
  *   proxy.c           the module, its directives, and the exchange's control: choosing
  *                     and connecting a peer, failures, retries, timeouts, events
+ *   proxy_target.c    proxy_pass: where a request goes (group, TLS, URI part), fixed at
+ *                     configuration time or, with variables, evaluated per request
  *   proxy_request.c   the request sent upstream: its head, then the body, re-framed
  *   proxy_response.c  the response: its head, the body to the client, tunnels
+ *   proxy_rewrite.c   proxy_redirect, proxy_cookie_domain, proxy_cookie_path: rewriting
+ *                     Location, Refresh and Set-Cookie of the response as nginx does
  *   proxy_ssl.c       TLS to upstream servers (proxy_pass https://, proxy_ssl_*): one
  *                     SSL_CTX per distinct configuration, the TLS transport set up on a
  *                     connection and its handshake, sessions kept for resumption
@@ -56,20 +60,47 @@ struct proxy_main_conf {
     struct proxy_ssl *ssl; /* every TLS configuration built, to share identical ones */
 };
 
-struct proxy_loc_conf {
+/*
+ * Where a request goes: what proxy_pass names.  A proxy_pass without variables has one,
+ * made at configuration time (plc->target); with variables each request evaluates its own
+ * (pt_proxy_target()), in the request pool.
+ */
+struct proxy_target {
     struct pt_upstream *upstream;
-    char *pass; /* "http://app/v1/" as written */
-    const struct pt_conf_setting *pass_setting;
-    char *host; /* the part after http:// or https:// and before the URI */
+    struct proxy_ssl *ssl; /* the TLS configuration of https; NULL: plain http */
+    /* The host without port or brackets: the TLS name when proxy_ssl_name is not set. */
+    const char *tls_name;
     /* $proxy_host (the host, with the port unless it is the scheme's default: the Host
      * sent by default, as nginx's) and $proxy_port (the port, "80" or "443" by default). */
     struct pt_str proxy_host, proxy_port;
     struct pt_str uri; /* URI part of proxy_pass */
     unsigned has_uri : 1;
-    unsigned https : 1; /* proxy_pass https:// */
+    unsigned https : 1;
+    /* An address of a proxy_pass with variables, made a group of one server for this
+     * request alone: no TLS session is kept for it. */
+    unsigned transient : 1;
+};
+
+struct proxy_rewrite; /* proxy_rewrite.c: one rule of proxy_redirect or proxy_cookie_* */
+
+struct proxy_loc_conf {
+    char *pass; /* "http://app/v1/" as written */
+    const struct pt_conf_setting *pass_setting;
+    struct pt_template *pass_vars; /* proxy_pass with variables; NULL: a fixed target */
+    /* A fixed target: the part after http:// or https:// and before the URI, and the
+     * target, bound in postconfig. */
+    char *host;
+    struct proxy_target target;
     struct proxy_ssl_conf ssl_conf;
     struct proxy_ssl *ssl; /* built in postconfig for https; NULL: plain http */
     struct pt_str prefix;  /* the location prefix the URI part replaces */
+    /* proxy_redirect: <redirect> 0 after "off"; the rules, first match wins (<= 0: none). */
+    int redirect;
+    struct proxy_rewrite **redirects;
+    int nredirects;
+    /* proxy_cookie_domain and proxy_cookie_path: PT_CONF_UNSET, 0 after "off", or rules. */
+    struct proxy_rewrite **cookie_domains, **cookie_paths;
+    int ncookie_domains, ncookie_paths;
     int64_t connect_timeout, read_timeout, send_timeout;
     struct proxy_header *set;
     int nset;
@@ -126,6 +157,12 @@ enum proxy_err {
 struct proxy_ctx {
     struct pt_request *r;
     struct proxy_loc_conf *plc;
+    /* Where this request goes: &plc->target, or evaluated for it (proxy_pass with
+     * variables); NULL until pt_proxy_target().  <target_of> is the configuration it was
+     * made for, <target_status> what a failure to make it answers (500, 502). */
+    const struct proxy_target *t;
+    const struct proxy_loc_conf *target_of;
+    int target_status;
     struct pt_upstream_conn *uc;
     struct pt_peer *peer;
     struct pt_str head; /* the request head sent upstream (kept for a retry) */
@@ -187,6 +224,47 @@ int pt_proxy_tunnel_client(struct proxy_ctx *ctx);
  * is finalized unless the answer goes on by itself. */
 void pt_proxy_tap_answer(struct proxy_ctx *ctx);
 
+/*
+ * proxy_target.c.
+ * pt_proxy_set_pass() is proxy_pass's setter.  pt_proxy_bind_target() binds the location
+ * <plc> (merged) to its group or address and its TLS configuration in postconfig, once
+ * every upstream block is known: PT_OK, or PT_ERROR after pt_conf_error.
+ */
+int pt_proxy_set_pass(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_proxy_bind_target(struct pt_conf *cf, struct proxy_loc_conf *plc);
+
+/* The proxy state of <r>, a request of a proxy_pass location, made (zeroed) on first use:
+ * the $proxy_* variables may need it before the content handler runs (a cache key).
+ * NULL when out of memory. */
+struct proxy_ctx *pt_proxy_ctx(struct pt_request *r);
+
+/* Where <ctx>'s request goes (ctx->t), evaluated on first use for a proxy_pass with
+ * variables: the host names an upstream group, else it is an IP address (a group of one
+ * server for this request).  NULL when it cannot go anywhere, logged once, with
+ * ctx->target_status the answer: 500 for a URL that is not one (no scheme, no host, a bad
+ * port), 502 for a host that is neither a group nor an address (names are not resolved at
+ * run time, as nginx resolves none without a resolver). */
+const struct proxy_target *pt_proxy_target(struct proxy_ctx *ctx);
+
+/*
+ * proxy_rewrite.c.
+ * The setters of proxy_redirect, proxy_cookie_domain and proxy_cookie_path, one rule (or
+ * "off", or "default") per value; pt_proxy_merge_rewrites() merges them as nginx does and
+ * makes proxy_redirect's default of a location with proxy_pass (PT_OK, or PT_ERROR after
+ * pt_conf_error_at the rule's line).
+ */
+int pt_proxy_set_redirect(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_proxy_set_cookie_domain(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+int pt_proxy_set_cookie_path(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+void pt_proxy_init_rewrites(struct proxy_loc_conf *plc);
+int pt_proxy_merge_rewrites(struct pt_conf *cf, struct proxy_loc_conf *p, struct proxy_loc_conf *c);
+
+/* The upstream's response field <name> with value *<value>, on its way to the client of
+ * <ctx>: Location and Refresh rewritten by proxy_redirect, Set-Cookie by
+ * proxy_cookie_domain and proxy_cookie_path, as nginx rewrites them (*<value> is then a new
+ * string in the request pool).  PT_OK (rewritten or not) or PT_ERROR. */
+int pt_proxy_rewrite_field(struct proxy_ctx *ctx, struct pt_str name, struct pt_str *value);
+
 /* True when the field name <name> is a token of the Connection value <conn>. */
 int pt_proxy_named_in(struct pt_str conn, struct pt_str name);
 
@@ -209,10 +287,12 @@ int pt_proxy_ssl_set_ciphers(struct pt_conf *cf, const struct pt_directive *d, v
 void pt_proxy_ssl_init_conf(struct proxy_ssl_conf *sc);
 void pt_proxy_ssl_merge_conf(const struct proxy_ssl_conf *p, struct proxy_ssl_conf *c);
 
-/* For the https location <plc> (merged, its upstream bound): sets plc->ssl to the TLS
- * configuration its proxy_ssl_* directives make, built now (in the master, before
- * privileges drop: keys readable by root only are fine) or shared with an identical one
- * of the cycle.  PT_OK, or PT_ERROR after pt_conf_error. */
+/* For the https location <plc> (merged, its upstream bound), or one whose proxy_pass has
+ * variables: sets plc->ssl to the TLS configuration its proxy_ssl_* directives make, built
+ * now (in the master, before privileges drop: keys readable by root only are fine) or
+ * shared with an identical one of the cycle.  Its name is proxy_ssl_name, else the host of
+ * a fixed proxy_pass, else none: each connection then gets its request's host (SNI and
+ * the name verified).  PT_OK, or PT_ERROR after pt_conf_error. */
 int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc);
 
 /* Makes ctx->uc, a new connection of an https location, a TLS client connection (the

@@ -124,11 +124,12 @@ static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
     return 0;
 }
 
-static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc_conf *plc)
+static void put_target(struct builder *b, struct pt_request *r, const struct proxy_ctx *ctx)
 {
-    struct pt_str rest;
+    const struct proxy_target *t = ctx->t;
+    struct pt_str rest, prefix = ctx->plc->prefix;
 
-    if (!plc->has_uri) {
+    if (!t->has_uri) {
         /* Without a URI part the request URI goes up unchanged (for an absolute-form
          * target, its path and query). */
         put_str(b, r->h.path.len ? r->h.path : PT_STR("/"));
@@ -138,12 +139,17 @@ static void put_target(struct builder *b, struct pt_request *r, struct proxy_loc
         }
         return;
     }
-    rest = r->uri;
-    if (rest.len >= plc->prefix.len && memcmp(rest.p, plc->prefix.p, plc->prefix.len) == 0) {
-        rest.p += plc->prefix.len;
-        rest.len -= plc->prefix.len;
+    if (ctx->plc->pass_vars) {
+        /* nginx's rule for proxy_pass with variables: the URI part is the whole URI. */
+        put_str(b, t->uri);
+        return;
     }
-    put_str(b, plc->uri);
+    rest = r->uri;
+    if (rest.len >= prefix.len && memcmp(rest.p, prefix.p, prefix.len) == 0) {
+        rest.p += prefix.len;
+        rest.len -= prefix.len;
+    }
+    put_str(b, t->uri);
     put_str(b, rest);
     if (r->h.has_query) {
         put_lit(b, "?");
@@ -206,7 +212,7 @@ static void put_connection(struct builder *b, struct proxy_ctx *ctx)
         return;
     if (upgrade)
         put_lit(b, "Connection: upgrade\r\n");
-    else if (plc->upstream->keepalive == 0 || plc->http_version == 10) {
+    else if (ctx->t->upstream->keepalive == 0 || plc->http_version == 10) {
         put_lit(b, "Connection: close\r\n");
         ctx->no_pool = 1;
     }
@@ -249,14 +255,14 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     else
         put_str(&b, r->h.method);
     put_lit(&b, " ");
-    put_target(&b, r, plc);
+    put_target(&b, r, ctx);
     if (plc->http_version == 10)
         put_lit(&b, " HTTP/1.0\r\n");
     else
         put_lit(&b, " HTTP/1.1\r\n");
     /* As nginx: $proxy_host unless proxy_set_header Host says otherwise. */
     if (!(plc->own_set & PROXY_OWN_HOST))
-        put_header(&b, PT_STR("Host"), plc->proxy_host);
+        put_header(&b, PT_STR("Host"), ctx->t->proxy_host);
     conn = pt_http_find_header(r->h.headers, r->h.nheaders, "connection");
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str name = r->h.headers[i].name;
@@ -299,32 +305,41 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
 
 /* --- variables --- */
 
-static struct proxy_loc_conf *var_conf(struct pt_request *r)
+/* The target of <r>'s proxy_pass, NULL when its location has none (or it goes nowhere).
+ * With variables it is evaluated here if the content handler has not run yet: a cache key
+ * is made before. */
+static const struct proxy_target *var_target(struct pt_request *r)
 {
     struct proxy_loc_conf *plc = r->loc_conf ? pt_http_loc_conf(r, pt_proxy_module) : NULL;
+    struct proxy_ctx *ctx;
 
-    return plc && plc->pass ? plc : NULL;
+    if (plc == NULL || plc->pass == NULL)
+        return NULL;
+    if (plc->pass_vars == NULL)
+        return &plc->target;
+    ctx = pt_proxy_ctx(r);
+    return ctx ? pt_proxy_target(ctx) : NULL;
 }
 
 static int var_proxy_host(struct pt_request *r, struct pt_str arg, struct pt_str *out)
 {
-    struct proxy_loc_conf *plc = var_conf(r);
+    const struct proxy_target *t = var_target(r);
 
     pt_unused(arg);
-    if (plc == NULL)
+    if (t == NULL)
         return PT_DECLINED;
-    *out = plc->proxy_host;
+    *out = t->proxy_host;
     return PT_OK;
 }
 
 static int var_proxy_port(struct pt_request *r, struct pt_str arg, struct pt_str *out)
 {
-    struct proxy_loc_conf *plc = var_conf(r);
+    const struct proxy_target *t = var_target(r);
 
     pt_unused(arg);
-    if (plc == NULL)
+    if (t == NULL)
         return PT_DECLINED;
-    *out = plc->proxy_port;
+    *out = t->proxy_port;
     return PT_OK;
 }
 

@@ -59,9 +59,12 @@ static int copy_head(struct proxy_ctx *ctx)
     r->stream_out = unbuffered(ctx);
     for (size_t i = 0; i < resp->nheaders; i++) {
         struct pt_http_header *h = &resp->headers[i];
+        struct pt_str value = MOVE(h->value);
         if (hide_response_header(ctx, h->name, conn))
             continue;
-        if (pt_header_add(r, &r->out, MOVE(h->name), MOVE(h->value)) != PT_OK)
+        /* proxy_redirect and proxy_cookie_*: Location, Refresh, Set-Cookie. */
+        if (pt_proxy_rewrite_field(ctx, h->name, &value) != PT_OK ||
+            pt_header_add(r, &r->out, MOVE(h->name), value) != PT_OK)
             return PT_ERROR;
     }
 #undef MOVE

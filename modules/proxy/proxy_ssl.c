@@ -164,7 +164,7 @@ static int same_conf(const struct proxy_ssl *ps, const struct proxy_ssl_conf *sc
 {
     const struct proxy_ssl_conf *a = &ps->conf;
 
-    return strcmp(ps->name, name) == 0 && a->server_name == sc->server_name &&
+    return same_str(ps->name, name) && a->server_name == sc->server_name &&
            a->verify == sc->verify && a->verify_depth == sc->verify_depth &&
            same_str(a->trusted_certificate, sc->trusted_certificate) &&
            same_str(a->certificate, sc->certificate) &&
@@ -208,6 +208,15 @@ static int set_protocols(SSL_CTX *ctx, int bits)
            SSL_CTX_set_max_proto_version(ctx, max) == 1;
 }
 
+/* Makes <param> check the upstream's certificate against <name>, a host name or an IP
+ * address.  1 on success. */
+static int verify_name(X509_VERIFY_PARAM *param, const char *name)
+{
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    return is_address(name) ? X509_VERIFY_PARAM_set1_ip_asc(param, name) == 1
+                            : X509_VERIFY_PARAM_set1_host(param, name, 0) == 1;
+}
+
 /* proxy_ssl_verify: the chain against the trusted CAs, the name against the certificate. */
 static int set_verify(struct pt_conf *cf, struct proxy_ssl *ps, const char *pass)
 {
@@ -232,9 +241,8 @@ static int set_verify(struct pt_conf *cf, struct proxy_ssl *ps, const char *pass
                              sc->trusted_certificate, ssl_reason(why, sizeof(why)));
     SSL_CTX_set_verify(ps->ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_verify_depth(ps->ctx, (int)sc->verify_depth);
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (is_address(ps->name) ? X509_VERIFY_PARAM_set1_ip_asc(param, ps->name) != 1
-                             : X509_VERIFY_PARAM_set1_host(param, ps->name, 0) != 1)
+    /* Without a name (proxy_pass with variables) each connection gets its host's. */
+    if (ps->name && !verify_name(param, ps->name))
         return pt_conf_error(cf, "cannot verify the name \"%s\": %s", ps->name,
                              ssl_reason(why, sizeof(why)));
     return PT_OK;
@@ -309,10 +317,11 @@ int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc)
 {
     struct proxy_main_conf *mc = cf->cycle->main_conf[pt_proxy_module.index];
     const struct proxy_ssl_conf *sc = &plc->ssl_conf;
-    const char *name = sc->name ? sc->name : host_part(cf, plc->host);
+    /* proxy_pass with variables: each request's host, unless proxy_ssl_name is set. */
+    const char *name = sc->name ? sc->name : plc->pass_vars ? NULL : host_part(cf, plc->host);
     struct proxy_ssl *ps;
 
-    if (name == NULL || name[0] == '\0')
+    if (plc->pass_vars == NULL && (name == NULL || name[0] == '\0'))
         return pt_conf_error(cf, "no name for TLS to the upstream of proxy_pass \"%s\"", plc->pass);
     for (ps = mc->ssl; ps; ps = ps->next) {
         if (same_conf(ps, sc, name)) {
@@ -324,10 +333,10 @@ int pt_proxy_ssl_conf(struct pt_conf *cf, struct proxy_loc_conf *plc)
     if (ps == NULL || pt_pool_cleanup(cf->pool, free_ssl, ps) != PT_OK)
         return pt_conf_error(cf, "out of memory");
     ps->conf = *sc;
-    ps->name = pt_pstrdup(cf->pool, name);
+    ps->name = name ? pt_pstrdup(cf->pool, name) : NULL;
     /* RFC 6066 3: a literal address is never sent as a server name. */
-    ps->sni = sc->server_name && !is_address(ps->name);
-    if (ps->name == NULL || build_ctx(cf, ps, plc->pass) != PT_OK)
+    ps->sni = sc->server_name && name && !is_address(ps->name);
+    if ((name && ps->name == NULL) || build_ctx(cf, ps, plc->pass) != PT_OK)
         return PT_ERROR;
     ps->next = mc->ssl;
     mc->ssl = ps;
@@ -385,14 +394,22 @@ static void forget_session(struct proxy_ssl *ps, const struct pt_peer *peer)
 
 int pt_proxy_ssl_attach(struct proxy_ctx *ctx)
 {
-    struct proxy_ssl *ps = ctx->plc->ssl;
+    const struct proxy_target *t = ctx->t;
+    struct proxy_ssl *ps = t->ssl;
     struct pt_upstream_conn *uc = ctx->uc;
-    SSL_SESSION **saved = ps->conf.session_reuse ? session_slot(ps, uc->peer, 0) : NULL;
+    /* A server made for one request (an address of proxy_pass with variables) keeps no
+     * session: its peer is gone with the request. */
+    int keep = ps->conf.session_reuse && !t->transient;
+    SSL_SESSION **saved = keep ? session_slot(ps, uc->peer, 0) : NULL;
+    const char *name = ps->name ? ps->name : t->tls_name;
+    int sni = ps->name ? ps->sni : ps->conf.server_name && !is_address(name);
     char msg[300], why[256];
 
-    /* The app data is the connection: the new-session callback files sessions by its peer. */
-    if (pt_tls_client(&uc->s, ps->ctx, ps->sni ? ps->name : NULL, saved ? *saved : NULL, uc) ==
-        PT_OK)
+    /* The app data is the connection: the new-session callback files sessions by its peer
+     * (none without it). */
+    if (pt_tls_client(&uc->s, ps->ctx, sni ? name : NULL, saved ? *saved : NULL,
+                      keep ? uc : NULL) == PT_OK &&
+        (ps->name || !ps->conf.verify || verify_name(SSL_get0_param(uc->s.tls), name)))
         return PT_OK;
     snprintf(msg, sizeof(msg), "SSL setup failed (SSL: %s)", ssl_reason(why, sizeof(why)));
     ctx->tls_error = pt_pstrdup(ctx->r->pool, msg);
@@ -407,7 +424,7 @@ static const char *handshake_error(struct proxy_ctx *ctx, const struct pt_upstre
     long v = SSL_get_verify_result(uc->s.tls);
     char buf[384];
 
-    if (ctx->plc->ssl->conf.verify && v != X509_V_OK) {
+    if (ctx->t->ssl->conf.verify && v != X509_V_OK) {
         snprintf(buf, sizeof(buf), "upstream SSL certificate verify error: (%ld:%s)", v,
                  X509_verify_cert_error_string(v));
         ERR_clear_error();
@@ -427,7 +444,7 @@ int pt_proxy_ssl_handshake(struct proxy_ctx *ctx)
     if (rc != PT_ERROR)
         return rc;
     ctx->tls_error = handshake_error(ctx, uc, errno);
-    forget_session(ctx->plc->ssl, uc->peer);
+    forget_session(ctx->t->ssl, uc->peer);
     return PT_ERROR;
 }
 
