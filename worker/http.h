@@ -278,6 +278,9 @@ struct pt_request {
      * on in the background (the content handler refreshes the entry): nothing more goes to
      * the client, and however it ends, the client's answer stands. */
     unsigned background : 1;
+    /* A rewrite changed r->uri (and r->args): the upstream gets them, not the request's
+     * target. */
+    unsigned uri_rewritten : 1;
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */
@@ -316,6 +319,10 @@ struct pt_header *pt_header_find(struct pt_headers *hs, const char *name);
 /* Runs the phases of <r> from where it stands.  Handlers that return PT_AGAIN call it
  * again (or finalize) when they resume. */
 void pt_http_run_phases(struct pt_request *r);
+
+/* Makes the phase engine search the location again for r->uri once the current handler
+ * (a REWRITE phase one) returns PT_OK: nginx's re-search after a rewrite. */
+void pt_http_search_location_again(struct pt_request *r);
 
 /* Ends request <r> with <rc>: PT_OK/PT_DONE when the handler produced the response, an HTTP
  * status to send a generated response (if the header was not sent yet), PT_ERROR for 500

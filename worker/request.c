@@ -347,6 +347,10 @@ static int find_location(struct pt_request *r)
     size_t caps[2 * PT_LOC_MAX_CAPTURES];
     int ncaps = 0;
 
+    /* A search again after a rewrite: the previous location's captures are gone. */
+    r->captures = NULL;
+    r->ncaptures = 0;
+    r->loc_conf = r->server->loc_conf;
     lc = pt_locations_find(sc->locations, r->uri.p, r->uri.len, caps, &ncaps);
     if (lc == NULL && ncaps == PT_ERROR)
         return 500;
@@ -439,6 +443,13 @@ static int run_content(struct pt_request *r)
             return rc;
     }
     return 404;
+}
+
+void pt_http_search_location_again(struct pt_request *r)
+{
+    /* The engine moves on to the next phase after a handler's PT_OK: the one before. */
+    r->phase = PT_PHASE_FIND_CONFIG - 1;
+    r->phase_index = 0;
 }
 
 void pt_http_run_phases(struct pt_request *r)

@@ -121,8 +121,9 @@ int pt_var_register(const char *name, int prefix, pt_var_get get)
 
 /*
  * Finds the variable <name>/<len> (lower-case): an exact name first, else the longest
- * registered prefix; *<arg> receives the rest of the name after that prefix (empty for an
- * exact name).  NULL when nothing matches.
+ * registered prefix; *<arg> receives the rest of the name after that prefix, or for an
+ * exact name the name itself, so that one getter can serve variables that configuration
+ * defines (map, split_clients) and tell them apart.  NULL when nothing matches.
  */
 static pt_var_get var_lookup(const char *name, size_t len, struct pt_str *arg)
 {
@@ -131,7 +132,7 @@ static pt_var_get var_lookup(const char *name, size_t len, struct pt_str *arg)
     size_t at = table_search(&exact_vars, name, len, &found);
 
     if (found) {
-        *arg = (struct pt_str){name + len, 0};
+        *arg = (struct pt_str){name, len};
         return exact_vars.v[at].get;
     }
     for (size_t i = 0; i < prefix_vars.n; i++) {

@@ -12,7 +12,9 @@
 /* Getter of a variable: sets *<out> to the value for <r> (a slice that must stay valid for
  * the request: static, the request pool, or the request head) and returns PT_OK, or
  * PT_DECLINED when the variable has no value (rendered as "" or "-" in logs).  <arg> is the
- * suffix of a prefix variable ("user_agent" for $http_user_agent), else empty. */
+ * suffix of a prefix variable ("user_agent" for $http_user_agent), else the variable's own
+ * name ("is_mobile"), in the case it was written in: a getter serving several names that
+ * configuration defines (map) finds which one by it. */
 typedef int (*pt_var_get)(struct pt_request *r, struct pt_str arg, struct pt_str *out);
 
 /* Registers variable <name> (or, with <prefix> set, every variable starting with <name>,
