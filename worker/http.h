@@ -81,6 +81,17 @@ struct pt_http_loc_conf {
     unsigned auto_redirect : 1;
     struct pt_cidr *real_ip_from;
     int nreal_ip_from;
+    struct pt_error_page *error_pages; /* error_page, in the order written */
+    int nerror_pages;
+    int recursive_error_pages; /* flag */
+};
+
+/* One error_page line's target: a status it answers, what it does. */
+struct pt_error_page {
+    int status;
+    int overwrite; /* 0: keep the status; -1 ("="): the new answer's; else this status */
+    const char *src;
+    struct pt_template *uri; /* "/path[?args]", "@name" or a URL */
 };
 
 struct pt_http_server {
@@ -278,6 +289,15 @@ struct pt_request {
      * on in the background (the content handler refreshes the entry): nothing more goes to
      * the client, and however it ends, the client's answer stands. */
     unsigned background : 1;
+    /* A rewrite changed r->uri (and r->args): the upstream gets them, not the request's
+     * target. */
+    unsigned uri_rewritten : 1;
+    /* A rewrite with break changed the URI in this location: a proxy_pass URI part no
+     * longer replaces its prefix, the whole URI goes (nginx's valid_location). */
+    unsigned uri_whole : 1;
+    unsigned error_page : 1; /* an error_page redirected it already */
+    int err_status;          /* the status the answer goes out with (error_page); 0: its own */
+    int internal_redirects;  /* error_page's, counted against the loop */
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */
@@ -316,6 +336,13 @@ struct pt_header *pt_header_find(struct pt_headers *hs, const char *name);
 /* Runs the phases of <r> from where it stands.  Handlers that return PT_AGAIN call it
  * again (or finalize) when they resume. */
 void pt_http_run_phases(struct pt_request *r);
+
+/* The named location <name> ("@fallback") of <r>'s server, or NULL. */
+struct pt_http_loc_conf *pt_http_named_location(struct pt_request *r, struct pt_str name);
+
+/* Makes the phase engine search the location again for r->uri once the current handler
+ * (a REWRITE phase one) returns PT_OK: nginx's re-search after a rewrite. */
+void pt_http_search_location_again(struct pt_request *r);
 
 /* Ends request <r> with <rc>: PT_OK/PT_DONE when the handler produced the response, an HTTP
  * status to send a generated response (if the header was not sent yet), PT_ERROR for 500

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "worker/http.h"
+#include "worker/var.h"
 #include "worker/listen.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -31,6 +32,7 @@ struct srv_extra {
 };
 
 static int http_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_error_page(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int location_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *conf);
@@ -95,6 +97,14 @@ static const struct pt_directive http_directives[] = {
      "largest request body; 413 past it; 0 = unlimited (default 1m)"},
     {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
      "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
+    {"error_page", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_error_page, 0, NULL,
+     "\"CODE ... [=[RESPONSE]] URI\" (a list): an answer portier makes with one of these "
+     "statuses (or an upstream's, with proxy_intercept_errors) becomes the URI's, searched "
+     "as a new request (GET), or the named location @NAME's (same method), or a redirect to a "
+     "URL (302, or =301 ...); its status stays unless =RESPONSE names another or = takes the "
+     "new answer's; a level with error_page does not inherit its parent's, as nginx"},
+    {"recursive_error_pages", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(recursive_error_pages),
+     NULL, "error_page applies again to the answer of an error_page's URI (default off)"},
     {"absolute_redirect", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(absolute_redirect), NULL,
      "redirects portier makes to a path (return, rewrite, the 301 to a location's slash) go out "
      "as absolute URLs on the request's scheme, host and port (default on, as nginx)"},
@@ -174,6 +184,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     lc->client_max_body_size = PT_CONF_UNSET;
     lc->server_tokens = PT_CONF_UNSET;
     lc->absolute_redirect = lc->port_in_redirect = lc->server_name_in_redirect = PT_CONF_UNSET;
+    lc->nerror_pages = lc->recursive_error_pages = PT_CONF_UNSET;
     lc->nreal_ip_from = PT_CONF_UNSET;
     return lc;
 }
@@ -192,6 +203,8 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->absolute_redirect, p->absolute_redirect, 1);
     pt_conf_merge_int(c->port_in_redirect, p->port_in_redirect, 1);
     pt_conf_merge_int(c->server_name_in_redirect, p->server_name_in_redirect, 0);
+    pt_conf_merge_list(c->error_pages, c->nerror_pages, p->error_pages, p->nerror_pages);
+    pt_conf_merge_int(c->recursive_error_pages, p->recursive_error_pages, 0);
     pt_conf_merge_list(c->real_ip_from, c->nreal_ip_from, p->real_ip_from, p->nreal_ip_from);
     return PT_OK;
 }
@@ -329,6 +342,76 @@ static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *
 
 /* --- blocks --- */
 
+/* Checks the named location <lc> against the server's others.  PT_OK, PT_DECLINED for a
+ * duplicate, or PT_ERROR after reporting an empty name. */
+static int named_location_add(struct pt_conf *cf, struct srv_extra *x, struct pt_http_loc_conf *lc,
+                              const struct pt_conf_setting *path)
+{
+    if (lc->name[1] == '\0')
+        return pt_conf_error_at(cf, path, "a named location needs a name: path = \"@NAME\"");
+    for (int i = 0; i < x->nlocs; i++)
+        if (strcmp(x->locs[i]->name, lc->name) == 0)
+            return PT_DECLINED;
+    return PT_OK;
+}
+
+struct pt_http_loc_conf *pt_http_named_location(struct pt_request *r, struct pt_str name)
+{
+    struct srv_extra *x = extra(r->server->srv_conf[pt_http_module.index]);
+
+    for (int i = 0; i < x->nlocs; i++)
+        if (x->locs[i]->name[0] == '@' && pt_str_eq(name, x->locs[i]->name))
+            return x->locs[i];
+    return NULL;
+}
+
+/* "CODE ... [=[RESPONSE]] URI". */
+static int set_error_page(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct pt_http_loc_conf *lc = conf;
+    char *w[32];
+    int n = pt_conf_split(cf, cf->value, w, (int)pt_nelems(w)), overwrite = 0, last, have;
+    struct pt_error_page *a;
+
+    pt_unused(d);
+    if (n < 2)
+        return pt_conf_error(cf,
+                             "invalid \"error_page\" \"%s\": use \"CODE ... [=[RESPONSE]] "
+                             "URI\"",
+                             cf->value);
+    last = n - 1;
+    if (w[last - 1][0] == '=') {
+        char *end;
+        long v = w[last - 1][1] ? strtol(w[last - 1] + 1, &end, 10) : -1;
+        if (w[last - 1][1] && (*end || v < 100 || v > 599))
+            return pt_conf_error(cf, "invalid response \"%s\" in \"error_page\"", w[last - 1]);
+        overwrite = (int)v;
+        last--;
+    } else if (w[last - 1][0] != '\0' && w[last][0] == '=') {
+        return pt_conf_error(cf, "invalid \"error_page\" \"%s\"", cf->value);
+    }
+    have = lc->nerror_pages == PT_CONF_UNSET ? 0 : lc->nerror_pages;
+    a = pt_palloc(cf->pool, (size_t)(have + last) * sizeof(*a));
+    if (a == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (have)
+        memcpy(a, lc->error_pages, (size_t)have * sizeof(*a));
+    for (int i = 0; i < last; i++) {
+        char *end;
+        long v = strtol(w[i], &end, 10);
+        if (*end || v < 300 || v > 599)
+            return pt_conf_error(cf, "value \"%s\" must be between 300 and 599 in \"error_page\"",
+                                 w[i]);
+        a[have + i] = (struct pt_error_page){(int)v, overwrite, w[n - 1], NULL};
+        a[have + i].uri = pt_template_compile(cf, w[n - 1], PT_ESCAPE_NONE);
+        if (a[have + i].uri == NULL)
+            return PT_ERROR;
+    }
+    lc->error_pages = a;
+    lc->nerror_pages = have + last;
+    return PT_OK;
+}
+
 static int read_location(struct pt_conf *cf, const struct pt_conf_setting *g)
 {
     static const char *const skip[] = {"path", NULL};
@@ -349,7 +432,9 @@ static int read_location(struct pt_conf *cf, const struct pt_conf_setting *g)
     lc->loc_conf = ctx.loc_conf;
     if (pt_conf_read_block(cf, g, PT_CTX_LOC, &ctx, skip) != PT_OK)
         return PT_ERROR;
-    rc = pt_locations_add(sc->locations, lc->name, lc, err, sizeof(err));
+    /* A named location ("@fallback") is reached by error_page only, never by a URI. */
+    rc = lc->name[0] == '@' ? named_location_add(cf, x, lc, path)
+                            : pt_locations_add(sc->locations, lc->name, lc, err, sizeof(err));
     if (rc == PT_DECLINED)
         return pt_conf_error_at(cf, path, "duplicate location \"%s\"", lc->name);
     if (rc != PT_OK)

@@ -14,6 +14,7 @@
 #include "worker/http.h"
 #include "worker/http_req.h"
 #include "core/log.h"
+#include "core/module.h"
 #include "worker/normalize.h"
 #include "core/pool.h"
 #include "worker/router.h"
@@ -347,6 +348,11 @@ static int find_location(struct pt_request *r)
     size_t caps[2 * PT_LOC_MAX_CAPTURES];
     int ncaps = 0;
 
+    /* A search again after a rewrite: the previous location's captures are gone. */
+    r->captures = NULL;
+    r->ncaptures = 0;
+    r->uri_whole = 0;
+    r->loc_conf = r->server->loc_conf;
     lc = pt_locations_find(sc->locations, r->uri.p, r->uri.len, caps, &ncaps);
     if (lc == NULL && ncaps == PT_ERROR)
         return 500;
@@ -439,6 +445,108 @@ static int run_content(struct pt_request *r)
             return rc;
     }
     return 404;
+}
+
+/* Starts <r> over for an error_page: what the first pass set up goes (its module states,
+ * its handlers, its response fields), then the phases run from <phase> in <loc_conf>. */
+static void restart(struct pt_request *r, enum pt_phase phase, void **loc_conf)
+{
+    if (r->cleanup) {
+        void (*cleanup)(struct pt_request *) = r->cleanup;
+        r->cleanup = NULL;
+        cleanup(r);
+    }
+    memset(r->ctx, 0, (size_t)pt_modules_count() * sizeof(*r->ctx));
+    r->tap = NULL;
+    r->read_handler = r->write_handler = NULL;
+    r->out.n = 0;
+    r->status = 0;
+    r->status_line = PT_NULL_STR;
+    r->out_length = -1;
+    r->stream_out = 0;
+    r->loc_conf = loc_conf;
+    r->phase = phase;
+    r->phase_index = 0;
+    pt_http_run_phases(r);
+}
+
+/* A redirect of error_page <ep> to a URL: 302 unless the line names another redirect. */
+static int error_page_url(struct pt_request *r, const struct pt_error_page *ep, struct pt_str url)
+{
+    int status = ep->overwrite >= 301 && ep->overwrite <= 308 ? ep->overwrite : 302;
+
+    r->out.n = 0;
+    if (pt_header_add(r, &r->out, PT_STR("Location"), url) != PT_OK ||
+        pt_http_send_special(r, status, PT_NULL_STR) != PT_OK)
+        pt_http_abort(r);
+    else
+        pt_http_finalize(r, PT_OK);
+    return PT_DONE;
+}
+
+/*
+ * nginx's error_page: the answer <status> that portier was about to make is, when the
+ * location lists it, the answer of another URI (a new pass over the phases, with GET), of a
+ * named location (the same method), or a redirect.  Not again for the answer of an
+ * error_page unless recursive_error_pages.  Returns PT_DONE when it took the request over,
+ * PT_DECLINED when the error goes out as it is.
+ */
+static int error_page(struct pt_request *r, int status)
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    const struct pt_error_page *ep = NULL;
+    struct pt_str uri;
+
+    for (int i = 0; i < lc->nerror_pages && ep == NULL; i++)
+        if (lc->error_pages[i].status == status)
+            ep = &lc->error_pages[i];
+    if (ep == NULL || (r->error_page && !lc->recursive_error_pages) ||
+        pt_template_eval(r, ep->uri, &uri) != PT_OK || uri.len == 0)
+        return PT_DECLINED;
+    if (++r->internal_redirects > 10) {
+        pt_log(PT_LOG_ERR,
+               "rewrite or internal redirection cycle while internally redirecting "
+               "to \"%.*s\", client: %s",
+               (int)uri.len, uri.p, r->c->peer_text);
+        return PT_DECLINED;
+    }
+    r->error_page = 1;
+    r->err_status = ep->overwrite > 0 ? ep->overwrite : ep->overwrite < 0 ? 0 : status;
+    if (uri.p[0] == '@') {
+        struct pt_http_loc_conf *named = pt_http_named_location(r, uri);
+        if (named == NULL) {
+            pt_log(PT_LOG_ERR, "could not find named location \"%.*s\"", (int)uri.len, uri.p);
+            r->err_status = 0;
+            return PT_DECLINED;
+        }
+        restart(r, PT_PHASE_REWRITE, named->loc_conf);
+        return PT_DONE;
+    }
+    if (uri.p[0] != '/') {
+        r->err_status = 0;
+        return error_page_url(r, ep, uri);
+    }
+    {
+        const char *q = memchr(uri.p, '?', uri.len);
+        r->uri = q ? (struct pt_str){uri.p, (size_t)(q - uri.p)} : uri;
+        r->args = q ? (struct pt_str){q + 1, uri.len - (size_t)(q + 1 - uri.p)} : PT_NULL_STR;
+        r->h.has_query = q != NULL;
+    }
+    r->uri_rewritten = 1;
+    /* nginx: a URI's answer is asked for with GET (HEAD stays HEAD). */
+    if (r->h.method_id != PT_HTTP_GET && r->h.method_id != PT_HTTP_HEAD) {
+        r->h.method_id = PT_HTTP_GET;
+        r->h.method = PT_STR("GET");
+    }
+    restart(r, PT_PHASE_SERVER_REWRITE, r->server->loc_conf);
+    return PT_DONE;
+}
+
+void pt_http_search_location_again(struct pt_request *r)
+{
+    /* The engine moves on to the next phase after a handler's PT_OK: the one before. */
+    r->phase = PT_PHASE_FIND_CONFIG - 1;
+    r->phase_index = 0;
 }
 
 void pt_http_run_phases(struct pt_request *r)
@@ -711,6 +819,8 @@ void pt_http_finalize(struct pt_request *r, int rc)
             pt_http_abort(r);
             return;
         }
+        if (error_page(r, rc) == PT_DONE)
+            return;
         if (pt_http_send_special(r, rc, PT_NULL_STR) != PT_OK) {
             pt_http_abort(r);
             return;

@@ -265,6 +265,11 @@ int pt_http_send_header(struct pt_request *r)
 
     if (r->header_sent)
         return PT_OK;
+    /* error_page: the answer of the page goes out with the error's status (or its =CODE). */
+    if (r->err_status && r->status >= 200 && r->status < 300) {
+        r->status = r->err_status;
+        r->status_line = PT_NULL_STR;
+    }
     for (int i = 0; i < r->hooks->nheader_filters; i++)
         if (r->hooks->header_filters[i](r) != PT_OK)
             return PT_ERROR;

@@ -124,11 +124,40 @@ static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
     return 0;
 }
 
+/* <uri> as it goes on a request line: percent-escaped where a byte is not one a path
+ * carries as it is (nginx's NGX_ESCAPE_URI set: controls, space, '"', '#', '?', '<', '>',
+ * '\\', '^', '`', '{', '|', '}' and bytes past ASCII).  A '%' stays: r->uri keeps the
+ * client's escapes (the normalizer decodes none that would change the path's meaning). */
+static void put_escaped_uri(struct builder *b, struct pt_str uri)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+
+    for (size_t i = 0; i < uri.len; i++) {
+        unsigned char c = (unsigned char)uri.p[i];
+        char esc[3] = {'%', hexd[c >> 4], hexd[c & 15]};
+        if (c <= 0x20 || c >= 0x7f || strchr("\"#?<>\\^`{|}", c))
+            put(b, esc, 3);
+        else
+            put(b, (const char *)&uri.p[i], 1);
+    }
+}
+
 static void put_target(struct builder *b, struct pt_request *r, const struct proxy_ctx *ctx)
 {
     const struct proxy_target *t = ctx->t;
     struct pt_str rest, prefix = ctx->plc->prefix;
 
+    /* A rewrite changed the URI: nginx passes the whole changed URI, escaped, with the
+     * query the rewrite left, when proxy_pass has no URI part or a rewrite with break made
+     * it in this location; after a new search the URI part replaces the prefix as usual. */
+    if (r->uri_rewritten && !ctx->plc->pass_vars && (!t->has_uri || r->uri_whole)) {
+        put_escaped_uri(b, r->uri);
+        if (r->h.has_query) {
+            put_lit(b, "?");
+            put_str(b, r->args);
+        }
+        return;
+    }
     if (!t->has_uri) {
         /* Without a URI part the request URI goes up unchanged (for an absolute-form
          * target, its path and query). */

@@ -1,0 +1,132 @@
+"""
+The rewrite module against nginx (issue 14): the same rules in Debian's nginx and in
+portier, each request's status, Location and the target that reached the upstream compared.
+Covers rewrite's flags (none, last, break, redirect, permanent), captures, the query rule
+(appended unless the replacement ends in '?'), absolute replacements, server-level rules
+before the location search, set and if (=, !=, ~, ~*, !~, captures inside), break, return,
+and the 10-change loop limit.
+"""
+
+import harness
+import nginx
+from harness import location, server, upstream
+
+# Each case: a location in nginx's syntax and in portier's settings (path, settings).
+CASES = [
+    ("location /flag/none/ { rewrite ^/flag/none/(.*)$ /flag/target/$1; }",
+     ("/flag/none/", {"rewrite": ["^/flag/none/(.*)$ /flag/target/$1"]})),
+    ("location /flag/last/ { rewrite ^/flag/last/(.*)$ /flag/target/$1 last; return 403; }",
+     ("/flag/last/", {"rewrite_script": ["rewrite ^/flag/last/(.*)$ /flag/target/$1 last",
+                                         "return 403"]})),
+    ("location /flag/break/ { rewrite ^/flag/break/(.*)$ /elsewhere/$1 break; "
+     "proxy_pass http://rec; }",
+     ("/flag/break/", {"rewrite": ["^/flag/break/(.*)$ /elsewhere/$1 break"],
+                       "proxy_pass": "http://rec"})),
+    ("location /flag/target/ { proxy_pass http://rec; }",
+     ("/flag/target/", {"proxy_pass": "http://rec"})),
+    ("location /redir/ { rewrite ^/redir/(.*)$ /moved/$1 redirect; }",
+     ("/redir/", {"rewrite": ["^/redir/(.*)$ /moved/$1 redirect"]})),
+    ("location /perm/ { rewrite ^/perm/(.*)$ https://other.example/$1 permanent; }",
+     ("/perm/", {"rewrite": ["^/perm/(.*)$ https://other.example/$1 permanent"]})),
+    ("location /url/ { rewrite ^ http://other.example/x; }",
+     ("/url/", {"rewrite": ["^ http://other.example/x"]})),
+    ("location /args/ { rewrite ^/args/(.*)$ /flag/target/$1?b=2 last; }",
+     ("/args/", {"rewrite": ["^/args/(.*)$ /flag/target/$1?b=2 last"]})),
+    ("location /noargs/ { rewrite ^/noargs/(.*)$ /flag/target/$1? last; }",
+     ("/noargs/", {"rewrite": ["^/noargs/(.*)$ /flag/target/$1? last"]})),
+    ("location /set/ { set $who world; rewrite ^ /flag/target/$who last; }",
+     ("/set/", {"rewrite_script": ["set $who world", "rewrite ^ /flag/target/$who last"]})),
+    ("location /if/ { if ($arg_a = 1) { return 403; } if ($http_x_t ~* ^(v\\d)$) "
+     "{ set $ver $1; rewrite ^ /flag/target/$ver last; } if ($arg_b != '') { return 204; } "
+     "proxy_pass http://rec; }",
+     ("/if/", {"if": [{"condition": "$arg_a = 1", "return": "403"},
+                      {"condition": "$http_x_t ~* ^(v\\d)$",
+                       "then": ["set $ver $1", "rewrite ^ /flag/target/$ver last"]},
+                      {"condition": "$arg_b != ''", "return": "204"}],
+               "proxy_pass": "http://rec"})),
+    ("location /notmatch/ { if ($uri !~ /notmatch/ok) { return 410; } proxy_pass http://rec; }",
+     ("/notmatch/", {"if": [{"condition": "$uri !~ /notmatch/ok", "return": "410"}],
+                     "proxy_pass": "http://rec"})),
+    ("location /brk/ { rewrite ^ /flag/target/brk; break; return 403; }",
+     ("/brk/", {"rewrite_script": ["rewrite ^ /flag/target/brk", "break", "return 403"],
+                "proxy_pass": "http://rec"})),
+    ("location /loop/ { rewrite ^/loop/(.*)$ /loop/x$1 last; }",
+     ("/loop/", {"rewrite": ["^/loop/(.*)$ /loop/x$1 last"]})),
+    ("location /bu/ { rewrite ^/bu/(.*)$ /changed/$1 break; proxy_pass http://rec/base/; }",
+     ("/bu/", {"rewrite": ["^/bu/(.*)$ /changed/$1 break"], "proxy_pass": "http://rec/base/"})),
+    ("location /lu/ { rewrite ^/lu/(.*)$ /uri-target/$1 last; }",
+     ("/lu/", {"rewrite": ["^/lu/(.*)$ /uri-target/$1 last"]})),
+    ("location /uri-target/ { proxy_pass http://rec/base/; }",
+     ("/uri-target/", {"proxy_pass": "http://rec/base/"})),
+    ("location ~ ^/re/(\\w+)/(\\w+)$ { rewrite ^ /flag/target/$2-$1 last; }",
+     ("~ ^/re/(\\w+)/(\\w+)$", {"rewrite": ["^ /flag/target/$2-$1 last"]})),
+]
+
+# /brk/ has a proxy_pass in portier; nginx's needs it too.
+NGINX_FIX = {"location /brk/ { rewrite ^ /flag/target/brk; break; return 403; }":
+             "location /brk/ { rewrite ^ /flag/target/brk; break; return 403; "
+             "proxy_pass http://rec; }"}
+
+SERVER_RULES_NGINX = "rewrite ^/old/(.*)$ /flag/target/$1; "
+SERVER_RULES = ["^/old/(.*)$ /flag/target/$1"]
+
+REQUESTS = [
+    "/flag/none/a", "/flag/none/a?q=1", "/flag/last/b", "/flag/break/c?z=9", "/redir/d",
+    "/redir/d?q=1", "/perm/e", "/url/f?q=2", "/args/g", "/args/g?a=1", "/noargs/h?a=1",
+    "/set/", "/if/?a=1", "/if/", "/if/?b=x", "/notmatch/ok", "/notmatch/no", "/brk/",
+    "/loop/z", "/re/one/two", "/old/p?k=v", "/bu/x?q=1", "/lu/y?q=2", "/bu/sp%20ace",
+]
+
+
+def nginx_http(port, rec):
+    locs = "\n".join("    " + NGINX_FIX.get(n, n) for n, _ in CASES)
+    return ("  upstream rec { server %s; }\n  server {\n    listen 127.0.0.1:%d;\n    %s\n%s\n"
+            "    location / { return 200 root; }\n  }" % (rec, port, SERVER_RULES_NGINX, locs))
+
+
+def portier_http(port, rec):
+    locs = [location(path, **settings) for _, (path, settings) in CASES]
+    locs.append(location("/", ret="200 root"))
+    return {"upstream": {"rec": upstream(rec)},
+            "server": [server(port, locs, rewrite=SERVER_RULES)]}
+
+
+class RewriteSideBySide(harness.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rec = cls.class_recorder()
+        cls.nport = harness.free_port()
+        cls.nginx = nginx.Nginx(cls.nport, nginx_http(cls.nport, cls.rec.addr))
+        cls.addClassCleanup(cls.nginx.stop)
+        cls.pport = harness.free_port()
+        cls.p = cls.class_portier(portier_http(cls.pport, cls.rec.addr))
+
+    def outcome(self, port, target, headers=()):
+        before = len(self.rec.requests)
+        with harness.Client(port) as c:
+            r = c.request("GET", target, host="localhost", headers=list(headers))
+        upstream_target = None
+        if r.status == 200 and r.body != b"root":
+            harness.wait_until(lambda: len(self.rec.requests) > before, what="the request")
+            upstream_target = self.rec.requests[-1].request_line.split(" ")[1]
+        loc = r.header("Location")
+        return r.status, loc.replace(str(port), "PORT") if loc else None, upstream_target
+
+    def test_every_request_has_nginx_s_outcome(self):
+        for target in REQUESTS:
+            with self.subTest(target=target):
+                self.assertEqual(self.outcome(self.pport, target),
+                                 self.outcome(self.nport, target))
+
+    def test_if_regex_captures_with_a_header(self):
+        h = [("X-T", "V7")]
+        self.assertEqual(self.outcome(self.pport, "/if/", h), self.outcome(self.nport, "/if/", h))
+        self.assertEqual(self.outcome(self.pport, "/if/", h)[2], "/flag/target/V7")
+
+    def test_loop_ends_in_500(self):
+        self.assertEqual(self.outcome(self.pport, "/loop/z")[0], 500)
+
+
+if __name__ == "__main__":
+    harness.main()
