@@ -889,10 +889,34 @@ static int compile_tpl(struct pt_conf *cf, const struct op *op, const char *src,
     return *t ? PT_OK : PT_ERROR;
 }
 
+/* A replacement's $N (or ${N}) must name a group its regex has: nginx would give "" for
+ * it at run time; portier says so when the configuration is read. */
+static int check_captures(struct pt_conf *cf, const struct op *op)
+{
+    uint32_t groups = 0;
+
+    if (op->kind != OP_REWRITE || op->repl_src == NULL)
+        return PT_OK;
+    pcre2_pattern_info(op->re, PCRE2_INFO_CAPTURECOUNT, &groups);
+    for (const char *p = op->repl_src; (p = strchr(p, '$')) != NULL; p++) {
+        const char *d = p[1] == '{' ? p + 2 : p + 1;
+        if (*d >= '1' && *d <= '9' && (uint32_t)(*d - '0') > groups) {
+            cf->setting = op->setting;
+            return pt_conf_error(cf,
+                                 "\"rewrite\" replacement \"%s\" uses $%c, but its regex has "
+                                 "%u capture group%s",
+                                 op->repl_src, *d, groups, groups == 1 ? "" : "s");
+        }
+    }
+    return PT_OK;
+}
+
 static int compile_script(struct pt_conf *cf, struct script *s)
 {
     for (int i = 0; s && i < s->n; i++) {
         struct op *op = &s->ops[i];
+        if (check_captures(cf, op) != PT_OK)
+            return PT_ERROR;
         if (compile_tpl(cf, op, op->text_src, &op->text) != PT_OK ||
             compile_tpl(cf, op, op->repl_src, &op->repl) != PT_OK ||
             compile_tpl(cf, op, op->value_src, &op->value) != PT_OK ||

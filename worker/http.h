@@ -337,6 +337,10 @@ struct pt_header *pt_header_find(struct pt_headers *hs, const char *name);
  * again (or finalize) when they resume. */
 void pt_http_run_phases(struct pt_request *r);
 
+/* Whether error_page would take an answer of <status> for <r> over (for the proxy's
+ * proxy_intercept_errors). */
+int pt_http_error_page_for(struct pt_request *r, int status);
+
 /* The named location <name> ("@fallback") of <r>'s server, or NULL. */
 struct pt_http_loc_conf *pt_http_named_location(struct pt_request *r, struct pt_str name);
 

@@ -470,6 +470,25 @@ static void restart(struct pt_request *r, enum pt_phase phase, void **loc_conf)
     pt_http_run_phases(r);
 }
 
+/* The error_page line of <r>'s location for <status>, or NULL (also when an error page may
+ * not have one, recursive_error_pages being off). */
+static const struct pt_error_page *error_page_of(struct pt_request *r, int status)
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+
+    if (r->error_page && !lc->recursive_error_pages)
+        return NULL;
+    for (int i = 0; i < lc->nerror_pages; i++)
+        if (lc->error_pages[i].status == status)
+            return &lc->error_pages[i];
+    return NULL;
+}
+
+int pt_http_error_page_for(struct pt_request *r, int status)
+{
+    return error_page_of(r, status) != NULL;
+}
+
 /* A redirect of error_page <ep> to a URL: 302 unless the line names another redirect. */
 static int error_page_url(struct pt_request *r, const struct pt_error_page *ep, struct pt_str url)
 {
@@ -493,15 +512,10 @@ static int error_page_url(struct pt_request *r, const struct pt_error_page *ep, 
  */
 static int error_page(struct pt_request *r, int status)
 {
-    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
-    const struct pt_error_page *ep = NULL;
+    const struct pt_error_page *ep = error_page_of(r, status);
     struct pt_str uri;
 
-    for (int i = 0; i < lc->nerror_pages && ep == NULL; i++)
-        if (lc->error_pages[i].status == status)
-            ep = &lc->error_pages[i];
-    if (ep == NULL || (r->error_page && !lc->recursive_error_pages) ||
-        pt_template_eval(r, ep->uri, &uri) != PT_OK || uri.len == 0)
+    if (ep == NULL || pt_template_eval(r, ep->uri, &uri) != PT_OK || uri.len == 0)
         return PT_DECLINED;
     if (++r->internal_redirects > 10) {
         pt_log(PT_LOG_ERR,

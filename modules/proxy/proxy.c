@@ -100,6 +100,9 @@ static const struct pt_directive proxy_directives[] = {
     {"proxy_http_version", HSL, 0, PT_LOC_CONF, set_http_version, PLC(http_version), NULL,
      "\"1.1\" or \"1.0\" upstream; 1.0 sends Connection: close, keeps no connection, passes no "
      "upgrade, and answers 411 to a chunked request body (default 1.1; nginx's is 1.0)"},
+    {"proxy_intercept_errors", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(intercept_errors), NULL,
+     "an upstream answer of status 300 or more that error_page lists is replaced by "
+     "error_page's, as portier's own errors are (default off)"},
     {"proxy_buffering", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, PLC(buffering), NULL,
      "off: every piece of the response leaves as soon as it arrives, compressed ones flushed "
      "at once; the upstream's X-Accel-Buffering: yes|no decides per response (default on)"},
@@ -165,6 +168,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     plc->nhide = PT_CONF_UNSET;
     plc->http_version = PT_CONF_UNSET;
     plc->buffering = PT_CONF_UNSET;
+    plc->intercept_errors = PT_CONF_UNSET;
     plc->buffer_size = PT_CONF_UNSET;
     plc->next_upstream = PT_CONF_UNSET;
     plc->next_upstream_tries = PT_CONF_UNSET;
@@ -187,6 +191,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
         c->own_set |= pt_proxy_own_field(c->set[i].name);
     pt_conf_merge_int(c->http_version, p->http_version, 11);
     pt_conf_merge_int(c->buffering, p->buffering, 1);
+    pt_conf_merge_int(c->intercept_errors, p->intercept_errors, 0);
     pt_conf_merge_int(c->buffer_size, p->buffer_size, PT_BUF_SIZE);
     pt_conf_merge_list(c->hide, c->nhide, p->hide, p->nhide);
     pt_conf_merge_int(c->next_upstream, p->next_upstream, (int)(PROXY_FT_ERROR | PROXY_FT_TIMEOUT));

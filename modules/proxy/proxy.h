@@ -107,7 +107,8 @@ struct proxy_loc_conf {
     unsigned own_set; /* PROXY_OWN_* bits: the fields of portier's that proxy_set_header replaces */
     int http_version; /* proxy_http_version: 10 or 11 */
     int buffering;    /* proxy_buffering (flag) */
-    int64_t buffer_size; /* proxy_buffer_size: the largest response head */
+    int intercept_errors; /* proxy_intercept_errors (flag) */
+    int64_t buffer_size;  /* proxy_buffer_size: the largest response head */
     char **hide;
     int nhide;
     int next_upstream;             /* PROXY_FT_* bits: the failures passed to the next server */

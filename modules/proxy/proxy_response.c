@@ -113,6 +113,23 @@ static int tap_answers(struct proxy_ctx *ctx)
     return PT_DONE;
 }
 
+/* proxy_intercept_errors: the upstream's error answer gives way to error_page's (its body
+ * is not read: the connection is not kept).  Returns PT_DONE. */
+static int intercept(struct proxy_ctx *ctx)
+{
+    struct pt_request *r = ctx->r;
+    int status = ctx->resp.status;
+
+    pt_peer_succeeded(ctx->peer);
+    pt_proxy_note_upstream(ctx, 0);
+    pt_proxy_release(ctx, 0);
+    r->cleanup = NULL;
+    pt_proxy_cleanup(r);
+    r->read_handler = r->write_handler = NULL;
+    pt_http_finalize(r, status);
+    return PT_DONE;
+}
+
 /* Passes the upstream's head on to the client, unless a tap answers instead.  PT_OK,
  * PT_DONE (the tap answered), or PT_ERROR. */
 static int pass_head(struct proxy_ctx *ctx)
@@ -123,6 +140,9 @@ static int pass_head(struct proxy_ctx *ctx)
         return PT_ERROR;
     pt_proxy_note_upstream(ctx, ctx->resp.status);
     frame_body(ctx);
+    if (ctx->plc->intercept_errors && ctx->resp.status >= 300 &&
+        pt_http_error_page_for(r, ctx->resp.status))
+        return intercept(ctx);
     if (r->tap && r->tap->head && !r->tunnel) {
         int rc = r->tap->head(r, &ctx->resp);
         if (rc == PT_DONE) {

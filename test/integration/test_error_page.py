@@ -7,9 +7,38 @@ page is not redirected again (recursive_error_pages off), and error_page does no
 into a level that has its own.
 """
 
+import http.server
+import threading
+
 import harness
 import nginx
 from harness import location, server, upstream
+
+
+class NotFoundOrigin:
+    """An origin answering 404 with a body of its own to everything."""
+
+    def __init__(self):
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = b"origin's own 404\n"
+                self.send_response(404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((harness.LOCALHOST, 0), H)
+        self.addr = "%s:%d" % self.server.server_address
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 # (nginx location, portier location)
 CASES = [
@@ -37,6 +66,12 @@ CASES = [
      location("= /pages/args", ret="200 args=$args")),
     ("location = /pages/missing { return 404; }",
      location("= /pages/missing", ret="404")),
+    ("location /icpt/ { error_page 404 /pages/404; proxy_intercept_errors on; "
+     "proxy_pass http://nf; }",
+     location("/icpt/", error_page=["404 /pages/404"], proxy_intercept_errors=True,
+              proxy_pass="http://nf")),
+    ("location /noicpt/ { error_page 404 /pages/404; proxy_pass http://nf; }",
+     location("/noicpt/", error_page=["404 /pages/404"], proxy_pass="http://nf")),
     ("location @fallback { return 200 'fallback $request_method'; }",
      location("@fallback", ret="200 fallback $request_method")),
 ]
@@ -44,27 +79,30 @@ CASES = [
 SERVER_ERROR_PAGE = "error_page 404 /pages/404;"
 
 
-def nginx_http(port, dead):
+def nginx_http(port, dead, nf):
     locs = "\n".join("    " + c[0] for c in CASES)
-    return ("  upstream dead { server %s; }\n  server {\n    listen 127.0.0.1:%d;\n    %s\n%s\n"
+    return ("  upstream dead { server %s; }\n  upstream nf { server %s; }\n  server {\n"
+            "    listen 127.0.0.1:%d;\n    %s\n%s\n"
             "    location /inherit/ { return 404; }\n"
             "    location /own-list/ { error_page 403 /pages/ok; return 404; }\n"
-            "    location / { return 200 root; }\n  }" % (dead, port, SERVER_ERROR_PAGE, locs))
+            "    location / { return 200 root; }\n  }"
+            % (dead, nf, port, SERVER_ERROR_PAGE, locs))
 
 
-def portier_http(port, dead):
+def portier_http(port, dead, nf):
     locs = [c[1] for c in CASES]
     locs += [location("/inherit/", ret="404"),
              location("/own-list/", error_page=["403 /pages/ok"], ret="404"),
              location("/", ret="200 root")]
-    return {"upstream": {"dead": upstream(dead)},
+    return {"upstream": {"dead": upstream(dead), "nf": upstream(nf)},
             "server": [server(port, locs, error_page=["404 /pages/404"])]}
 
 
 REQUESTS = [("GET", "/nf/x"), ("GET", "/over/x"), ("GET", "/own/x"), ("POST", "/own/x"),
             ("GET", "/named/x"), ("POST", "/named/x"), ("GET", "/url/x"), ("GET", "/url301/x"),
             ("GET", "/twice/x"), ("GET", "/args/x?a=1"), ("GET", "/inherit/x"),
-            ("GET", "/own-list/x"), ("GET", "/no-such-location-but-root")]
+            ("GET", "/own-list/x"), ("GET", "/no-such-location-but-root"),
+            ("GET", "/icpt/x"), ("GET", "/noicpt/x")]
 
 
 class ErrorPageSideBySide(harness.TestCase):
@@ -72,11 +110,13 @@ class ErrorPageSideBySide(harness.TestCase):
     @classmethod
     def setUpClass(cls):
         dead = "127.0.0.1:%d" % harness.free_port()  # nothing listens: 502
+        cls.origin = NotFoundOrigin()
+        cls.addClassCleanup(cls.origin.stop)
         cls.nport = harness.free_port()
-        cls.nginx = nginx.Nginx(cls.nport, nginx_http(cls.nport, dead))
+        cls.nginx = nginx.Nginx(cls.nport, nginx_http(cls.nport, dead, cls.origin.addr))
         cls.addClassCleanup(cls.nginx.stop)
         cls.pport = harness.free_port()
-        cls.p = cls.class_portier(portier_http(cls.pport, dead))
+        cls.p = cls.class_portier(portier_http(cls.pport, dead, cls.origin.addr))
 
     def outcome(self, port, method, target):
         with harness.Client(port) as c:
@@ -93,6 +133,11 @@ class ErrorPageSideBySide(harness.TestCase):
 
     def test_error_page_uri_answers_with_the_error_status(self):
         self.assertEqual(self.outcome(self.pport, "GET", "/nf/x"), (404, None, b"the 404 page"))
+
+    def test_proxy_intercept_errors_gives_the_error_page(self):
+        self.assertEqual(self.outcome(self.pport, "GET", "/icpt/x"), (404, None, b"the 404 page"))
+        self.assertEqual(self.outcome(self.pport, "GET", "/noicpt/x"),
+                         (404, None, b"origin's own 404\n"))
 
     def test_named_location_keeps_the_method(self):
         self.assertEqual(self.outcome(self.pport, "POST", "/own/x"),

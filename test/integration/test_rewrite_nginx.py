@@ -58,8 +58,9 @@ CASES = [
      ("/lu/", {"rewrite": ["^/lu/(.*)$ /uri-target/$1 last"]})),
     ("location /uri-target/ { proxy_pass http://rec/base/; }",
      ("/uri-target/", {"proxy_pass": "http://rec/base/"})),
-    ("location ~ ^/re/(\\w+)/(\\w+)$ { rewrite ^ /flag/target/$2-$1 last; }",
-     ("~ ^/re/(\\w+)/(\\w+)$", {"rewrite": ["^ /flag/target/$2-$1 last"]})),
+    ("location ~ ^/re/(\\w+)/(\\w+)$ { set $a $1; set $b $2; rewrite ^ /flag/target/$b-$a last; }",
+     ("~ ^/re/(\\w+)/(\\w+)$", {"rewrite_script": ["set $a $1", "set $b $2",
+                                                  "rewrite ^ /flag/target/$b-$a last"]})),
 ]
 
 # /brk/ has a proxy_pass in portier; nginx's needs it too.
@@ -126,6 +127,28 @@ class RewriteSideBySide(harness.TestCase):
 
     def test_loop_ends_in_500(self):
         self.assertEqual(self.outcome(self.pport, "/loop/z")[0], 500)
+
+
+class RewriteConfigErrors(harness.TestCase):
+    """Rules that cannot work fail portier -t at their line."""
+
+    def check(self, rules, message):
+        p = self.start_portier({"server": [server(harness.free_port(), [
+            location("/", rewrite=rules)])]}, start=False)
+        out = p.run("-t", "-c", p.conf_path)
+        text = (out.stdout + out.stderr).decode()
+        self.assertNotEqual(out.returncode, 0, text)
+        self.assertIn(message, text)
+        self.assertRegex(text, r"portier\.conf:\d+: ")
+
+    def test_a_capture_the_regex_does_not_have_is_refused(self):
+        self.check(["^/(a) /y/$2 last"], 'uses $2, but its regex has 1 capture group')
+
+    def test_a_regex_that_does_not_compile_is_refused_with_its_offset(self):
+        self.check(["^/(a /x"], 'invalid regex "^/(a": missing closing parenthesis at offset 4')
+
+    def test_an_unknown_flag_is_refused(self):
+        self.check(["^/a /b sometimes"], 'invalid flag "sometimes" in "rewrite"')
 
 
 if __name__ == "__main__":
