@@ -149,8 +149,9 @@ static void put_target(struct builder *b, struct pt_request *r, const struct pro
 
     /* A rewrite changed the URI: nginx passes the whole changed URI, escaped, with the
      * query the rewrite left, when proxy_pass has no URI part or a rewrite with break made
-     * it in this location; after a new search the URI part replaces the prefix as usual. */
-    if (r->uri_rewritten && !ctx->plc->pass_vars && (!t->has_uri || r->uri_whole)) {
+     * it in this location; after a new search the URI part replaces the prefix as usual.
+     * The URI part of a proxy_pass with variables is the whole URI whatever happened. */
+    if (r->uri_rewritten && (!t->has_uri || (r->uri_whole && !ctx->plc->pass_vars))) {
         put_escaped_uri(b, r->uri);
         if (r->h.has_query) {
             put_lit(b, "?");

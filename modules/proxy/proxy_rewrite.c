@@ -17,6 +17,8 @@
 
 #include "modules/proxy/proxy.h"
 
+#include "config/words.h"
+
 enum rule_kind {
     RULE_PREFIX, /* the value starts with the pattern: that prefix is replaced */
     RULE_DOMAIN, /* the value (less a leading '.') is the pattern in any case: replaced */
@@ -49,55 +51,6 @@ struct proxy_rewrite {
 };
 
 /* --- reading the directives --- */
-
-/*
- * Splits <s> into at most <max> words as nginx reads a directive's arguments: separated by
- * spaces or tabs, each maybe in "..." or '...'; a backslash keeps the next byte from ending
- * a word, and before a quote or a backslash stands for it (\t, \r and \n for those bytes,
- * any other pair kept as written, "\d" for a regex).  The words are copied into <cf>'s
- * pool.  Returns the count, or -1 for more words or an unclosed quote.
- */
-static int split_args(struct pt_conf *cf, const char *s, char **w, int max)
-{
-    int n = 0;
-
-    for (;;) {
-        char quote = 0, *out;
-        size_t k = 0;
-
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (*s == '\0')
-            return n;
-        if (n == max)
-            return -1;
-        if (*s == '"' || *s == '\'')
-            quote = *s++;
-        out = w[n] = pt_palloc(cf->pool, strlen(s) + 1);
-        if (out == NULL)
-            return -1;
-        while (*s && (quote ? *s != quote : *s != ' ' && *s != '\t')) {
-            if (*s == '\\' && s[1]) {
-                char c = s[1];
-                s += 2;
-                if (c == '"' || c == '\'' || c == '\\')
-                    out[k++] = c;
-                else if (c == 't' || c == 'r' || c == 'n')
-                    out[k++] = c == 't' ? '\t' : c == 'r' ? '\r' : '\n';
-                else
-                    out[k++] = '\\', out[k++] = c;
-                continue;
-            }
-            out[k++] = *s++;
-        }
-        if (quote && *s != quote)
-            return -1;
-        if (quote && *++s != '\0' && *s != ' ' && *s != '\t')
-            return -1; /* nginx: "unexpected" text after a quoted word */
-        out[k] = '\0';
-        n++;
-    }
-}
 
 static void free_code(void *code)
 {
@@ -273,13 +226,16 @@ static int prefix_or_regex(struct pt_conf *cf, struct proxy_rewrite *rule, const
     return compile_subst(cf, replacement, rule->re, &rule->replacement);
 }
 
-/* Reads the value of <d> into <w> (one or two words).  Returns the count, or 0 after an
- * error naming the directive's forms <forms>. */
+/* Reads the value of <d> into <w> (one or two words, split as nginx splits a directive's
+ * arguments: quotes and escapes).  Returns the count, or 0 after an error naming the
+ * directive's forms <forms>. */
 static int read_words(struct pt_conf *cf, const struct pt_directive *d, char **w, const char *forms)
 {
-    int n = split_args(cf, cf->value, w, 2);
+    int n = pt_conf_words(cf, cf->value, w, 2);
 
-    if (n <= 0) {
+    if (n < 0)
+        return 0;
+    if (n == 0 || n > 2) {
         pt_conf_error(cf, "invalid value \"%s\" for \"%s\": use %s", cf->value, d->name, forms);
         return 0;
     }

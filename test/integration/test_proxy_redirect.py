@@ -98,8 +98,13 @@ LOCATIONS = [
     ("/pool/", [("proxy_pass", "http://$http_x_pool"),
                 ("proxy_set_header", "X-Proxy-Host $proxy_host")]),
     ("/canary/", [("proxy_pass", "http://$cookie_pool$request_uri")]),
+    ("/release/", [("proxy_pass", "http://$release_pool")]),
     ("/fixed/", [("proxy_pass", "http://$http_x_pool/fixed/path")]),
     ("/query/", [("proxy_pass", "http://$http_x_pool?only=1")]),
+    ("/rewritten/", [("rewrite", "^/rewritten/(.*)$ /new/$1 break"),
+                     ("proxy_pass", "http://$http_x_pool")]),
+    ("/rewrittenfixed/", [("rewrite", "^/rewrittenfixed/(.*)$ /new/$1 break"),
+                          ("proxy_pass", "http://$http_x_pool/fixed")]),
     ("/varredirect/", [("proxy_pass", "http://$http_x_pool"),
                        ("proxy_redirect", "http://$proxy_host/ /varredirect/")]),
 ]
@@ -112,17 +117,21 @@ INHERIT_LOCATIONS = [
 ]
 INHERIT_SERVER_RULE = "http://server.example/ /from-server/"
 
+# The canary by cookie as it is usually written: a map from the cookie to the group.
+RELEASE_MAP = ["default stable", "canary canary", "~^beta- canary"]
+
 
 def nginx_http(port, port2, origins):
     def loc(path, directives):
         return "    location %s { %s }" % (path, " ".join(
             "%s %s;" % (d, v.format(**origins)) for d, v in directives))
 
-    return ("  upstream stable { server %s; keepalive 4; }\n"
+    return ("  map $cookie_release $release_pool {\n    %s;\n  }\n"
+            "  upstream stable { server %s; keepalive 4; }\n"
             "  upstream canary { server %s; }\n"
             "  server {\n    listen 127.0.0.1:%d;\n%s\n  }\n"
             "  server {\n    listen 127.0.0.1:%d;\n    proxy_redirect %s;\n%s\n  }"
-            % (origins["stable"], origins["canary"], port,
+            % (";\n    ".join(RELEASE_MAP), origins["stable"], origins["canary"], port,
                "\n".join(loc(p, d) for p, d in LOCATIONS), port2, INHERIT_SERVER_RULE,
                "\n".join(loc(p, d) for p, d in INHERIT_LOCATIONS)))
 
@@ -132,7 +141,7 @@ def portier_location(path, directives, origins):
     for d, v in directives:
         v = v.format(**origins)
         if d in ("proxy_redirect", "proxy_cookie_domain", "proxy_cookie_path",
-                 "proxy_set_header"):
+                 "proxy_set_header", "rewrite"):
             settings.setdefault(d, []).append(v)
         else:
             settings[d] = v
@@ -140,7 +149,9 @@ def portier_location(path, directives, origins):
 
 
 def portier_http(port, port2, origins):
-    return {"upstream": {"stable": upstream(origins["stable"], keepalive=4),
+    return {"map": [{"source": "$cookie_release", "variable": "$release_pool",
+                     "entries": RELEASE_MAP}],
+            "upstream": {"stable": upstream(origins["stable"], keepalive=4),
                          "canary": upstream(origins["canary"])},
             "server": [server(port, [portier_location(p, d, origins) for p, d in LOCATIONS]),
                        server(port2, [portier_location(p, d, origins)
@@ -309,6 +320,13 @@ class SideBySide(harness.TestCase):
         self.assertEqual(self.origin_of("/canary/c?d", [("Cookie", "pool=stable")]),
                          (200, "stable /canary/c?d"))
 
+    def test_canary_by_cookie_through_a_map(self):
+        for cookie, want in (("release=canary", "canary"), ("release=beta-7", "canary"),
+                             ("release=other", "stable"), (None, "stable")):
+            with self.subTest(cookie=cookie):
+                headers = [("Cookie", cookie)] if cookie else []
+                self.assertEqual(self.origin_of("/release/r", headers), (200, want + " /release/r"))
+
     def test_no_cookie_leaves_no_host_and_is_500(self):
         self.assertEqual(self.origin_of("/canary/c")[0], 500)
 
@@ -319,6 +337,14 @@ class SideBySide(harness.TestCase):
     def test_query_without_a_path_gets_a_slash(self):
         self.assertEqual(self.origin_of("/query/x?y", [("X-Pool", "canary")]),
                          (200, "canary /?only=1"))
+
+    def test_a_rewritten_uri_goes_up_whole_without_a_uri_part(self):
+        self.assertEqual(self.origin_of("/rewritten/a%20b?q=1", [("X-Pool", "canary")]),
+                         (200, "canary /new/a%20b?q=1"))
+
+    def test_a_uri_part_stays_the_whole_uri_after_a_rewrite(self):
+        self.assertEqual(self.origin_of("/rewrittenfixed/a?q=1", [("X-Pool", "canary")]),
+                         (200, "canary /fixed"))
 
     def test_address_literal_with_its_port(self):
         self.assertEqual(self.origin_of("/pool/a", [("X-Pool", self.canary.addr)]),
