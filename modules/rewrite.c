@@ -62,6 +62,7 @@ struct op {
     const char *left_src, *right_src;
     struct pt_template *left, *right;
     struct script *then;
+    void **loc_conf; /* the block's own level (proxy_pass, add_header ... in it); NULL: none */
 };
 
 struct script {
@@ -431,6 +432,39 @@ static int read_member(struct pt_conf *cf, const struct pt_conf_setting *m, cons
     return PT_OK;
 }
 
+/* The members of an if block that are not the rewrite module's. */
+static const char *const rewrite_members[] = {
+    "condition", "if", "then", "return", "rewrite", "set", "break", "rewrite_script", NULL};
+
+static int rewrite_member(const char *name)
+{
+    for (int i = 0; rewrite_members[i]; i++)
+        if (strcmp(name, rewrite_members[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* An if block in a location that holds other modules' directives (proxy_pass, add_header,
+ * proxy_set_header ...) gets a level of its own, as nginx's: read here, inheriting from the
+ * location, and the request's while the condition holds. */
+static int read_block_level(struct pt_conf *cf, const struct pt_conf_setting *g, struct op *op)
+{
+    struct pt_conf_ctx ctx = *cf->conf;
+    int others = 0;
+
+    for (int i = 0; i < pt_conf_setting_count(g); i++)
+        others |= !rewrite_member(pt_conf_setting_name(pt_conf_setting_elem(g, i)));
+    if (!others)
+        return PT_OK;
+    if (!(cf->ctx & PT_CTX_LOC))
+        return pt_conf_error(cf, "an \"if\" block at server level holds only return, rewrite, "
+                                 "set, break and if (nginx's rule)");
+    if (pt_http_nested_level(cf, cf->conf->loc_conf, &ctx.loc_conf) != PT_OK)
+        return PT_ERROR;
+    op->loc_conf = ctx.loc_conf;
+    return pt_conf_read_block(cf, g, PT_CTX_LOC, &ctx, rewrite_members);
+}
+
 /* One if block: its condition, then its members in order. */
 static int read_if_group(struct pt_conf *cf, const struct pt_conf_setting *g, struct script **sp)
 {
@@ -446,12 +480,15 @@ static int read_if_group(struct pt_conf *cf, const struct pt_conf_setting *g, st
     op = add_op(cf, sp, OP_IF);
     if (op == NULL || parse_cond(cf, op, cond) != PT_OK)
         return op ? PT_ERROR : pt_conf_error(cf, "out of memory");
+    if (read_block_level(cf, g, op) != PT_OK)
+        return PT_ERROR;
     for (int i = 0; i < pt_conf_setting_count(g); i++) {
         const struct pt_conf_setting *m = pt_conf_setting_elem(g, i);
         const char *name = pt_conf_setting_name(m);
         /* The op may move as its script grows: its block is found again by index. */
         int at = (int)(op - (*sp)->ops);
-        if (strcmp(name, "condition") == 0 || strcmp(name, "if") == 0)
+        if (strcmp(name, "condition") == 0 || (strcmp(name, "if") == 0 && m == c) ||
+            !rewrite_member(name))
             continue;
         if (read_member(cf, m, name, &(*sp)->ops[at].then) != PT_OK)
             return PT_ERROR;
@@ -804,6 +841,9 @@ static int run(struct pt_request *r, struct rewrite_ctx *ctx, const struct scrip
             rc = cond_true(r, ctx, op);
             if (rc < 0)
                 return PT_ERROR;
+            /* A block with a level of its own makes it the request's, as nginx's. */
+            if (rc && op->loc_conf)
+                r->loc_conf = op->loc_conf;
             if (rc && ((rc = run(r, ctx, op->then, how)) != PT_OK || *how != RUN_ON))
                 return rc;
             break;

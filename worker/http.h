@@ -63,8 +63,9 @@ struct pt_http_srv_conf {
 };
 
 struct pt_http_loc_conf {
-    char *name;              /* the location's spec ("= /x"), "" at server level */
-    void **loc_conf;         /* this location's arrays */
+    char *name;      /* the location's spec ("= /x"), "" at server level */
+    void **loc_conf; /* this location's arrays */
+    void **parent;   /* an if block's level: the arrays it inherits from; NULL: the server's */
     pt_http_handler handler; /* content handler set by proxy_pass, return, ... */
     int64_t keepalive_timeout;
     int64_t keepalive_requests;
@@ -336,6 +337,12 @@ struct pt_header *pt_header_find(struct pt_headers *hs, const char *name);
 /* Runs the phases of <r> from where it stands.  Handlers that return PT_AGAIN call it
  * again (or finalize) when they resume. */
 void pt_http_run_phases(struct pt_request *r);
+
+/* Makes the level of an if block inside the location whose arrays are <parent> (the one
+ * being read): a configuration of every module, read from the block's other members by the
+ * caller, merged with <parent> once the server's locations are, and visited by
+ * pt_http_foreach_loc; never found by a URI.  Sets *<arr>.  PT_OK or PT_ERROR. */
+int pt_http_nested_level(struct pt_conf *cf, void **parent, void ***arr);
 
 /* Whether error_page would take an answer of <status> for <r> over (for the proxy's
  * proxy_intercept_errors). */

@@ -355,6 +355,24 @@ static int named_location_add(struct pt_conf *cf, struct srv_extra *x, struct pt
     return PT_OK;
 }
 
+int pt_http_nested_level(struct pt_conf *cf, void **parent, void ***arr)
+{
+    struct pt_http_srv_conf *sc = cf->conf->srv_conf[pt_http_module.index];
+    struct srv_extra *x = extra(sc);
+    struct pt_http_loc_conf *lc;
+
+    if (pt_conf_create_level(cf, PT_LOC_CONF, arr) != PT_OK)
+        return PT_ERROR;
+    lc = (*arr)[pt_http_module.index];
+    lc->name = "if";
+    lc->loc_conf = *arr;
+    lc->parent = parent;
+    if (grow(cf, (void **)&x->locs, x->nlocs, sizeof(lc)) != PT_OK)
+        return PT_ERROR;
+    x->locs[x->nlocs++] = lc;
+    return PT_OK;
+}
+
 struct pt_http_loc_conf *pt_http_named_location(struct pt_request *r, struct pt_str name)
 {
     struct srv_extra *x = extra(r->server->srv_conf[pt_http_module.index]);
@@ -646,9 +664,15 @@ static int merge_server(struct pt_conf *cf, struct pt_http_main_conf *mc, struct
     if (pt_conf_merge_level(cf, PT_SRV_CONF, mc->srv_conf, s->srv_conf) != PT_OK ||
         pt_conf_merge_level(cf, PT_LOC_CONF, mc->loc_conf, s->loc_conf) != PT_OK)
         return PT_ERROR;
-    for (int i = 0; i < x->nlocs; i++)
-        if (pt_conf_merge_level(cf, PT_LOC_CONF, s->loc_conf, x->locs[i]->loc_conf) != PT_OK)
-            return PT_ERROR;
+    /* Locations first, then if blocks' levels, each after the level it inherits from (an
+     * outer block's level was made before an inner one's). */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < x->nlocs; i++) {
+            void **from = x->locs[i]->parent ? x->locs[i]->parent : s->loc_conf;
+            if ((x->locs[i]->parent != NULL) == pass &&
+                pt_conf_merge_level(cf, PT_LOC_CONF, from, x->locs[i]->loc_conf) != PT_OK)
+                return PT_ERROR;
+        }
     if (add_auto_redirects(cf, sc, x) != PT_OK)
         return PT_ERROR;
     /* Once, here in the master, rather than in each worker's first lookup. */

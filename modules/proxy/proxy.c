@@ -182,6 +182,12 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
 {
     struct proxy_loc_conf *p = parent, *c = child;
 
+    /* An if block's level takes its location's proxy_pass unless it has its own, as nginx's
+     * (a location's parent, the server level, never has one). */
+    if (c->pass == NULL) {
+        c->pass = p->pass;
+        c->pass_setting = p->pass_setting;
+    }
     pt_conf_merge_int(c->connect_timeout, p->connect_timeout, 60000);
     pt_conf_merge_int(c->read_timeout, p->read_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);

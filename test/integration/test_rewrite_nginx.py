@@ -52,6 +52,11 @@ CASES = [
                 "proxy_pass": "http://rec"})),
     ("location /loop/ { rewrite ^/loop/(.*)$ /loop/x$1 last; }",
      ("/loop/", {"rewrite": ["^/loop/(.*)$ /loop/x$1 last"]})),
+    ("location /canary/ { if ($cookie_canary = 1) { add_header X-Served canary; "
+     "proxy_pass http://canary; } proxy_pass http://rec; }",
+     ("/canary/", {"if": [{"condition": "$cookie_canary = 1",
+                           "add_header": ["X-Served canary"], "proxy_pass": "http://canary"}],
+                   "proxy_pass": "http://rec"})),
     ("location /bu/ { rewrite ^/bu/(.*)$ /changed/$1 break; proxy_pass http://rec/base/; }",
      ("/bu/", {"rewrite": ["^/bu/(.*)$ /changed/$1 break"], "proxy_pass": "http://rec/base/"})),
     ("location /lu/ { rewrite ^/lu/(.*)$ /uri-target/$1 last; }",
@@ -81,14 +86,15 @@ REQUESTS = [
 
 def nginx_http(port, rec):
     locs = "\n".join("    " + NGINX_FIX.get(n, n) for n, _ in CASES)
-    return ("  upstream rec { server %s; }\n  server {\n    listen 127.0.0.1:%d;\n    %s\n%s\n"
-            "    location / { return 200 root; }\n  }" % (rec, port, SERVER_RULES_NGINX, locs))
+    return ("  upstream rec { server %s; }\n  upstream canary { server %s; }\n  server {\n"
+            "    listen 127.0.0.1:%d;\n    %s\n%s\n    location / { return 200 root; }\n  }"
+            % (rec, rec, port, SERVER_RULES_NGINX, locs))
 
 
 def portier_http(port, rec):
     locs = [location(path, **settings) for _, (path, settings) in CASES]
     locs.append(location("/", ret="200 root"))
-    return {"upstream": {"rec": upstream(rec)},
+    return {"upstream": {"rec": upstream(rec), "canary": upstream(rec)},
             "server": [server(port, locs, rewrite=SERVER_RULES)]}
 
 
@@ -124,6 +130,23 @@ class RewriteSideBySide(harness.TestCase):
         h = [("X-T", "V7")]
         self.assertEqual(self.outcome(self.pport, "/if/", h), self.outcome(self.nport, "/if/", h))
         self.assertEqual(self.outcome(self.pport, "/if/", h)[2], "/flag/target/V7")
+
+    def pool(self, port, cookie):
+        before = len(self.rec.requests)
+        headers = [("Cookie", "canary=%s" % cookie)] if cookie else []
+        with harness.Client(port) as c:
+            r = c.request("GET", "/canary/x", host="localhost", headers=headers)
+        harness.wait_until(lambda: len(self.rec.requests) > before, what="the request")
+        req = self.rec.requests[-1]
+        return (r.status, r.header("X-Served"), req.request_line.split(" ")[1],
+                harness.headers_named(req.headers, "Host"))
+
+    def test_canary_by_cookie_in_an_if_block_goes_where_nginx_sends_it(self):
+        for cookie in (None, "1", "0"):
+            with self.subTest(cookie=cookie):
+                self.assertEqual(self.pool(self.pport, cookie), self.pool(self.nport, cookie))
+        self.assertEqual(self.pool(self.pport, "1")[1::2], ("canary", ["canary"]))
+        self.assertEqual(self.pool(self.pport, None)[1::2], (None, ["rec"]))
 
     def test_loop_ends_in_500(self):
         self.assertEqual(self.outcome(self.pport, "/loop/z")[0], 500)
