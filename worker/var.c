@@ -335,6 +335,13 @@ static size_t put_escaped(enum pt_escape esc, struct pt_str v, char *out, size_t
 {
     size_t n = 0, run = 0;
 
+    /* Nothing to escape: one copy, not a call per byte (a map on a long User-Agent). */
+    if (esc == PT_ESCAPE_NONE) {
+        n = pt_min(v.len, cap);
+        if (out && n)
+            memcpy(out, v.p, n);
+        return n;
+    }
     for (size_t i = 0; i < v.len; i++) {
         char seq[8];
         size_t len = pt_escape_byte(esc, (unsigned char)v.p[i], seq);
@@ -401,6 +408,13 @@ int pt_template_eval(struct pt_request *r, const struct pt_template *t, struct p
 
     if (pt_template_is_static(t, out))
         return PT_OK;
+    /* A template that is one variable with nothing to escape is that variable's value, as
+     * the getter gives it (valid for the request): no copy. */
+    if (t->nparts == 1 && t->parts[0].get && (t->esc == PT_ESCAPE_NONE)) {
+        int escape;
+        *out = part_value(r, t, &t->parts[0], &escape);
+        return PT_OK;
+    }
     /* Each getter runs once: values are kept, measured, then copied. */
     vals = pt_palloc(r->pool, (size_t)t->nparts * (sizeof(*vals) + 1));
     if (vals == NULL)
