@@ -11,4 +11,11 @@
  * frees it).  Defined once by every test/unit/test_<name>.c. */
 Suite *pt_test_suite(void);
 
+struct pt_cycle;
+
+/* Writes <text> to a temporary file, named in <path> (64 bytes), and loads it as a
+ * configuration file (relative paths from /tmp): the cycle, or NULL with "file:line:
+ * message" in <err>/<errlen>.  The file is gone when it returns. */
+struct pt_cycle *pt_test_load_conf(const char *text, char *path, char *err, size_t errlen);
+
 #endif

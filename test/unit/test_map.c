@@ -55,18 +55,7 @@ static void teardown(void)
 /* Loads <text> as a configuration file: the cycle, or NULL with <err> filled. */
 static struct pt_cycle *load(const char *text)
 {
-    FILE *f;
-    int fd;
-
-    snprintf(path, sizeof(path), "/tmp/pt-map-XXXXXX");
-    fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    err[0] = '\0';
-    cycle = pt_cycle_load(path, "/tmp", err, sizeof(err));
-    unlink(path);
+    cycle = pt_test_load_conf(text, path, err, sizeof(err));
     return cycle;
 }
 

@@ -79,20 +79,10 @@ static void key_with_hash(uint32_t hash)
     ck_assert_uint_eq(pt_murmur_hash2(key, 4), hash);
 }
 
+/* Loads <text> as a configuration file: the cycle, or NULL with <err> filled. */
 static struct pt_cycle *load(const char *text)
 {
-    FILE *f;
-    int fd;
-
-    snprintf(path, sizeof(path), "/tmp/pt-split-XXXXXX");
-    fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    err[0] = '\0';
-    cycle = pt_cycle_load(path, "/tmp", err, sizeof(err));
-    unlink(path);
+    cycle = pt_test_load_conf(text, path, err, sizeof(err));
     return cycle;
 }
 
