@@ -4,7 +4,9 @@
  *                (proxy_cache_path) and their zones, $upstream_cache_status
  *   index.c      a cache's index in shared memory (index.h)
  *   store.c      a cache's files (store.h)
- *   policy.c     RFC 9111's decisions on headers: storable, fresh, conditionals (policy.h)
+ *   policy.c     RFC 9111's decisions on headers: storable, fresh, variants (policy.h)
+ *   answer.c     the client's conditionals and ranges against a stored entry (policy.h)
+ *   fields.h     the field-value readers policy.c and answer.c share
  */
 #ifndef PT_CACHE_H
 #define PT_CACHE_H
