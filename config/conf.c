@@ -78,6 +78,38 @@ void pt_conf_warn(struct pt_conf *cf, const char *fmt, ...)
     pt_log(PT_LOG_WARN, "%s:%d: %s", file ? file : "?", pt_conf_setting_line(cf->setting), msg);
 }
 
+struct pt_conf_deferred {
+    int (*fn)(struct pt_conf *cf, void *arg);
+    void *arg;
+    const struct pt_conf_setting *setting;
+    struct pt_conf_deferred *next;
+};
+
+int pt_conf_defer(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void *arg), void *arg)
+{
+    struct pt_conf_deferred *d = pt_palloc(cf->pool, sizeof(*d)), **tail = &cf->deferred;
+
+    if (d == NULL)
+        return pt_conf_error(cf, "out of memory");
+    *d = (struct pt_conf_deferred){fn, arg, cf->setting, NULL};
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = d;
+    return PT_OK;
+}
+
+int pt_conf_run_deferred(struct pt_conf *cf)
+{
+    for (struct pt_conf_deferred *d = cf->deferred; d; d = d->next) {
+        cf->setting = d->setting;
+        if (d->fn(cf, d->arg) != PT_OK)
+            return PT_ERROR;
+    }
+    cf->deferred = NULL;
+    cf->setting = NULL;
+    return PT_OK;
+}
+
 int pt_conf_error_at(struct pt_conf *cf, const struct pt_conf_setting *s, const char *fmt, ...)
 {
     va_list ap;

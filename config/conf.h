@@ -44,13 +44,25 @@ struct pt_conf {
     char *err;   /* first error goes here */
     size_t errlen;
     int failed;
-    struct pt_conf_source *sources; /* files read by include, kept until loading ends */
-    int depth;                      /* of include nesting */
+    struct pt_conf_source *sources;    /* files read by include, kept until loading ends */
+    int depth;                         /* of include nesting */
+    struct pt_conf_deferred *deferred; /* pt_conf_defer's work, in the order asked */
 };
 
 /* Formats "<file>:<line>: <message>" for the setting being read into cf->err (the first
  * error wins).  Always returns PT_ERROR. */
 int pt_conf_error(struct pt_conf *cf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Work that must wait until the whole file is read and every module's postconfig has run:
+ * a value naming a variable that a directive further down defines (a map, a set), as
+ * nginx allows.  <fn>(cf, <arg>) then runs with cf->setting back at the setting being read
+ * now, so that its errors name that line.  PT_OK, or PT_ERROR (reported) out of memory.
+ */
+int pt_conf_defer(struct pt_conf *cf, int (*fn)(struct pt_conf *cf, void *arg), void *arg);
+
+/* Runs the deferred work in order; stops at the first that fails.  PT_OK or PT_ERROR. */
+int pt_conf_run_deferred(struct pt_conf *cf);
 
 /* Like pt_conf_error but for another setting <s>. */
 int pt_conf_error_at(struct pt_conf *cf, const struct pt_conf_setting *s, const char *fmt, ...)

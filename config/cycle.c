@@ -59,7 +59,7 @@ static int finish(struct pt_conf *cf)
         if (m->postconfig && m->postconfig(cf) != PT_OK)
             return PT_ERROR;
     }
-    return PT_OK;
+    return pt_conf_run_deferred(cf);
 }
 
 struct pt_cycle *pt_cycle_load(const char *file, const char *prefix, char *err, size_t errlen)

@@ -219,21 +219,52 @@ static void add_literal(struct pt_template *t, const char *p, size_t len)
     t->parts[t->nparts++] = (struct part){{p, len}, NULL, PT_NULL_STR};
 }
 
-static int add_variable(struct pt_conf *cf, struct pt_template *t, struct pt_str name)
+/* Stands in for a variable not registered yet when its template is compiled. */
+static int unresolved(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    (void)r, (void)arg, (void)out;
+    return PT_DECLINED;
+}
+
+/* Looks the variable of <part> up; NULL when nothing by its name is registered. */
+static pt_var_get resolve(struct part *part)
 {
     char low[VAR_NAME_MAX + 1];
-    struct part *part = &t->parts[t->nparts];
+    pt_var_get get;
 
-    if (lower_name(name.p, name.len, low) != PT_OK)
-        return pt_conf_error(cf, "variable name \"$%.*s\" is too long", (int)name.len, name.p);
-    part->get = var_lookup(low, name.len, &part->arg);
-    if (part->get == NULL)
-        return pt_conf_error(cf, "unknown variable \"$%s\"", low);
-    /* The suffix points into the pool copy of the source, not the stack. */
-    part->arg.p = name.p + (part->arg.p - low);
-    part->text = name;
-    t->nparts++;
+    lower_name(part->text.p, part->text.len, low); /* length checked when compiled */
+    if ((get = var_lookup(low, part->text.len, &part->arg)) != NULL) {
+        /* The suffix points into the pool copy of the source, not the stack. */
+        part->arg.p = part->text.p + (part->arg.p - low);
+        part->get = get;
+    }
+    return get;
+}
+
+/* pt_conf_defer's second look at a variable unknown when its template was compiled: the
+ * whole file is read now, every map and set has registered theirs. */
+static int resolve_late(struct pt_conf *cf, void *arg)
+{
+    struct part *part = arg;
+
+    if (resolve(part) == NULL)
+        return pt_conf_error(cf, "unknown variable \"$%.*s\"", (int)part->text.len, part->text.p);
     return PT_OK;
+}
+
+static int add_variable(struct pt_conf *cf, struct pt_template *t, struct pt_str name)
+{
+    struct part *part = &t->parts[t->nparts++];
+
+    if (name.len > VAR_NAME_MAX)
+        return pt_conf_error(cf, "variable name \"$%.*s\" is too long", (int)name.len, name.p);
+    *part = (struct part){name, NULL, PT_NULL_STR};
+    if (resolve(part) != NULL)
+        return PT_OK;
+    /* Perhaps defined further down the file, as nginx allows: looked at again once all of
+     * it is read.  Meanwhile the part is a variable without a value, never literal text. */
+    part->get = unresolved;
+    return pt_conf_defer(cf, resolve_late, part);
 }
 
 struct pt_template *pt_template_compile(struct pt_conf *cf, const char *src, enum pt_escape esc)

@@ -473,6 +473,26 @@ class PortierAlone(harness.TestCase):
         r = p.get("/", headers=[("X-To", self.origin.addr)])
         self.assertEqual(r.header("X-Seen"), "%s:%d" % (self.origin.addr, self.origin.port), r)
 
+    def test_variables_defined_further_down_the_file(self):
+        """nginx resolves variables once the whole file is read: an upstream's hash, a
+        variable proxy_pass and proxy_set_header may name a map or a set that comes later."""
+        self.origin = ReplyOrigin("o")
+        self.addCleanup(self.origin.stop)
+        port = harness.free_port()
+        h = {"upstream": {"pool": upstream(self.origin.addr, hash="$lane")},
+             "server": [server(port, [
+                 location("/a", proxy_pass="http://$lane",
+                          proxy_set_header=["X-Reply X-Seen: [$lane][$later]"]),
+                 location("/b", rewrite_script=["set $later b", "return 204"])])],
+             "map": [{"source": "$http_x_lane", "variable": "$lane",
+                      "entries": ["default pool"]}]}
+        p = self.start_portier(h, start=False)
+        self.assertLess(p.text.index("proxy_set_header"), p.text.index("map"), p.text)
+        p.start()
+        r = p.get("/a")
+        self.assertEqual((r.status, r.header("X-Seen")), (200, "[pool][]"), r)
+        self.assertEqual(p.get("/b").status, 204)
+
     # -- configuration errors, at their file:line
 
     def check(self, *locs, **http):

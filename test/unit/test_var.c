@@ -169,8 +169,25 @@ END_TEST
 
 START_TEST(unknown_variable_is_reported_with_file_and_name)
 {
-    ck_assert_ptr_null(pt_template_compile(&cf, "x $nope y", PT_ESCAPE_NONE));
+    /* Not an error yet: a directive further down may define it.  Once the file is read,
+     * it is. */
+    ck_assert_ptr_nonnull(pt_template_compile(&cf, "x $nope y", PT_ESCAPE_NONE));
+    ck_assert_int_eq(pt_conf_run_deferred(&cf), PT_ERROR);
     ck_assert_str_eq(err, "test.conf:0: unknown variable \"$nope\"");
+}
+END_TEST
+
+START_TEST(variable_registered_after_the_template_is_found)
+{
+    struct pt_template *t = pt_template_compile(&cf, "<$later_var>", PT_ESCAPE_NONE);
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(pt_template_is_static(t, NULL), 0);
+    ck_assert_int_eq(pt_var_register("later_var", 0, get_test_value), PT_OK);
+    ck_assert_int_eq(pt_conf_run_deferred(&cf), PT_OK);
+    test_value = PT_STR("v");
+    out[pt_template_render(r, t, out, sizeof(out) - 1)] = '\0';
+    ck_assert_str_eq(out, "<v>");
 }
 END_TEST
 
@@ -511,6 +528,7 @@ Suite *pt_test_suite(void)
     tcase_add_test(c, dollar_not_followed_by_a_name_is_literal);
     tcase_add_test(c, variable_names_are_case_insensitive);
     tcase_add_test(c, unknown_variable_is_reported_with_file_and_name);
+    tcase_add_test(c, variable_registered_after_the_template_is_found);
     tcase_add_test(c, unclosed_brace_is_an_error);
     tcase_add_test(c, empty_braces_are_an_error);
     tcase_add_test(c, registering_again_with_the_same_getter_is_accepted);
