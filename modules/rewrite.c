@@ -19,9 +19,11 @@
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/words.h"
 #include "core/log.h"
 #include "core/pool.h"
 #include "worker/http.h"
@@ -53,7 +55,7 @@ struct op {
     enum flag flag;
     unsigned redirect : 1; /* the replacement is a URL, or the flag asks for one */
     /* set */
-    int var;
+    int var; /* the set variable's index; SET_ARGS: $args */
     const char *value_src;
     struct pt_template *value;
     /* if */
@@ -112,7 +114,8 @@ static const struct pt_directive rewrite_directives[] = {
      "most 10 times (then 500), as nginx"},
     {"set", SL, PT_DIR_MULTI, PT_LOC_CONF, set_op, 0, &k_set,
      "\"$VARIABLE VALUE\" (a list): the variable gets the value (with variables) for the rest "
-     "of the request"},
+     "of the request; $args, the one of portier's own it may set (as nginx), changes the query "
+     "the upstream gets"},
     {"break", SL, 0, PT_LOC_CONF, set_op, 0, &k_break,
      "true: the rewrite directives after it at this level do not run, and a changed URI stays "
      "in this location"},
@@ -241,8 +244,10 @@ static int parse_rewrite(struct pt_conf *cf, struct op *op, const char *v)
 {
     static const char *const flags[] = {"", "last", "break", "redirect", "permanent"};
     char *w[4];
-    int n = pt_conf_split(cf, v, w, 4);
+    int n = pt_conf_words(cf, v, w, 4);
 
+    if (n < 0)
+        return PT_ERROR;
     if (n < 2 || n > 3)
         return pt_conf_error(cf,
                              "invalid \"rewrite\" \"%s\": use \"REGEX REPLACEMENT [last|"
@@ -264,6 +269,9 @@ static int parse_rewrite(struct pt_conf *cf, struct op *op, const char *v)
     return PT_OK;
 }
 
+/* The one variable of portier's own that `set` may assign, as nginx's: the query. */
+#define SET_ARGS (-2)
+
 /* The index of the `set` variable <name> (without '$'), registering it on first use. */
 static int var_index(struct pt_conf *cf, const char *name);
 
@@ -271,12 +279,14 @@ static int var_index(struct pt_conf *cf, const char *name);
 static int parse_set(struct pt_conf *cf, struct op *op, const char *v)
 {
     char *w[2];
-    int n = pt_conf_split(cf, v, w, 2);
+    int n = pt_conf_words(cf, v, w, 2);
 
+    if (n < 0)
+        return PT_ERROR;
     if (n < 1 || n > 2 || w[0][0] != '$' || w[0][1] == '\0')
         return pt_conf_error(cf, "invalid \"set\" \"%s\": use \"$VARIABLE VALUE\"", v);
-    op->var = var_index(cf, w[0] + 1);
-    if (op->var < 0)
+    op->var = strcasecmp(w[0] + 1, "args") == 0 ? SET_ARGS : var_index(cf, w[0] + 1);
+    if (op->var == PT_ERROR)
         return PT_ERROR;
     op->value_src = n == 2 ? w[1] : "";
     return PT_OK;
@@ -336,18 +346,6 @@ static int kind_of(const char *name, enum op_kind *kind)
     return PT_ERROR;
 }
 
-/* <w> without the quotes nginx's parser takes off ('' is the empty string). */
-static char *unquote(char *w)
-{
-    size_t n = strlen(w);
-
-    if (n >= 2 && (w[0] == '\'' || w[0] == '"') && w[n - 1] == w[0]) {
-        w[n - 1] = '\0';
-        return w + 1;
-    }
-    return w;
-}
-
 /* "! -f PATH", "$x ~* REGEX", "$x = TEXT", "$x": the condition of an if, with nginx's
  * optional parentheses. */
 static int parse_cond(struct pt_conf *cf, struct op *op, const char *src)
@@ -373,7 +371,8 @@ static int parse_cond(struct pt_conf *cf, struct op *op, const char *src)
         s[len - 1] = '\0';
         s++;
     }
-    n = pt_conf_split(cf, s, w, 4);
+    if ((n = pt_conf_words(cf, s, w, 4)) < 0)
+        return PT_ERROR;
     if (n == 1) {
         op->cond = C_VAR;
         op->left_src = w[0];
@@ -386,9 +385,8 @@ static int parse_cond(struct pt_conf *cf, struct op *op, const char *src)
         op->cond = ops[i].kind;
         op->negate = ops[i].negate;
         op->left_src = w[unary ? 1 : 0];
-        op->right_src = unary || ops[i].kind == C_MATCH ? NULL : unquote(w[2]);
-        if (op->cond == C_MATCH &&
-            (op->re = compile_regex(cf, unquote(w[2]), ops[i].caseless)) == NULL)
+        op->right_src = unary || ops[i].kind == C_MATCH ? NULL : w[2];
+        if (op->cond == C_MATCH && (op->re = compile_regex(cf, w[2], ops[i].caseless)) == NULL)
             return PT_ERROR;
         return PT_OK;
     }
@@ -818,6 +816,16 @@ static int apply_rewrite(struct pt_request *r, struct rewrite_ctx *ctx, const st
     return r->uri.p ? PT_OK : PT_ERROR;
 }
 
+/* `set $args VALUE`: the request's query becomes VALUE, for the variables and the upstream,
+ * which then gets the URI as portier has it (nginx's valid_unparsed_uri cleared); an empty
+ * one leaves no '?'.  $request_uri keeps what the client sent. */
+static void set_args(struct pt_request *r, struct pt_str v)
+{
+    r->args = v.p ? v : PT_STR("");
+    r->h.has_query = r->args.len > 0;
+    r->uri_rewritten = 1;
+}
+
 /* Runs <s>: PT_OK with *<how> (go on, stop here, search the location again now), or what a
  * phase handler returns for an answer (a status, PT_DONE, PT_ERROR). */
 static int run(struct pt_request *r, struct rewrite_ctx *ctx, const struct script *s, enum run *how)
@@ -835,7 +843,10 @@ static int run(struct pt_request *r, struct rewrite_ctx *ctx, const struct scrip
         case OP_SET:
             if (pt_template_eval(r, op->value, &v) != PT_OK)
                 return PT_ERROR;
-            ctx->vals[op->var] = v.p ? v : PT_STR("");
+            if (op->var == SET_ARGS)
+                set_args(r, v);
+            else
+                ctx->vals[op->var] = v.p ? v : PT_STR("");
             break;
         case OP_IF:
             rc = cond_true(r, ctx, op);

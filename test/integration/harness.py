@@ -99,7 +99,7 @@ def _value(v, ind):
     if isinstance(v, dict):
         return "{\n" + render_settings(v, ind + 1) + "  " * ind + "}"
     if isinstance(v, (list, tuple)):
-        if v and all(isinstance(x, dict) for x in v):
+        if any(isinstance(x, dict) for x in v):
             return "(\n" + ",\n".join(pad + _value(x, ind + 1) for x in v) + "\n" + "  " * ind + ")"
         return "[ " + ", ".join(_value(x, ind) for x in v) + " ]"
     raise TypeError("cannot render %r" % (v,))
@@ -107,7 +107,7 @@ def _value(v, ind):
 
 def render_settings(d, ind=0):
     """libconfig text for dict <d> (insertion order kept; None values dropped).
-    Lists of dicts become libconfig lists ( ), other lists arrays [ ]."""
+    Lists holding a dict become libconfig lists ( ), other lists arrays [ ]."""
     return "".join("  " * ind + "%s = %s;\n" % (k, _value(v, ind))
                    for k, v in d.items() if v is not None)
 

@@ -66,6 +66,21 @@ CASES = [
     ("location ~ ^/re/(\\w+)/(\\w+)$ { set $a $1; set $b $2; rewrite ^ /flag/target/$b-$a last; }",
      ("~ ^/re/(\\w+)/(\\w+)$", {"rewrite_script": ["set $a $1", "set $b $2",
                                                   "rewrite ^ /flag/target/$b-$a last"]})),
+    ("location /sa/ { set $args $args&added=1; proxy_pass http://rec; }",
+     ("/sa/", {"set": "$args $args&added=1", "proxy_pass": "http://rec"})),
+    ("location /sa-empty/ { set $args ''; proxy_pass http://rec/base/; }",
+     ("/sa-empty/", {"set": "$args ''", "proxy_pass": "http://rec/base/"})),
+    ("location /sa-then/ { set $args x=$arg_q; rewrite ^/sa-then/(.*)$ /flag/target/$1?y=2 "
+     "last; }",
+     ("/sa-then/", {"rewrite_script": ["set $args x=$arg_q",
+                                       "rewrite ^/sa-then/(.*)$ /flag/target/$1?y=2 last"]})),
+    ("location /quoted/ { set $w \"two words\"; if ($w = 'two words') "
+     "{ rewrite \"^/quoted/(\\d{2})$\" \"/flag/target/q$1\" last; } return 404; }",
+     ("/quoted/", {"rewrite_script": [
+         'set $w "two words"',
+         {"if": "$w = 'two words'",
+          "then": ['rewrite "^/quoted/(\\d{2})$" "/flag/target/q$1" last']},
+         "return 404"]})),
 ]
 
 # /brk/ has a proxy_pass in portier; nginx's needs it too.
@@ -81,6 +96,8 @@ REQUESTS = [
     "/redir/d?q=1", "/perm/e", "/url/f?q=2", "/args/g", "/args/g?a=1", "/noargs/h?a=1",
     "/set/", "/if/?a=1", "/if/", "/if/?b=x", "/notmatch/ok", "/notmatch/no", "/brk/",
     "/loop/z", "/re/one/two", "/old/p?k=v", "/bu/x?q=1", "/lu/y?q=2", "/bu/sp%20ace",
+    "/sa/a%41b?q=1", "/sa/", "/sa-empty/z?q=1", "/sa-then/w?q=7",
+    "/quoted/42", "/quoted/4",
 ]
 
 
