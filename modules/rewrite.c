@@ -16,6 +16,7 @@
  * location's).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,8 @@ struct op {
     struct pt_template *text; /* body or URL; NULL: a generated page */
     /* rewrite */
     pcre2_code *re;
+    const char *lit; /* what every URI the regex matches starts with (literal_prefix) */
+    size_t litlen;
     const char *repl_src;
     struct pt_template *repl;
     enum flag flag;
@@ -212,6 +215,67 @@ static pcre2_code *compile_regex(struct pt_conf *cf, const char *src, int casele
     return re;
 }
 
+/* True when the regex <src> has a '|' outside any group: its '^' binds the first branch
+ * only. */
+static int top_level_alternation(const char *src)
+{
+    int depth = 0, in_class = 0;
+
+    for (const char *p = src; *p; p++) {
+        if (*p == '\\') {
+            if (*++p == '\0')
+                break;
+        } else if (in_class) {
+            in_class = *p != ']';
+        } else if (*p == '[') {
+            in_class = 1;
+            p += p[1] == '^';
+            p += p[1] == ']'; /* a ']' first in a class is literal */
+        } else if (*p == '(') {
+            depth++;
+        } else if (*p == ')') {
+            depth--;
+        } else if (*p == '|' && depth == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The text that every subject the case-sensitive regex <src> matches starts with, when it
+ * is anchored ("/rules/old/" for "^/rules/old/(.*)$"), copied into the pool: a URI without
+ * it is told by one memcmp instead of a call into PCRE2, which a location's rewrites that
+ * mostly do not match make often.  Conservative: it ends at the first character that is
+ * not plainly literal, and a character a quantifier follows is left out.  Sets *<len>.
+ */
+static const char *literal_prefix(struct pt_conf *cf, const char *src, size_t *len)
+{
+    char *out = pt_palloc(cf->pool, strlen(src) + 1);
+    const char *p = src + 1;
+    size_t n = 0;
+
+    *len = 0;
+    if (out == NULL || src[0] != '^' || top_level_alternation(src))
+        return NULL;
+    while (*p) {
+        char c = *p;
+        if (c == '\\' && ispunct((unsigned char)p[1]))
+            c = p[1], p += 2; /* \. \/ \- ... stand for themselves; \d \Q ... do not */
+        else if (c == '\\' || strchr("^$.[]|()?*+{}", c))
+            break;
+        else
+            p++;
+        if (*p == '?' || *p == '*' || *p == '{')
+            break; /* optional or counted: not in every match */
+        out[n++] = c;
+        if (*p == '+')
+            break;
+    }
+    *len = n;
+    return out;
+}
+
 /* "return CODE [TEXT]" / "return URL". */
 static int parse_return(struct pt_conf *cf, struct op *op, char *v)
 {
@@ -255,6 +319,7 @@ static int parse_rewrite(struct pt_conf *cf, struct op *op, const char *v)
                              v);
     if ((op->re = compile_regex(cf, w[0], 0)) == NULL)
         return PT_ERROR;
+    op->lit = literal_prefix(cf, w[0], &op->litlen);
     op->repl_src = w[1];
     op->flag = FLAG_NONE;
     for (int i = 1; n == 3 && i < (int)pt_nelems(flags); i++)
@@ -859,6 +924,8 @@ static int run(struct pt_request *r, struct rewrite_ctx *ctx, const struct scrip
                 return rc;
             break;
         case OP_REWRITE:
+            if (op->litlen && (r->uri.len < op->litlen || memcmp(r->uri.p, op->lit, op->litlen)))
+                break;
             rc = match(ctx, op->re, r->uri);
             if (rc < 0)
                 return PT_ERROR;

@@ -49,7 +49,11 @@ static const char conf[] =
     "\"rewrite ^ /a/$p break\" ); },\n"
     "      { path = \"/stop/\"; rewrite_script = ( \"rewrite ^ /a/stopped\", \"break\", "
     "\"return 403\" ); },\n"
-    "      { path = \"/loop/\"; rewrite = [ \"^/loop/(.*)$ /loop/x$1 last\" ]; }\n"
+    "      { path = \"/loop/\"; rewrite = [ \"^/loop/(.*)$ /loop/x$1 last\" ]; },\n"
+    "      { path = \"/lit/\"; rewrite = [ \"^/lit/no|/lit/alt$ /a/alt break\",\n"
+    "          \"^/lit/ab?c$ /a/opt break\", \"^/lit/x*y$ /a/star break\",\n"
+    "          \"^/lit/p+q$ /a/plus break\", \"^/lit/f{0}g$ /a/count break\",\n"
+    "          \"^/lit/d\\\\.e$ /a/esc break\", \"^/lit/(?i)CASE$ /a/case break\" ]; }\n"
     "    ); } );\n"
     "};\n";
 
@@ -305,6 +309,27 @@ START_TEST(eleventh_uri_change_is_a_500)
 }
 END_TEST
 
+/* A rewrite's regex is tried only on URIs with its literal start: what that start is must
+ * leave out what is optional, counted or in another branch. */
+START_TEST(literal_start_leaves_out_what_may_not_be_there)
+{
+    static const char *const cases[][2] = {
+        {"/lit/alt", "/a/alt"}, {"/lit/ac", "/a/opt"},    {"/lit/abc", "/a/opt"},
+        {"/lit/y", "/a/star"},  {"/lit/ppq", "/a/plus"},  {"/lit/g", "/a/count"},
+        {"/lit/d.e", "/a/esc"}, {"/lit/dxe", "/lit/dxe"}, {"/lit/case", "/a/case"},
+        {"/lit/no", "/a/alt"},  {"/lit/q", "/lit/q"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pt_request *r;
+        char head[128];
+        snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", cases[i][0]);
+        ck_assert_int_eq(rewrite(head, &r), 0);
+        assert_uri(r, cases[i][1], "");
+    }
+}
+END_TEST
+
 Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("rewrite");
@@ -326,6 +351,7 @@ Suite *pt_test_suite(void)
     tcase_add_test(t, regex_location_captures_reach_set);
     tcase_add_test(t, break_directive_stops_the_rules);
     tcase_add_test(t, eleventh_uri_change_is_a_500);
+    tcase_add_test(t, literal_start_leaves_out_what_may_not_be_there);
     suite_add_tcase(s, t);
     return s;
 }
