@@ -11,7 +11,9 @@
  * reads the same.  Exact keys and the masks' labels share one hash table per map: a mask is
  * a path of labels in a trie (from the last label for .example.com and *.example.com, from
  * the first for mail.*), each edge a slot keyed by its parent node and the label, searched
- * as nginx searches its wildcard hashes.
+ * as nginx searches its wildcard hashes.  A map's regexes are also joined into one
+ * alternation asked first, so that a value none matches costs one pass, not one per regex;
+ * which one matches, and its captures, still come from each in order.
  *
  * Every map variable has one getter, map_get: the variable's name, which the registry
  * passes as the getter's argument, finds the map in the request's configuration.
@@ -48,6 +50,8 @@ struct map_value {
 };
 
 struct map_regex {
+    const char *src; /* the pattern, without "~" or "~*" */
+    int caseless;
     pcre2_code *code;
     pcre2_match_data *md; /* shared by the worker's requests: captures are copied at once */
     struct map_value *value;
@@ -88,6 +92,11 @@ struct map {
     struct wc_node head, tail; /* roots of the .NAME / *.NAME and the NAME.* masks */
     struct map_regex **rx;
     int nrx, rxcap;
+    /* All the regexes as one alternation, asked first: a value that none matches (most
+     * often, as with user agents) costs one pass over it instead of one per regex.  NULL
+     * when there are fewer than two or they cannot be joined (see join_regexes). */
+    pcre2_code *any;
+    pcre2_match_data *any_md;
     struct map_value *dflt;
     struct map_value **values; /* every value, for compiling them */
     int nvalues, valcap;
@@ -127,8 +136,8 @@ static const struct pt_directive map_directives[] = {
      "not once per request), \"\\\\default VALUE\" for a key named like a parameter; an exact "
      "key matches ignoring case, then the longest mask, then ~REGEX or ~*REGEX (ignoring case) "
      "in order, else default (\"\" without one); VALUE may use variables, and the matching "
-     "regex's $1..$9 and named captures.  Write maps before the servers whose return or "
-     "proxy_set_header use their variables"},
+     "regex's $1..$9 and named captures; a map may come anywhere in http, before or after "
+     "what uses its variable"},
     {"map_hash_max_size", PT_CTX_HTTP, 0, PT_MAIN_CONF, pt_conf_set_num,
      offsetof(struct map_main_conf, hash_max_size), NULL,
      "accepted for nginx configurations and unused: portier's map tables grow as needed"},
@@ -373,6 +382,8 @@ static int add_regex(struct pt_conf *cf, struct map *m, const char *pat, struct 
         pt_pool_cleanup(cf->pool, free_md, rx->md) != PT_OK)
         return pt_conf_error(cf, "out of memory");
     (void)pcre2_jit_compile(rx->code, PCRE2_JIT_COMPLETE);
+    rx->src = pat;
+    rx->caseless = caseless;
     rx->value = v;
     v->rx = rx;
     m->rx[m->nrx++] = rx;
@@ -607,6 +618,65 @@ static int value_compile(struct pt_conf *cf, const struct map *m, struct map_val
     return PT_OK;
 }
 
+/* True when <pat> holds what could mean something else inside a larger pattern: group
+ * numbers or names referred to (\\1, \\g, \\k, (?P=, (?1, (?R, (?&, (?( ...), quoting
+ * that runs to the end (\\Q), or leading verbs ((*UTF)). */
+static int not_joinable(const char *pat)
+{
+    static const char *const refs[] = {"\\g", "\\k", "\\Q", "\\E", "(?P", "(?R",
+                                       "(?&", "(?(", "(?+", "(?-", "(*",  NULL};
+
+    for (const char *p = pat; *p; p++)
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '9')
+            return 1;
+    for (int i = 0; refs[i]; i++)
+        if (strstr(pat, refs[i]))
+            return 1;
+    for (const char *p = strstr(pat, "(?"); p; p = strstr(p + 2, "(?"))
+        if (p[2] >= '0' && p[2] <= '9')
+            return 1;
+    return 0;
+}
+
+/* Builds m->any, "(?i:R1)|(?:R2)|...", when <m> has two regexes or more that can be joined.
+ * Failing to is no error: each regex is then tried alone, as always. */
+static void join_regexes(struct pt_conf *cf, struct map *m)
+{
+    size_t len = 0;
+    char *pat, *p;
+    int rc;
+    PCRE2_SIZE off;
+
+    if (m->nrx < 2)
+        return;
+    for (int i = 0; i < m->nrx; i++) {
+        if (not_joinable(m->rx[i]->src))
+            return;
+        len += strlen(m->rx[i]->src) + sizeof("|(?i:)");
+    }
+    if ((p = pat = pt_pnalloc(cf->pool, len + 1)) == NULL)
+        return;
+    for (int i = 0; i < m->nrx; i++)
+        p += sprintf(p, "%s(?%s:%s)", i ? "|" : "", m->rx[i]->caseless ? "i" : "", m->rx[i]->src);
+    m->any = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                           PCRE2_DUPNAMES | PCRE2_NO_AUTO_CAPTURE, &rc, &off, NULL);
+    if (m->any == NULL)
+        return;
+    if (pt_pool_cleanup(cf->pool, free_code, m->any) != PT_OK) {
+        pcre2_code_free(m->any);
+        m->any = NULL;
+        return;
+    }
+    /* From here on the pool frees what was made. */
+    if ((m->any_md = pcre2_match_data_create(1, NULL)) == NULL ||
+        pt_pool_cleanup(cf->pool, free_md, m->any_md) != PT_OK) {
+        pcre2_match_data_free(m->any_md);
+        m->any = NULL;
+        return;
+    }
+    (void)pcre2_jit_compile(m->any, PCRE2_JIT_COMPLETE);
+}
+
 static int map_name_order(const void *a, const void *b)
 {
     return strcmp((*(struct map *const *)a)->name, (*(struct map *const *)b)->name);
@@ -624,6 +694,7 @@ static int postconfig(struct pt_conf *cf)
         for (int j = 0; j < m->nvalues; j++)
             if (value_compile(cf, m, m->values[j]) != PT_OK)
                 return PT_ERROR;
+        join_regexes(cf, m);
     }
     cf->setting = NULL;
     if (mc->n)
@@ -687,6 +758,9 @@ static struct map_value *wc_tail(const struct map *m, const struct wc_node *p, c
 static const struct map_value *regex_find(struct pt_request *r, const struct map *m,
                                           struct pt_str src, struct captures *caps)
 {
+    if (m->any && pcre2_match(m->any, (PCRE2_SPTR)src.p, src.len, 0, 0, m->any_md, NULL) ==
+                      PCRE2_ERROR_NOMATCH)
+        return NULL;
     for (int i = 0; i < m->nrx; i++) {
         const struct map_regex *rx = m->rx[i];
         int rc = pcre2_match(rx->code, (PCRE2_SPTR)src.p, src.len, 0, 0, rx->md, NULL);

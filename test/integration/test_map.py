@@ -36,6 +36,7 @@ MAPS = [
         "www.* short-tail",
         r'"~^(?<sub>[^.]+)\.test$" "test-$sub"',
         r'"~*\.IO$" io',
+        r'"~^(?<sub>[^.]+)\.alt$" "alt-$sub"',
     ]),
     ("$arg_m", "$plain", [
         "default dflt",
@@ -46,6 +47,7 @@ MAPS = [
         "~^x first",
         "~^X upper",
         "Mixed mixed-case",
+        r'"~^(z)\1$" twice',
     ]),
     ("$is_mobile", "$chained", [
         "0 desk",
@@ -70,9 +72,10 @@ HOSTS = ["example.com", "EXAMPLE.COM.", "www.example.com", "example.org", "a.b.e
          "xexample.org", "example.net", "b.example.net", "a.example.net", "b.a.example.net",
          "www.example.net", "www.a.example.net", "WWW.Example.Org",
          "www.example.co.uk", "www.example", "www.other.net", "www", "shop.test", "a.b.test",
-         "foo.io", "FOO.IO", "example.io.", "", ".", "..example.org", "a..b", "x.example.org.."]
+         "foo.io", "FOO.IO", "example.io.", "", ".", "..example.org", "a..b", "x.example.org..",
+         "shop.alt", "x.y.alt"]
 ARGS_M = ["", "x", "x1y", "x12y", "X", "xx", "mixed", "MIXED", "a.example.com",
-          "*.example.com", "*.EXAMPLE.com", "other"]
+          "*.example.com", "*.EXAMPLE.com", "other", "zz", "z", "zzz"]
 
 
 def nginx_http(port):
