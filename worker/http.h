@@ -73,6 +73,8 @@ struct pt_http_loc_conf {
     int64_t client_body_timeout;
     int64_t send_timeout;
     int64_t client_max_body_size;
+    int64_t client_body_buffer_size; /* of a body read ahead, kept in memory (body_store.c) */
+    char *client_body_temp_path;     /* where the rest of it goes */
     int server_tokens;           /* PT_SERVER_TOKENS_*: the version in Server and on error pages */
     int absolute_redirect;       /* a redirect portier builds to "/path" goes out absolute */
     int port_in_redirect;        /* ... with the listening port when not the scheme's */
@@ -266,6 +268,9 @@ struct pt_request {
     unsigned body_done : 1;
     unsigned expect_sent : 1;
     int64_t body_received;
+    /* What a module read of the body ahead of the content handler (body_store.c): handed
+     * out again by pt_http_body_peek before what is still with the client.  NULL: none. */
+    struct pt_body_store *kept;
 
     /* response */
     int status;
@@ -297,8 +302,11 @@ struct pt_request {
      * longer replaces its prefix, the whole URI goes (nginx's valid_location). */
     unsigned uri_whole : 1;
     unsigned error_page : 1; /* an error_page redirected it already */
-    int err_status;          /* the status the answer goes out with (error_page); 0: its own */
-    int internal_redirects;  /* error_page's, counted against the loop */
+    /* The generated error page shows the request id (the waf's refusals: a user can quote
+     * it, and the error log line names it). */
+    unsigned page_request_id : 1;
+    int err_status;         /* the status the answer goes out with (error_page); 0: its own */
+    int internal_redirects; /* error_page's, counted against the loop */
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */
@@ -370,6 +378,22 @@ void pt_http_abort(struct pt_request *r);
 int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last);
 void pt_http_body_consumed(struct pt_request *r, size_t n);
 
+/*
+ * Reads the body of <r> ahead of its content handler, for a module that must see it first
+ * (the waf).  Each piece read goes to <sink>(r, data, len, last) and is kept: in memory up
+ * to client_body_buffer_size, the rest in an unnamed temporary file under
+ * client_body_temp_path.  The content handler later reads what was kept through
+ * pt_http_body_peek as if it came from the client, then whatever the client still sends.
+ * <sink> returns PT_OK for more, PT_DONE when it has seen enough (what follows is not read
+ * ahead but streams behind what was kept), or an HTTP status or PT_ERROR to refuse.
+ * Returns PT_OK once the sink has all it wants (at once without a body), PT_AGAIN while
+ * the client has more to send (the phase engine runs the calling phase handler again as
+ * more comes; it calls this again, which goes on where it stopped), or what refused: a
+ * status of the sink's, or of the body's (400 for bad chunked framing, 413, 408).
+ */
+typedef int (*pt_body_sink)(struct pt_request *r, const char *data, size_t len, int last);
+int pt_http_body_read_ahead(struct pt_request *r, pt_body_sink sink);
+
 /* Checks the chunked framing of the body bytes already buffered, without consuming them,
  * so that a request whose body is visibly malformed is refused before anything of it goes
  * upstream.  Returns PT_OK or 400. */
@@ -394,6 +418,10 @@ int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t
 /* True when response bytes wait for the client socket: producers stop until the request's
  * write_handler runs. */
 int pt_http_output_blocked(const struct pt_request *r);
+
+/* The page portier answers <status> with when it has no text of its own (in r's pool):
+ * nginx's, with the request id when r->page_request_id. */
+struct pt_str pt_http_error_page(struct pt_request *r, int status);
 
 /* Sends a generated response for <status>: a small HTML page (or <text> when given) with
  * Server: portier.  Returns PT_OK or PT_ERROR. */

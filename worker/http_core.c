@@ -95,6 +95,15 @@ static const struct pt_directive http_directives[] = {
      "time between two writes to the client (default 60s)"},
     {"client_max_body_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_max_body_size), NULL,
      "largest request body; 413 past it; 0 = unlimited (default 1m)"},
+    {"client_body_buffer_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_body_buffer_size),
+     NULL,
+     "how much of a request body that a module reads ahead (the waf) is kept in memory; the "
+     "rest goes to a temporary file (default 16k).  Bodies that only pass through are "
+     "streamed and never kept"},
+    {"client_body_temp_path", HSL, 0, PT_LOC_CONF, pt_conf_set_str, LOC(client_body_temp_path),
+     NULL,
+     "directory of those temporary files, which are unnamed (O_TMPFILE) and gone when the "
+     "request ends; the workers' user must be able to write in it (default /tmp)"},
     {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
      "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
     {"error_page", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_error_page, 0, NULL,
@@ -182,6 +191,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     lc->client_body_timeout = PT_CONF_UNSET;
     lc->send_timeout = PT_CONF_UNSET;
     lc->client_max_body_size = PT_CONF_UNSET;
+    lc->client_body_buffer_size = PT_CONF_UNSET;
     lc->server_tokens = PT_CONF_UNSET;
     lc->absolute_redirect = lc->port_in_redirect = lc->server_name_in_redirect = PT_CONF_UNSET;
     lc->nerror_pages = lc->recursive_error_pages = PT_CONF_UNSET;
@@ -199,6 +209,8 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->client_body_timeout, p->client_body_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
     pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);
+    pt_conf_merge_int(c->client_body_buffer_size, p->client_body_buffer_size, 16384);
+    pt_conf_merge_ptr(c->client_body_temp_path, p->client_body_temp_path, (char *)"/tmp");
     pt_conf_merge_int(c->server_tokens, p->server_tokens, PT_SERVER_TOKENS_ON);
     pt_conf_merge_int(c->absolute_redirect, p->absolute_redirect, 1);
     pt_conf_merge_int(c->port_in_redirect, p->port_in_redirect, 1);

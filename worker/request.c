@@ -650,6 +650,13 @@ static int body_from_buffer(struct pt_request *r, struct pt_str *data, int *last
 
 int pt_http_body_peek(struct pt_request *r, struct pt_str *data, int *last)
 {
+    int rc = pt_body_store_peek(r, data, last);
+
+    return rc != PT_DECLINED ? rc : pt_http_body_peek_from_client(r, data, last);
+}
+
+int pt_http_body_peek_from_client(struct pt_request *r, struct pt_str *data, int *last)
+{
     struct pt_http_conn *c = r->c;
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
 
@@ -731,6 +738,12 @@ int pt_http_body_check_buffered(struct pt_request *r)
 
 void pt_http_body_consumed(struct pt_request *r, size_t n)
 {
+    if (!pt_body_store_consumed(r, n))
+        pt_http_body_consumed_from_client(r, n);
+}
+
+void pt_http_body_consumed_from_client(struct pt_request *r, size_t n)
+{
     r->c->in->pos += n;
     r->body_received += (int64_t)n;
     if (r->body_left >= 0) {
@@ -767,14 +780,14 @@ static int discard_buffered_body(struct pt_request *r)
         struct pt_str d;
         int last = 0;
         if (r->chunk_ready) {
-            pt_http_body_consumed(r, r->chunk_ready);
+            pt_http_body_consumed_from_client(r, r->chunk_ready);
             continue;
         }
         if (body_from_buffer(r, &d, &last) != PT_OK)
             return 0;
         if (d.len == 0 && !last)
             return 0;
-        pt_http_body_consumed(r, d.len);
+        pt_http_body_consumed_from_client(r, d.len);
         if (last)
             r->body_done = 1;
     }

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "core/times.h"
+#include "worker/var_http.h"
 
 static const struct {
     int status;
@@ -370,25 +371,32 @@ int pt_http_send_body(struct pt_request *r, const char *data, size_t len, int la
 
 /* --- generated responses --- */
 
-int pt_http_send_special(struct pt_request *r, int status, struct pt_str text)
+struct pt_str pt_http_error_page(struct pt_request *r, int status)
 {
-    char page[512];
+    char page[600], id[80] = "";
     size_t n;
     const char *reason = pt_http_reason(status);
 
+    if (r->page_request_id)
+        snprintf(id, sizeof(id), "<center>request id %s</center>\r\n", pt_request_id(r));
+    n = (size_t)snprintf(page, sizeof(page),
+                         "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+                         "<center><h1>%d %s</h1></center>\r\n%s<hr><center>%s</center>\r\n"
+                         "</body>\r\n</html>\r\n",
+                         status, reason, status, reason, id,
+                         pt_http_server_string(server_tokens(r)));
+    return (struct pt_str){pt_pstrndup(r->pool, page, n), n};
+}
+
+int pt_http_send_special(struct pt_request *r, int status, struct pt_str text)
+{
     r->status = status;
     /* Headers set for a response that is now replaced by an error page do not apply; a
      * redirect keeps its Location. */
     if (status < 300 || status > 308)
         r->out.n = 0;
     if (text.p == NULL) {
-        n = (size_t)snprintf(page, sizeof(page),
-                             "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
-                             "<center><h1>%d %s</h1></center>\r\n<hr><center>%s</center>\r\n"
-                             "</body>\r\n</html>\r\n",
-                             status, reason, status, reason,
-                             pt_http_server_string(server_tokens(r)));
-        text = (struct pt_str){pt_pstrndup(r->pool, page, n), n};
+        text = pt_http_error_page(r, status);
         pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/html"));
     } else {
         pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/plain"));
