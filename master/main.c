@@ -3,6 +3,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef PT_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+#if PORTIER_WITH_WAF
+#include <modsecurity/modsecurity.h>
+#endif
 #include <openssl/crypto.h>
 #include <pcre2.h>
 #include <signal.h>
@@ -47,8 +53,16 @@ static void version(void)
     printf("portier %s\nmodules:", PORTIER_VERSION);
     for (int i = 0; pt_modules[i]; i++)
         printf(" %s", pt_modules[i]->name);
-    printf("\nlibraries: %s, zlib %s, PCRE2 %s, %s\n", OpenSSL_version(OPENSSL_VERSION),
+    printf("\nlibraries: %s, zlib %s, PCRE2 %s, %s", OpenSSL_version(OPENSSL_VERSION),
            zlibVersion(), pcre, pt_conf_parser_version());
+#if PORTIER_WITH_WAF
+    printf(", libmodsecurity %s", MODSECURITY_VERSION);
+#endif
+#ifdef PT_HAVE_JEMALLOC
+    printf(", jemalloc %d.%d.%d", JEMALLOC_VERSION_MAJOR, JEMALLOC_VERSION_MINOR,
+           JEMALLOC_VERSION_BUGFIX);
+#endif
+    printf("\n");
 }
 
 /* Reads up to <len> - 1 bytes of /proc/<pid>/<what> into <buf>, NULs (between argv

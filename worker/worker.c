@@ -5,7 +5,12 @@
  */
 #include "worker/worker.h"
 
-#ifdef __GLIBC__
+#ifdef PT_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+/* MALLCTL_ARENAS_ALL spelled into the control's name: "arena.4096.purge". */
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+#elif defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #include <stdlib.h>
@@ -53,7 +58,8 @@ static void stop_accepting(struct pt_cycle *cycle)
 #define TRIM_MIN_BYTES   (1024 * 1024)
 
 /* Gives back what a past burst took: the I/O buffers that sat unused on the free list for
- * a whole interval, then (glibc) the free pages inside the heap.  malloc keeps freed
+ * a whole interval, then the allocator's free pages (glibc's inside the heap, jemalloc's
+ * dirty pages).  malloc keeps freed
  * chunks resident when anything still lives above them, so without malloc_trim the
  * requests' buffers and pools of a burst stay in the worker's RSS for good.  Only called
  * when buffers were surplus, which is when the heap has free pages worth the walk. */
@@ -68,7 +74,10 @@ static void trim_memory(void)
      * holds up the loop while it runs. */
     if (pt_buf_trim() < TRIM_MIN_BYTES)
         return;
-#ifdef __GLIBC__
+#ifdef PT_HAVE_JEMALLOC
+    /* jemalloc's own way: its arenas' dirty pages back to the system now. */
+    mallctl("arena." STR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
+#elif defined(__GLIBC__)
     malloc_trim(0);
 #endif
 }
