@@ -1,7 +1,7 @@
 """
 The demo configuration scripts/run starts (config/portier.conf), filled in the way
-scripts/run fills it: it must load, proxy to the backend, answer /healthz and show
-the upstream's state at /status with its health checks.
+scripts/run fills it: it must load, proxy to the backend, answer /healthz, refuse an
+attack with the CRS on /, and show the upstream's state at /status with its health checks.
 """
 
 import json
@@ -22,6 +22,10 @@ class Demo(harness.TestCase):
             text = (f.read().replace("@BACKEND@", b.addr).replace("@LISTEN@", str(port))
                     .replace("@PREFIX@", p.dir))
         p.write_config(text=text)
+        with open(os.path.join(harness.SOURCE_DIR, "config", "modsecurity.conf")) as f:
+            rules = f.read().replace("@PREFIX@", p.dir)
+        with open(os.path.join(p.dir, "modsecurity.conf"), "w") as f:
+            f.write(rules)
         p.error_log = os.path.join(p.dir, "error.log")
         p.access_log = os.path.join(p.dir, "access.log")
         p.start()
@@ -29,6 +33,10 @@ class Demo(harness.TestCase):
         self.assertEqual((r.status, r.header("X-Backend"), r.header("X-Proxy")),
                          (200, "demo", "portier"))
         self.assertEqual(p.get("/healthz").body, b"ok\n")
+        # The CRS on /: an attack is refused with the request id (test_waf checks the rest).
+        r = p.get("/?q=%3Cscript%3Ealert(1)%3C/script%3E")
+        self.assertPortierError(r, 403)
+        self.assertIn(b"request id", r.body)
         servers = json.loads(p.get("/status").body)["upstreams"]["app"]["servers"]
         self.assertEqual([s["server"] for s in servers], [b.addr])
         harness.wait_until(
