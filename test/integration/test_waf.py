@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import threading
 import urllib.parse
@@ -438,6 +439,34 @@ class ResponsePhases(harness.TestCase):
                 c.read_response()
         harness.wait_until(lambda: '[id "100031"]' in harness.read_file(p.error_log),
                            what="the phase 4 refusal")
+
+
+class Reload(harness.TestCase):
+
+    def test_reload_reads_the_rules_again_and_a_bad_file_keeps_the_old(self):
+        self.origin = Origin()
+        self.addCleanup(self.origin.stop)
+        rule = ('SecRule ARGS:x "@streq bad" '
+                '"id:100040,phase:2,deny,status:403,log,msg:\'x is bad\'"\n')
+        p = waf_portier(self, [location("/", proxy_pass="http://o")],
+                        BASE.format(engine="DetectionOnly", limit=1 << 20, action="Reject",
+                                    dir="{dir}") + rule)
+        self._portiers.append(p)
+        self.addCleanup(p.cleanup)
+        p.start()
+        path = os.path.join(p.dir, "rules.conf")
+        self.assertEqual(p.get("/?x=bad").status, 200)
+        rules_file(p, "rules.conf", BASE.format(engine="On", limit=1 << 20, action="Reject",
+                                                dir=p.dir) + rule)
+        p.reload()
+        harness.wait_until(lambda: p.get("/?x=bad").status == 403, what="the new rules")
+        rules_file(p, "rules.conf", "SecRuleEngine Sometimes\n")
+        p.signal(signal.SIGHUP)
+        harness.wait_until(lambda: "Rules error" in harness.read_file(p.error_log),
+                           what="the refused reload in the error log")
+        self.assertPortierError(p.get("/?x=bad"), 403)
+        self.assertEqual(p.get("/?x=good").status, 200)
+        self.assertIn(path, harness.read_file(p.error_log))
 
 
 class RuleErrors(harness.TestCase):
