@@ -172,6 +172,11 @@ int pt_conf_list_add(struct pt_conf *cf, char ***list, int *n, char *value);
 /* Resolves <path> against the prefix unless it is absolute; always a copy in the cycle pool. */
 const char *pt_conf_path(struct pt_conf *cf, const char *path);
 
+/* Resolves <path> against the main configuration file's directory unless it is absolute, as
+ * include's files are (files that go with the configuration: a waf's rules); a copy in the
+ * cycle pool, NULL when out of memory. */
+const char *pt_conf_path_beside(struct pt_conf *cf, const char *path);
+
 /* Parsers shared by setters.  Each returns PT_OK or PT_ERROR (nothing reported). */
 int pt_parse_msec(const char *s, int64_t *ms);    /* "500ms" "5s" "2m" "1h" "1d" or bare seconds */
 int pt_parse_size(const char *s, int64_t *bytes); /* "512" "8k" "1m" "1g" */

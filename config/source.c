@@ -52,6 +52,13 @@ static const char *from_main_dir(const char *main, const char *path, char *buf, 
     return buf;
 }
 
+const char *pt_conf_path_beside(struct pt_conf *cf, const char *path)
+{
+    char buf[4096];
+
+    return pt_pstrdup(cf->pool, from_main_dir(cf->cycle->conf_file, path, buf, sizeof(buf)));
+}
+
 /* The name to show for <file>, a file of the configuration <lc> was read from as <top>:
  * libconfig names an @include'd file as written, relative to the main file's directory, and
  * the reader must be able to open what an error names. */

@@ -37,7 +37,8 @@ static const struct pt_directive waf_directives[] = {
      "true: requests here go through the ModSecurity rules of this level (default false); "
      "the rules decide by their own SecRuleEngine (On blocks, DetectionOnly only logs)"},
     {"modsecurity_rules_file", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_rules, 0, &rules_file,
-     "a ModSecurity rules file (a list for several, read in order), e.g. the OWASP CRS set "
+     "a ModSecurity rules file (a list for several, read in order; a relative path is "
+     "beside the configuration file, as include's), e.g. the OWASP CRS set "
      "up by a file that includes /etc/modsecurity/crs/crs-setup.conf and "
      "/usr/share/modsecurity-crs/rules/*.conf; read once at start and reload, an error in "
      "it fails `portier -t` with libmodsecurity's file, line and message.  A level's rules "
@@ -90,7 +91,8 @@ static int set_rules(struct pt_conf *cf, const struct pt_directive *d, void *con
     if (rules == NULL)
         return pt_conf_error(cf, "out of memory");
     if (*(const int *)d->post == rules_file) {
-        path = pt_conf_path(cf, cf->value);
+        if ((path = pt_conf_path_beside(cf, cf->value)) == NULL)
+            return pt_conf_error(cf, "out of memory");
         /* libmodsecurity's own words for a missing file do not say why. */
         if (access(path, R_OK) != 0)
             return pt_conf_error(cf, "cannot read \"%s\": %s", path, strerror(errno));

@@ -19,6 +19,7 @@ PREFIX = "/opt/portier-test"
 INSTALLED = {
     "bin/portier",
     "etc/portier/portier.conf",
+    "etc/portier/modsecurity.conf",
     "lib/systemd/system/portier.service",
     "etc/logrotate.d/portier",
 }
@@ -53,7 +54,7 @@ class Install(unittest.TestCase):
     def test_install_succeeds_into_destdir(self):
         self.assertEqual(self.result.returncode, 0, self.result.stdout)
 
-    def test_installs_exactly_the_four_files_under_the_prefix(self):
+    def test_installs_exactly_its_files_under_the_prefix(self):
         found = set()
         for d, _, files in os.walk(self.root):
             for f in files:
@@ -93,6 +94,13 @@ class Install(unittest.TestCase):
         test_conf = os.path.join(self.tmp, "check.conf")
         with open(test_conf, "w") as f:
             f.write(checked)
+        # The waf's rules go beside it, their audit log moved as the other logs.
+        with open(self.path("etc/portier/modsecurity.conf")) as f:
+            rules = f.read()
+        self.assertNotIn("@", rules.replace("@eq", "").replace("@rx", ""))
+        self.assertIn("SecAuditLog /var/log/portier/modsec_audit.log", rules)
+        with open(os.path.join(self.tmp, "modsecurity.conf"), "w") as f:
+            f.write(rules.replace("/var/log/portier", logs))
         r = subprocess.run([harness.PORTIER_BIN, "-t", "-c", test_conf], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout)
