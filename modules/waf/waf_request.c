@@ -170,7 +170,8 @@ int pt_waf_access(struct pt_request *r)
         if ((rc = request_head(r, ctx)) != 0)
             return rc;
     }
-    if (ctx->body_seen)
+    /* Judged already: this is the error_page's pass of a refused request, or the body is in. */
+    if (ctx->body_seen || ctx->blocked)
         return PT_DECLINED;
     /* Run again by the phase engine as the body comes in, until the rules have it. */
     rc = pt_http_body_read_ahead(r, body_sink);

@@ -323,6 +323,8 @@ class Levels(harness.TestCase):
                 '"id:100010,phase:2,deny,status:406,log,msg:\'token is not a number\'"')),
             location("/txid/", proxy_pass="http://o",
                      modsecurity_transaction_id="tx-$request_id"),
+            location("/ep/", proxy_pass="http://o", error_page=["403 @refused"]),
+            location("@refused", ret="403 refused by the site's policy\n"),
         ], rules)
         cls.addClassCleanup(cls.p.cleanup)
         cls._class_portiers = [cls.p]
@@ -339,6 +341,19 @@ class Levels(harness.TestCase):
         self.assertPortierError(self.p.get("/strict/x?token=abc"), 406)
         self.assertPortierError(self.p.get("/strict/x" + self.ATTACK + "&token=1"), 403)
         self.assertPortierError(self.p.get("/" + self.ATTACK), 403)
+
+    def test_error_page_answers_a_refusal_once(self):
+        before = len(self.origin.seen)
+        r = self.p.get("/ep/x" + self.ATTACK, headers=[("Content-Type", FORM)])
+        self.assertEqual((r.status, r.body), (403, b"refused by the site's policy\n"), r)
+        self.assertEqual(len(self.origin.seen), before)
+        # One refusal logged for the request, not one more for the error page's pass.
+        log = harness.read_file(self.p.error_log)
+        self.assertEqual(log.count("Access denied") - self.denied_before, 1)
+
+    def setUp(self):
+        super().setUp()
+        self.denied_before = harness.read_file(self.p.error_log).count("Access denied")
 
     def test_transaction_id_names_the_transaction(self):
         r = self.p.get("/txid/x" + self.ATTACK)
