@@ -571,9 +571,8 @@ int pt_limit_key(struct pt_request *r, const struct pt_limit_zone *lz, size_t ma
 void pt_limit_log(struct pt_request *r, int level, const char *fmt, ...)
 {
     struct pt_http_srv_conf *sc = pt_http_srv_conf(r, pt_http_module);
-    const struct pt_http_header *host;
     const struct pt_http_request *h = &r->h;
-    int line_len = (int)(h->protocol.p + h->protocol.len - h->method.p);
+    const struct pt_http_header *host;
     char msg[768];
     va_list ap;
 
@@ -583,7 +582,10 @@ void pt_limit_log(struct pt_request *r, int level, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     host = pt_http_find_header(h->headers, h->nheaders, "host");
-    pt_log(level, "%s, client: %s, server: %s, request: \"%.*s\"%s%.*s%s", msg, r->c->peer_text,
-           sc->server_name ? sc->server_name : "", line_len, h->method.p, host ? ", host: \"" : "",
-           host ? (int)host->value.len : 0, host ? host->value.p : "", host ? "\"" : "");
+    /* The request line from its parts: an error_page's pass may have replaced the method. */
+    pt_log(level, "%s, client: %s, server: %s, request: \"%.*s %.*s %.*s\"%s%.*s%s", msg,
+           r->c->peer_text, sc->server_name ? sc->server_name : "", (int)h->method.len, h->method.p,
+           (int)h->target.len, h->target.p, (int)h->protocol.len, h->protocol.p,
+           host ? ", host: \"" : "", host ? (int)host->value.len : 0, host ? host->value.p : "",
+           host ? "\"" : "");
 }
