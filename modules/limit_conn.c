@@ -291,7 +291,7 @@ void pt_limit_conn_give(struct pt_limit_conn_hold *h)
         struct conn_state *st = state_of(n);
         uint64_t *link = holder_link(lz, st, h->pid);
         struct holder *mine = pt_limit_ptr(lz, *link);
-        if (mine) {
+        if (mine && mine->n) {
             mine->n--;
             st->conn -= pt_min(st->conn, 1u);
         }
