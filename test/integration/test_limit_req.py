@@ -215,6 +215,27 @@ class LimitReq(harness.TestCase):
         self.assertEqual((r.status, r.body), (503, b"ok\n"))
         self.assertEqual([q.target for q in self.rec.since(mark)[0]], ["/sorry"])
 
+    def reload(self, p):
+        """HUP, and the old workers gone (they use the previous zone until then)."""
+        old = p.worker_pids()
+        p.reload()
+        harness.wait_until(lambda: not any(harness.pid_alive(w) for w in old), 10.0, 0.05,
+                           "the old workers to exit")
+
+    def test_zone_keeps_its_counts_across_a_reload_unless_its_key_changes(self):
+        loc = [location("/", proxy_pass="http://app", limit_req="zone=one burst=1 nodelay")]
+        p = self.start(["$binary_remote_addr zone=one:1m rate=1r/m"], loc, workers=1)
+        self.assertEqual([p.get("/r").status for _ in range(3)], [200, 200, 503])
+        self.reload(p)
+        self.assertEqual(p.get("/r").status, 503, "the new workers count on")
+        start = harness.file_size(p.error_log)
+        conf = p.text.replace('"$binary_remote_addr zone=one', '"$remote_addr zone=one')
+        p.write_config(text=conf)
+        self.reload(p)
+        harness.wait_for_line(p.error_log, r'limit_req_zone "one" now uses the key '
+                              r'"\$remote_addr": it starts empty', start=start)
+        self.assertEqual([p.get("/r").status for _ in range(3)], [200, 200, 503])
+
 
 # nginx and portier on the same limits, requests one at a time.  Each case: a location in
 # nginx's syntax, the same in portier's settings, and requests with the status and
