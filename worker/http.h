@@ -307,6 +307,14 @@ struct pt_request {
     unsigned page_request_id : 1;
     int err_status;         /* the status the answer goes out with (error_page); 0: its own */
     int internal_redirects; /* error_page's, counted against the loop */
+    /* What limit_req and limit_conn decided (their $limit_*_status, 0: nothing yet): kept
+     * across an error_page's new pass, which clears r->ctx, so that they decide once per
+     * request, as nginx's r->main->limit_*_status. */
+    unsigned limit_req_status : 3;
+    unsigned limit_conn_status : 2;
+    /* The waf's transaction, kept across an error_page's new pass likewise: a request is
+     * judged once (ModSecurity-nginx recovers its context after an internal redirect). */
+    void *waf_ctx;
     int64_t bytes_sent, body_bytes_sent;
 
     pt_http_event_handler read_handler;    /* client readable while a module owns the request */

@@ -18,6 +18,7 @@ enum pt_phase {
     PT_PHASE_SERVER_REWRITE,
     PT_PHASE_FIND_CONFIG,
     PT_PHASE_REWRITE,
+    PT_PHASE_PREACCESS, /* before allow/deny: limit_req, limit_conn (nginx's order) */
     PT_PHASE_ACCESS,
     PT_PHASE_PRECONTENT, /* after access is granted, before the content handler (the cache) */
     PT_PHASE_CONTENT,

@@ -301,6 +301,22 @@ GETTER(var_remote_addr)
     return slice_or_none(pt_str_c(r->c->peer_text), out);
 }
 
+/* nginx's $binary_remote_addr: the client's address in network order, 4 bytes for IPv4 and
+ * 16 for IPv6 (a v4-mapped peer included), the compact key of limit_req_zone and
+ * limit_conn_zone. */
+GETTER(var_binary_remote_addr)
+{
+    const union pt_sockaddr *sa = &r->c->peer;
+
+    if (sa->sa.sa_family == AF_INET6)
+        *out = (struct pt_str){(const char *)&sa->sin6.sin6_addr, 16};
+    else if (sa->sa.sa_family == AF_INET)
+        *out = (struct pt_str){(const char *)&sa->sin.sin_addr, 4};
+    else
+        return PT_DECLINED;
+    return PT_OK;
+}
+
 GETTER(var_remote_port)
 {
     return number(r, r->c->peer_port, out);
@@ -581,6 +597,7 @@ static const struct {
     {"cookie_", 1, var_cookie},
     {"sent_http_", 1, var_sent_http},
     {"remote_addr", 0, var_remote_addr},
+    {"binary_remote_addr", 0, var_binary_remote_addr},
     {"remote_port", 0, var_remote_port},
     {"remote_user", 0, var_remote_user},
     {"scheme", 0, var_scheme},

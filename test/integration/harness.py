@@ -366,6 +366,40 @@ class Portier:
                 return pid
         return self.worker()
 
+    def clients_on_workers(self, per_worker, path="/ping"):
+        """With two workers: <per_worker> connections held by each, each answered once on
+        <path> (a location portier answers itself, so that the upstream sees nothing).
+        Returns the two lists; the caller closes them.  Which worker accepts is the
+        kernel's choice (EPOLLEXCLUSIVE wakes one waiter, mostly the same one), so the
+        other worker is stopped (SIGSTOP) while one worker's connections are made: it is
+        not in epoll_wait then, and the kernel wakes the one that is."""
+        pids = self.worker_pids()
+        if len(pids) != 2:
+            raise AssertionError("expected two workers, have %r" % pids)
+        out = []
+        for mine, other in ((pids[0], pids[1]), (pids[1], pids[0])):
+            clients = []
+            os.kill(other, signal.SIGSTOP)
+            try:
+                # Stopped, not merely signalled: out of epoll_wait.
+                wait_until(lambda: proc_status(other)["State"].startswith("T"), 10.0, 0.005,
+                           "worker %d to stop" % other)
+                for _ in range(per_worker):
+                    c = self.client()
+                    clients.append(c)
+                    r = c.request("GET", path)
+                    if r.status != 200 or self.worker_for(c) != mine:
+                        raise AssertionError("%s answered %d by %d, not by %d" %
+                                             (path, r.status, self.worker_for(c), mine))
+            except BaseException:
+                for c in clients + [c for cs in out for c in cs]:
+                    c.close()
+                raise
+            finally:
+                os.kill(other, signal.SIGCONT)
+            out.append(clients)
+        return out
+
     def wait_new_workers(self, n, old, timeout=10.0):
         """Waits until <n> workers not in <old> run (old ones may still drain)."""
         old = set(old)
