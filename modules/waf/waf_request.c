@@ -48,9 +48,10 @@ void pt_waf_log_rule(void *data, const void *msg)
         log_line(data, PT_LOG_WARN, msg);
 }
 
+/* The request's transaction: r->waf_ctx, not r->ctx, which an error_page's pass clears. */
 static struct waf_ctx *ctx_of(struct pt_request *r)
 {
-    return r->ctx ? r->ctx[pt_waf_module.index] : NULL;
+    return r->waf_ctx;
 }
 
 /*
@@ -105,7 +106,7 @@ static struct waf_ctx *start(struct pt_request *r, const struct waf_loc_conf *lc
         msc_transaction_cleanup(ctx->t);
         return NULL;
     }
-    r->ctx[pt_waf_module.index] = ctx;
+    r->waf_ctx = ctx;
     return ctx;
 }
 

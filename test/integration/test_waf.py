@@ -325,6 +325,8 @@ class Levels(harness.TestCase):
                      modsecurity_transaction_id="tx-$request_id"),
             location("/ep/", proxy_pass="http://o", error_page=["403 @refused"]),
             location("@refused", ret="403 refused by the site's policy\n"),
+            location("/ep2/", proxy_pass="http://o", error_page=["403 /sorry/page"]),
+            location("/sorry/", proxy_pass="http://o"),
         ], rules)
         cls.addClassCleanup(cls.p.cleanup)
         cls._class_portiers = [cls.p]
@@ -348,6 +350,15 @@ class Levels(harness.TestCase):
         self.assertEqual((r.status, r.body), (403, b"refused by the site's policy\n"), r)
         self.assertEqual(len(self.origin.seen), before)
         # One refusal logged for the request, not one more for the error page's pass.
+        log = harness.read_file(self.p.error_log)
+        self.assertEqual(log.count("Access denied") - self.denied_before, 1)
+
+    def test_error_page_to_a_proxied_uri_is_not_judged_again(self):
+        before = len(self.origin.seen)
+        r = self.p.get("/ep2/x" + self.ATTACK)
+        self.assertEqual((r.status, r.body), (403, b"ok"), r)
+        self.assertEqual(self.origin.seen[before:], [("GET", "/sorry/page", 0,
+                                                      hashlib.sha256(b"").hexdigest())])
         log = harness.read_file(self.p.error_log)
         self.assertEqual(log.count("Access denied") - self.denied_before, 1)
 
