@@ -321,6 +321,9 @@ class Levels(harness.TestCase):
             location("/strict/", proxy_pass="http://o", modsecurity_rules=(
                 'SecRule ARGS:token "!@rx ^[0-9]+$" '
                 '"id:100010,phase:2,deny,status:406,log,msg:\'token is not a number\'"')),
+            location("/moved/", proxy_pass="http://o", modsecurity_rules=(
+                'SecRule ARGS:legacy "@streq 1" '
+                '"id:100011,phase:1,redirect:https://new.example/,log,msg:\'legacy client\'"')),
             location("/txid/", proxy_pass="http://o",
                      modsecurity_transaction_id="tx-$request_id"),
             location("/ep/", proxy_pass="http://o", error_page=["403 @refused"]),
@@ -365,6 +368,13 @@ class Levels(harness.TestCase):
     def setUp(self):
         super().setUp()
         self.denied_before = harness.read_file(self.p.error_log).count("Access denied")
+
+    def test_a_redirect_intervention_answers_302_with_its_location(self):
+        before = len(self.origin.seen)
+        r = self.p.get("/moved/x?legacy=1")
+        self.assertEqual((r.status, r.header("Location")), (302, "https://new.example/"), r)
+        self.assertEqual(len(self.origin.seen), before)
+        self.assertEqual(self.p.get("/moved/x?legacy=0").status, 200)
 
     def test_transaction_id_names_the_transaction(self):
         r = self.p.get("/txid/x" + self.ATTACK)
