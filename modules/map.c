@@ -785,11 +785,14 @@ static const struct map_value *regex_find(struct pt_request *r, const struct map
 static const struct map_value *map_find(struct pt_request *r, const struct map *m,
                                         struct pt_str src, struct captures *caps)
 {
-    char *low = pt_pnalloc(r->pool, src.len + 1);
+    char *low;
     const struct slot *s;
     struct map_value *v;
 
-    if (low == NULL)
+    /* Regexes alone (a User-Agent map, say): no key or mask to look up in lower case. */
+    if (m->keys.n == 0)
+        return src.len ? regex_find(r, m, src, caps) : NULL;
+    if ((low = pt_pnalloc(r->pool, src.len + 1)) == NULL)
         return NULL;
     for (size_t i = 0; i < src.len; i++)
         low[i] = pt_lower(src.p[i]);
