@@ -17,6 +17,8 @@ struct builder {
 
 static void put(struct builder *b, const char *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (b->len + n > b->cap) {
         size_t cap = (b->cap + n) * 2;
         char *p = pt_palloc(b->pool, cap);
@@ -131,15 +133,24 @@ static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
 static void put_escaped_uri(struct builder *b, struct pt_str uri)
 {
     static const char hexd[] = "0123456789ABCDEF";
+    static unsigned char escaped[256]; /* 1 for the bytes above, filled on first use */
+    size_t from = 0;
 
+    if (!escaped[0]) {
+        for (int c = 0; c < 256; c++)
+            escaped[c] = c <= 0x20 || c >= 0x7f || strchr("\"#?<>\\^`{|}", c);
+    }
+    /* Runs of bytes that go as they are are put at once. */
     for (size_t i = 0; i < uri.len; i++) {
         unsigned char c = (unsigned char)uri.p[i];
         char esc[3] = {'%', hexd[c >> 4], hexd[c & 15]};
-        if (c <= 0x20 || c >= 0x7f || strchr("\"#?<>\\^`{|}", c))
-            put(b, esc, 3);
-        else
-            put(b, (const char *)&uri.p[i], 1);
+        if (!escaped[c])
+            continue;
+        put(b, uri.p + from, i - from);
+        put(b, esc, 3);
+        from = i + 1;
     }
+    put(b, uri.p + from, uri.len - from);
 }
 
 static void put_target(struct builder *b, struct pt_request *r, const struct proxy_ctx *ctx)
