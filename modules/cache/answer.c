@@ -92,7 +92,7 @@ static time_t single_date(const struct pt_cache_req *req, const char *name, time
 
     if (!f || next_field(req->h, req->n, &i, name))
         return -1;
-    return pt_cache_parse_date(f->value, now);
+    return pt_http_parse_date(f->value, now);
 }
 
 int pt_cache_conditional(const struct pt_cache_req *req, const struct pt_cache_resp *stored,
@@ -142,7 +142,7 @@ static int if_range_holds(const struct pt_cache_req *req, const struct pt_cache_
     if (memchr(v.p, '"', pt_min(v.len, 3)))
         return parse_etag(&v, &tag, &weak) && skip_ows(v).len == 0 &&
                stored_etag(stored, &mine, &mine_weak) && etag_match(tag, weak, mine, mine_weak, 0);
-    when = pt_cache_parse_date(f->value, stored->response_time);
+    when = pt_http_parse_date(f->value, stored->response_time);
     lm = date_field(stored->h, stored->n, "Last-Modified", stored->response_time);
     date = date_field(stored->h, stored->n, "Date", stored->response_time);
     /* a date is only a strong validator when Last-Modified is a minute before Date

@@ -96,7 +96,7 @@ static inline time_t date_field(const struct pt_http_header *h, size_t n, const 
 {
     const struct pt_http_header *f = pt_http_find_header(h, n, name);
 
-    return f ? pt_cache_parse_date(f->value, now) : -1;
+    return f ? pt_http_parse_date(f->value, now) : -1;
 }
 
 /* Skips to the next comma of a list that is not inside a quoted-string. */

@@ -152,7 +152,7 @@ static int start_writer(struct cache_ctx *ctx, const struct pt_cache_resp *resp,
     {
         const struct pt_http_header *lm = pt_http_find_header(resp->h, resp->n, "last-modified");
         if (lm)
-            h.last_modified = pt_cache_parse_date(lm->value, h.date);
+            h.last_modified = pt_http_parse_date(lm->value, h.date);
     }
     h.meta.valid = lt->expires;
     h.meta.swr = cc->stale_while_revalidate > 0 ? cc->stale_while_revalidate : 0;

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/http_date.h"
 #include "core/pt.h"
 #include "worker/http_parse.h"
 
@@ -90,16 +91,6 @@ void pt_cc_parse_request(const struct pt_http_header *h, size_t n, struct pt_cc 
 /* ---------------------------------------------------------------------------------------
  * Dates.
  */
-
-/*
- * Parses the HTTP-date <s> in any of its three formats (RFC 9110 5.6.7: IMF-fixdate,
- * rfc850-date, asctime-date), names matched case-insensitively and only "GMT" as the zone
- * (RFC 9111 4.2).  A two-digit rfc850 year more than 50 years after the year of <now> is the
- * latest past year with those digits (RFC 9110 5.6.7); <now> is used for nothing else.
- * Returns the time in seconds since the epoch (a date before 1970 gives 0), or -1 when <s> is
- * not a valid HTTP-date (a list of dates included).
- */
-time_t pt_cache_parse_date(struct pt_str s, time_t now);
 
 /* ---------------------------------------------------------------------------------------
  * The configuration the decisions depend on, as the caller resolved it for a location.

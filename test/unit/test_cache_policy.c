@@ -91,7 +91,7 @@ static struct pt_cc request_cc_of(const char *fields)
 
 static time_t date(const char *s)
 {
-    return pt_cache_parse_date(pt_str_c(s), T0);
+    return pt_http_parse_date(pt_str_c(s), T0);
 }
 
 static enum pt_cache_store store(const struct pt_cache_conf *c, int method, const char *qf,
@@ -448,7 +448,7 @@ START_TEST(invalid_dates_are_minus_one)
 
     for (size_t i = 0; i < pt_nelems(bad); i++)
         ck_assert_msg(date(bad[i]) == -1, "\"%s\"", bad[i]);
-    ck_assert_int_eq(pt_cache_parse_date(PT_NULL_STR, T0), -1);
+    ck_assert_int_eq(pt_http_parse_date(PT_NULL_STR, T0), -1);
 }
 END_TEST
 
@@ -479,9 +479,9 @@ START_TEST(rfc850_year_over_50_years_ahead_is_in_the_past)
 {
     time_t now = 1699920000; /* 2023-11-14 */
 
-    ck_assert_int_eq(pt_cache_parse_date(pt_str_c("Monday, 01-Jan-73 00:00:00 GMT"), now),
+    ck_assert_int_eq(pt_http_parse_date(pt_str_c("Monday, 01-Jan-73 00:00:00 GMT"), now),
                      3250454400); /* 2073: 50 years ahead, not more */
-    ck_assert_int_eq(pt_cache_parse_date(pt_str_c("Tuesday, 01-Jan-74 00:00:00 GMT"), now),
+    ck_assert_int_eq(pt_http_parse_date(pt_str_c("Tuesday, 01-Jan-74 00:00:00 GMT"), now),
                      126230400); /* 1974 */
 }
 END_TEST
