@@ -371,6 +371,13 @@ struct pt_http_loc_conf *pt_http_named_location(struct pt_request *r, struct pt_
  * (a REWRITE phase one) returns PT_OK: nginx's re-search after a rewrite. */
 void pt_http_search_location_again(struct pt_request *r);
 
+/* nginx's internal redirect of <r> to <to>: a URI ("/index.html?a=1") starts the request
+ * over from SERVER_REWRITE with it, a named location ("@app") from REWRITE there; the
+ * module states (r->ctx) and response fields of the pass so far go.  Returns PT_DONE (the
+ * request goes on; the caller returns it), or 500 past ten redirects or for an unknown
+ * named location (logged). */
+int pt_http_internal_redirect(struct pt_request *r, struct pt_str to);
+
 /* Ends request <r> with <rc>: PT_OK/PT_DONE when the handler produced the response, an HTTP
  * status to send a generated response (if the header was not sent yet), PT_ERROR for 500
  * (or an abrupt close if the header was already sent). */

@@ -503,6 +503,48 @@ static int error_page_url(struct pt_request *r, const struct pt_error_page *ep, 
     return PT_DONE;
 }
 
+/* Starts <r> over for the URI <uri> ("/path?args"), as nginx's internal redirect. */
+static void goto_uri(struct pt_request *r, struct pt_str uri)
+{
+    const char *q = memchr(uri.p, '?', uri.len);
+
+    r->uri = q ? (struct pt_str){uri.p, (size_t)(q - uri.p)} : uri;
+    r->args = q ? (struct pt_str){q + 1, uri.len - (size_t)(q + 1 - uri.p)} : PT_NULL_STR;
+    r->h.has_query = q != NULL;
+    r->uri_rewritten = 1;
+    restart(r, PT_PHASE_SERVER_REWRITE, r->server->loc_conf);
+}
+
+/* One more internal redirect of <r> to <to>: PT_OK, or PT_ERROR past nginx's ten (logged). */
+static int count_redirect(struct pt_request *r, struct pt_str to)
+{
+    if (++r->internal_redirects <= 10)
+        return PT_OK;
+    pt_log(PT_LOG_ERR,
+           "rewrite or internal redirection cycle while internally redirecting to \"%.*s\", "
+           "client: %s",
+           (int)to.len, to.p, r->c->peer_text);
+    return PT_ERROR;
+}
+
+int pt_http_internal_redirect(struct pt_request *r, struct pt_str to)
+{
+    struct pt_http_loc_conf *named;
+
+    if (count_redirect(r, to) != PT_OK)
+        return 500;
+    if (to.len && to.p[0] == '@') {
+        if ((named = pt_http_named_location(r, to)) == NULL) {
+            pt_log(PT_LOG_ERR, "could not find named location \"%.*s\"", (int)to.len, to.p);
+            return 500;
+        }
+        restart(r, PT_PHASE_REWRITE, named->loc_conf);
+        return PT_DONE;
+    }
+    goto_uri(r, to);
+    return PT_DONE;
+}
+
 /*
  * nginx's error_page: the answer <status> that portier was about to make is, when the
  * location lists it, the answer of another URI (a new pass over the phases, with GET), of a
@@ -517,13 +559,8 @@ static int error_page(struct pt_request *r, int status)
 
     if (ep == NULL || pt_template_eval(r, ep->uri, &uri) != PT_OK || uri.len == 0)
         return PT_DECLINED;
-    if (++r->internal_redirects > 10) {
-        pt_log(PT_LOG_ERR,
-               "rewrite or internal redirection cycle while internally redirecting "
-               "to \"%.*s\", client: %s",
-               (int)uri.len, uri.p, r->c->peer_text);
+    if (count_redirect(r, uri) != PT_OK)
         return PT_DECLINED;
-    }
     r->error_page = 1;
     r->err_status = ep->overwrite > 0 ? ep->overwrite : ep->overwrite < 0 ? 0 : status;
     if (uri.p[0] == '@') {
@@ -540,19 +577,12 @@ static int error_page(struct pt_request *r, int status)
         r->err_status = 0;
         return error_page_url(r, ep, uri);
     }
-    {
-        const char *q = memchr(uri.p, '?', uri.len);
-        r->uri = q ? (struct pt_str){uri.p, (size_t)(q - uri.p)} : uri;
-        r->args = q ? (struct pt_str){q + 1, uri.len - (size_t)(q + 1 - uri.p)} : PT_NULL_STR;
-        r->h.has_query = q != NULL;
-    }
-    r->uri_rewritten = 1;
     /* nginx: a URI's answer is asked for with GET (HEAD stays HEAD). */
     if (r->h.method_id != PT_HTTP_GET && r->h.method_id != PT_HTTP_HEAD) {
         r->h.method_id = PT_HTTP_GET;
         r->h.method = PT_STR("GET");
     }
-    restart(r, PT_PHASE_SERVER_REWRITE, r->server->loc_conf);
+    goto_uri(r, uri);
     return PT_DONE;
 }
 
