@@ -1,0 +1,504 @@
+/*
+ * serve.c: files from root or alias, as nginx's static, index, not_modified and range
+ * modules answer them.
+ *
+ * The URI (normalized once for routing: dot segments resolved, no "..") is appended to
+ * root, or replaces the location's prefix in alias, so a path never leaves the directory.
+ * A URI ending in '/' tries the index files, each by an internal redirect as nginx; a
+ * directory asked without its slash gets 301 to it.  Validators are nginx's: Last-Modified
+ * from the file's mtime and the strong ETag "MTIME-SIZE" in hex; the preconditions follow
+ * nginx's not_modified filter (If-Modified-Since compared exactly, If-None-Match weakly)
+ * and its range filter (one range: 206; none satisfiable or malformed: 416).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/http_date.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "modules/static/static.h"
+
+/* How much of a file one read sends. */
+#define READ_CHUNK 65536
+
+struct file_ctx {
+    int fd;
+    off_t off;
+    int64_t left;
+    char *buf;
+};
+
+static int hex(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/*
+ * The file system's name for <uri>: every %XX decoded, as nginx's URI is (routing kept the
+ * escapes of reserved characters, %2F among them).  400 for a name that is not one: a NUL,
+ * or a "." or ".." segment, which only an escaped slash can have made here (the normalizer
+ * resolved those written as such), so that no escape leads out of the root.
+ */
+static int decode_path(struct pt_request *r, struct pt_str uri, struct pt_str *out)
+{
+    char *p = pt_pnalloc(r->pool, uri.len + 1);
+    size_t n = 0;
+
+    if (p == NULL)
+        return PT_ERROR;
+    for (size_t i = 0; i < uri.len; i++) {
+        int h, l;
+        if (uri.p[i] == '%' && i + 2 < uri.len && (h = hex(uri.p[i + 1])) >= 0 &&
+            (l = hex(uri.p[i + 2])) >= 0) {
+            p[n++] = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            p[n++] = uri.p[i];
+        }
+        if (p[n - 1] == '\0')
+            return 400;
+    }
+    p[n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t k = i + 1;
+        if (p[i] != '/')
+            continue;
+        while (k < n && p[k] == '.')
+            k++;
+        if ((k - i - 1 == 1 || k - i - 1 == 2) && (k == n || p[k] == '/'))
+            return 400;
+    }
+    *out = (struct pt_str){p, n};
+    return PT_OK;
+}
+
+int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str uri,
+                      struct pt_str *path)
+{
+    struct pt_str base;
+    char *p;
+    int rc;
+
+    if ((rc = decode_path(r, uri, &uri)) != PT_OK)
+        return rc;
+    if (pt_template_eval(r, lc->root, &base) != PT_OK)
+        return PT_ERROR;
+    if (lc->alias && lc->alias_whole) {
+        *path = base;
+        return PT_OK;
+    }
+    if (lc->alias && uri.len >= lc->loc_prefix.len &&
+        memcmp(uri.p, lc->loc_prefix.p, lc->loc_prefix.len) == 0) {
+        uri.p += lc->loc_prefix.len;
+        uri.len -= lc->loc_prefix.len;
+    }
+    if ((p = pt_pnalloc(r->pool, base.len + uri.len + 1)) == NULL)
+        return PT_ERROR;
+    memcpy(p, base.p, base.len);
+    memcpy(p + base.len, uri.p, uri.len);
+    p[base.len + uri.len] = '\0';
+    *path = (struct pt_str){p, base.len + uri.len};
+    return PT_OK;
+}
+
+static void close_file(void *arg)
+{
+    struct file_ctx *f = arg;
+
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
+
+/* ---- index ------------------------------------------------------------------------------- */
+
+/* A URI ending in '/': the first index file that exists, by an internal redirect; 403 for
+ * a directory without one (no listing), 404 when the directory is not there. */
+static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str dir)
+{
+    struct stat st;
+
+    for (int i = 0; i < lc->nindex; i++) {
+        size_t n = strlen(lc->index[i]);
+        char *file = pt_pnalloc(r->pool, dir.len + n + 1), *uri;
+        if (file == NULL)
+            return PT_ERROR;
+        memcpy(file, dir.p, dir.len);
+        memcpy(file + dir.len, lc->index[i], n + 1);
+        if (stat(file, &st) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                continue;
+            pt_log(errno == EACCES ? PT_LOG_ERR : PT_LOG_CRIT, "\"%s\" is not accessible: %s", file,
+                   strerror(errno));
+            return errno == EACCES ? 403 : 500;
+        }
+        if ((uri = pt_pnalloc(r->pool, r->uri.len + n + 1 + r->args.len + 1)) == NULL)
+            return PT_ERROR;
+        memcpy(uri, r->uri.p, r->uri.len);
+        memcpy(uri + r->uri.len, lc->index[i], n);
+        n += r->uri.len;
+        if (r->h.has_query) {
+            uri[n++] = '?';
+            memcpy(uri + n, r->args.p, r->args.len);
+            n += r->args.len;
+        }
+        return pt_http_internal_redirect(r, (struct pt_str){uri, n});
+    }
+    if (stat(dir.p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        pt_log(PT_LOG_ERR, "\"%s\" is not found, client: %s", dir.p, r->c->peer_text);
+        return 404;
+    }
+    pt_log(PT_LOG_ERR, "directory index of \"%s\" is forbidden, client: %s", dir.p,
+           r->c->peer_text);
+    return 403;
+}
+
+/* ---- preconditions (nginx's not_modified filter) ------------------------------------------ */
+
+/* nginx's ngx_http_test_if_match: whether the list <v> names <etag>, weakly or not. */
+static int etag_listed(struct pt_str v, struct pt_str etag, int weak)
+{
+    const char *p = v.p, *end = v.p + v.len;
+
+    if (v.len == 1 && v.p[0] == '*')
+        return 1;
+    if (etag.len >= 2 && etag.p[0] == 'W' && etag.p[1] == '/') {
+        if (!weak)
+            return 0;
+        etag.p += 2;
+        etag.len -= 2;
+    }
+    while (p < end) {
+        if (weak && end - p > 2 && p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (etag.len > (size_t)(end - p))
+            return 0;
+        if (memcmp(p, etag.p, etag.len) == 0) {
+            p += etag.len;
+            while (p < end && (*p == ' ' || *p == '\t'))
+                p++;
+            if (p == end || *p == ',')
+                return 1;
+        }
+        while (p < end && *p != ',')
+            p++;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+    }
+    return 0;
+}
+
+static struct pt_str field(struct pt_request *r, const char *name)
+{
+    const struct pt_http_header *h = pt_http_find_header(r->h.headers, r->h.nheaders, name);
+
+    return h ? h->value : PT_NULL_STR;
+}
+
+/* 412, 304, or 0 for the file answer itself. */
+static int preconditions(struct pt_request *r, time_t mtime, struct pt_str etag)
+{
+    struct pt_str ius = field(r, "If-Unmodified-Since"), im = field(r, "If-Match");
+    struct pt_str ims = field(r, "If-Modified-Since"), inm = field(r, "If-None-Match");
+
+    if (ius.p && pt_http_parse_date(ius, mtime) < mtime)
+        return 412;
+    if (im.p && !etag_listed(im, etag, 0))
+        return 412;
+    if (!ims.p && !inm.p)
+        return 0;
+    /* if_modified_since exact, nginx's default: only the very date is "not modified". */
+    if (ims.p && pt_http_parse_date(ims, mtime) != mtime)
+        return 0;
+    if (inm.p && !etag_listed(inm, etag, 1))
+        return 0;
+    return 304;
+}
+
+/* ---- ranges (nginx's range filter) ------------------------------------------------------- */
+
+enum range { RANGE_NONE, RANGE_ONE, RANGE_BAD };
+
+/* Reads a run of digits at *<p> into *<v>; 0 when none or on overflow. */
+static int number(const char **p, const char *end, int64_t *v)
+{
+    const char *s = *p;
+
+    *v = 0;
+    while (*p < end && **p >= '0' && **p <= '9') {
+        if (*v > (INT64_MAX - 9) / 10)
+            return 0;
+        *v = *v * 10 + (**p - '0');
+        (*p)++;
+    }
+    return *p > s;
+}
+
+static void skip_spaces(const char **p, const char *end)
+{
+    while (*p < end && **p == ' ')
+        (*p)++;
+}
+
+/*
+ * nginx's ngx_http_range_parse for the set <s> (after "bytes=") against <size>: RANGE_ONE
+ * with [*first, *last) when exactly one range is satisfiable, RANGE_BAD (416) when the set
+ * is malformed or none is, RANGE_NONE (the whole file) otherwise: a range from 0 that is
+ * empty, several ranges (multipart answers are not made yet), more bytes asked than exist.
+ */
+static enum range parse_ranges(struct pt_str s, int64_t size, int64_t *first, int64_t *last)
+{
+    const char *p = s.p, *end = s.p + s.len;
+    int64_t total = 0, start, stop;
+    int n = 0;
+
+    for (;;) {
+        int suffix = 0;
+        start = stop = 0;
+        skip_spaces(&p, end);
+        if (p < end && *p != '-') {
+            if (!number(&p, end, &start))
+                return RANGE_BAD;
+            skip_spaces(&p, end);
+            if (p == end || *p++ != '-')
+                return RANGE_BAD;
+            skip_spaces(&p, end);
+            if (p == end || *p == ',') {
+                stop = size;
+                goto found;
+            }
+        } else {
+            suffix = 1;
+            p++;
+        }
+        if (!number(&p, end, &stop))
+            return RANGE_BAD;
+        skip_spaces(&p, end);
+        if (p < end && *p != ',')
+            return RANGE_BAD;
+        if (suffix) {
+            start = stop < size ? size - stop : 0;
+            stop = size - 1;
+        }
+        stop = stop >= size ? size : stop + 1;
+    found:
+        if (start < stop) {
+            if (n++ == 0)
+                *first = start, *last = stop;
+            total += stop - start;
+        } else if (start == 0) {
+            return RANGE_NONE;
+        }
+        if (p == end || *p++ != ',')
+            break;
+    }
+    if (n == 0)
+        return RANGE_BAD;
+    return n > 1 || total > size ? RANGE_NONE : RANGE_ONE;
+}
+
+/* Whether If-Range lets a Range apply: its entity-tag is the file's exactly, or its date
+ * the file's mtime (nginx). */
+static int if_range_holds(struct pt_request *r, time_t mtime, struct pt_str etag)
+{
+    struct pt_str v = field(r, "If-Range");
+
+    if (v.p == NULL)
+        return 1;
+    if (v.len >= 2 && v.p[v.len - 1] == '"')
+        return v.len == etag.len && memcmp(v.p, etag.p, v.len) == 0;
+    return pt_http_parse_date(v, mtime) == mtime;
+}
+
+/* ---- the answer -------------------------------------------------------------------------- */
+
+static int add(struct pt_request *r, const char *name, struct pt_str value)
+{
+    return pt_header_add(r, &r->out, pt_str_c(name), value);
+}
+
+static void send_more(struct pt_request *r);
+
+/* Sends file bytes while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR. */
+static int send_file(struct pt_request *r, struct file_ctx *f)
+{
+    while (f->left > 0) {
+        size_t n = (size_t)pt_min(f->left, READ_CHUNK);
+        ssize_t got;
+        if (pt_http_output_blocked(r)) {
+            r->write_handler = send_more;
+            return PT_AGAIN;
+        }
+        if (f->buf == NULL && (f->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
+            return PT_ERROR;
+        do
+            got = pread(f->fd, f->buf, n, f->off);
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            pt_log(PT_LOG_CRIT, "pread() of a file being served failed: %s",
+                   got < 0 ? strerror(errno) : "the file shrank");
+            return PT_ERROR;
+        }
+        f->off += got;
+        f->left -= got;
+        if (pt_http_send_body(r, f->buf, (size_t)got, f->left == 0) != PT_OK)
+            return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+static void send_more(struct pt_request *r)
+{
+    int rc = send_file(r, r->ctx[pt_static_module.index]);
+
+    if (rc != PT_AGAIN)
+        pt_http_finalize(r, rc);
+}
+
+/* 416 with the size the client may ask within, and nginx's page. */
+static int not_satisfiable(struct pt_request *r, int64_t size)
+{
+    char cr[48];
+    struct pt_str page;
+    int n = snprintf(cr, sizeof(cr), "bytes */%lld", (long long)size);
+
+    r->out.n = 0;
+    r->status = 416;
+    page = pt_http_error_page(r, 416);
+    if (add(r, "Content-Type", PT_STR("text/html")) != PT_OK ||
+        add(r, "Content-Range", (struct pt_str){pt_pstrndup(r->pool, cr, (size_t)n), (size_t)n}) !=
+            PT_OK)
+        return PT_ERROR;
+    r->out_length = (int64_t)page.len;
+    if (pt_http_send_header(r) != PT_OK)
+        return PT_ERROR;
+    return pt_http_send_body(r, page.p, page.len, 1);
+}
+
+/* Answers the open regular file <f> of <st> for <path>: fields, preconditions, a range. */
+static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct file_ctx *f,
+                  const struct stat *st, struct pt_str path)
+{
+    char date[PT_HTTP_DATE_LEN], tag[48], cr[80];
+    struct pt_str etag, range = field(r, "Range");
+    int64_t size = st->st_size, first = 0, last = size;
+    int n, rc;
+
+    n = snprintf(tag, sizeof(tag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
+                 (unsigned long long)size);
+    etag = (struct pt_str){pt_pstrndup(r->pool, tag, (size_t)n), (size_t)n};
+    r->status = 200;
+    if (add(r, "Content-Type", pt_static_type(r, lc, path)) != PT_OK ||
+        add(r, "Last-Modified",
+            pt_str_c(pt_pstrndup(r->pool, date, pt_http_format_date(st->st_mtime, date)))) !=
+            PT_OK ||
+        add(r, "ETag", etag) != PT_OK)
+        return PT_ERROR;
+    if ((rc = preconditions(r, st->st_mtime, etag)) == 412)
+        return 412;
+    if (rc == 304) {
+        pt_header_remove(&r->out, "Content-Type");
+        r->status = 304;
+        r->out_length = -1;
+        return pt_http_send_header(r) == PT_OK ? pt_http_send_body(r, NULL, 0, 1) : PT_ERROR;
+    }
+    if (add(r, "Accept-Ranges", PT_STR("bytes")) != PT_OK)
+        return PT_ERROR;
+    if (range.len >= 7 && strncasecmp(range.p, "bytes=", 6) == 0 &&
+        if_range_holds(r, st->st_mtime, etag)) {
+        switch (parse_ranges((struct pt_str){range.p + 6, range.len - 6}, size, &first, &last)) {
+        case RANGE_BAD: return not_satisfiable(r, size);
+        case RANGE_ONE:
+            r->status = 206;
+            pt_header_remove(&r->out, "Accept-Ranges");
+            n = snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)first,
+                         (long long)last - 1, (long long)size);
+            if (add(r, "Content-Range",
+                    (struct pt_str){pt_pstrndup(r->pool, cr, (size_t)n), (size_t)n}) != PT_OK)
+                return PT_ERROR;
+            break;
+        case RANGE_NONE: first = 0, last = size; break;
+        }
+    }
+    r->out_length = last - first;
+    f->off = first;
+    f->left = last - first;
+    if (pt_http_send_header(r) != PT_OK)
+        return PT_ERROR;
+    if (r->header_only || f->left == 0)
+        return pt_http_send_body(r, NULL, 0, 1);
+    return send_file(r, f);
+}
+
+/* The 301 to the directory <r>'s URI names, with its slash (and the query). */
+static int to_directory(struct pt_request *r)
+{
+    size_t n = r->uri.len + 1 + (r->h.has_query ? 1 + r->args.len : 0);
+    char *p = pt_pnalloc(r->pool, n);
+    struct pt_str loc;
+
+    if (p == NULL)
+        return PT_ERROR;
+    memcpy(p, r->uri.p, r->uri.len);
+    p[r->uri.len] = '/';
+    if (r->h.has_query) {
+        p[r->uri.len + 1] = '?';
+        memcpy(p + r->uri.len + 2, r->args.p, r->args.len);
+    }
+    loc = pt_http_redirect_location(r, (struct pt_str){p, n});
+    if (loc.p == NULL || add(r, "Location", loc) != PT_OK)
+        return PT_ERROR;
+    return 301;
+}
+
+int pt_static_handler(struct pt_request *r)
+{
+    const struct static_loc_conf *lc = pt_http_loc_conf(r, pt_static_module);
+    struct file_ctx *f;
+    struct pt_str path;
+    struct stat st;
+    int method = r->h.method_id, rc;
+
+    if (method != PT_HTTP_GET && method != PT_HTTP_HEAD && method != PT_HTTP_POST)
+        return 405;
+    if ((rc = pt_static_map_uri(r, lc, r->uri, &path)) != PT_OK)
+        return rc;
+    if (path.len && path.p[path.len - 1] == '/')
+        return method == PT_HTTP_POST ? 405 : serve_index(r, lc, path);
+    if ((f = pt_palloc(r->pool, sizeof(*f))) == NULL)
+        return PT_ERROR;
+    f->fd = open(path.p, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (f->fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG) {
+            pt_log(PT_LOG_ERR, "open() \"%s\" failed (%d: %s), client: %s", path.p, e, strerror(e),
+                   r->c->peer_text);
+            return 404;
+        }
+        pt_log(PT_LOG_ERR, "open() \"%s\" failed (%d: %s), client: %s", path.p, e, strerror(e),
+               r->c->peer_text);
+        return e == EACCES ? 403 : 500;
+    }
+    if (pt_pool_cleanup(r->pool, close_file, f) != PT_OK) {
+        close(f->fd);
+        return PT_ERROR;
+    }
+    if (fstat(f->fd, &st) != 0)
+        return PT_ERROR;
+    if (S_ISDIR(st.st_mode))
+        return to_directory(r);
+    if (!S_ISREG(st.st_mode))
+        return 404;
+    if (method == PT_HTTP_POST)
+        return 405;
+    r->ctx[pt_static_module.index] = f;
+    return answer(r, lc, f, &st, path);
+}

@@ -1,0 +1,357 @@
+/*
+ * static.c: the static module's configuration: nginx's root, alias, index, try_files, types
+ * and default_type, and the MIME types table.
+ *
+ * The table at the top is the system's /etc/mime.types (Debian's media-types), read once per
+ * configuration, or a small built-in one where that file is absent; a level with `types`
+ * of its own uses only those, as nginx.  Files go out from serve.c; try_files is
+ * try_files.c.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/conf.h"
+#include "config/words.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "modules/static/static.h"
+#include "worker/http_phase.h"
+
+#define SYSTEM_MIME_TYPES "/etc/mime.types"
+
+static int set_root(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_index(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_try_files(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_types(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+
+#define HSL (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
+
+static const int is_root = 0, is_alias = 1;
+
+static const struct pt_directive static_directives[] = {
+    {"root", HSL, 0, PT_LOC_CONF, set_root, 0, &is_root,
+     "the directory a request's URI is looked up under (variables allowed): the file of "
+     "/img/a.png is ROOT/img/a.png (default \"html\" under the prefix, as nginx)"},
+    {"alias", PT_CTX_LOC, 0, PT_LOC_CONF, set_root, 0, &is_alias,
+     "a location's replacement for its prefix: in location /img/ with alias /srv/pics/, "
+     "/img/a.png is /srv/pics/a.png; in a regex location it is the whole path, naming the "
+     "regex's captures (alias /srv/$1)"},
+    {"index", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_index, 0, NULL,
+     "the files tried, in order, for a URI ending in '/' (variables allowed); the first that "
+     "exists is served through an internal redirect to it (default index.html)"},
+    {"try_files", PT_CTX_SRV | PT_CTX_LOC, 0, PT_LOC_CONF, set_try_files, 0, NULL,
+     "\"FILE ... LAST\" as nginx's line: each FILE (variables allowed, \"$uri/\" for a "
+     "directory) is looked up under root or alias, and the first that exists is served; "
+     "else LAST: a URI (an internal redirect), \"=CODE\" or a named location \"@name\""},
+    {"types", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_types, 0, NULL,
+     "[ \"text/html html htm\", \"image/png png\" ]: MIME types by file extension, a line of "
+     "nginx's types block each; a level with types uses only its own (default: the system's "
+     "/etc/mime.types, or a built-in table where it is absent)"},
+    {"default_type", HSL, 0, PT_LOC_CONF, pt_conf_set_str,
+     offsetof(struct static_loc_conf, default_type), NULL,
+     "the MIME type of a file whose extension no type names (default text/plain, as nginx)"},
+    {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+/* ---- MIME types -------------------------------------------------------------------------- */
+
+/* Where /etc/mime.types is absent: the types the web serves most. */
+static const char *const builtin_types[] = {
+    "text/html html htm shtml",
+    "text/css css",
+    "text/xml xml",
+    "text/plain txt",
+    "text/javascript js mjs",
+    "application/json json",
+    "application/wasm wasm",
+    "application/pdf pdf",
+    "application/zip zip",
+    "application/gzip gz",
+    "application/xhtml+xml xhtml",
+    "image/gif gif",
+    "image/jpeg jpeg jpg",
+    "image/png png",
+    "image/svg+xml svg svgz",
+    "image/webp webp",
+    "image/avif avif",
+    "image/x-icon ico",
+    "font/woff woff",
+    "font/woff2 woff2",
+    "audio/mpeg mp3",
+    "video/mp4 mp4",
+    "video/webm webm",
+    NULL,
+};
+
+static int type_order(const void *a, const void *b)
+{
+    return strcmp(((const struct mime_type *)a)->ext, ((const struct mime_type *)b)->ext);
+}
+
+/* Adds the line "TYPE EXT..." (nginx's types line, split as nginx splits it) to <t>.
+ * PT_OK or PT_ERROR (reported). */
+static int add_types_line(struct pt_conf *cf, struct mime_types *t, const char *line)
+{
+    char *w[64];
+    int n = pt_conf_words(cf, line, w, 64);
+
+    if (n < 0)
+        return PT_ERROR;
+    if (n > 64)
+        return pt_conf_error(cf, "too many extensions in one types line (64 at most)");
+    for (int i = 1; i < n; i++) {
+        if (t->n == t->cap) {
+            int cap = t->cap ? 2 * t->cap : 64;
+            struct mime_type *a = pt_palloc(cf->pool, (size_t)cap * sizeof(*a));
+            if (a == NULL)
+                return pt_conf_error(cf, "out of memory");
+            if (t->n)
+                memcpy(a, t->t, (size_t)t->n * sizeof(*a));
+            t->t = a;
+            t->cap = cap;
+        }
+        for (char *p = w[i]; *p; p++)
+            *p = (char)pt_lower(*p);
+        t->t[t->n++] = (struct mime_type){w[i], w[0]};
+    }
+    return PT_OK;
+}
+
+/* Sorts <t> by extension; of an extension named twice the first type stays (nginx warns,
+ * and keeps the first). */
+static void finish_types(struct mime_types *t)
+{
+    int n = 0;
+
+    if (t->n == 0)
+        return;
+    /* A stable order for equal extensions: mergesort is not in C, so the first is found by
+     * position before sorting loses it. */
+    for (int i = 0; i < t->n; i++)
+        for (int j = 0; j < i; j++)
+            if (t->t[j].ext && t->t[i].ext && strcmp(t->t[i].ext, t->t[j].ext) == 0) {
+                t->t[i].ext = NULL;
+                break;
+            }
+    for (int i = 0; i < t->n; i++)
+        if (t->t[i].ext)
+            t->t[n++] = t->t[i];
+    t->n = n;
+    qsort(t->t, (size_t)t->n, sizeof(*t->t), type_order);
+}
+
+/* Reads the system's types into <t>: PT_OK, PT_DECLINED when the file is absent. */
+static int read_system_types(struct pt_conf *cf, struct mime_types *t)
+{
+    FILE *f = fopen(SYSTEM_MIME_TYPES, "re");
+    char line[1024];
+    int rc = PT_OK;
+
+    if (f == NULL)
+        return PT_DECLINED;
+    while (rc == PT_OK && fgets(line, sizeof(line), f)) {
+        char *p = line + strspn(line, " \t");
+        if (*p == '#' || *p == '\n' || *p == '\0' || !strpbrk(p, " \t"))
+            continue;
+        p[strcspn(p, "\r\n#;")] = '\0';
+        rc = add_types_line(cf, t, pt_pstrdup(cf->pool, p));
+    }
+    fclose(f);
+    return rc;
+}
+
+struct pt_str pt_static_type(struct pt_request *r, const struct static_loc_conf *lc,
+                             struct pt_str path)
+{
+    const struct static_main_conf *mc = r->main_conf[pt_static_module.index];
+    const struct mime_types *t = lc->types ? lc->types : &mc->types;
+    const char *slash = memrchr(path.p, '/', path.len), *dot;
+    char ext[32];
+    size_t start = slash ? (size_t)(slash - path.p) + 1 : 0, n;
+    int lo = 0, hi;
+
+    dot = memrchr(path.p + start, '.', path.len - start);
+    if (dot == NULL || (n = path.len - (size_t)(dot + 1 - path.p)) == 0 || n >= sizeof(ext))
+        return pt_str_c(lc->default_type);
+    for (size_t i = 0; i < n; i++)
+        ext[i] = pt_lower(dot[1 + i]);
+    ext[n] = '\0';
+    for (hi = t->n; lo < hi;) {
+        int mid = lo + (hi - lo) / 2, d = strcmp(ext, t->t[mid].ext);
+        if (d == 0)
+            return pt_str_c(t->t[mid].type);
+        if (d < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return pt_str_c(lc->default_type);
+}
+
+/* ---- directives -------------------------------------------------------------------------- */
+
+static void *create_main_conf(struct pt_conf *cf)
+{
+    struct static_main_conf *mc = pt_palloc(cf->pool, sizeof(*mc));
+    int rc;
+
+    if (mc == NULL)
+        return NULL;
+    rc = read_system_types(cf, &mc->types);
+    for (int i = 0; rc == PT_DECLINED && builtin_types[i]; i++)
+        if (add_types_line(cf, &mc->types, builtin_types[i]) != PT_OK)
+            return NULL;
+    if (rc == PT_ERROR)
+        return NULL;
+    finish_types(&mc->types);
+    return mc;
+}
+
+static void *create_loc_conf(struct pt_conf *cf)
+{
+    struct static_loc_conf *lc = pt_palloc(cf->pool, sizeof(*lc));
+
+    if (lc)
+        lc->nindex = PT_CONF_UNSET;
+    return lc;
+}
+
+/* The location's spec <name> ("/img/", "= /x", "^~ /p", "~ re"): its prefix, or regex. */
+static void location_prefix(struct static_loc_conf *lc, const char *name)
+{
+    if (name == NULL || name[0] == '~') {
+        lc->alias_whole = 1;
+        return;
+    }
+    if (strncmp(name, "= ", 2) == 0)
+        name += 2;
+    else if (strncmp(name, "^~ ", 3) == 0)
+        name += 3;
+    lc->loc_prefix = pt_str_c(name);
+}
+
+static int set_root(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct static_loc_conf *lc = conf;
+    int alias = *(const int *)d->post == is_alias;
+
+    if (lc->root)
+        return pt_conf_error(cf, "\"%s\" directive is duplicate%s", d->name,
+                             lc->alias != alias ? ", \"root\" and \"alias\" exclude each other"
+                                                : "");
+    if ((lc->root = pt_template_compile(cf, cf->value, PT_ESCAPE_NONE)) == NULL)
+        return PT_ERROR;
+    lc->alias = (unsigned)alias;
+    if (alias) {
+        struct pt_http_loc_conf *hl = cf->conf->loc_conf[pt_http_module.index];
+        location_prefix(lc, hl->name);
+    }
+    return PT_OK;
+}
+
+static int set_index(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct static_loc_conf *lc = conf;
+
+    pt_unused(d);
+    if (cf->value[0] == '\0' || strchr(cf->value, '/'))
+        return pt_conf_error(cf, "invalid index \"%s\": a file name, not a path", cf->value);
+    return pt_conf_list_add(cf, &lc->index, &lc->nindex, pt_pstrdup(cf->pool, cf->value));
+}
+
+static int set_try_files(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct static_loc_conf *lc = conf;
+    char *w[32];
+    int n = pt_conf_words(cf, cf->value, w, 32);
+
+    pt_unused(d);
+    if (n < 0)
+        return PT_ERROR;
+    if (n < 2 || n > 32)
+        return pt_conf_error(cf,
+                             "invalid try_files \"%s\": use \"FILE ... LAST\" (2 to 32 "
+                             "words; LAST a URI, =CODE or @name)",
+                             cf->value);
+    if ((lc->try_files = pt_palloc(cf->pool, (size_t)(n - 1) * sizeof(*lc->try_files))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    for (int i = 0; i < n - 1; i++) {
+        size_t len = strlen(w[i]);
+        lc->try_files[i].dir = len > 1 && w[i][len - 1] == '/';
+        if ((lc->try_files[i].path = pt_template_compile(cf, w[i], PT_ESCAPE_NONE)) == NULL)
+            return PT_ERROR;
+    }
+    if (w[n - 1][0] == '=') {
+        char *end;
+        long code = strtol(w[n - 1] + 1, &end, 10);
+        if (*end || code < 100 || code > 999)
+            return pt_conf_error(cf, "invalid code \"%s\" in try_files", w[n - 1]);
+        lc->try_code = (int)code;
+    } else if ((lc->try_to = pt_template_compile(cf, w[n - 1], PT_ESCAPE_NONE)) == NULL) {
+        return PT_ERROR;
+    }
+    lc->ntry = n - 1;
+    lc->try_last = w[n - 1];
+    return PT_OK;
+}
+
+static int set_types(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct static_loc_conf *lc = conf;
+
+    pt_unused(d);
+    if (lc->types == NULL && (lc->types = pt_palloc(cf->pool, sizeof(*lc->types))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (add_types_line(cf, lc->types, cf->value) != PT_OK)
+        return PT_ERROR;
+    finish_types(lc->types);
+    return PT_OK;
+}
+
+static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
+{
+    struct static_loc_conf *p = parent, *c = child;
+
+    if (c->root == NULL) {
+        c->root = p->root;
+        c->alias = p->alias;
+        c->alias_whole = p->alias_whole;
+        c->loc_prefix = p->loc_prefix;
+    }
+    if (c->root == NULL &&
+        (c->root = pt_template_compile(cf, pt_conf_path(cf, "html"), PT_ESCAPE_NONE)) == NULL)
+        return PT_ERROR;
+    if (c->nindex == PT_CONF_UNSET) {
+        c->index = p->index;
+        c->nindex = p->nindex;
+    }
+    if (c->nindex == PT_CONF_UNSET) {
+        static char *dflt[] = {"index.html"};
+        c->index = dflt;
+        c->nindex = 1;
+    }
+    /* try_files is not inherited: nginx's at server level serves only the requests no
+     * location takes. */
+    pt_conf_merge_ptr(c->types, p->types, NULL);
+    pt_conf_merge_ptr(c->default_type, p->default_type, (char *)"text/plain");
+    return PT_OK;
+}
+
+static int postconfig(struct pt_conf *cf)
+{
+    if (pt_phase_add(cf->cycle, PT_PHASE_PRECONTENT, pt_static_try_files) != PT_OK ||
+        pt_phase_add(cf->cycle, PT_PHASE_CONTENT, pt_static_handler) != PT_OK)
+        return pt_conf_error(cf, "too many phase handlers");
+    return PT_OK;
+}
+
+struct pt_module pt_static_module = {
+    .name = "static",
+    .directives = static_directives,
+    .create_main_conf = create_main_conf,
+    .create_loc_conf = create_loc_conf,
+    .merge_loc_conf = merge_loc_conf,
+    .postconfig = postconfig,
+};

@@ -1,0 +1,68 @@
+/*
+ * static.h: what the static module's files share: its configuration (static.c, with the
+ * MIME types), the file handler (serve.c) and try_files (try_files.c).
+ */
+#ifndef PT_STATIC_H
+#define PT_STATIC_H
+
+#include <sys/stat.h>
+
+#include "worker/http.h"
+#include "worker/var.h"
+
+/* One extension's MIME type. */
+struct mime_type {
+    const char *ext; /* lower-case, without the dot */
+    const char *type;
+};
+
+/* A types table: sorted by extension. */
+struct mime_types {
+    struct mime_type *t;
+    int n, cap;
+};
+
+/* One argument of try_files: a file (a directory with a trailing '/'), or the last one. */
+struct try_file {
+    struct pt_template *path; /* with variables, relative to root or alias */
+    unsigned dir : 1;         /* written with a trailing '/' */
+};
+
+struct static_loc_conf {
+    struct pt_template *root; /* root or alias; NULL: not set here */
+    unsigned alias : 1;
+    unsigned alias_whole : 1; /* alias in a regex location: the whole path, the URI not added */
+    struct pt_str loc_prefix; /* the location's prefix, which alias replaces */
+    char **index;             /* index, in order; nindex PT_CONF_UNSET: not set here */
+    int nindex;
+    struct try_file *try_files; /* all but the last; NULL: no try_files here */
+    int ntry;
+    const char *try_last;       /* the last argument as written: a URI, "=CODE", "@name" */
+    struct pt_template *try_to; /* ... compiled, for a URI or a name; NULL for =CODE */
+    int try_code;               /* ... the CODE */
+    struct mime_types *types;   /* NULL: inherit (the main one at the top) */
+    char *default_type;
+};
+
+struct static_main_conf {
+    struct mime_types types; /* /etc/mime.types, or the built-in table where it is absent */
+};
+
+extern struct pt_module pt_static_module;
+
+/* static.c: the MIME type of <path> by its extension in <lc>'s table, else default_type. */
+struct pt_str pt_static_type(struct pt_request *r, const struct static_loc_conf *lc,
+                             struct pt_str path);
+
+/* serve.c: the file path of <uri> under <lc>'s root or alias (in r's pool, NUL-terminated):
+ * PT_OK, 400 for a URI that names no file (a NUL, an escaped dot segment), or PT_ERROR. */
+int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str uri,
+                      struct pt_str *path);
+
+/* serve.c: the content handler (CONTENT phase). */
+int pt_static_handler(struct pt_request *r);
+
+/* try_files.c: the PRECONTENT handler of try_files. */
+int pt_static_try_files(struct pt_request *r);
+
+#endif
