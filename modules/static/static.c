@@ -87,7 +87,10 @@ static const char *const builtin_types[] = {
 
 static int type_order(const void *a, const void *b)
 {
-    return strcmp(((const struct mime_type *)a)->ext, ((const struct mime_type *)b)->ext);
+    const struct mime_type *x = a, *y = b;
+    int d = strcmp(x->ext, y->ext);
+
+    return d ? d : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 /* Adds the line "TYPE EXT..." (nginx's types line, split as nginx splits it) to <t>.
@@ -114,7 +117,7 @@ static int add_types_line(struct pt_conf *cf, struct mime_types *t, const char *
         }
         for (char *p = w[i]; *p; p++)
             *p = (char)pt_lower(*p);
-        t->t[t->n++] = (struct mime_type){w[i], w[0]};
+        t->t[t->n++] = (struct mime_type){w[i], w[0], t->named++};
     }
     return PT_OK;
 }
@@ -125,21 +128,11 @@ static void finish_types(struct mime_types *t)
 {
     int n = 0;
 
-    if (t->n == 0)
-        return;
-    /* A stable order for equal extensions: mergesort is not in C, so the first is found by
-     * position before sorting loses it. */
+    qsort(t->t, (size_t)t->n, sizeof(*t->t), type_order);
     for (int i = 0; i < t->n; i++)
-        for (int j = 0; j < i; j++)
-            if (t->t[j].ext && t->t[i].ext && strcmp(t->t[i].ext, t->t[j].ext) == 0) {
-                t->t[i].ext = NULL;
-                break;
-            }
-    for (int i = 0; i < t->n; i++)
-        if (t->t[i].ext)
+        if (n == 0 || strcmp(t->t[i].ext, t->t[n - 1].ext) != 0)
             t->t[n++] = t->t[i];
     t->n = n;
-    qsort(t->t, (size_t)t->n, sizeof(*t->t), type_order);
 }
 
 /* Reads the system's types into <t>: PT_OK, PT_DECLINED when the file is absent. */

@@ -14,12 +14,14 @@
 struct mime_type {
     const char *ext; /* lower-case, without the dot */
     const char *type;
+    int seq; /* the order it was named in: of an extension named twice, the first wins */
 };
 
 /* A types table: sorted by extension. */
 struct mime_types {
     struct mime_type *t;
     int n, cap;
+    int named; /* extensions named so far: the next one's seq */
 };
 
 /* One argument of try_files: a file (a directory with a trailing '/'), or the last one. */
