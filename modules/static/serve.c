@@ -320,8 +320,19 @@ static int if_range_holds(struct pt_request *r, time_t mtime, struct pt_str etag
 
 /* ---- the answer -------------------------------------------------------------------------- */
 
+/* <n> bytes of <s> copied into r's pool; p NULL when out of memory. */
+static struct pt_str copy(struct pt_request *r, const char *s, size_t n)
+{
+    char *p = pt_pstrndup(r->pool, s, n);
+
+    return (struct pt_str){p, p ? n : 0};
+}
+
+/* Adds the response field <name>: <value> (PT_ERROR for a value a copy failed to make). */
 static int add(struct pt_request *r, const char *name, struct pt_str value)
 {
+    if (value.p == NULL)
+        return PT_ERROR;
     return pt_header_add(r, &r->out, pt_str_c(name), value);
 }
 
@@ -374,8 +385,7 @@ static int not_satisfiable(struct pt_request *r, int64_t size)
     r->status = 416;
     page = pt_http_error_page(r, 416);
     if (add(r, "Content-Type", PT_STR("text/html")) != PT_OK ||
-        add(r, "Content-Range", (struct pt_str){pt_pstrndup(r->pool, cr, (size_t)n), (size_t)n}) !=
-            PT_OK)
+        add(r, "Content-Range", copy(r, cr, (size_t)n)) != PT_OK)
         return PT_ERROR;
     r->out_length = (int64_t)page.len;
     if (pt_http_send_header(r) != PT_OK)
@@ -394,12 +404,10 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
 
     n = snprintf(tag, sizeof(tag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
                  (unsigned long long)size);
-    etag = (struct pt_str){pt_pstrndup(r->pool, tag, (size_t)n), (size_t)n};
+    etag = copy(r, tag, (size_t)n);
     r->status = 200;
     if (add(r, "Content-Type", pt_static_type(r, lc, path)) != PT_OK ||
-        add(r, "Last-Modified",
-            pt_str_c(pt_pstrndup(r->pool, date, pt_http_format_date(st->st_mtime, date)))) !=
-            PT_OK ||
+        add(r, "Last-Modified", copy(r, date, pt_http_format_date(st->st_mtime, date))) != PT_OK ||
         add(r, "ETag", etag) != PT_OK)
         return PT_ERROR;
     if ((rc = preconditions(r, st->st_mtime, etag)) == 412)
@@ -421,8 +429,7 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
             pt_header_remove(&r->out, "Accept-Ranges");
             n = snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)first,
                          (long long)last - 1, (long long)size);
-            if (add(r, "Content-Range",
-                    (struct pt_str){pt_pstrndup(r->pool, cr, (size_t)n), (size_t)n}) != PT_OK)
+            if (add(r, "Content-Range", copy(r, cr, (size_t)n)) != PT_OK)
                 return PT_ERROR;
             break;
         case RANGE_NONE: first = 0, last = size; break;
