@@ -7,8 +7,9 @@
  * A URI ending in '/' tries the index files, each by an internal redirect as nginx; a
  * directory asked without its slash gets 301 to it.  Validators are nginx's: Last-Modified
  * from the file's mtime and the strong ETag "MTIME-SIZE" in hex; the preconditions follow
- * nginx's not_modified filter (If-Modified-Since compared exactly, If-None-Match weakly)
- * and its range filter (one range: 206; none satisfiable or malformed: 416).
+ * nginx's not_modified filter (If-Modified-Since compared exactly, If-None-Match weakly);
+ * ranges are ranges.c's.  The answer is a list of pieces (the file's bytes, a multipart's
+ * part heads) read and sent while the client takes them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,13 +26,6 @@
 
 /* How much of a file one read sends. */
 #define READ_CHUNK 65536
-
-struct file_ctx {
-    int fd;
-    off_t off;
-    int64_t left;
-    char *buf;
-};
 
 static int hex(char c)
 {
@@ -223,87 +217,7 @@ static int preconditions(struct pt_request *r, time_t mtime, struct pt_str etag)
     return 304;
 }
 
-/* ---- ranges (nginx's range filter) ------------------------------------------------------- */
-
-enum range { RANGE_NONE, RANGE_ONE, RANGE_BAD };
-
-/* Reads a run of digits at *<p> into *<v>; 0 when none or on overflow. */
-static int number(const char **p, const char *end, int64_t *v)
-{
-    const char *s = *p;
-
-    *v = 0;
-    while (*p < end && **p >= '0' && **p <= '9') {
-        if (*v > (INT64_MAX - 9) / 10)
-            return 0;
-        *v = *v * 10 + (**p - '0');
-        (*p)++;
-    }
-    return *p > s;
-}
-
-static void skip_spaces(const char **p, const char *end)
-{
-    while (*p < end && **p == ' ')
-        (*p)++;
-}
-
-/*
- * nginx's ngx_http_range_parse for the set <s> (after "bytes=") against <size>: RANGE_ONE
- * with [*first, *last) when exactly one range is satisfiable, RANGE_BAD (416) when the set
- * is malformed or none is, RANGE_NONE (the whole file) otherwise: a range from 0 that is
- * empty, several ranges (multipart answers are not made yet), more bytes asked than exist.
- */
-static enum range parse_ranges(struct pt_str s, int64_t size, int64_t *first, int64_t *last)
-{
-    const char *p = s.p, *end = s.p + s.len;
-    int64_t total = 0, start, stop;
-    int n = 0;
-
-    for (;;) {
-        int suffix = 0;
-        start = stop = 0;
-        skip_spaces(&p, end);
-        if (p < end && *p != '-') {
-            if (!number(&p, end, &start))
-                return RANGE_BAD;
-            skip_spaces(&p, end);
-            if (p == end || *p++ != '-')
-                return RANGE_BAD;
-            skip_spaces(&p, end);
-            if (p == end || *p == ',') {
-                stop = size;
-                goto found;
-            }
-        } else {
-            suffix = 1;
-            p++;
-        }
-        if (!number(&p, end, &stop))
-            return RANGE_BAD;
-        skip_spaces(&p, end);
-        if (p < end && *p != ',')
-            return RANGE_BAD;
-        if (suffix) {
-            start = stop < size ? size - stop : 0;
-            stop = size - 1;
-        }
-        stop = stop >= size ? size : stop + 1;
-    found:
-        if (start < stop) {
-            if (n++ == 0)
-                *first = start, *last = stop;
-            total += stop - start;
-        } else if (start == 0) {
-            return RANGE_NONE;
-        }
-        if (p == end || *p++ != ',')
-            break;
-    }
-    if (n == 0)
-        return RANGE_BAD;
-    return n > 1 || total > size ? RANGE_NONE : RANGE_ONE;
-}
+/* ---- ranges ----------------------------------------------------------------------------- */
 
 /* Whether If-Range lets a Range apply: its entity-tag is the file's exactly, or its date
  * the file's mtime (nginx). */
@@ -338,29 +252,37 @@ static int add(struct pt_request *r, const char *name, struct pt_str value)
 
 static void send_more(struct pt_request *r);
 
-/* Sends file bytes while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR. */
-static int send_file(struct pt_request *r, struct file_ctx *f)
+/* Sends the pieces while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR. */
+static int send_pieces(struct pt_request *r, struct file_ctx *f)
 {
-    while (f->left > 0) {
-        size_t n = (size_t)pt_min(f->left, READ_CHUNK);
+    while (f->cur < f->npieces) {
+        struct piece *pc = &f->pieces[f->cur];
+        int last = f->cur == f->npieces - 1;
         ssize_t got;
         if (pt_http_output_blocked(r)) {
             r->write_handler = send_more;
             return PT_AGAIN;
         }
+        if (pc->text.p || pc->len == 0) {
+            f->cur++;
+            if (pt_http_send_body(r, pc->text.p, pc->text.len, last) != PT_OK)
+                return PT_ERROR;
+            continue;
+        }
         if (f->buf == NULL && (f->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
             return PT_ERROR;
         do
-            got = pread(f->fd, f->buf, n, f->off);
+            got = pread(f->fd, f->buf, (size_t)pt_min(pc->len, READ_CHUNK), pc->off);
         while (got < 0 && errno == EINTR);
         if (got <= 0) {
             pt_log(PT_LOG_CRIT, "pread() of a file being served failed: %s",
                    got < 0 ? strerror(errno) : "the file shrank");
             return PT_ERROR;
         }
-        f->off += got;
-        f->left -= got;
-        if (pt_http_send_body(r, f->buf, (size_t)got, f->left == 0) != PT_OK)
+        pc->off += got;
+        pc->len -= got;
+        f->cur += pc->len == 0;
+        if (pt_http_send_body(r, f->buf, (size_t)got, last && pc->len == 0) != PT_OK)
             return PT_ERROR;
     }
     return PT_OK;
@@ -368,7 +290,7 @@ static int send_file(struct pt_request *r, struct file_ctx *f)
 
 static void send_more(struct pt_request *r)
 {
-    int rc = send_file(r, r->ctx[pt_static_module.index]);
+    int rc = send_pieces(r, r->ctx[pt_static_module.index]);
 
     if (rc != PT_AGAIN)
         pt_http_finalize(r, rc);
@@ -397,9 +319,9 @@ static int not_satisfiable(struct pt_request *r, int64_t size)
 static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct file_ctx *f,
                   const struct stat *st, struct pt_str path)
 {
-    char date[PT_HTTP_DATE_LEN], tag[48], cr[80];
+    char date[PT_HTTP_DATE_LEN], tag[48];
     struct pt_str etag, range = field(r, "Range");
-    int64_t size = st->st_size, first = 0, last = size;
+    int64_t size = st->st_size;
     int n, rc;
 
     n = snprintf(tag, sizeof(tag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
@@ -420,29 +342,25 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
     }
     if (add(r, "Accept-Ranges", PT_STR("bytes")) != PT_OK)
         return PT_ERROR;
+    f->pieces = &f->whole;
+    f->npieces = 1;
+    f->whole = (struct piece){PT_NULL_STR, 0, size};
     if (range.len >= 7 && strncasecmp(range.p, "bytes=", 6) == 0 &&
         if_range_holds(r, st->st_mtime, etag)) {
-        switch (parse_ranges((struct pt_str){range.p + 6, range.len - 6}, size, &first, &last)) {
-        case RANGE_BAD: return not_satisfiable(r, size);
-        case RANGE_ONE:
-            r->status = 206;
-            pt_header_remove(&r->out, "Accept-Ranges");
-            n = snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)first,
-                         (long long)last - 1, (long long)size);
-            if (add(r, "Content-Range", copy(r, cr, (size_t)n)) != PT_OK)
-                return PT_ERROR;
-            break;
-        case RANGE_NONE: first = 0, last = size; break;
-        }
+        rc = pt_static_ranges(r, (struct pt_str){range.p + 6, range.len - 6}, size, f);
+        if (rc == 416)
+            return not_satisfiable(r, size);
+        if (rc != PT_OK)
+            return rc;
     }
-    r->out_length = last - first;
-    f->off = first;
-    f->left = last - first;
+    r->out_length = 0;
+    for (int i = 0; i < f->npieces; i++)
+        r->out_length += f->pieces[i].text.p ? (int64_t)f->pieces[i].text.len : f->pieces[i].len;
     if (pt_http_send_header(r) != PT_OK)
         return PT_ERROR;
-    if (r->header_only || f->left == 0)
+    if (r->header_only)
         return pt_http_send_body(r, NULL, 0, 1);
-    return send_file(r, f);
+    return send_pieces(r, f);
 }
 
 /* The 301 to the directory <r>'s URI names, with its slash (and the query). */

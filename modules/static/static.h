@@ -50,6 +50,21 @@ struct static_main_conf {
     struct mime_types types; /* /etc/mime.types, or the built-in table where it is absent */
 };
 
+/* What a file answer sends, in order: pieces of the file, or text (the part heads of a
+ * multipart/byteranges answer and its close). */
+struct piece {
+    struct pt_str text; /* p NULL: the file's bytes [off, off + len) */
+    int64_t off, len;
+};
+
+struct file_ctx {
+    int fd;
+    char *buf; /* READ_CHUNK bytes for reading the file, made on first use */
+    struct piece *pieces;
+    int npieces, cur;
+    struct piece whole; /* the one piece of an answer without ranges */
+};
+
 extern struct pt_module pt_static_module;
 
 /* static.c: the MIME type of <path> by its extension in <lc>'s table, else default_type. */
@@ -60,6 +75,12 @@ struct pt_str pt_static_type(struct pt_request *r, const struct static_loc_conf 
  * PT_OK, 400 for a URI that names no file (a NUL, an escaped dot segment), or PT_ERROR. */
 int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str uri,
                       struct pt_str *path);
+
+/* ranges.c: nginx's range filter for the file of <f> of <size> bytes and the byte-range set
+ * <set> (after "bytes="): PT_OK with f->pieces the answer (one range: 206 with its
+ * Content-Range; several: 206 multipart/byteranges; none that counts: unchanged, the whole
+ * file), 416 when the set is malformed or nothing in it is satisfiable, PT_ERROR. */
+int pt_static_ranges(struct pt_request *r, struct pt_str set, int64_t size, struct file_ctx *f);
 
 /* serve.c: the content handler (CONTENT phase). */
 int pt_static_handler(struct pt_request *r);

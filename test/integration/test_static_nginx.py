@@ -6,7 +6,8 @@ Location, Content-Range, Accept-Ranges) compared.  Covers files (small, empty, 1
 a UTF-8 name), HEAD, directories (index in order, the redirect that adds the slash, 403 without
 an index), 404, a file the workers cannot read, root at each level, alias in a prefix and a
 regex location, types and default_type, try_files (a URI, =404, a named location, an SPA's
-fallback), the validators and the conditional requests, single byte ranges and If-Range, and
+fallback), the validators and the conditional requests, byte ranges (one, and several as
+multipart/byteranges, the boundary aside) and If-Range, and
 paths that try to leave the root (where portier may refuse otherwise than nginx, never serve).
 nginx's configuration is written from portier's locations, so the two cannot drift apart.
 
@@ -191,11 +192,22 @@ def shown(body):
     return "sha256:%s (%d bytes)" % (hashlib.sha256(body).hexdigest()[:16], len(body))
 
 
+MULTIPART = "multipart/byteranges; boundary="
+
+
 def outcome(r, port):
-    """The parts of response <r> (from the server on <port>) that must be nginx's."""
+    """The parts of response <r> (from the server on <port>) that must be nginx's; a
+    multipart answer's boundary (a counter in nginx, random in portier, both 20 characters)
+    is replaced by BOUNDARY."""
     out = [("status", r.status)]
     if r.status in (200, 206):
-        out += [(h, r.header(h)) for h in CONTENT_HEADERS] + [("body", shown(r.body))]
+        body, ctype = r.body, r.header("Content-Type") or ""
+        if ctype.startswith(MULTIPART):
+            boundary = ctype[len(MULTIPART):]
+            body = body.replace(boundary.encode(), b"BOUNDARY")
+        out += [(h, r.header(h).replace(ctype, MULTIPART + "BOUNDARY")
+                 if h == "Content-Type" and ctype.startswith(MULTIPART) else r.header(h))
+                for h in CONTENT_HEADERS] + [("body", shown(body))]
     elif r.status == 304:
         out += [(h, r.header(h)) for h in ("ETag", "Last-Modified")]
     elif r.status in (301, 302):
@@ -545,6 +557,27 @@ class StaticSideBySide(harness.TestCase):
         got = self.assertLikeNginx([req("GET", "/hello.txt", 416, ("Range", "bytes=abc")),
                                     req("GET", "/hello.txt", 416, ("Range", "bytes=5-2"))])
         self.assertEqual(got[0]["Content-Range"], "bytes */59")
+
+    # -- several ranges: multipart/byteranges
+
+    def test_several_ranges_are_one_multipart_answer(self):
+        text = CONTENT[WWW + "hello.txt"]
+        got = self.assertLikeNginx([req("GET", "/hello.txt", 206, ("Range", "bytes=0-4,10-14")),
+                                    req("GET", "/hello.txt", 206, ("Range", "bytes=0-4, -5")),
+                                    req("GET", "/hello.txt", 206, ("Range", "bytes=0-9,5-14"))])
+        self.assertEqual(got[0]["Content-Type"], MULTIPART + "BOUNDARY")
+        self.assertEqual(got[0]["body"], shown(
+            b"\r\n--BOUNDARY\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-4/59\r\n\r\n"
+            + text[0:5] + b"\r\n--BOUNDARY\r\nContent-Type: text/plain\r\n"
+            b"Content-Range: bytes 10-14/59\r\n\r\n" + text[10:15] + b"\r\n--BOUNDARY--\r\n"))
+
+    def test_ranges_asking_more_than_the_file_get_it_whole(self):
+        self.assertLikeNginx([req("GET", "/hello.txt", 200, ("Range", "bytes=0-50,10-58"))])
+
+    def test_of_several_ranges_one_satisfiable_is_a_single_part(self):
+        got, = self.assertLikeNginx([req("GET", "/hello.txt", 206,
+                                         ("Range", "bytes=0-4,1000-2000"))])
+        self.assertEqual(got["Content-Range"], "bytes 0-4/59")
 
     def test_a_range_in_another_unit_is_ignored(self):
         got, = self.assertLikeNginx([req("GET", "/hello.txt", 200, ("Range", "lines=0-9"))])
