@@ -137,6 +137,13 @@ LOCATIONS = [
     location("/tryfb/", try_files="$uri @fallback"),
     location("@fallback", ret="200 fallback\n"),
     location("/app/", try_files="$uri /app/index.html"),
+    # expires (the headers module): each on the www tree through an alias.
+    location("/expmax/", alias="{TREE}/srv/www/", expires="max"),
+    location("/expepoch/", alias="{TREE}/srv/www/", expires="epoch"),
+    location("/exp1h/", alias="{TREE}/srv/www/", expires="1h30m"),
+    location("/expneg/", alias="{TREE}/srv/www/", expires="-1"),
+    location("/expmod/", alias="{TREE}/srv/www/", expires="modified +30d"),
+    location("/expoff/", alias="{TREE}/srv/www/", expires="off"),
 ]
 
 
@@ -557,6 +564,31 @@ class StaticSideBySide(harness.TestCase):
         got = self.assertLikeNginx([req("GET", "/hello.txt", 416, ("Range", "bytes=abc")),
                                     req("GET", "/hello.txt", 416, ("Range", "bytes=5-2"))])
         self.assertEqual(got[0]["Content-Range"], "bytes */59")
+
+    # -- expires
+
+    def expiry(self, port, target, headers=()):
+        r = ask(port, "GET", target, headers)
+        return r.status, r.header("Cache-Control"), r.header("Expires")
+
+    def test_expires_sets_cache_control_and_expires_as_nginx(self):
+        # Expires is compared where it does not depend on the second the answer is made.
+        cases = [("/expmax/hello.txt", True), ("/expepoch/hello.txt", True),
+                 ("/exp1h/hello.txt", False), ("/expneg/hello.txt", False),
+                 ("/expmod/hello.txt", True), ("/expoff/hello.txt", True)]
+        for target, whole in cases:
+            with self.subTest(target):
+                want = self.expiry(self.nports[0], target)
+                got = self.expiry(self.pports[0], target)
+                self.assertEqual(got if whole else got[:2], want if whole else want[:2])
+        self.assertEqual(self.expiry(self.pports[0], "/exp1h/hello.txt")[1], "max-age=5400")
+
+    def test_expires_goes_on_a_304_too(self):
+        target = "/expmax/hello.txt"
+        want = self.expiry(self.nports[0], target, [("If-None-Match", self.ETAG)])
+        self.assertEqual(want[0], 304)
+        self.assertEqual(self.expiry(self.pports[0], target, [("If-None-Match", self.ETAG)]),
+                         want)
 
     # -- several ranges: multipart/byteranges
 
