@@ -340,12 +340,12 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
         r->out_length = -1;
         return pt_http_send_header(r) == PT_OK ? pt_http_send_body(r, NULL, 0, 1) : PT_ERROR;
     }
-    if (add(r, "Accept-Ranges", PT_STR("bytes")) != PT_OK)
-        return PT_ERROR;
     f->pieces = &f->whole;
     f->npieces = 1;
     f->whole = (struct piece){PT_NULL_STR, 0, size};
-    if (range.len >= 7 && strncasecmp(range.p, "bytes=", 6) == 0 &&
+    if (!f->gz && add(r, "Accept-Ranges", PT_STR("bytes")) != PT_OK)
+        return PT_ERROR;
+    if (!f->gz && range.len >= 7 && strncasecmp(range.p, "bytes=", 6) == 0 &&
         if_range_holds(r, st->st_mtime, etag)) {
         rc = pt_static_ranges(r, (struct pt_str){range.p + 6, range.len - 6}, size, f);
         if (rc == 416)
@@ -361,6 +361,66 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
     if (r->header_only)
         return pt_http_send_body(r, NULL, 0, 1);
     return send_pieces(r, f);
+}
+
+/* ---- gzip_static ------------------------------------------------------------------------ */
+
+/* Whether <r> may get a gzip'ed file, as nginx's gzip_ok with its defaults: HTTP/1.1, not
+ * through a proxy (no Via: gzip_proxied off), and "gzip" in Accept-Encoding with a q above 0
+ * ("*" does not count, as in nginx). */
+static int takes_gzip(struct pt_request *r)
+{
+    struct pt_str ae = field(r, "Accept-Encoding");
+    const char *p = ae.p, *end = ae.p + ae.len;
+
+    if (r->h.version < 11 || field(r, "Via").p || ae.p == NULL)
+        return 0;
+    while (p < end) {
+        const char *m = p, *mend = memchr(p, ',', (size_t)(end - p)), *semi;
+        size_t n;
+        if (mend == NULL)
+            mend = end;
+        p = mend + 1;
+        while (m < mend && (*m == ' ' || *m == '\t'))
+            m++;
+        semi = memchr(m, ';', (size_t)(mend - m));
+        n = (size_t)((semi ? semi : mend) - m);
+        while (n && (m[n - 1] == ' ' || m[n - 1] == '\t'))
+            n--;
+        if (n != 4 || strncasecmp(m, "gzip", 4) != 0)
+            continue;
+        if (semi == NULL)
+            return 1;
+        /* "q=0", "q=0.", "q=0.000": refused; any other q takes it. */
+        for (semi++; semi < mend && (*semi == ' ' || *semi == '\t'); semi++)
+            ;
+        if (mend - semi < 2 || (semi[0] != 'q' && semi[0] != 'Q') || semi[1] != '=')
+            return 1;
+        for (semi += 2; semi < mend && (*semi == '0' || *semi == '.'); semi++)
+            ;
+        return semi < mend && *semi >= '1' && *semi <= '9';
+    }
+    return 0;
+}
+
+/* The file <path>.gz, open, when it is a regular file: its fd, else -1. */
+static int open_gz(struct pt_request *r, struct pt_str path)
+{
+    char *gz = pt_pnalloc(r->pool, path.len + 4);
+    struct stat st;
+    int fd;
+
+    if (gz == NULL)
+        return -1;
+    memcpy(gz, path.p, path.len);
+    memcpy(gz + path.len, ".gz", 4);
+    if ((fd = open(gz, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0)
+        return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* The 301 to the directory <r>'s URI names, with its slash (and the query). */
@@ -400,17 +460,21 @@ int pt_static_handler(struct pt_request *r)
         return method == PT_HTTP_POST ? 405 : serve_index(r, lc, path);
     if ((f = pt_palloc(r->pool, sizeof(*f))) == NULL)
         return PT_ERROR;
-    f->fd = open(path.p, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (f->fd < 0) {
+    f->fd = -1;
+    if (lc->gzip_static != GZIP_STATIC_OFF && method != PT_HTTP_POST &&
+        (lc->gzip_static == GZIP_STATIC_ALWAYS || takes_gzip(r)))
+        f->fd = open_gz(r, path);
+    f->gz = f->fd >= 0;
+    if (f->fd >= 0 &&
+        pt_header_add(r, &r->out, PT_STR("Content-Encoding"), PT_STR("gzip")) != PT_OK) {
+        close(f->fd);
+        return PT_ERROR;
+    }
+    if (f->fd < 0 && (f->fd = open(path.p, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0) {
         int e = errno;
-        if (e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG) {
-            pt_log(PT_LOG_ERR, "open() \"%s\" failed (%d: %s), client: %s", path.p, e, strerror(e),
-                   r->c->peer_text);
-            return 404;
-        }
         pt_log(PT_LOG_ERR, "open() \"%s\" failed (%d: %s), client: %s", path.p, e, strerror(e),
                r->c->peer_text);
-        return e == EACCES ? 403 : 500;
+        return e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : e == EACCES ? 403 : 500;
     }
     if (pt_pool_cleanup(r->pool, close_file, f) != PT_OK) {
         close(f->fd);

@@ -30,6 +30,9 @@ static int set_types(struct pt_conf *cf, const struct pt_directive *d, void *con
 
 static const int is_root = 0, is_alias = 1;
 
+static const struct pt_conf_enum gzip_static_values[] = {
+    {"off", GZIP_STATIC_OFF}, {"on", GZIP_STATIC_ON}, {"always", GZIP_STATIC_ALWAYS}, {NULL, 0}};
+
 static const struct pt_directive static_directives[] = {
     {"root", HSL, 0, PT_LOC_CONF, set_root, 0, &is_root,
      "the directory a request's URI is looked up under (variables allowed): the file of "
@@ -52,6 +55,11 @@ static const struct pt_directive static_directives[] = {
     {"default_type", HSL, 0, PT_LOC_CONF, pt_conf_set_str,
      offsetof(struct static_loc_conf, default_type), NULL,
      "the MIME type of a file whose extension no type names (default text/plain, as nginx)"},
+    {"gzip_static", HSL, 0, PT_LOC_CONF, pt_conf_set_enum,
+     offsetof(struct static_loc_conf, gzip_static), gzip_static_values,
+     "on: a file FILE.gz beside the file asked for is sent instead, with Content-Encoding: "
+     "gzip, to a client whose Accept-Encoding takes gzip (its own Last-Modified, ETag and "
+     "length; the type of the file asked for); always: to every client; off (default)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -207,7 +215,7 @@ static void *create_loc_conf(struct pt_conf *cf)
     struct static_loc_conf *lc = pt_palloc(cf->pool, sizeof(*lc));
 
     if (lc)
-        lc->nindex = PT_CONF_UNSET;
+        lc->nindex = lc->gzip_static = PT_CONF_UNSET;
     return lc;
 }
 
@@ -328,6 +336,7 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     /* try_files is not inherited: nginx's at server level serves only the requests no
      * location takes. */
     pt_conf_merge_ptr(c->types, p->types, NULL);
+    pt_conf_merge_int(c->gzip_static, p->gzip_static, GZIP_STATIC_OFF);
     pt_conf_merge_ptr(c->default_type, p->default_type, (char *)"text/plain");
     return PT_OK;
 }

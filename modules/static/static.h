@@ -44,7 +44,10 @@ struct static_loc_conf {
     int try_code;               /* ... the CODE */
     struct mime_types *types;   /* NULL: inherit (the main one at the top) */
     char *default_type;
+    int gzip_static; /* GZIP_STATIC_*; PT_CONF_UNSET: not set here */
 };
+
+enum { GZIP_STATIC_OFF, GZIP_STATIC_ON, GZIP_STATIC_ALWAYS };
 
 struct static_main_conf {
     struct mime_types types; /* /etc/mime.types, or the built-in table where it is absent */
@@ -63,6 +66,7 @@ struct file_ctx {
     struct piece *pieces;
     int npieces, cur;
     struct piece whole; /* the one piece of an answer without ranges */
+    unsigned gz : 1;    /* the gzip_static file is sent: no ranges of it, as nginx */
 };
 
 extern struct pt_module pt_static_module;

@@ -19,6 +19,7 @@ If-Range strongly; "try_files $uri $uri/ ..." on a directory without its slash r
 """
 
 import email.utils
+import gzip
 import hashlib
 import os
 import random
@@ -74,6 +75,9 @@ FILES = [
     ("srv/www/tryfb/exists.txt", b"tryfb: the URI itself\n"),
     ("srv/www/app/index.html", b"<title>app</title><div id=root></div>\n"),
     ("srv/www/app/app.css", b"#root { display: grid; }\n"),
+    ("srv/www/gz/site.css", b"p { margin: 0 auto; }\n" * 20),
+    ("srv/www/gz/site.css.gz", gzip.compress(b"p { margin: 0 auto; }\n" * 20, mtime=0)),
+    ("srv/www/gz/only-plain.css", b"p { color: red; }\n"),
     ("srv/alt/other/page.txt", b"from the location's own root\n"),
     ("srv/aliased/one.txt", b"from the alias\n"),
     ("srv/aliased/index.html", b"<title>aliased</title>the alias' index\n"),
@@ -144,6 +148,9 @@ LOCATIONS = [
     location("/expneg/", alias="{TREE}/srv/www/", expires="-1"),
     location("/expmod/", alias="{TREE}/srv/www/", expires="modified +30d"),
     location("/expoff/", alias="{TREE}/srv/www/", expires="off"),
+    # gzip_static: /gz/ on, /gzalways/ always, over the same files.
+    location("/gz/", gzip_static="on"),
+    location("/gzalways/", alias="{TREE}/srv/www/gz/", gzip_static="always"),
 ]
 
 
@@ -589,6 +596,33 @@ class StaticSideBySide(harness.TestCase):
         self.assertEqual(want[0], 304)
         self.assertEqual(self.expiry(self.pports[0], target, [("If-None-Match", self.ETAG)]),
                          want)
+
+    # -- gzip_static
+
+    def encoded(self, port, target, headers=()):
+        r = ask(port, "GET", target, headers)
+        return (r.status, r.header("Content-Encoding"), r.header("Content-Type"),
+                r.header("Content-Length"), r.header("ETag"), r.header("Last-Modified"),
+                r.header("Accept-Ranges"), hashlib.sha256(r.body).hexdigest())
+
+    def test_gzip_static_sends_the_gz_file_to_clients_that_take_gzip(self):
+        cases = [("/gz/site.css", [("Accept-Encoding", "gzip, deflate, br")]),
+                 ("/gz/site.css", [("Accept-Encoding", "br;q=1, GZIP;q=0.5")]),
+                 ("/gz/site.css", [("Accept-Encoding", "gzip;q=0")]),
+                 ("/gz/site.css", [("Accept-Encoding", "*")]),
+                 ("/gz/site.css", []),
+                 ("/gz/site.css", [("Accept-Encoding", "gzip"), ("Via", "1.1 cache")]),
+                 ("/gz/site.css", [("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")]),
+                 ("/gz/only-plain.css", [("Accept-Encoding", "gzip")]),
+                 ("/gzalways/site.css", []),
+                 ("/gzalways/only-plain.css", [])]
+        for target, headers in cases:
+            with self.subTest(target=target, headers=headers):
+                want = self.encoded(self.nports[0], target, headers)
+                self.assertEqual(self.encoded(self.pports[0], target, headers), want)
+        got = self.encoded(self.pports[0], "/gz/site.css", [("Accept-Encoding", "gzip")])
+        self.assertEqual(got[:3], (200, "gzip", "text/css"))
+        self.assertEqual(got[4], etag(WWW + "gz/site.css.gz"))
 
     # -- several ranges: multipart/byteranges
 
