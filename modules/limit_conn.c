@@ -372,8 +372,8 @@ static int count_request(struct pt_request *r, const struct pt_limit_conf *c,
     r->limit_conn_status = ST_PASSED;
     rc = pt_limit_conn_take(h, l->conn);
     if (rc == PT_DECLINED)
-        pt_limit_log(r, c->log_level, "limiting connections%s by zone \"%s\"",
-                     c->dry_run ? ", dry run," : "", h->zone->name);
+        pt_http_log(r, c->log_level, "limiting connections%s by zone \"%s\"",
+                    c->dry_run ? ", dry run," : "", h->zone->name);
     if (rc != PT_OK)
         return PT_DECLINED;
     if (pt_pool_cleanup(r->pool, give_back, h) != PT_OK) {

@@ -408,7 +408,7 @@ static void delay_watch(struct pt_request *r)
 {
     if (!client_gone(r))
         return;
-    pt_limit_log(r, PT_LOG_INFO, "client prematurely closed connection while delayed");
+    pt_http_log(r, PT_LOG_INFO, "client prematurely closed connection while delayed");
     r->status = 499;
     pt_http_abort(r);
 }
@@ -459,9 +459,9 @@ static int enforce(struct pt_request *r, const struct pt_limit_conf *c,
     case PT_LIMIT_REQ_NONE: return PT_DECLINED;
     case PT_LIMIT_REQ_PASSED: r->limit_req_status = ST_PASSED; return PT_DECLINED;
     case PT_LIMIT_REQ_REJECTED:
-        pt_limit_log(r, c->log_level, "limiting requests%s, excess: %lld.%03lld by zone \"%s\"",
-                     dry, (long long)(e / 1000), (long long)(e % 1000),
-                     c->limits->v[v->limit]->zone->name);
+        pt_http_log(r, c->log_level, "limiting requests%s, excess: %lld.%03lld by zone \"%s\"", dry,
+                    (long long)(e / 1000), (long long)(e % 1000),
+                    c->limits->v[v->limit]->zone->name);
         /* fall through */
     case PT_LIMIT_REQ_NO_ROOM:
         r->limit_req_status = c->dry_run ? ST_REJECTED_DRY_RUN : ST_REJECTED;
@@ -469,9 +469,9 @@ static int enforce(struct pt_request *r, const struct pt_limit_conf *c,
     case PT_LIMIT_REQ_DELAYED: break;
     }
     /* nginx logs a delay one level below a refusal (info stays info). */
-    pt_limit_log(r, c->log_level == PT_LOG_INFO ? PT_LOG_INFO : c->log_level - 1,
-                 "delaying request%s, excess: %lld.%03lld, by zone \"%s\"", dry,
-                 (long long)(e / 1000), (long long)(e % 1000), c->limits->v[v->limit]->zone->name);
+    pt_http_log(r, c->log_level == PT_LOG_INFO ? PT_LOG_INFO : c->log_level - 1,
+                "delaying request%s, excess: %lld.%03lld, by zone \"%s\"", dry,
+                (long long)(e / 1000), (long long)(e % 1000), c->limits->v[v->limit]->zone->name);
     r->limit_req_status = c->dry_run ? ST_DELAYED_DRY_RUN : ST_DELAYED;
     return c->dry_run ? PT_DECLINED : delay_request(r, v->delay_ms);
 }

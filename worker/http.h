@@ -434,6 +434,12 @@ int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t
  * write_handler runs. */
 int pt_http_output_blocked(const struct pt_request *r);
 
+/* Logs at <level> the message made of <fmt> and its arguments followed by the request's
+ * part of the line, as nginx writes it: ", client: ADDR, server: NAME, request: "LINE",
+ * host: "HOST"" (the client's bytes escaped).  Costs nothing below the log's level. */
+void pt_http_log(struct pt_request *r, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The page portier answers <status> with when it has no text of its own (in r's pool):
  * nginx's, with the request id when r->page_request_id. */
 struct pt_str pt_http_error_page(struct pt_request *r, int status);

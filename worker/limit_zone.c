@@ -4,7 +4,6 @@
  */
 #include "worker/limit_zone.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -559,33 +558,10 @@ int pt_limit_key(struct pt_request *r, const struct pt_limit_zone *lz, size_t ma
     if (key->len == 0)
         return PT_DECLINED;
     if (key->len > max) {
-        pt_limit_log(r, PT_LOG_ERR,
-                     "the value of the \"%s\" key is more than %zu bytes: \"%.*s%s\"", lz->key_src,
-                     max, (int)pt_min(key->len, KEY_SHOWN_MAX), key->p,
-                     key->len > KEY_SHOWN_MAX ? "..." : "");
+        pt_http_log(r, PT_LOG_ERR, "the value of the \"%s\" key is more than %zu bytes: \"%.*s%s\"",
+                    lz->key_src, max, (int)pt_min(key->len, KEY_SHOWN_MAX), key->p,
+                    key->len > KEY_SHOWN_MAX ? "..." : "");
         return PT_DECLINED;
     }
     return PT_OK;
-}
-
-void pt_limit_log(struct pt_request *r, int level, const char *fmt, ...)
-{
-    struct pt_http_srv_conf *sc = pt_http_srv_conf(r, pt_http_module);
-    const struct pt_http_request *h = &r->h;
-    const struct pt_http_header *host;
-    char msg[768];
-    va_list ap;
-
-    if (level < pt_log_level)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    host = pt_http_find_header(h->headers, h->nheaders, "host");
-    /* The request line from its parts: an error_page's pass may have replaced the method. */
-    pt_log(level, "%s, client: %s, server: %s, request: \"%.*s %.*s %.*s\"%s%.*s%s", msg,
-           r->c->peer_text, sc->server_name ? sc->server_name : "", (int)h->method.len, h->method.p,
-           (int)h->target.len, h->target.p, (int)h->protocol.len, h->protocol.p,
-           host ? ", host: \"" : "", host ? (int)host->value.len : 0, host ? host->value.p : "",
-           host ? "\"" : "");
 }

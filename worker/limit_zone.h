@@ -123,11 +123,6 @@ int pt_limit_conf_merge(struct pt_conf *cf, void *parent, void *child);
 int pt_limit_key(struct pt_request *r, const struct pt_limit_zone *lz, size_t max,
                  struct pt_str *key);
 
-/* Logs at <level> the message made of <fmt>, then nginx's context of <r>: ", client: ADDR,
- * server: NAME, request: "LINE", host: "HOST"". */
-void pt_limit_log(struct pt_request *r, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* --- the table; every call but pt_limit_lock() needs the lock held --- */
 
 /* Takes the lock of <lz>'s zone.  PT_OK; PT_ERROR (logged) when the lock or the zone is

@@ -100,15 +100,48 @@ static const char *escape(char *dst, size_t cap, struct pt_str s)
     return dst;
 }
 
-/* The request line of <r> as received: sliced from the head once it is parsed (it stays
- * in the buffer), else what the parser saw of it. */
-static struct pt_str request_line(const struct pt_request *r)
+/* The request line of <r> for a log, escaped into <dst> (<cap> bytes): from its parts once
+ * the head is parsed (an error_page's pass may have replaced the method with a static
+ * "GET", so the span from method to protocol is not one slice), else what the parser saw. */
+static const char *request_line(const struct pt_request *r, char *dst, size_t cap)
 {
     const struct pt_http_request *h = &r->h;
+    char m[64], t[512], p[32];
 
     if (r->phase < 0)
-        return h->err.request_line;
-    return (struct pt_str){h->method.p, (size_t)(h->protocol.p + h->protocol.len - h->method.p)};
+        return escape(dst, cap, h->err.request_line);
+    snprintf(dst, cap, "%s %s %s", escape(m, sizeof(m), h->method), escape(t, sizeof(t), h->target),
+             escape(p, sizeof(p), h->protocol));
+    return dst;
+}
+
+/* "<msg>, client: ..., server: ..., request: "...", host: "..."" at <level>, nginx's way. */
+static void log_with_request(struct pt_request *r, int level, const char *msg)
+{
+    struct pt_http_srv_conf *sc = r->server ? srv_conf_of(r->server) : NULL;
+    const struct pt_http_header *host = NULL;
+    char line[640], hbuf[300];
+
+    request_line(r, line, sizeof(line));
+    if (r->phase >= 0)
+        host = pt_http_find_header(r->h.headers, r->h.nheaders, "host");
+    pt_log(level, "%s, client: %s, server: %s%s%s%s%s%s%s", msg, r->c->peer_text,
+           sc && sc->server_name ? sc->server_name : "", line[0] ? ", request: \"" : "", line,
+           line[0] ? "\"" : "", host ? ", host: \"" : "",
+           host ? escape(hbuf, sizeof(hbuf), host->value) : "", host ? "\"" : "");
+}
+
+void pt_http_log(struct pt_request *r, int level, const char *fmt, ...)
+{
+    char msg[4096];
+    va_list ap;
+
+    if (level < pt_log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_with_request(r, level, msg);
 }
 
 /*
@@ -122,23 +155,18 @@ static void log_client_error(struct pt_request *r, const char *action, const cha
 
 static void log_client_error(struct pt_request *r, const char *action, const char *fmt, ...)
 {
-    struct pt_http_srv_conf *sc = srv_conf_of(r->server);
-    const struct pt_http_header *host = NULL;
-    char why[640], line[640], hbuf[300];
+    char why[640];
+    size_t n;
     va_list ap;
 
     if (pt_log_level > PT_LOG_INFO)
         return;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
+    n = (size_t)vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    escape(line, sizeof(line), request_line(r));
-    if (r->phase >= 0)
-        host = pt_http_find_header(r->h.headers, r->h.nheaders, "host");
-    pt_log(PT_LOG_INFO, "%s%s%s, client: %s, server: %s%s%s%s%s%s%s", why, action ? " while " : "",
-           action ? action : "", r->c->peer_text, sc->server_name ? sc->server_name : "",
-           line[0] ? ", request: \"" : "", line, line[0] ? "\"" : "", host ? ", host: \"" : "",
-           host ? escape(hbuf, sizeof(hbuf), host->value) : "", host ? "\"" : "");
+    if (action && n < sizeof(why))
+        snprintf(why + n, sizeof(why) - n, " while %s", action);
+    log_with_request(r, PT_LOG_INFO, why);
 }
 
 /* Logs why the parser refused the head of <r> (its req->err). */

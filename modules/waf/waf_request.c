@@ -32,20 +32,10 @@ struct waf_ctx {
     unsigned replaced : 1;  /* the upstream's response is dropped for <page> */
 };
 
-/* "client: ..., server: ..., request: "...", host: "..."": the request's part of a line. */
-static void log_line(struct pt_request *r, int level, const char *msg)
-{
-    struct pt_http_srv_conf *sc = r->srv_conf ? r->srv_conf[pt_http_module.index] : NULL;
-
-    pt_log(level, "%s, client: %s, server: %s, request: \"%.*s %.*s\", host: \"%.*s\"", msg,
-           r->c->peer_text, sc && sc->server_name ? sc->server_name : "", (int)r->h.method.len,
-           r->h.method.p, (int)r->h.target.len, r->h.target.p, (int)r->h.host.len, r->h.host.p);
-}
-
 void pt_waf_log_rule(void *data, const void *msg)
 {
     if (data && msg)
-        log_line(data, PT_LOG_WARN, msg);
+        pt_http_log(data, PT_LOG_WARN, "%s", (const char *)msg);
 }
 
 /* The request's transaction: r->waf_ctx, not r->ctx, which an error_page's pass clears. */
@@ -66,7 +56,8 @@ static int intervention(struct pt_request *r, struct waf_ctx *ctx)
 
     if (msc_intervention(ctx->t, &it) == 0)
         return 0;
-    log_line(r, PT_LOG_ERR, it.log ? it.log : "ModSecurity: intervention without a message");
+    pt_http_log(r, PT_LOG_ERR, "%s",
+                it.log ? it.log : "ModSecurity: intervention without a message");
     free(it.log);
     status = it.status;
     if (it.url) {
