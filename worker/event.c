@@ -16,6 +16,8 @@ static int epfd = -1;
 static struct pt_timer **heap;
 static uint32_t heap_len, heap_cap;
 static struct pt_event *posted_head, *posted_tail;
+/* Posted for the next round (ev->posted is 2): they run after its events. */
+static struct pt_event *next_head, *next_tail;
 struct deferred {
     void (*fn)(void *);
     void *p;
@@ -54,6 +56,19 @@ void pt_event_post(struct pt_event *ev)
     else
         posted_head = ev;
     posted_tail = ev;
+}
+
+void pt_event_post_next(struct pt_event *ev)
+{
+    if (ev->posted)
+        return;
+    ev->posted = 2;
+    ev->posted_next = NULL;
+    if (next_tail)
+        next_tail->posted_next = ev;
+    else
+        next_head = ev;
+    next_tail = ev;
 }
 
 static void run_posted(void)
@@ -111,6 +126,17 @@ int pt_event_add_read(struct pt_event *ev, int exclusive)
 void pt_event_del(struct pt_event *ev)
 {
     epoll_ctl(epfd, EPOLL_CTL_DEL, ev->fd, NULL);
+    /* Its memory may be gone by the next round: it leaves that list now.  (One posted for
+     * this round is skipped by its fd, and freed only after it.) */
+    if (ev->posted == 2) {
+        struct pt_event **pp = &next_head, *prev = NULL;
+        while (*pp != ev)
+            prev = *pp, pp = &(*pp)->posted_next;
+        *pp = ev->posted_next;
+        if (next_tail == ev)
+            next_tail = prev;
+        ev->posted = 0;
+    }
 }
 
 /* --- timers: a binary min-heap on <when>; each timer knows its slot for O(log n) moves --- */
@@ -233,8 +259,21 @@ void pt_loop_once(int max_wait_ms)
 
     /* Signals are blocked everywhere else and let in only while we wait, so a signal can
      * never slip in between checking the flags and going to sleep. */
+    int wait = next_head ? 0 : next_timeout(max_wait_ms);
+
+    /* What was posted for this round runs after its events, and is no reason to sleep. */
+    for (struct pt_event *ev = next_head; ev; ev = ev->posted_next)
+        ev->posted = 1;
+    if (next_head) {
+        if (posted_tail)
+            posted_tail->posted_next = next_head;
+        else
+            posted_head = next_head;
+        posted_tail = next_tail;
+        next_head = next_tail = NULL;
+    }
     sigemptyset(&empty);
-    n = epoll_pwait(epfd, events, MAX_EVENTS, next_timeout(max_wait_ms), &empty);
+    n = epoll_pwait(epfd, events, MAX_EVENTS, wait, &empty);
 
     pt_time_update();
     if (n < 0 && errno != EINTR)

@@ -72,6 +72,11 @@ void pt_loop_once(int max_wait_ms);
  * however much a client sends.  Posting twice before the call is the same as once. */
 void pt_event_post(struct pt_event *ev);
 
+/* Calls <ev>'s handler with PT_EV_POSTED in the next round of the loop, after that round's
+ * events (the loop does not sleep meanwhile): a connection that had its turn lets the
+ * others have theirs (sendfile_max_chunk).  An event posted either way runs once. */
+void pt_event_post_next(struct pt_event *ev);
+
 /* Calls <fn>(<p>) after the current round of events: an object closed by one handler may
  * still be named by an event later in the same epoll batch, so it must stay readable (and
  * must not be reused) until then; its event's fd set to -1 makes the loop skip it. */

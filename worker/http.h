@@ -72,6 +72,8 @@ struct pt_http_loc_conf {
     int reject_unexpected_body; /* 400 for GET, HEAD, DELETE, OPTIONS with a body */
     int64_t client_body_timeout;
     int64_t send_timeout;
+    int sendfile;               /* flag: files go out by sendfile where they can */
+    int64_t sendfile_max_chunk; /* bytes one connection sends before the others' turn */
     int64_t client_max_body_size;
     int64_t client_body_buffer_size; /* of a body read ahead, kept in memory (body_store.c) */
     char *client_body_temp_path;     /* where the rest of it goes */
@@ -193,6 +195,9 @@ struct pt_http_conn {
     unsigned error : 1;
     unsigned lingering : 1;
     unsigned linger_after : 1; /* linger once the pending output is out */
+    /* A file sent by pt_http_send_file waits for the socket (or yielded to the others): the
+     * request's write_handler runs when it takes more, though c->out is empty. */
+    unsigned file_wait : 1;
     union pt_sockaddr peer;
     uint16_t peer_port;
     char peer_text[INET6_ADDRSTRLEN];
@@ -288,6 +293,9 @@ struct pt_request {
     /* Unbuffered (proxy_buffering off, X-Accel-Buffering: no, an event stream): each piece
      * of the body leaves at once, through every filter (a compressor flushes it). */
     unsigned stream_out : 1;
+    /* A body filter changes or inspects this response's bytes (set by its header filter):
+     * they must pass through pt_http_send_body, never go out as a file. */
+    unsigned body_filtered : 1;
     /* A body on GET, HEAD, DELETE or OPTIONS: passed on, but a server that ignored it would
      * read it as a next request, so no connection it travelled on is kept. */
     unsigned unexpected_body : 1;
@@ -426,6 +434,20 @@ int pt_http_send_header(struct pt_request *r);
 /* Passes <len> body bytes through the body filters to the client (<last> on the final
  * call).  Returns PT_OK (all taken; some may wait in c->out), or PT_ERROR (client gone). */
 int pt_http_send_body(struct pt_request *r, const char *data, size_t len, int last);
+
+/* Sends up to <len> bytes of the file <fd> from <off> as <r>'s body, without copying them
+ * through user space (sendfile, or kernel TLS), after what waits in c->out; <last>: these
+ * are the body's last bytes.  Returns the bytes sent (> 0), PT_AGAIN when the socket must
+ * take more first (the request's write_handler runs when it does; set it with
+ * pt_http_wait_output), 0 when the file ended sooner (the caller says so and fails),
+ * PT_ERROR (the client is gone), or PT_DECLINED when this response cannot go so (a body filter
+ * takes its bytes, chunked framing, a transport without it): the caller reads the file and uses
+ * pt_http_send_body. */
+ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len, int last);
+
+/* Makes <handler> the request's write_handler, to run when the client takes more, and
+ * starts send_timeout for the wait unless it runs already. */
+void pt_http_wait_output(struct pt_request *r, void (*handler)(struct pt_request *r));
 
 /* The next body filter after <self> (the last one writes to the client). */
 int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t len, int last);

@@ -93,6 +93,14 @@ static const struct pt_directive http_directives[] = {
      "time between two reads of the request body (default 60s)"},
     {"send_timeout", HSL, 0, PT_LOC_CONF, pt_conf_set_msec, LOC(send_timeout), NULL,
      "time between two writes to the client (default 60s)"},
+    {"sendfile", HSL, 0, PT_LOC_CONF, pt_conf_set_flag, LOC(sendfile), NULL,
+     "on (default): files (static, not compressed or inspected on the way) go from the page "
+     "cache to the socket without a copy, by sendfile(2), or by kernel TLS where OpenSSL "
+     "and the kernel offer it (ssl_conf_command \"Options KTLS\", as nginx); off: read and "
+     "written.  nginx's default is off; distributions turn it on"},
+    {"sendfile_max_chunk", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(sendfile_max_chunk), NULL,
+     "bytes of a file one connection sends before the worker turns to the others, so that a "
+     "fast client of a big file does not hold it (default 2m, as nginx; 0: no limit)"},
     {"client_max_body_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_max_body_size), NULL,
      "largest request body; 413 past it; 0 = unlimited (default 1m)"},
     {"client_body_buffer_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_body_buffer_size),
@@ -190,6 +198,8 @@ static void *create_loc_conf(struct pt_conf *cf)
     lc->reject_unexpected_body = PT_CONF_UNSET;
     lc->client_body_timeout = PT_CONF_UNSET;
     lc->send_timeout = PT_CONF_UNSET;
+    lc->sendfile = PT_CONF_UNSET;
+    lc->sendfile_max_chunk = PT_CONF_UNSET;
     lc->client_max_body_size = PT_CONF_UNSET;
     lc->client_body_buffer_size = PT_CONF_UNSET;
     lc->server_tokens = PT_CONF_UNSET;
@@ -208,6 +218,8 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_int(c->reject_unexpected_body, p->reject_unexpected_body, 0);
     pt_conf_merge_int(c->client_body_timeout, p->client_body_timeout, 60000);
     pt_conf_merge_int(c->send_timeout, p->send_timeout, 60000);
+    pt_conf_merge_int(c->sendfile, p->sendfile, 1);
+    pt_conf_merge_int(c->sendfile_max_chunk, p->sendfile_max_chunk, 2 << 20);
     pt_conf_merge_int(c->client_max_body_size, p->client_max_body_size, 1 << 20);
     pt_conf_merge_int(c->client_body_buffer_size, p->client_body_buffer_size, 16384);
     pt_conf_merge_ptr(c->client_body_temp_path, p->client_body_temp_path, (char *)"/tmp");

@@ -863,6 +863,7 @@ static void request_done(struct pt_request *r)
     if (!discard_buffered_body(r))
         keepalive = 0;
     pt_http_request_free(r);
+    c->file_wait = 0;
     if (keepalive) {
         pt_http_conn_idle(c, lc->keepalive_timeout);
         return;
@@ -934,8 +935,9 @@ void pt_http_request_event(struct pt_request *r, unsigned events)
             pt_http_read_head(c);
         return;
     }
-    if (c->out && pt_buf_len(c->out) && c->s.writable) {
+    if (((c->out && pt_buf_len(c->out)) || c->file_wait) && c->s.writable) {
         int rc = pt_http_flush(c);
+        c->file_wait = 0;
         if (rc == PT_ERROR) {
             pt_http_abort(r);
             return;

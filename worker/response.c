@@ -190,7 +190,17 @@ int pt_http_output_blocked(const struct pt_request *r)
 {
     /* Bytes queued while the socket still takes more (a header waiting for its body) do
      * not block: the next write sends them along. */
-    return r->c->out && pt_buf_len(r->c->out) > 0 && (!r->c->s.writable || r->c->error);
+    return ((r->c->out && pt_buf_len(r->c->out) > 0) || r->c->file_wait) &&
+           (!r->c->s.writable || r->c->error);
+}
+
+void pt_http_wait_output(struct pt_request *r, void (*handler)(struct pt_request *r))
+{
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+
+    r->write_handler = handler;
+    if (!pt_timer_armed(&r->c->s.timer))
+        pt_timer_add(&r->c->s.timer, (uint64_t)lc->send_timeout);
 }
 
 int pt_http_write_raw(struct pt_http_conn *c, const char *data, size_t len)
@@ -351,6 +361,58 @@ static int write_body(struct pt_request *r, const char *data, size_t len, int la
     if (last)
         r->response_done = 1;
     return write_iov(r->c, iov, n);
+}
+
+ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len, int last)
+{
+    struct pt_http_conn *c = r->c;
+    ssize_t n;
+    int rc;
+
+    struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
+    int yield = 0;
+
+    if (r->body_filtered || r->chunked_out || r->header_only || r->response_done || !lc->sendfile ||
+        c->s.t->sendfile == NULL)
+        return PT_DECLINED;
+    if (c->error)
+        return PT_ERROR;
+    if (c->file_wait)
+        return PT_AGAIN; /* the socket is full, or the connection gave the others a turn */
+    if (lc->sendfile_max_chunk > 0 && (int64_t)len > lc->sendfile_max_chunk) {
+        len = (size_t)lc->sendfile_max_chunk;
+        yield = 1;
+        last = 0;
+    }
+    /* The header (and any body bytes before) go first: they wait in c->out. */
+    if ((rc = pt_http_flush(c)) != PT_OK)
+        return rc;
+    if (!c->s.writable) {
+        c->file_wait = 1;
+        return PT_AGAIN;
+    }
+    n = c->s.t->sendfile(&c->s, fd, off, len);
+    if (n == PT_AGAIN || n == PT_DECLINED) {
+        c->file_wait = n == PT_AGAIN;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (n < 0) {
+        c->error = 1;
+        return PT_ERROR;
+    }
+    c->file_wait = !c->s.writable;
+    if (yield && c->s.writable) {
+        /* Its turn is over: it goes on after this round's other events. */
+        c->file_wait = 1;
+        pt_event_post_next(&c->s.ev);
+    }
+    r->body_bytes_sent += n;
+    r->bytes_sent += n;
+    if (last && (size_t)n == len)
+        r->response_done = 1;
+    return n;
 }
 
 int pt_body_filter_next(struct pt_request *r, int self, const char *data, size_t len, int last)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 static int plain_handshake(struct pt_stream *s)
@@ -51,6 +52,22 @@ static ssize_t plain_send(struct pt_stream *s, const struct iovec *iov, int n)
     return w;
 }
 
+static ssize_t plain_sendfile(struct pt_stream *s, int fd, int64_t off, size_t len)
+{
+    off_t at = (off_t)off;
+    ssize_t w = sendfile(s->ev.fd, fd, &at, len);
+
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            return PT_ERROR;
+        s->writable = 0;
+        return PT_AGAIN;
+    }
+    if (w > 0 && (size_t)w < len)
+        s->writable = 0;
+    return w;
+}
+
 /* Nothing may be readable on an idle plain stream: an edge queued for bytes read while it
  * was busy is all that is allowed. */
 static int plain_idle_check(struct pt_stream *s)
@@ -70,6 +87,7 @@ const struct pt_transport pt_transport_plain = {
     .handshake = plain_handshake,
     .recv = plain_recv,
     .send = plain_send,
+    .sendfile = plain_sendfile,
     .idle_check = plain_idle_check,
     .shutdown = plain_nothing,
     .close = plain_nothing,

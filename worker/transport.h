@@ -40,6 +40,12 @@ struct pt_transport {
     /* As writev(): bytes taken (>= 0, possibly fewer than offered), PT_AGAIN, or PT_ERROR
      * (errno, as for recv).  Clears s->writable when the socket took less than offered. */
     ssize_t (*send)(struct pt_stream *s, const struct iovec *iov, int n);
+    /* As sendfile(): up to <len> bytes of the file <fd> from <off>, sent without copying
+     * them through user space.  Bytes taken (> 0; fewer than <len> when the socket filled,
+     * and s->writable is cleared), 0 when the file ended before <off> + <len>, PT_AGAIN,
+     * PT_ERROR (errno), or PT_DECLINED when this stream cannot send a file so (TLS without
+     * the kernel's record layer): the caller reads the file and uses send. */
+    ssize_t (*sendfile)(struct pt_stream *s, int fd, int64_t off, size_t len);
     /* An idle stream (nothing asked of the peer) turned readable: PT_OK when what came is
      * the transport's own business (a TLS session ticket) or nothing at all, PT_ERROR when
      * data, the end or an error came: the stream cannot carry another exchange. */

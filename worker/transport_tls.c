@@ -136,6 +136,32 @@ static ssize_t tls_send(struct pt_stream *s, const struct iovec *iov, int n)
     return total;
 }
 
+/* A file's bytes through the kernel's TLS record layer (kTLS, enabled as in nginx by
+ * ssl_conf_command Options KTLS and taken by OpenSSL when the kernel offers the cipher);
+ * without it, PT_DECLINED: the caller reads the file and encrypts it through tls_send. */
+static ssize_t tls_sendfile(struct pt_stream *s, int fd, int64_t off, size_t len)
+{
+#ifndef OPENSSL_NO_KTLS
+    SSL *ssl = s->tls;
+    ossl_ssize_t w;
+
+    if (!BIO_get_ktls_send(SSL_get_wbio(ssl)))
+        return PT_DECLINED;
+    ERR_clear_error();
+    errno = 0;
+    w = SSL_sendfile(ssl, fd, (off_t)off, len, 0);
+    if (w > 0) {
+        if ((size_t)w < len)
+            s->writable = 0;
+        return w;
+    }
+    return tls_wait_or_fail(s, SSL_get_error(ssl, (int)w), 0);
+#else
+    (void)s, (void)fd, (void)off, (void)len;
+    return PT_DECLINED;
+#endif
+}
+
 /* An idle stream's socket turned readable: a session ticket or a key update is OpenSSL's
  * to take (it wants more then); data, close_notify or an error end it. */
 static int tls_idle_check(struct pt_stream *s)
@@ -172,6 +198,7 @@ const struct pt_transport pt_transport_tls = {
     .handshake = tls_handshake,
     .recv = tls_recv,
     .send = tls_send,
+    .sendfile = tls_sendfile,
     .idle_check = tls_idle_check,
     .shutdown = tls_shutdown,
     .close = tls_close,

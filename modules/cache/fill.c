@@ -181,6 +181,7 @@ static int open_writer(struct cache_ctx *ctx, const struct cache_file_header *h,
         ctx->writer = NULL;
         return PT_DECLINED;
     }
+    r->body_filtered = 1;
     return PT_OK;
 }
 

@@ -188,7 +188,7 @@ static int send_file(struct cache_ctx *ctx)
         size_t n = (size_t)pt_min(ctx->left, READ_CHUNK);
         ssize_t got;
         if (pt_http_output_blocked(r)) {
-            r->write_handler = send_more;
+            pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
         /* One buffer for the whole body, however often the client makes us wait. */

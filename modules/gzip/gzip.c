@@ -441,6 +441,7 @@ static int header_filter(struct pt_request *r)
          * flushed out of the compressor as it comes. */
         ctx->flush = r->stream_out || pt_str_ieq(media_type(r), "text/event-stream");
         r->ctx[pt_gzip_module.index] = ctx;
+        r->body_filtered = 1;
     }
     /* The length is unknown until the end: chunked to the client. */
     r->out_length = -1;

@@ -199,6 +199,7 @@ int pt_waf_header_filter(struct pt_request *r)
 
     if (ctx == NULL || ctx->blocked)
         return PT_OK;
+    r->body_filtered = 1; /* phase 4 reads the body */
     for (int i = 0; i < r->out.n; i++)
         msc_add_n_response_header(ctx->t, (const unsigned char *)r->out.h[i].name.p,
                                   r->out.h[i].name.len, (const unsigned char *)r->out.h[i].value.p,
