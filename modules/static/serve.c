@@ -24,8 +24,13 @@
 #include "core/pool.h"
 #include "modules/static/static.h"
 
-/* How much of a file one read sends. */
+/* How much of a file one read sends (where it is read: sendfile off, a TLS connection
+ * without kernel TLS, a body filter on the way). */
 #define READ_CHUNK 65536
+
+/* A file piece smaller than this whose answer's header still waits is read and written
+ * with the header: one write and one packet instead of two, the same number of calls. */
+#define SENDFILE_MIN 16384
 
 static int hex(char c)
 {
@@ -103,13 +108,17 @@ int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, st
     return PT_OK;
 }
 
-static void close_file(void *arg)
+/* The answer to a file that could not be opened, as nginx's: 404 for one that is not there,
+ * 403 for one the workers may not read or a symbolic link refused, else 500; logged with
+ * the errno, never shown to the client. */
+static int open_failed(struct pt_request *r, const char *path, int err)
 {
-    struct file_ctx *f = arg;
+    int missing = err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG;
+    int forbidden = err == EACCES || err == ELOOP || err == EMLINK;
 
-    if (f->fd >= 0)
-        close(f->fd);
-    f->fd = -1;
+    pt_http_log(r, missing || forbidden ? PT_LOG_ERR : PT_LOG_CRIT, "open() \"%s\" failed (%d: %s)",
+                path, err, strerror(err));
+    return missing ? 404 : forbidden ? 403 : 500;
 }
 
 /* ---- index ------------------------------------------------------------------------------- */
@@ -118,7 +127,7 @@ static void close_file(void *arg)
  * a directory without one (no listing), 404 when the directory is not there. */
 static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str dir)
 {
-    struct stat st;
+    struct open_file of;
 
     for (int i = 0; i < lc->nindex; i++) {
         size_t n = strlen(lc->index[i]);
@@ -127,13 +136,12 @@ static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, s
             return PT_ERROR;
         memcpy(file, dir.p, dir.len);
         memcpy(file + dir.len, lc->index[i], n + 1);
-        if (stat(file, &st) != 0) {
-            if (errno == ENOENT || errno == ENOTDIR)
-                continue;
-            pt_log(errno == EACCES ? PT_LOG_ERR : PT_LOG_CRIT, "\"%s\" is not accessible: %s", file,
-                   strerror(errno));
-            return errno == EACCES ? 403 : 500;
-        }
+        if (pt_static_open(r, lc, (struct pt_str){file, dir.len + n}, 1, &of) != PT_OK)
+            return PT_ERROR;
+        if (of.err == ENOENT || of.err == ENOTDIR)
+            continue;
+        if (of.err)
+            return open_failed(r, file, of.err);
         if ((uri = pt_pnalloc(r->pool, r->uri.len + n + 1 + r->args.len + 1)) == NULL)
             return PT_ERROR;
         memcpy(uri, r->uri.p, r->uri.len);
@@ -146,7 +154,9 @@ static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, s
         }
         return pt_http_internal_redirect(r, (struct pt_str){uri, n});
     }
-    if (stat(dir.p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (pt_static_open(r, lc, dir, 1, &of) != PT_OK)
+        return PT_ERROR;
+    if (of.err || !S_ISDIR(of.st.st_mode)) {
         pt_log(PT_LOG_ERR, "\"%s\" is not found, client: %s", dir.p, r->c->peer_text);
         return 404;
     }
@@ -252,15 +262,37 @@ static int add(struct pt_request *r, const char *name, struct pt_str value)
 
 static void send_more(struct pt_request *r);
 
-/* Sends the pieces while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR. */
+/* Reads the next bytes of the file piece <pc> and passes them on: the bytes (> 0), or
+ * PT_ERROR. */
+static ssize_t read_and_send(struct pt_request *r, struct file_ctx *f, struct piece *pc, int last)
+{
+    ssize_t got;
+
+    if (f->buf == NULL && (f->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
+        return PT_ERROR;
+    do
+        got = pread(f->fd, f->buf, (size_t)pt_min(pc->len, READ_CHUNK), pc->off);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0) {
+        pt_http_log(r, PT_LOG_CRIT, "pread() of a file being served failed: %s",
+                    got < 0 ? strerror(errno) : "the file was truncated");
+        return PT_ERROR;
+    }
+    if (pt_http_send_body(r, f->buf, (size_t)got, last && got == pc->len) != PT_OK)
+        return PT_ERROR;
+    return got;
+}
+
+/* Sends the pieces while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR.
+ * File bytes go by pt_http_send_file where the response allows it, else are read. */
 static int send_pieces(struct pt_request *r, struct file_ctx *f)
 {
     while (f->cur < f->npieces) {
         struct piece *pc = &f->pieces[f->cur];
         int last = f->cur == f->npieces - 1;
-        ssize_t got;
+        ssize_t sent = PT_DECLINED;
         if (pt_http_output_blocked(r)) {
-            r->write_handler = send_more;
+            pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
         if (pc->text.p || pc->len == 0) {
@@ -269,21 +301,22 @@ static int send_pieces(struct pt_request *r, struct file_ctx *f)
                 return PT_ERROR;
             continue;
         }
-        if (f->buf == NULL && (f->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
-            return PT_ERROR;
-        do
-            got = pread(f->fd, f->buf, (size_t)pt_min(pc->len, READ_CHUNK), pc->off);
-        while (got < 0 && errno == EINTR);
-        if (got <= 0) {
-            pt_log(PT_LOG_CRIT, "pread() of a file being served failed: %s",
-                   got < 0 ? strerror(errno) : "the file shrank");
-            return PT_ERROR;
+        if (pc->len >= SENDFILE_MIN || r->c->out == NULL || pt_buf_len(r->c->out) == 0)
+            sent = pt_http_send_file(r, f->fd, pc->off, (size_t)pc->len, last);
+        if (sent == PT_AGAIN) {
+            pt_http_wait_output(r, send_more);
+            return PT_AGAIN;
         }
-        pc->off += got;
-        pc->len -= got;
-        f->cur += pc->len == 0;
-        if (pt_http_send_body(r, f->buf, (size_t)got, last && pc->len == 0) != PT_OK)
+        if (sent == 0)
+            pt_http_log(r, PT_LOG_CRIT, "sendfile() of a file being served failed: %s",
+                        "the file was truncated");
+        if (sent == PT_DECLINED)
+            sent = read_and_send(r, f, pc, last);
+        if (sent <= 0)
             return PT_ERROR;
+        pc->off += sent;
+        pc->len -= sent;
+        f->cur += pc->len == 0;
     }
     return PT_OK;
 }
@@ -363,18 +396,15 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
     return send_pieces(r, f);
 }
 
-/* ---- gzip_static ------------------------------------------------------------------------ */
+/* ---- gzip_static, brotli_static ------------------------------------------------------ */
 
-/* Whether <r> may get a gzip'ed file, as nginx's gzip_ok with its defaults: HTTP/1.1, not
- * through a proxy (no Via: gzip_proxied off), and "gzip" in Accept-Encoding with a q above 0
- * ("*" does not count, as in nginx). */
-static int takes_gzip(struct pt_request *r)
+/* Whether the Accept-Encoding <ae> takes <coding> with a q above 0 ("*" does not count, as
+ * in nginx). */
+static int accepts(struct pt_str ae, const char *coding)
 {
-    struct pt_str ae = field(r, "Accept-Encoding");
     const char *p = ae.p, *end = ae.p + ae.len;
+    size_t clen = strlen(coding);
 
-    if (r->h.version < 11 || field(r, "Via").p || ae.p == NULL)
-        return 0;
     while (p < end) {
         const char *m = p, *mend = memchr(p, ',', (size_t)(end - p)), *semi;
         size_t n;
@@ -387,7 +417,7 @@ static int takes_gzip(struct pt_request *r)
         n = (size_t)((semi ? semi : mend) - m);
         while (n && (m[n - 1] == ' ' || m[n - 1] == '\t'))
             n--;
-        if (n != 4 || strncasecmp(m, "gzip", 4) != 0)
+        if (n != clen || strncasecmp(m, coding, n) != 0)
             continue;
         if (semi == NULL)
             return 1;
@@ -403,24 +433,60 @@ static int takes_gzip(struct pt_request *r)
     return 0;
 }
 
-/* The file <path>.gz, open, when it is a regular file: its fd, else -1. */
-static int open_gz(struct pt_request *r, struct pt_str path)
-{
-    char *gz = pt_pnalloc(r->pool, path.len + 4);
-    struct stat st;
-    int fd;
+/* The precompressed forms, the first that applies wins: ngx_brotli's brotli_static (any
+ * client taking br), then nginx's gzip_static (with its gzip_ok defaults: HTTP/1.1, not
+ * through a proxy, as gzip_proxied off). */
+static const struct precompressed {
+    const char *coding, *suffix;
+    size_t conf;       /* the setting's offset in static_loc_conf */
+    int http11_direct; /* only HTTP/1.1 clients not behind a proxy (Via) */
+} precompressed[] = {
+    {"br", ".br", offsetof(struct static_loc_conf, brotli_static), 0},
+    {"gzip", ".gz", offsetof(struct static_loc_conf, gzip_static), 1},
+};
 
-    if (gz == NULL)
-        return -1;
-    memcpy(gz, path.p, path.len);
-    memcpy(gz + path.len, ".gz", 4);
-    if ((fd = open(gz, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0)
-        return -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -1;
+static int takes(struct pt_request *r, const struct precompressed *pc)
+{
+    struct pt_str ae = field(r, "Accept-Encoding");
+
+    if (pc->http11_direct && (r->h.version < 11 || field(r, "Via").p))
+        return 0;
+    return ae.p && accepts(ae, pc->coding);
+}
+
+/* Looks for a precompressed form of <path> the client takes: PT_OK with f->fd open on it
+ * and <of> its file (f->fd -1: none, the file itself is sent), 404 for one that is no
+ * regular file (as nginx), or PT_ERROR.  A form that cannot be opened is passed over. */
+static int open_precompressed(struct pt_request *r, const struct static_loc_conf *lc,
+                              struct pt_str path, struct file_ctx *f, struct open_file *of)
+{
+    for (size_t i = 0; i < sizeof(precompressed) / sizeof(precompressed[0]); i++) {
+        const struct precompressed *pc = &precompressed[i];
+        int mode = *(const int *)((const char *)lc + pc->conf);
+        char *name;
+        if (mode == GZIP_STATIC_OFF || (mode != GZIP_STATIC_ALWAYS && !takes(r, pc)))
+            continue;
+        if ((name = pt_pnalloc(r->pool, path.len + 4)) == NULL)
+            return PT_ERROR;
+        memcpy(name, path.p, path.len);
+        memcpy(name + path.len, pc->suffix, 4);
+        if (pt_static_open(r, lc, (struct pt_str){name, path.len + 3}, 0, of) != PT_OK)
+            return PT_ERROR;
+        if (of->err) {
+            if (of->err != ENOENT && of->err != ENOTDIR && of->err != ENAMETOOLONG)
+                pt_http_log(r, of->err == EACCES ? PT_LOG_ERR : PT_LOG_CRIT,
+                            "open() \"%s\" failed (%d: %s)", name, of->err, strerror(of->err));
+            continue;
+        }
+        if (!S_ISREG(of->st.st_mode)) {
+            pt_http_log(r, PT_LOG_CRIT, "\"%s\" is not a regular file", name);
+            return 404;
+        }
+        f->fd = of->fd;
+        f->gz = 1;
+        return pt_header_add(r, &r->out, PT_STR("Content-Encoding"), pt_str_c(pc->coding));
     }
-    return fd;
+    return PT_OK;
 }
 
 /* The 301 to the directory <r>'s URI names, with its slash (and the query). */
@@ -448,8 +514,8 @@ int pt_static_handler(struct pt_request *r)
 {
     const struct static_loc_conf *lc = pt_http_loc_conf(r, pt_static_module);
     struct file_ctx *f;
+    struct open_file of;
     struct pt_str path;
-    struct stat st;
     int method = r->h.method_id, rc;
 
     if (method != PT_HTTP_GET && method != PT_HTTP_HEAD && method != PT_HTTP_POST)
@@ -461,33 +527,21 @@ int pt_static_handler(struct pt_request *r)
     if ((f = pt_palloc(r->pool, sizeof(*f))) == NULL)
         return PT_ERROR;
     f->fd = -1;
-    if (lc->gzip_static != GZIP_STATIC_OFF && method != PT_HTTP_POST &&
-        (lc->gzip_static == GZIP_STATIC_ALWAYS || takes_gzip(r)))
-        f->fd = open_gz(r, path);
-    f->gz = f->fd >= 0;
-    if (f->fd >= 0 &&
-        pt_header_add(r, &r->out, PT_STR("Content-Encoding"), PT_STR("gzip")) != PT_OK) {
-        close(f->fd);
-        return PT_ERROR;
+    if (method != PT_HTTP_POST && (rc = open_precompressed(r, lc, path, f, &of)) != PT_OK)
+        return rc;
+    if (f->fd < 0) {
+        if (pt_static_open(r, lc, path, 0, &of) != PT_OK)
+            return PT_ERROR;
+        if (of.err)
+            return open_failed(r, path.p, of.err);
+        f->fd = of.fd;
     }
-    if (f->fd < 0 && (f->fd = open(path.p, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0) {
-        int e = errno;
-        pt_log(PT_LOG_ERR, "open() \"%s\" failed (%d: %s), client: %s", path.p, e, strerror(e),
-               r->c->peer_text);
-        return e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : e == EACCES ? 403 : 500;
-    }
-    if (pt_pool_cleanup(r->pool, close_file, f) != PT_OK) {
-        close(f->fd);
-        return PT_ERROR;
-    }
-    if (fstat(f->fd, &st) != 0)
-        return PT_ERROR;
-    if (S_ISDIR(st.st_mode))
+    if (S_ISDIR(of.st.st_mode))
         return to_directory(r);
-    if (!S_ISREG(st.st_mode))
+    if (!S_ISREG(of.st.st_mode))
         return 404;
     if (method == PT_HTTP_POST)
         return 405;
     r->ctx[pt_static_module.index] = f;
-    return answer(r, lc, f, &st, path);
+    return answer(r, lc, f, &of.st, path);
 }

@@ -25,6 +25,8 @@ static int set_root(struct pt_conf *cf, const struct pt_directive *d, void *conf
 static int set_index(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_try_files(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_types(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_open_file_cache(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_disable_symlinks(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 #define HSL (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
 
@@ -60,6 +62,31 @@ static const struct pt_directive static_directives[] = {
      "on: a file FILE.gz beside the file asked for is sent instead, with Content-Encoding: "
      "gzip, to a client whose Accept-Encoding takes gzip (its own Last-Modified, ETag and "
      "length; the type of the file asked for); always: to every client; off (default)"},
+    {"brotli_static", HSL, 0, PT_LOC_CONF, pt_conf_set_enum,
+     offsetof(struct static_loc_conf, brotli_static), gzip_static_values,
+     "as gzip_static for FILE.br and a client whose Accept-Encoding takes br (over HTTP/1.0 "
+     "and through proxies too, as ngx_brotli); tried before gzip_static; off (default)"},
+    {"open_file_cache", HSL, 0, PT_LOC_CONF, set_open_file_cache, 0, NULL,
+     "\"max=N [inactive=TIME]\" or \"off\" (default): each worker keeps up to N files open "
+     "with what stat said of them, the least recently used going first, and drops those "
+     "unused for inactive (default 60s) as requests come; a file changed or removed is "
+     "served as it was until open_file_cache_valid has passed, as in nginx"},
+    {"open_file_cache_valid", HSL, 0, PT_LOC_CONF, pt_conf_set_msec,
+     offsetof(struct static_loc_conf, open_file_cache_valid), NULL,
+     "how long a cached file (or error) is used before it is opened again (default 60s)"},
+    {"open_file_cache_min_uses", HSL, 0, PT_LOC_CONF, pt_conf_set_num,
+     offsetof(struct static_loc_conf, open_file_cache_min_uses), NULL,
+     "uses within inactive before a file's descriptor is kept open (default 1)"},
+    {"open_file_cache_errors", HSL, 0, PT_LOC_CONF, pt_conf_set_flag,
+     offsetof(struct static_loc_conf, open_file_cache_errors), NULL,
+     "on: a file that could not be opened (missing, forbidden) is remembered as such too "
+     "(default off)"},
+    {"disable_symlinks", HSL, 0, PT_LOC_CONF, set_disable_symlinks, 0, NULL,
+     "\"off\" (default: links are followed, as nginx), \"on\" (a symbolic link anywhere in "
+     "the path is refused: 403 for the file itself, 404 for a directory on the way) or "
+     "\"if_not_owner\" (a link is followed only where it and what it names have one "
+     "owner), with \"from=PART\" (variables allowed; \"from=$document_root\"): the path's "
+     "start that is not checked"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -214,8 +241,11 @@ static void *create_loc_conf(struct pt_conf *cf)
 {
     struct static_loc_conf *lc = pt_palloc(cf->pool, sizeof(*lc));
 
-    if (lc)
-        lc->nindex = lc->gzip_static = PT_CONF_UNSET;
+    if (lc == NULL)
+        return NULL;
+    lc->nindex = lc->gzip_static = lc->brotli_static = PT_CONF_UNSET;
+    lc->open_file_cache_valid = lc->open_file_cache_min_uses = PT_CONF_UNSET;
+    lc->open_file_cache_errors = lc->symlinks = PT_CONF_UNSET;
     return lc;
 }
 
@@ -311,6 +341,69 @@ static int set_types(struct pt_conf *cf, const struct pt_directive *d, void *con
     return PT_OK;
 }
 
+static int set_open_file_cache(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    struct static_loc_conf *lc = conf;
+    char *w[3];
+    int64_t max = 0, inactive = 60000;
+    int n = pt_conf_words(cf, cf->value, w, 3);
+
+    pt_unused(d);
+    if (n < 0)
+        return PT_ERROR;
+    if (lc->open_file_cache_set)
+        return pt_conf_error(cf, "\"open_file_cache\" is duplicate");
+    lc->open_file_cache_set = 1;
+    if (n == 1 && strcmp(w[0], "off") == 0)
+        return PT_OK;
+    for (int i = 0; i < n; i++) {
+        if (strncmp(w[i], "max=", 4) == 0 && pt_parse_int(w[i] + 4, &max) == PT_OK && max > 0 &&
+            max <= 1 << 24)
+            continue;
+        if (strncmp(w[i], "inactive=", 9) == 0 && pt_parse_msec(w[i] + 9, &inactive) == PT_OK)
+            continue;
+        return pt_conf_error(cf,
+                             "invalid open_file_cache parameter \"%s\": use \"max=N "
+                             "[inactive=TIME]\" (N from 1) or \"off\"",
+                             w[i]);
+    }
+    if (max == 0)
+        return pt_conf_error(cf, "\"open_file_cache\" must have the \"max\" parameter");
+    if ((lc->open_file_cache = pt_palloc(cf->pool, sizeof(*lc->open_file_cache))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    lc->open_file_cache->max = (int)max;
+    lc->open_file_cache->inactive = inactive;
+    return PT_OK;
+}
+
+static int set_disable_symlinks(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    static const struct pt_conf_enum modes[] = {
+        {"off", SYMLINKS_OFF}, {"on", SYMLINKS_ON}, {"if_not_owner", SYMLINKS_IF_NOT_OWNER}};
+    struct static_loc_conf *lc = conf;
+    char *w[3];
+    int n = pt_conf_words(cf, cf->value, w, 3);
+
+    pt_unused(d);
+    if (n < 0)
+        return PT_ERROR;
+    if (lc->symlinks != PT_CONF_UNSET)
+        return pt_conf_error(cf, "\"disable_symlinks\" is duplicate");
+    for (size_t i = 0; n >= 1 && n <= 2 && i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(w[0], modes[i].name) == 0)
+            lc->symlinks = modes[i].value;
+    if (lc->symlinks == PT_CONF_UNSET || (n == 2 && strncmp(w[1], "from=", 5) != 0))
+        return pt_conf_error(cf,
+                             "invalid disable_symlinks \"%s\": use \"off\", \"on\" or "
+                             "\"if_not_owner\", then \"from=PART\" if wanted",
+                             cf->value);
+    if (n == 2 && lc->symlinks == SYMLINKS_OFF)
+        return pt_conf_error(cf, "\"from=\" cannot be used with \"off\"");
+    if (n == 2 && (lc->symlinks_from = pt_template_compile(cf, w[1] + 5, PT_ESCAPE_NONE)) == NULL)
+        return PT_ERROR;
+    return PT_OK;
+}
+
 static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
 {
     struct static_loc_conf *p = parent, *c = child;
@@ -337,6 +430,19 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
      * location takes. */
     pt_conf_merge_ptr(c->types, p->types, NULL);
     pt_conf_merge_int(c->gzip_static, p->gzip_static, GZIP_STATIC_OFF);
+    pt_conf_merge_int(c->brotli_static, p->brotli_static, GZIP_STATIC_OFF);
+    if (!c->open_file_cache_set) {
+        c->open_file_cache = p->open_file_cache;
+        c->open_file_cache_set = p->open_file_cache_set;
+    }
+    pt_conf_merge_int(c->open_file_cache_valid, p->open_file_cache_valid, 60000);
+    pt_conf_merge_int(c->open_file_cache_min_uses, p->open_file_cache_min_uses, 1);
+    pt_conf_merge_int(c->open_file_cache_errors, p->open_file_cache_errors, 0);
+    if (c->symlinks == PT_CONF_UNSET) {
+        c->symlinks = p->symlinks;
+        c->symlinks_from = p->symlinks_from;
+    }
+    pt_conf_merge_int(c->symlinks, p->symlinks, SYMLINKS_OFF);
     pt_conf_merge_ptr(c->default_type, p->default_type, (char *)"text/plain");
     return PT_OK;
 }

@@ -44,10 +44,33 @@ struct static_loc_conf {
     int try_code;               /* ... the CODE */
     struct mime_types *types;   /* NULL: inherit (the main one at the top) */
     char *default_type;
-    int gzip_static; /* GZIP_STATIC_*; PT_CONF_UNSET: not set here */
+    int gzip_static;                         /* GZIP_STATIC_*; PT_CONF_UNSET: not set here */
+    int brotli_static;                       /* ... the same for FILE.br */
+    struct open_file_cache *open_file_cache; /* NULL: off */
+    unsigned open_file_cache_set : 1;        /* open_file_cache is written at this level */
+    int64_t open_file_cache_valid;           /* ms */
+    int64_t open_file_cache_min_uses;
+    int open_file_cache_errors;        /* flag */
+    int symlinks;                      /* disable_symlinks: SYMLINKS_* */
+    struct pt_template *symlinks_from; /* its from=; NULL: none */
 };
 
 enum { GZIP_STATIC_OFF, GZIP_STATIC_ON, GZIP_STATIC_ALWAYS };
+enum { SYMLINKS_OFF, SYMLINKS_ON, SYMLINKS_IF_NOT_OWNER };
+
+/* open_file_cache's settings; the table itself is each worker's (open_file.c). */
+struct open_file_cache {
+    int max;
+    int64_t inactive; /* ms */
+    void *state;      /* made on first use in each process */
+};
+
+/* What pt_static_open found. */
+struct open_file {
+    int fd;  /* -1: not open (it failed, or it was only looked at) */
+    int err; /* errno of the failure: ENOENT, EACCES, ELOOP (a link refused) ...; 0 */
+    struct stat st;
+};
 
 struct static_main_conf {
     struct mime_types types; /* /etc/mime.types, or the built-in table where it is absent */
@@ -79,6 +102,15 @@ struct pt_str pt_static_type(struct pt_request *r, const struct static_loc_conf 
  * PT_OK, 400 for a URI that names no file (a NUL, an escaped dot segment), or PT_ERROR. */
 int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str uri,
                       struct pt_str *path);
+
+/* open_file.c: opens <path> (NUL-terminated) for <r> under <lc>'s disable_symlinks and
+ * through its open_file_cache, or only looks at it (<test_only>: index, try_files; of->fd
+ * stays -1).  PT_OK with of->err 0, of->st and (unless test_only) of->fd, which the request
+ * holds until it ends (the caller never closes it), or with of->err the errno of the
+ * failure (ELOOP: a symbolic link disable_symlinks refuses; ENOTDIR: one among the
+ * directories under "on"); PT_ERROR when out of memory. */
+int pt_static_open(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str path,
+                   int test_only, struct open_file *of);
 
 /* ranges.c: nginx's range filter for the file of <f> of <size> bytes and the byte-range set
  * <set> (after "bytes="): PT_OK with f->pieces the answer (one range: 206 with its

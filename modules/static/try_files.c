@@ -17,7 +17,7 @@ int pt_static_try_files(struct pt_request *r)
 {
     const struct static_loc_conf *lc = pt_http_loc_conf(r, pt_static_module);
     struct pt_str name, path, to;
-    struct stat st;
+    struct open_file of;
     int rc;
 
     if (lc->try_last == NULL)
@@ -32,12 +32,15 @@ int pt_static_try_files(struct pt_request *r)
             continue;
         if (rc != PT_OK)
             return rc;
-        if (stat(path.p, &st) != 0) {
-            if (errno != ENOENT && errno != ENOTDIR && errno != ENAMETOOLONG)
-                pt_log(PT_LOG_ERR, "stat() \"%s\" failed: %s", path.p, strerror(errno));
+        if (pt_static_open(r, lc, path, 1, &of) != PT_OK)
+            return PT_ERROR;
+        if (of.err) {
+            if (of.err != ENOENT && of.err != ENOTDIR && of.err != ENAMETOOLONG)
+                pt_http_log(r, PT_LOG_ERR, "stat() \"%s\" failed (%d: %s)", path.p, of.err,
+                            strerror(of.err));
             continue;
         }
-        if (lc->try_files[i].dir ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode))
+        if (lc->try_files[i].dir ? !S_ISDIR(of.st.st_mode) : S_ISDIR(of.st.st_mode))
             continue;
         /* nginx takes the slash of "$uri/" off: the directory is then asked for without
          * it, and answers 301 to it, as any directory would. */
