@@ -41,7 +41,7 @@ static int hex(char c)
  * or a "." or ".." segment, which only an escaped slash can have made here (the normalizer
  * resolved those written as such), so that no escape leads out of the root.
  */
-static int decode_path(struct pt_request *r, struct pt_str uri, struct pt_str *out)
+int pt_static_decode_uri(struct pt_request *r, struct pt_str uri, struct pt_str *out)
 {
     char *p = pt_pnalloc(r->pool, uri.len + 1);
     size_t n = 0;
@@ -81,7 +81,7 @@ int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, st
     char *p;
     int rc;
 
-    if ((rc = decode_path(r, uri, &uri)) != PT_OK)
+    if ((rc = pt_static_decode_uri(r, uri, &uri)) != PT_OK)
         return rc;
     if (pt_template_eval(r, lc->root, &base) != PT_OK)
         return PT_ERROR;
@@ -114,8 +114,9 @@ static void close_file(void *arg)
 
 /* ---- index ------------------------------------------------------------------------------- */
 
-/* A URI ending in '/': the first index file that exists, by an internal redirect; 403 for
- * a directory without one (no listing), 404 when the directory is not there. */
+/* A URI ending in '/': the first index file that exists, by an internal redirect; for a
+ * directory without one, its listing with autoindex on, else 403; 404 when the directory is
+ * not there. */
 static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str dir)
 {
     struct stat st;
@@ -150,6 +151,8 @@ static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, s
         pt_log(PT_LOG_ERR, "\"%s\" is not found, client: %s", dir.p, r->c->peer_text);
         return 404;
     }
+    if (lc->autoindex)
+        return pt_static_autoindex(r, lc, dir);
     pt_log(PT_LOG_ERR, "directory index of \"%s\" is forbidden, client: %s", dir.p,
            r->c->peer_text);
     return 403;
