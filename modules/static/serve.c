@@ -116,7 +116,8 @@ static void close_file(void *arg)
 
 /* A URI ending in '/': the first index file that exists, by an internal redirect; for a
  * directory without one, its listing with autoindex on, else 403; 404 when the directory is
- * not there. */
+ * not there.  POST too, as nginx's index module: the redirect leads to a file, which answers
+ * it 405; nginx's autoindex lists for GET and HEAD only, so a POST without an index is 403. */
 static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str dir)
 {
     struct stat st;
@@ -151,7 +152,7 @@ static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, s
         pt_log(PT_LOG_ERR, "\"%s\" is not found, client: %s", dir.p, r->c->peer_text);
         return 404;
     }
-    if (lc->autoindex)
+    if (lc->autoindex && r->h.method_id != PT_HTTP_POST)
         return pt_static_autoindex(r, lc, dir);
     pt_log(PT_LOG_ERR, "directory index of \"%s\" is forbidden, client: %s", dir.p,
            r->c->peer_text);
@@ -460,7 +461,7 @@ int pt_static_handler(struct pt_request *r)
     if ((rc = pt_static_map_uri(r, lc, r->uri, &path)) != PT_OK)
         return rc;
     if (path.len && path.p[path.len - 1] == '/')
-        return method == PT_HTTP_POST ? 405 : serve_index(r, lc, path);
+        return serve_index(r, lc, path);
     if ((f = pt_palloc(r->pool, sizeof(*f))) == NULL)
         return PT_ERROR;
     f->fd = -1;

@@ -375,6 +375,14 @@ class AutoindexSideBySide(harness.TestCase):
     def test_a_directory_that_is_not_there_is_404(self):
         self.assertLikeNginx("GET", "/list/nope/", 404)
 
+    def test_post_to_a_directory_is_not_listed(self):
+        # nginx's index module takes POST (its redirect leads to the file, which refuses it);
+        # its autoindex lists only for GET and HEAD, so the end of the phase refuses it.
+        self.assertLikeNginx("POST", "/list/", 403)
+        self.assertLikeNginx("POST", "/noauto/", 403)
+        self.assertLikeNginx("POST", "/list/withindex/", 405)
+        self.assertLikeNginx("POST", "/list/nope/", 404)
+
 
 if __name__ == "__main__":
     harness.main()
