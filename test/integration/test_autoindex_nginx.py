@@ -173,9 +173,9 @@ def outcome(r, port):
     return tuple(out)
 
 
-def ask(port, method, target):
+def ask(port, method, target, version="HTTP/1.1"):
     with harness.Client(port) as c:
-        return c.request(method, target, host="localhost")
+        return c.request(method, target, host="localhost", version=version)
 
 
 def shown(body):
@@ -208,11 +208,11 @@ class AutoindexSideBySide(harness.TestCase):
             cls.pport = harness.free_port()
         cls.p = cls.class_portier(portier_http(cls.tree, cls.pport))
 
-    def assertLikeNginx(self, method, target, status):
+    def assertLikeNginx(self, method, target, status, version="HTTP/1.1"):
         """<method> <target> to both: nginx answers <status>, portier what nginx answers.
         Returns portier's answer as a dict."""
-        want = outcome(ask(self.nport, method, target), self.nport)
-        got = outcome(ask(self.pport, method, target), self.pport)
+        want = outcome(ask(self.nport, method, target, version), self.nport)
+        got = outcome(ask(self.pport, method, target, version), self.pport)
         self.assertEqual(want[0][1], status, "nginx answers %s %s otherwise" % (method, target))
         if got != want:
             g, w = dict(got), dict(want)
@@ -236,6 +236,10 @@ class AutoindexSideBySide(harness.TestCase):
             b"<html>\r\n<head><title>Index of /list/</title></head>\r\n<body>\r\n"
             b"<h1>Index of /list/</h1><hr><pre><a href=\"../\">../</a>\r\n"))
         self.assertTrue(got["body"].endswith(b"</pre><hr></body>\r\n</html>\r\n"))
+
+    def test_an_http_1_0_listing_ends_with_the_connection(self):
+        got = self.assertLikeNginx("GET", "/list/", 200, version="HTTP/1.0")
+        self.assertEqual((got["Content-Length"], got["Transfer-Encoding"]), (None, None))
 
     def test_a_listing_has_no_validators(self):
         got = self.assertLikeNginx("GET", "/list/", 200)
@@ -293,9 +297,15 @@ class AutoindexSideBySide(harness.TestCase):
         self.assertIn(b'<a href="link-dangling">', body)
         self.assertIn(b'<a href="a-fifo">', body)
 
+    def assertBothLog(self, line):
+        for log in (self.nginx.error_log, self.p.error_log):
+            self.assertIn(line, harness.read_file(log), log)
+
     def test_an_entry_the_workers_may_not_stat_is_left_out(self):
         body = self.assertLikeNginx("GET", "/list/", 200)["body"]
         self.assertNotIn(b"link-into-vault", body)
+        self.assertBothLog("stat() \"%s/www/list/link-into-vault\" failed (13: Permission denied)"
+                           % self.tree)
 
     def test_an_empty_directory_lists_only_the_parent(self):
         got = self.assertLikeNginx("GET", "/empty/", 200)
@@ -369,8 +379,8 @@ class AutoindexSideBySide(harness.TestCase):
 
     def test_a_directory_the_workers_may_not_read_is_403(self):
         self.assertLikeNginx("GET", "/list/locked/", 403)
-        self.assertIn("opendir() \"%s/www/list/locked\" failed (13: Permission denied)"
-                      % self.tree, harness.read_file(self.p.error_log))
+        self.assertBothLog("opendir() \"%s/www/list/locked\" failed (13: Permission denied)"
+                           % self.tree)
 
     def test_a_directory_that_is_not_there_is_404(self):
         self.assertLikeNginx("GET", "/list/nope/", 404)
