@@ -46,7 +46,7 @@ static int hex(char c)
  * or a "." or ".." segment, which only an escaped slash can have made here (the normalizer
  * resolved those written as such), so that no escape leads out of the root.
  */
-static int decode_path(struct pt_request *r, struct pt_str uri, struct pt_str *out)
+int pt_static_decode_uri(struct pt_request *r, struct pt_str uri, struct pt_str *out)
 {
     char *p = pt_pnalloc(r->pool, uri.len + 1);
     size_t n = 0;
@@ -86,7 +86,7 @@ int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, st
     char *p;
     int rc;
 
-    if ((rc = decode_path(r, uri, &uri)) != PT_OK)
+    if ((rc = pt_static_decode_uri(r, uri, &uri)) != PT_OK)
         return rc;
     if (pt_template_eval(r, lc->root, &base) != PT_OK)
         return PT_ERROR;
@@ -123,8 +123,10 @@ static int open_failed(struct pt_request *r, const char *path, int err)
 
 /* ---- index ------------------------------------------------------------------------------- */
 
-/* A URI ending in '/': the first index file that exists, by an internal redirect; 403 for
- * a directory without one (no listing), 404 when the directory is not there. */
+/* A URI ending in '/': the first index file that exists, by an internal redirect; for a
+ * directory without one, its listing with autoindex on, else 403; 404 when the directory is
+ * not there.  POST too, as nginx's index module: the redirect leads to a file, which answers
+ * it 405; nginx's autoindex lists for GET and HEAD only, so a POST without an index is 403. */
 static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str dir)
 {
     struct open_file of;
@@ -160,6 +162,8 @@ static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, s
         pt_log(PT_LOG_ERR, "\"%s\" is not found, client: %s", dir.p, r->c->peer_text);
         return 404;
     }
+    if (lc->autoindex && r->h.method_id != PT_HTTP_POST)
+        return pt_static_autoindex(r, lc, dir);
     pt_log(PT_LOG_ERR, "directory index of \"%s\" is forbidden, client: %s", dir.p,
            r->c->peer_text);
     return 403;
@@ -523,7 +527,7 @@ int pt_static_handler(struct pt_request *r)
     if ((rc = pt_static_map_uri(r, lc, r->uri, &path)) != PT_OK)
         return rc;
     if (path.len && path.p[path.len - 1] == '/')
-        return method == PT_HTTP_POST ? 405 : serve_index(r, lc, path);
+        return serve_index(r, lc, path);
     if ((f = pt_palloc(r->pool, sizeof(*f))) == NULL)
         return PT_ERROR;
     f->fd = -1;

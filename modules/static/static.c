@@ -1,6 +1,6 @@
 /*
- * static.c: the static module's configuration: nginx's root, alias, index, try_files, types
- * and default_type, and the MIME types table.
+ * static.c: the static module's configuration: nginx's root, alias, index, try_files, types,
+ * default_type, gzip_static and autoindex, and the MIME types table.
  *
  * The table at the top is the system's /etc/mime.types (Debian's media-types), read once per
  * configuration, or a small built-in one where that file is absent; a level with `types`
@@ -34,6 +34,12 @@ static const int is_root = 0, is_alias = 1;
 
 static const struct pt_conf_enum gzip_static_values[] = {
     {"off", GZIP_STATIC_OFF}, {"on", GZIP_STATIC_ON}, {"always", GZIP_STATIC_ALWAYS}, {NULL, 0}};
+
+static const struct pt_conf_enum autoindex_formats[] = {{"html", AUTOINDEX_HTML},
+                                                        {"json", AUTOINDEX_JSON},
+                                                        {"jsonp", AUTOINDEX_JSONP},
+                                                        {"xml", AUTOINDEX_XML},
+                                                        {NULL, 0}};
 
 static const struct pt_directive static_directives[] = {
     {"root", HSL, 0, PT_LOC_CONF, set_root, 0, &is_root,
@@ -87,6 +93,22 @@ static const struct pt_directive static_directives[] = {
      "\"if_not_owner\" (a link is followed only where it and what it names have one "
      "owner), with \"from=PART\" (variables allowed; \"from=$document_root\"): the path's "
      "start that is not checked"},
+    {"autoindex", HSL, 0, PT_LOC_CONF, pt_conf_set_flag,
+     offsetof(struct static_loc_conf, autoindex), NULL,
+     "on: a URI ending in '/' whose directory has no index file is answered with a listing "
+     "of the directory, as nginx's (names starting with '.' left out, directories first); "
+     "off (default): 403"},
+    {"autoindex_format", HSL, 0, PT_LOC_CONF, pt_conf_set_enum,
+     offsetof(struct static_loc_conf, autoindex_format), autoindex_formats,
+     "the listing's format: html (default), json, jsonp (the JSON passed to the function the "
+     "request's callback argument names; JSON without one) or xml"},
+    {"autoindex_exact_size", HSL, 0, PT_LOC_CONF, pt_conf_set_flag,
+     offsetof(struct static_loc_conf, autoindex_exact_size), NULL,
+     "on (default): the HTML listing gives file sizes in bytes; off: rounded to kilobytes, "
+     "megabytes or gigabytes (\"12K\"), as nginx rounds them"},
+    {"autoindex_localtime", HSL, 0, PT_LOC_CONF, pt_conf_set_flag,
+     offsetof(struct static_loc_conf, autoindex_localtime), NULL,
+     "on: the HTML listing's times are in the server's local time zone; off (default): GMT"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -246,6 +268,8 @@ static void *create_loc_conf(struct pt_conf *cf)
     lc->nindex = lc->gzip_static = lc->brotli_static = PT_CONF_UNSET;
     lc->open_file_cache_valid = lc->open_file_cache_min_uses = PT_CONF_UNSET;
     lc->open_file_cache_errors = lc->symlinks = PT_CONF_UNSET;
+    lc->autoindex = lc->autoindex_format = PT_CONF_UNSET;
+    lc->autoindex_exact_size = lc->autoindex_localtime = PT_CONF_UNSET;
     return lc;
 }
 
@@ -443,6 +467,10 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
         c->symlinks_from = p->symlinks_from;
     }
     pt_conf_merge_int(c->symlinks, p->symlinks, SYMLINKS_OFF);
+    pt_conf_merge_int(c->autoindex, p->autoindex, 0);
+    pt_conf_merge_int(c->autoindex_format, p->autoindex_format, AUTOINDEX_HTML);
+    pt_conf_merge_int(c->autoindex_exact_size, p->autoindex_exact_size, 1);
+    pt_conf_merge_int(c->autoindex_localtime, p->autoindex_localtime, 0);
     pt_conf_merge_ptr(c->default_type, p->default_type, (char *)"text/plain");
     return PT_OK;
 }

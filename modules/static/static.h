@@ -1,6 +1,7 @@
 /*
  * static.h: what the static module's files share: its configuration (static.c, with the
- * MIME types), the file handler (serve.c) and try_files (try_files.c).
+ * MIME types), the file handler (serve.c), try_files (try_files.c) and the directory
+ * listing (autoindex.c).
  */
 #ifndef PT_STATIC_H
 #define PT_STATIC_H
@@ -53,10 +54,15 @@ struct static_loc_conf {
     int open_file_cache_errors;        /* flag */
     int symlinks;                      /* disable_symlinks: SYMLINKS_* */
     struct pt_template *symlinks_from; /* its from=; NULL: none */
+    int autoindex; /* flags and AUTOINDEX_*; PT_CONF_UNSET: not set here */
+    int autoindex_format;
+    int autoindex_exact_size;
+    int autoindex_localtime;
 };
 
 enum { GZIP_STATIC_OFF, GZIP_STATIC_ON, GZIP_STATIC_ALWAYS };
 enum { SYMLINKS_OFF, SYMLINKS_ON, SYMLINKS_IF_NOT_OWNER };
+enum { AUTOINDEX_HTML, AUTOINDEX_JSON, AUTOINDEX_JSONP, AUTOINDEX_XML };
 
 /* open_file_cache's settings; the table itself is each worker's (open_file.c). */
 struct open_file_cache {
@@ -98,6 +104,10 @@ extern struct pt_module pt_static_module;
 struct pt_str pt_static_type(struct pt_request *r, const struct static_loc_conf *lc,
                              struct pt_str path);
 
+/* serve.c: <uri> with every %XX decoded, as nginx's URI is (in r's pool, NUL-terminated):
+ * PT_OK, 400 for a NUL or an escaped dot segment, or PT_ERROR. */
+int pt_static_decode_uri(struct pt_request *r, struct pt_str uri, struct pt_str *out);
+
 /* serve.c: the file path of <uri> under <lc>'s root or alias (in r's pool, NUL-terminated):
  * PT_OK, 400 for a URI that names no file (a NUL, an escaped dot segment), or PT_ERROR. */
 int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str uri,
@@ -123,5 +133,10 @@ int pt_static_handler(struct pt_request *r);
 
 /* try_files.c: the PRECONTENT handler of try_files. */
 int pt_static_try_files(struct pt_request *r);
+
+/* autoindex.c: answers a GET or HEAD of <r> with the listing of the directory <dir> (its
+ * path, with the trailing '/'), as nginx's autoindex: what a content handler returns (PT_OK,
+ * PT_AGAIN while the listing goes out, an HTTP status or PT_ERROR). */
+int pt_static_autoindex(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str dir);
 
 #endif
