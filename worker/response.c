@@ -2,6 +2,7 @@
  * response.c: writing responses: the status line and headers, the body filter chain and
  * its last link (framing and the socket), generated error pages.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -95,6 +96,13 @@ struct pt_header *pt_header_find(struct pt_headers *hs, const char *name)
             return &hs->h[i];
     return NULL;
 }
+
+/* How much of a file one read takes, where a file is read (sendfile off, TLS without kernel
+ * TLS, a body filter on the way). */
+#define READ_CHUNK 65536
+
+/* A piece of a file under this whose header still waits is read and written with it. */
+#define SENDFILE_MIN 16384
 
 /* --- the output buffer --- */
 
@@ -412,6 +420,28 @@ ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len,
     r->bytes_sent += n;
     if (last && (size_t)n == len)
         r->response_done = 1;
+    return n;
+}
+
+ssize_t pt_http_send_file_part(struct pt_request *r, int fd, int64_t off, int64_t len, int last,
+                               char **buf)
+{
+    struct pt_http_conn *c = r->c;
+    ssize_t n = PT_DECLINED;
+
+    if (len >= SENDFILE_MIN || c->out == NULL || pt_buf_len(c->out) == 0)
+        n = pt_http_send_file(r, fd, off, (size_t)len, last);
+    if (n != PT_DECLINED)
+        return n;
+    if (*buf == NULL && (*buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
+        return PT_ERROR;
+    do
+        n = pread(fd, *buf, (size_t)pt_min(len, READ_CHUNK), off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return n == 0 ? 0 : PT_ERROR;
+    if (pt_http_send_body(r, *buf, (size_t)n, last && n == len) != PT_OK)
+        return PT_ERROR;
     return n;
 }
 

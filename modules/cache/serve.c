@@ -17,8 +17,6 @@
 #include "modules/cache/policy.h"
 #include "worker/http_phase.h"
 
-#define READ_CHUNK (64 * 1024) /* file bytes read per step */
-
 int cache_apply_head(struct pt_request *r, char *head)
 {
     char *line = head, *eol;
@@ -185,25 +183,24 @@ static int send_file(struct cache_ctx *ctx)
     struct pt_request *r = ctx->r;
 
     while (ctx->left) {
-        size_t n = (size_t)pt_min(ctx->left, READ_CHUNK);
         ssize_t got;
         if (pt_http_output_blocked(r)) {
             pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
-        /* One buffer for the whole body, however often the client makes us wait. */
-        if (ctx->buf == NULL && (ctx->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
-            return PT_ERROR;
-        got = pread(ctx->file.fd, ctx->buf, n, ctx->off);
+        got = pt_http_send_file_part(r, ctx->file.fd, ctx->off, (int64_t)ctx->left, 1, &ctx->buf);
+        if (got == PT_AGAIN) {
+            pt_http_wait_output(r, send_more);
+            return PT_AGAIN;
+        }
         if (got <= 0) {
-            pt_log(PT_LOG_CRIT, "cannot read cache file of \"%.*s\": %s", (int)ctx->key.len,
-                   ctx->key.p, got < 0 ? strerror(errno) : "unexpected end");
+            if (!r->c->error)
+                pt_log(PT_LOG_CRIT, "cannot read cache file of \"%.*s\": %s", (int)ctx->key.len,
+                       ctx->key.p, got < 0 ? strerror(errno) : "unexpected end");
             return PT_ERROR;
         }
         ctx->off += got;
         ctx->left -= (uint64_t)got;
-        if (pt_http_send_body(r, ctx->buf, (size_t)got, ctx->left == 0) != PT_OK)
-            return PT_ERROR;
     }
     return PT_OK;
 }

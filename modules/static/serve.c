@@ -24,14 +24,6 @@
 #include "core/pool.h"
 #include "modules/static/static.h"
 
-/* How much of a file one read sends (where it is read: sendfile off, a TLS connection
- * without kernel TLS, a body filter on the way). */
-#define READ_CHUNK 65536
-
-/* A file piece smaller than this whose answer's header still waits is read and written
- * with the header: one write and one packet instead of two, the same number of calls. */
-#define SENDFILE_MIN 16384
-
 static int hex(char c)
 {
     return c >= '0' && c <= '9'   ? c - '0'
@@ -159,13 +151,12 @@ static int serve_index(struct pt_request *r, const struct static_loc_conf *lc, s
     if (pt_static_open(r, lc, dir, 1, &of) != PT_OK)
         return PT_ERROR;
     if (of.err || !S_ISDIR(of.st.st_mode)) {
-        pt_log(PT_LOG_ERR, "\"%s\" is not found, client: %s", dir.p, r->c->peer_text);
+        pt_http_log(r, PT_LOG_ERR, "\"%s\" is not found", dir.p);
         return 404;
     }
     if (lc->autoindex && r->h.method_id != PT_HTTP_POST)
         return pt_static_autoindex(r, lc, dir);
-    pt_log(PT_LOG_ERR, "directory index of \"%s\" is forbidden, client: %s", dir.p,
-           r->c->peer_text);
+    pt_http_log(r, PT_LOG_ERR, "directory index of \"%s\" is forbidden", dir.p);
     return 403;
 }
 
@@ -266,35 +257,13 @@ static int add(struct pt_request *r, const char *name, struct pt_str value)
 
 static void send_more(struct pt_request *r);
 
-/* Reads the next bytes of the file piece <pc> and passes them on: the bytes (> 0), or
- * PT_ERROR. */
-static ssize_t read_and_send(struct pt_request *r, struct file_ctx *f, struct piece *pc, int last)
-{
-    ssize_t got;
-
-    if (f->buf == NULL && (f->buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
-        return PT_ERROR;
-    do
-        got = pread(f->fd, f->buf, (size_t)pt_min(pc->len, READ_CHUNK), pc->off);
-    while (got < 0 && errno == EINTR);
-    if (got <= 0) {
-        pt_http_log(r, PT_LOG_CRIT, "pread() of a file being served failed: %s",
-                    got < 0 ? strerror(errno) : "the file was truncated");
-        return PT_ERROR;
-    }
-    if (pt_http_send_body(r, f->buf, (size_t)got, last && got == pc->len) != PT_OK)
-        return PT_ERROR;
-    return got;
-}
-
-/* Sends the pieces while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR.
- * File bytes go by pt_http_send_file where the response allows it, else are read. */
+/* Sends the pieces while the client takes them: PT_OK when all went, PT_AGAIN, PT_ERROR. */
 static int send_pieces(struct pt_request *r, struct file_ctx *f)
 {
     while (f->cur < f->npieces) {
         struct piece *pc = &f->pieces[f->cur];
         int last = f->cur == f->npieces - 1;
-        ssize_t sent = PT_DECLINED;
+        ssize_t sent;
         if (pt_http_output_blocked(r)) {
             pt_http_wait_output(r, send_more);
             return PT_AGAIN;
@@ -305,17 +274,13 @@ static int send_pieces(struct pt_request *r, struct file_ctx *f)
                 return PT_ERROR;
             continue;
         }
-        if (pc->len >= SENDFILE_MIN || r->c->out == NULL || pt_buf_len(r->c->out) == 0)
-            sent = pt_http_send_file(r, f->fd, pc->off, (size_t)pc->len, last);
+        sent = pt_http_send_file_part(r, f->fd, pc->off, pc->len, last, &f->buf);
         if (sent == PT_AGAIN) {
             pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
         if (sent == 0)
-            pt_http_log(r, PT_LOG_CRIT, "sendfile() of a file being served failed: %s",
-                        "the file was truncated");
-        if (sent == PT_DECLINED)
-            sent = read_and_send(r, f, pc, last);
+            pt_http_log(r, PT_LOG_CRIT, "file being served was truncated");
         if (sent <= 0)
             return PT_ERROR;
         pc->off += sent;
