@@ -380,8 +380,9 @@ ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len,
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];
     int yield = 0;
 
+    /* A transport that cannot is asked first: the header then goes with the bytes read. */
     if (r->body_filtered || r->chunked_out || r->header_only || r->response_done || !lc->sendfile ||
-        c->s.t->sendfile == NULL)
+        len == 0 || c->s.t->sendfile == NULL || c->s.t->sendfile(&c->s, fd, off, 0) == PT_DECLINED)
         return PT_DECLINED;
     if (c->error)
         return PT_ERROR;

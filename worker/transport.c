@@ -55,9 +55,11 @@ static ssize_t plain_send(struct pt_stream *s, const struct iovec *iov, int n)
 static ssize_t plain_sendfile(struct pt_stream *s, int fd, int64_t off, size_t len)
 {
     off_t at = (off_t)off;
-    ssize_t w = sendfile(s->ev.fd, fd, &at, len);
+    ssize_t w;
 
-    if (w < 0) {
+    if (len == 0)
+        return 0;
+    if ((w = sendfile(s->ev.fd, fd, &at, len)) < 0) {
         if (errno != EAGAIN && errno != EINTR)
             return PT_ERROR;
         s->writable = 0;

@@ -44,7 +44,8 @@ struct pt_transport {
      * them through user space.  Bytes taken (> 0; fewer than <len> when the socket filled,
      * and s->writable is cleared), 0 when the file ended before <off> + <len>, PT_AGAIN,
      * PT_ERROR (errno), or PT_DECLINED when this stream cannot send a file so (TLS without
-     * the kernel's record layer): the caller reads the file and uses send. */
+     * the kernel's record layer): the caller reads the file and uses send.  With <len> 0
+     * it only says whether it can (0, or PT_DECLINED), without a system call. */
     ssize_t (*sendfile)(struct pt_stream *s, int fd, int64_t off, size_t len);
     /* An idle stream (nothing asked of the peer) turned readable: PT_OK when what came is
      * the transport's own business (a TLS session ticket) or nothing at all, PT_ERROR when

@@ -147,6 +147,8 @@ static ssize_t tls_sendfile(struct pt_stream *s, int fd, int64_t off, size_t len
 
     if (!BIO_get_ktls_send(SSL_get_wbio(ssl)))
         return PT_DECLINED;
+    if (len == 0)
+        return 0;
     ERR_clear_error();
     errno = 0;
     w = SSL_sendfile(ssl, fd, (off_t)off, len, 0);
