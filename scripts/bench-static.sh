@@ -1,8 +1,7 @@
 # bench-static.sh: scripts/bench's static-file step, sourced by it (its functions and
 # variables in scope).  portier and nginx serving the same directory with root, one worker
-# each, no access log (test/bench/static-*.conf.in): nginx with sendfile, tcp_nopush and
-# open_file_cache; portier with whichever of those its `-t` accepts (they are said in the
-# output).  A 1 KiB and a 1 MiB file, each checked first (200 and the file's bytes), then
+# each, no access log (test/bench/static-*.conf.in), both with sendfile and open_file_cache
+# (nginx also with tcp_nopush, which portier has no need of).  A 1 KiB and a 1 MiB file, each checked first (200 and the file's bytes), then
 # req/s, MB/s, p50, p99 and CPU per request of each, the ratio portier / nginx, and syscalls
 # per request of each file.
 
@@ -29,55 +28,6 @@ static_files() {
     done
     chmod 755 "$PT_TMP/static"
     chmod 644 "$PT_TMP/static"/*
-}
-
-# portier_test CONF: the reason `portier -t` refuses CONF (its first line, without the file
-# and line), nothing when it accepts it; fails when it refuses.
-portier_test() {
-    local err
-    err=$("$PT_ROOT/build/portier" -t -c "$1" 2>&1 >/dev/null) && return 0
-    sed -n '1s/^portier: [^ ]*:[0-9]*: //p' <<<"$err"
-    return 1
-}
-
-# static_portier_template: writes $PT_TMP/static-portier.conf.in, test/bench's with each "#?"
-# line uncommented that `portier -t` accepts, tried one at a time and then together; sets
-# static_used to the names of those directives ("none" when there are none) and
-# static_refused to the others with portier's reason, a line each.
-static_portier_template() {
-    local src="$PT_ROOT/test/bench/static-portier.conf.in" probe="$PT_TMP/static-probe.conf"
-    local out="$PT_TMP/static-portier.conf.in" n name why script=(-e '') used=() p
-    static_used=none static_refused=""
-    cp "$src" "$out"
-    [[ -x $PT_ROOT/build/portier ]] || return 0 # start_proxy says so
-    p=$(pt_free_port) # -t does not listen, but wants a port
-    pt_render "$src" "$probe" "$backend" "$p"
-    if ! why=$(portier_test "$probe"); then
-        static_refused="the configuration without them ($why)"
-        return 0
-    fi
-    while IFS=: read -r n _; do
-        name=$(sed -n "${n}s/^#? *\([a-z_]*\).*/\1/p" "$src")
-        pt_render "$src" "$probe" "$backend" "$p"
-        sed -i "${n}s/^#? /  /" "$probe"
-        if why=$(portier_test "$probe"); then
-            script+=(-e "${n}s/^#? /  /")
-            used+=("$name")
-        else
-            static_refused+="${static_refused:+$'\n'}$name ($why)"
-        fi
-    done < <(grep -n '^#? ' "$src")
-    sed "${script[@]}" "$src" >"$out"
-    pt_render "$out" "$probe" "$backend" "$p"
-    if ((${#used[@]} > 0)) && ! why=$(portier_test "$probe"); then
-        static_refused+="${static_refused:+$'\n'}${used[*]} together ($why)"
-        cp "$src" "$out"
-        used=()
-    fi
-    # -t may have opened the error log: what it holds from now on is the measured server's
-    rm -f "$PT_TMP/portier-static-error.log"
-    ((${#used[@]} > 0)) && static_used=${used[*]}
-    return 0
 }
 
 # static_probe NAME CASE: one GET of CASE's file from NAME, which must answer 200 with the
@@ -200,8 +150,8 @@ static_syscalls() {
 
 if ((STATIC_SECONDS > 0)); then
     static_files
-    static_portier_template
-    start_proxy portier-static "$PT_TMP/static-portier.conf.in" "$PT_ROOT/build/portier" -c @CONF@
+    start_proxy portier-static "$PT_ROOT/test/bench/static-portier.conf.in" \
+        "$PT_ROOT/build/portier" -c @CONF@
     start_proxy nginx-static "$PT_ROOT/test/bench/static-nginx.conf.in" \
         nginx -p "$PT_TMP/" -c @CONF@ -e "$PT_TMP/nginx-static-error.log"
     echo
@@ -209,11 +159,9 @@ if ((STATIC_SECONDS > 0)); then
          "${STATIC_SECONDS}s x $ROUNDS rounds per file, one worker each, no access log;"
     echo "   nginx: sendfile on, tcp_nopush on, open_file_cache max=1000 inactive=60s," \
          "open_file_cache_valid 60s"
-    echo "   portier: of those, used (accepted by portier -t): $static_used"
-    if [[ -n $static_refused ]]; then
-        echo "   portier: not used (refused by portier -t):"
-        sed 's/^/     /' <<<"$static_refused"
-    fi
+    echo "   portier: sendfile on, open_file_cache max=1000 inactive=60s," \
+         "open_file_cache_valid 60s (no tcp_nopush: a small file goes with its header in" \
+         "one writev)"
     static_targets=()
     for name in "${static_procs[@]}"; do
         [[ -n ${pid[$name]:-} ]] || continue

@@ -325,8 +325,12 @@ struct pt_request {
     void *waf_ctx;
     int64_t bytes_sent, body_bytes_sent;
 
-    pt_http_event_handler read_handler;    /* client readable while a module owns the request */
-    pt_http_event_handler write_handler;   /* client output drained while a module owns it */
+    pt_http_event_handler read_handler;  /* client readable while a module owns the request */
+    pt_http_event_handler write_handler; /* client output drained while a module owns it */
+    /* The content handler's own header filter, run after every module's: its last word on
+     * what they made of the answer (the static module's byte ranges come after gzip and
+     * charset, as nginx's range filter). */
+    int (*last_header_filter)(struct pt_request *r);
     void (*cleanup)(struct pt_request *r); /* release upstream state when the request ends */
 
     const struct pt_upstream_tap *tap; /* NULL: nothing stands between it and the upstream */

@@ -487,6 +487,8 @@ static void restart(struct pt_request *r, enum pt_phase phase, void **loc_conf)
     memset(r->ctx, 0, (size_t)pt_modules_count() * sizeof(*r->ctx));
     r->tap = NULL;
     r->read_handler = r->write_handler = NULL;
+    r->last_header_filter = NULL;
+    r->body_filtered = 0;
     r->out.n = 0;
     r->status = 0;
     r->status_line = PT_NULL_STR;

@@ -3,6 +3,8 @@
  * its last link (framing and the socket), generated error pages.
  */
 #include <errno.h>
+#include <sys/socket.h>
+#include "worker/transport.h"
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -292,6 +294,8 @@ int pt_http_send_header(struct pt_request *r)
     for (int i = 0; i < r->hooks->nheader_filters; i++)
         if (r->hooks->header_filters[i](r) != PT_OK)
             return PT_ERROR;
+    if (r->last_header_filter && r->last_header_filter(r) != PT_OK)
+        return PT_ERROR;
     decide_framing(r);
     if (c->closing)
         r->keepalive = 0;
@@ -393,7 +397,12 @@ ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len,
         yield = 1;
         last = 0;
     }
-    /* The header (and any body bytes before) go first: they wait in c->out. */
+    /* EXPERIMENT */
+    if (c->out && pt_buf_len(c->out) && c->s.t == &pt_transport_plain && c->s.writable) {
+        ssize_t w = send(c->s.ev.fd, c->out->pos, pt_buf_len(c->out), MSG_MORE | MSG_NOSIGNAL);
+        if (w > 0)
+            c->out->pos += w;
+    }
     if ((rc = pt_http_flush(c)) != PT_OK)
         return rc;
     if (!c->s.writable) {

@@ -65,8 +65,8 @@ static ssize_t plain_sendfile(struct pt_stream *s, int fd, int64_t off, size_t l
         s->writable = 0;
         return PT_AGAIN;
     }
-    if (w > 0 && (size_t)w < len)
-        s->writable = 0;
+    /* A short count is a full socket, or a file that ended: the next call tells them apart
+     * (EAGAIN or 0), and waiting for an edge could wait forever in the second case. */
     return w;
 }
 

@@ -41,8 +41,9 @@ struct pt_transport {
      * (errno, as for recv).  Clears s->writable when the socket took less than offered. */
     ssize_t (*send)(struct pt_stream *s, const struct iovec *iov, int n);
     /* As sendfile(): up to <len> bytes of the file <fd> from <off>, sent without copying
-     * them through user space.  Bytes taken (> 0; fewer than <len> when the socket filled,
-     * and s->writable is cleared), 0 when the file ended before <off> + <len>, PT_AGAIN,
+     * them through user space.  Bytes taken (> 0; fewer than <len> when the socket filled
+     * or the file ended: s->writable is left as it was, and the next call says which), 0
+     * when the file ends at <off>, PT_AGAIN,
      * PT_ERROR (errno), or PT_DECLINED when this stream cannot send a file so (TLS without
      * the kernel's record layer): the caller reads the file and uses send.  With <len> 0
      * it only says whether it can (0, or PT_DECLINED), without a system call. */

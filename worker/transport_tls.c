@@ -152,11 +152,8 @@ static ssize_t tls_sendfile(struct pt_stream *s, int fd, int64_t off, size_t len
     ERR_clear_error();
     errno = 0;
     w = SSL_sendfile(ssl, fd, (off_t)off, len, 0);
-    if (w > 0) {
-        if ((size_t)w < len)
-            s->writable = 0;
-        return w;
-    }
+    if (w > 0)
+        return w; /* a short count: the next call says why (see transport.h) */
     return tls_wait_or_fail(s, SSL_get_error(ssl, (int)w), 0);
 #else
     (void)s, (void)fd, (void)off, (void)len;

@@ -138,8 +138,9 @@ static int open_path(int mode, const char *path, size_t from, int test_only, int
         *fd = -1;
         return e;
     }
-    /* As nginx's test with disable_symlinks: the file is opened to be looked at. */
-    if (test_only) {
+    /* As nginx's test with disable_symlinks: the file is opened to be looked at.  Nor is a
+     * directory kept open (nginx): nothing reads it. */
+    if (test_only || S_ISDIR(st->st_mode)) {
         close(*fd);
         *fd = -1;
     }
@@ -327,7 +328,7 @@ int pt_static_open(struct pt_request *r, const struct static_loc_conf *lc, struc
     }
     if (e && (now - e->validated >= (uint64_t)lc->open_file_cache_valid || e->symlinks != mode ||
               e->from != from || (e->err && !lc->open_file_cache_errors) ||
-              (!e->err && e->fd < 0 && !test_only))) {
+              (!e->err && e->fd < 0 && !test_only && !S_ISDIR(e->st.st_mode)))) {
         uses = e->uses; /* opened again below, its uses counted on */
         entry_remove(s, e);
         e = NULL;

@@ -160,6 +160,8 @@ int pt_static_ranges(struct pt_request *r, struct pt_str set, int64_t size, stru
     case PARSED_NONE: return PT_OK;
     case PARSED_SOME: break;
     }
+    if (f == NULL)
+        return PT_OK;
     r->status = 206;
     pt_header_remove(&r->out, "Accept-Ranges");
     if (n > 1)

@@ -280,7 +280,8 @@ static int send_pieces(struct pt_request *r, struct file_ctx *f)
             return PT_AGAIN;
         }
         if (sent == 0)
-            pt_http_log(r, PT_LOG_CRIT, "file being served was truncated");
+            pt_http_log(r, PT_LOG_CRIT, "file \"%s\" was truncated at %lld while being sent",
+                        f->path, (long long)pc->off);
         if (sent <= 0)
             return PT_ERROR;
         pc->off += sent;
@@ -296,6 +297,23 @@ static void send_more(struct pt_request *r)
 
     if (rc != PT_AGAIN)
         pt_http_finalize(r, rc);
+}
+
+/* The ranges asked for, once the header filters have run: none when they made the answer
+ * another one (gzip compressing it: no length any more), as nginx's range filter. */
+static int apply_ranges(struct pt_request *r)
+{
+    struct file_ctx *f = r->ctx[pt_static_module.index];
+    int rc;
+
+    if (r->status != 200 || r->out_length != f->size)
+        return PT_OK;
+    if ((rc = pt_static_ranges(r, f->range, f->size, f)) != PT_OK)
+        return rc == 416 ? PT_OK : rc; /* checked before: not again */
+    r->out_length = 0;
+    for (int i = 0; i < f->npieces; i++)
+        r->out_length += f->pieces[i].text.p ? (int64_t)f->pieces[i].text.len : f->pieces[i].len;
+    return PT_OK;
 }
 
 /* 416 with the size the client may ask within, and nginx's page. */
@@ -338,6 +356,7 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
         return 412;
     if (rc == 304) {
         pt_header_remove(&r->out, "Content-Type");
+        pt_header_remove(&r->out, "Content-Encoding"); /* a precompressed file's (nginx) */
         r->status = 304;
         r->out_length = -1;
         return pt_http_send_header(r) == PT_OK ? pt_http_send_body(r, NULL, 0, 1) : PT_ERROR;
@@ -347,17 +366,15 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
     f->whole = (struct piece){PT_NULL_STR, 0, size};
     if (!f->gz && add(r, "Accept-Ranges", PT_STR("bytes")) != PT_OK)
         return PT_ERROR;
+    r->out_length = size;
     if (!f->gz && range.len >= 7 && strncasecmp(range.p, "bytes=", 6) == 0 &&
         if_range_holds(r, st->st_mtime, etag)) {
-        rc = pt_static_ranges(r, (struct pt_str){range.p + 6, range.len - 6}, size, f);
-        if (rc == 416)
+        f->range = (struct pt_str){range.p + 6, range.len - 6};
+        f->size = size;
+        if (pt_static_ranges(r, f->range, size, NULL) == 416)
             return not_satisfiable(r, size);
-        if (rc != PT_OK)
-            return rc;
+        r->last_header_filter = apply_ranges;
     }
-    r->out_length = 0;
-    for (int i = 0; i < f->npieces; i++)
-        r->out_length += f->pieces[i].text.p ? (int64_t)f->pieces[i].text.len : f->pieces[i].len;
     if (pt_http_send_header(r) != PT_OK)
         return PT_ERROR;
     if (r->header_only)
@@ -367,38 +384,104 @@ static int answer(struct pt_request *r, const struct static_loc_conf *lc, struct
 
 /* ---- gzip_static, brotli_static ------------------------------------------------------ */
 
-/* Whether the Accept-Encoding <ae> takes <coding> with a q above 0 ("*" does not count, as
- * in nginx). */
-static int accepts(struct pt_str ae, const char *coding)
+/* Where the token <coding> starts in <ae> (at its start or after ',' or ' ', as nginx
+ * looks), from <from> on: NULL when it is not there. */
+static const char *find_token(struct pt_str ae, const char *from, const char *coding)
 {
-    const char *p = ae.p, *end = ae.p + ae.len;
-    size_t clen = strlen(coding);
+    size_t n = strlen(coding);
 
-    while (p < end) {
-        const char *m = p, *mend = memchr(p, ',', (size_t)(end - p)), *semi;
-        size_t n;
-        if (mend == NULL)
-            mend = end;
-        p = mend + 1;
-        while (m < mend && (*m == ' ' || *m == '\t'))
-            m++;
-        semi = memchr(m, ';', (size_t)(mend - m));
-        n = (size_t)((semi ? semi : mend) - m);
-        while (n && (m[n - 1] == ' ' || m[n - 1] == '\t'))
-            n--;
-        if (n != clen || strncasecmp(m, coding, n) != 0)
-            continue;
-        if (semi == NULL)
-            return 1;
-        /* "q=0", "q=0.", "q=0.000": refused; any other q takes it. */
-        for (semi++; semi < mend && (*semi == ' ' || *semi == '\t'); semi++)
-            ;
-        if (mend - semi < 2 || (semi[0] != 'q' && semi[0] != 'Q') || semi[1] != '=')
-            return 1;
-        for (semi += 2; semi < mend && (*semi == '0' || *semi == '.'); semi++)
-            ;
-        return semi < mend && *semi >= '1' && *semi <= '9';
+    for (const char *p = from; p + n <= ae.p + ae.len; p++)
+        if (strncasecmp(p, coding, n) == 0 && (p == ae.p || p[-1] == ',' || p[-1] == ' '))
+            return p;
+    return NULL;
+}
+
+/* nginx's ngx_http_gzip_quantity of the q value at <p>: 0 to 100, 0 for one it cannot read
+ * ("2", "1.5", more than three decimals). */
+static unsigned quantity(const char *p, const char *end)
+{
+    unsigned q, n = 0;
+
+    if (p == end || (*p != '0' && *p != '1'))
+        return 0;
+    q = (unsigned)(*p++ - '0') * 100;
+    if (p == end || *p == ',' || *p == ' ')
+        return q;
+    if (*p++ != '.')
+        return 0;
+    for (unsigned scale = 10; p < end && *p != ',' && *p != ' '; p++, scale /= 10) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        q += (unsigned)(*p - '0') * scale;
+        n++;
     }
+    return q > 100 || n > 3 ? 0 : q;
+}
+
+/* Whether <ae> takes gzip, read as nginx's ngx_http_gzip_accept_encoding reads it: "gzip"
+ * then only spaces up to ',' or ';', and after ';' nothing but "q=" with a q above 0. */
+static int accepts_gzip(struct pt_str ae)
+{
+    const char *end = ae.p + ae.len, *p = find_token(ae, ae.p, "gzip");
+
+    if (p == NULL)
+        return 0;
+    for (p += 4; p < end && *p == ' '; p++)
+        ;
+    if (p == end || *p == ',')
+        return 1;
+    if (*p++ != ';')
+        return 0;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return 1;
+    if ((*p != 'q' && *p != 'Q') || end - p < 3 || p[1] != '=')
+        return 0;
+    return quantity(p + 2, end) > 0;
+}
+
+/* Whether <ae> takes br, read as ngx_brotli's brotli_static reads it: each "br" standing as
+ * a token counts unless a ";q=0" (".0", ".00", ".000") follows it; anything else after it
+ * that is not such a q, however odd, takes br. */
+static int accepts_br(struct pt_str ae)
+{
+    const char *end = ae.p + ae.len, *p = ae.p;
+
+/* The byte at <p>, NUL past the end (ngx_brotli reads the value's terminating NUL). */
+#define AT(p) ((p) < end ? *(p) : '\0')
+    while ((p = find_token(ae, p, "br")) != NULL) {
+        p += 2;
+        if (AT(p) != ',' && AT(p) != ' ' && AT(p) != ';' && p < end)
+            continue;
+        while (AT(p) == ' ')
+            p++;
+        if (AT(p) != ';')
+            return 1;
+        for (p++; AT(p) == ' '; p++)
+            ;
+        if (AT(p) != 'q')
+            return 1;
+        for (p++; AT(p) == ' '; p++)
+            ;
+        if (AT(p) != '=')
+            return 1;
+        for (p++; AT(p) == ' '; p++)
+            ;
+        if (AT(p) != '0')
+            return 1;
+        if (AT(++p) != '.')
+            return 0; /* ";q=0" */
+        for (int i = 0; i < 3; i++) {
+            char digit = AT(++p);
+            if (digit < '0' || digit > '9')
+                return 0; /* ";q=0.", ";q=0.0," ... */
+            if (digit > '0')
+                return 1;
+        }
+        return 0; /* ";q=0.000" */
+    }
+#undef AT
     return 0;
 }
 
@@ -407,11 +490,12 @@ static int accepts(struct pt_str ae, const char *coding)
  * through a proxy, as gzip_proxied off). */
 static const struct precompressed {
     const char *coding, *suffix;
-    size_t conf;       /* the setting's offset in static_loc_conf */
-    int http11_direct; /* only HTTP/1.1 clients not behind a proxy (Via) */
+    size_t conf;                      /* the setting's offset in static_loc_conf */
+    int (*accepts)(struct pt_str ae); /* how its module reads Accept-Encoding */
+    int http11_direct;                /* only HTTP/1.1 clients not behind a proxy (Via) */
 } precompressed[] = {
-    {"br", ".br", offsetof(struct static_loc_conf, brotli_static), 0},
-    {"gzip", ".gz", offsetof(struct static_loc_conf, gzip_static), 1},
+    {"br", ".br", offsetof(struct static_loc_conf, brotli_static), accepts_br, 0},
+    {"gzip", ".gz", offsetof(struct static_loc_conf, gzip_static), accepts_gzip, 1},
 };
 
 static int takes(struct pt_request *r, const struct precompressed *pc)
@@ -420,7 +504,7 @@ static int takes(struct pt_request *r, const struct precompressed *pc)
 
     if (pc->http11_direct && (r->h.version < 11 || field(r, "Via").p))
         return 0;
-    return ae.p && accepts(ae, pc->coding);
+    return ae.p && pc->accepts(ae);
 }
 
 /* Looks for a precompressed form of <path> the client takes: PT_OK with f->fd open on it
@@ -511,6 +595,7 @@ int pt_static_handler(struct pt_request *r)
         return 404;
     if (method == PT_HTTP_POST)
         return 405;
+    f->path = path.p;
     r->ctx[pt_static_module.index] = f;
     return answer(r, lc, f, &of.st, path);
 }

@@ -8,6 +8,7 @@
  * try_files.c.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,8 +476,51 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     return PT_OK;
 }
 
+/* ---- variables ------------------------------------------------------------------------ */
+
+/* $document_root: the root or alias of the request's location, as nginx's. */
+static int var_document_root(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    const struct static_loc_conf *lc = pt_http_loc_conf(r, pt_static_module);
+
+    pt_unused(arg);
+    return lc && pt_template_eval(r, lc->root, out) == PT_OK ? PT_OK : PT_DECLINED;
+}
+
+/* $realpath_root: that directory with its symbolic links resolved (realpath). */
+static int var_realpath_root(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    char *root, *real;
+
+    if (var_document_root(r, arg, out) != PT_OK ||
+        (root = pt_pstrndup(r->pool, out->p, out->len)) == NULL)
+        return PT_DECLINED;
+    if ((real = realpath(root, NULL)) == NULL) {
+        pt_http_log(r, PT_LOG_CRIT, "realpath() \"%s\" failed (%d: %s)", root, errno,
+                    strerror(errno));
+        return PT_DECLINED;
+    }
+    out->len = strlen(real);
+    out->p = pt_pstrndup(r->pool, real, out->len);
+    free(real);
+    return out->p ? PT_OK : PT_DECLINED;
+}
+
+/* $request_filename: the file the request's URI names under root or alias. */
+static int var_request_filename(struct pt_request *r, struct pt_str arg, struct pt_str *out)
+{
+    const struct static_loc_conf *lc = pt_http_loc_conf(r, pt_static_module);
+
+    pt_unused(arg);
+    return lc && pt_static_map_uri(r, lc, r->uri, out) == PT_OK ? PT_OK : PT_DECLINED;
+}
+
 static int postconfig(struct pt_conf *cf)
 {
+    if (pt_var_register("document_root", 0, var_document_root) != PT_OK ||
+        pt_var_register("realpath_root", 0, var_realpath_root) != PT_OK ||
+        pt_var_register("request_filename", 0, var_request_filename) != PT_OK)
+        return pt_conf_error(cf, "the static module's variables are taken");
     if (pt_phase_add(cf->cycle, PT_PHASE_PRECONTENT, pt_static_try_files) != PT_OK ||
         pt_phase_add(cf->cycle, PT_PHASE_CONTENT, pt_static_handler) != PT_OK)
         return pt_conf_error(cf, "too many phase handlers");

@@ -54,7 +54,7 @@ struct static_loc_conf {
     int open_file_cache_errors;        /* flag */
     int symlinks;                      /* disable_symlinks: SYMLINKS_* */
     struct pt_template *symlinks_from; /* its from=; NULL: none */
-    int autoindex; /* flags and AUTOINDEX_*; PT_CONF_UNSET: not set here */
+    int autoindex;                     /* flags and AUTOINDEX_*; PT_CONF_UNSET: not set here */
     int autoindex_format;
     int autoindex_exact_size;
     int autoindex_localtime;
@@ -91,11 +91,14 @@ struct piece {
 
 struct file_ctx {
     int fd;
-    char *buf; /* READ_CHUNK bytes for reading the file, made on first use */
+    const char *path; /* for the log */
+    char *buf;        /* READ_CHUNK bytes for reading the file, made on first use */
     struct piece *pieces;
     int npieces, cur;
-    struct piece whole; /* the one piece of an answer without ranges */
-    unsigned gz : 1;    /* the gzip_static file is sent: no ranges of it, as nginx */
+    struct piece whole;  /* the one piece of an answer without ranges */
+    struct pt_str range; /* the byte-range set asked for (after "bytes="), if any */
+    int64_t size;        /* ... of the file of <size> bytes */
+    unsigned gz : 1;     /* the gzip_static file is sent: no ranges of it, as nginx */
 };
 
 extern struct pt_module pt_static_module;
@@ -115,8 +118,8 @@ int pt_static_map_uri(struct pt_request *r, const struct static_loc_conf *lc, st
 
 /* open_file.c: opens <path> (NUL-terminated) for <r> under <lc>'s disable_symlinks and
  * through its open_file_cache, or only looks at it (<test_only>: index, try_files; of->fd
- * stays -1).  PT_OK with of->err 0, of->st and (unless test_only) of->fd, which the request
- * holds until it ends (the caller never closes it), or with of->err the errno of the
+ * stays -1).  PT_OK with of->err 0, of->st and (unless test_only, or a directory) of->fd, which the
+ * request holds until it ends (the caller never closes it), or with of->err the errno of the
  * failure (ELOOP: a symbolic link disable_symlinks refuses; ENOTDIR: one among the
  * directories under "on"); PT_ERROR when out of memory. */
 int pt_static_open(struct pt_request *r, const struct static_loc_conf *lc, struct pt_str path,
@@ -125,7 +128,8 @@ int pt_static_open(struct pt_request *r, const struct static_loc_conf *lc, struc
 /* ranges.c: nginx's range filter for the file of <f> of <size> bytes and the byte-range set
  * <set> (after "bytes="): PT_OK with f->pieces the answer (one range: 206 with its
  * Content-Range; several: 206 multipart/byteranges; none that counts: unchanged, the whole
- * file), 416 when the set is malformed or nothing in it is satisfiable, PT_ERROR. */
+ * file), 416 when the set is malformed or nothing in it is satisfiable, PT_ERROR.  <f> NULL:
+ * only whether it is 416 (PT_OK if not), nothing changed. */
 int pt_static_ranges(struct pt_request *r, struct pt_str set, int64_t size, struct file_ctx *f);
 
 /* serve.c: the content handler (CONTENT phase). */
