@@ -16,9 +16,11 @@ NGINX_BIN = "/usr/sbin/nginx"
 
 class Nginx:
     """nginx in the foreground with one worker, listening on 127.0.0.1:<port>, with the
-    given http-block text <http> (its own temp paths and logs in a fresh directory)."""
+    given http-block text <http> (its own temp paths and logs in a fresh directory) and
+    main-level text <main> (load_module lines: the harness's nginx.conf is its own, so the
+    modules Debian enables in /etc/nginx/modules-enabled are not loaded unless named)."""
 
-    def __init__(self, port, http):
+    def __init__(self, port, http, main=""):
         if not os.access(NGINX_BIN, os.X_OK):
             raise RuntimeError("%s is missing: run scripts/deps" % NGINX_BIN)
         self.port = port
@@ -27,7 +29,7 @@ class Nginx:
         os.chmod(self.dir, 0o777)
         self.error_log = os.path.join(self.dir, "error.log")
         d = self.dir
-        conf = ("worker_processes 1;\nerror_log %s info;\npid %s/nginx.pid;\n"
+        conf = (main + "worker_processes 1;\nerror_log %s info;\npid %s/nginx.pid;\n"
                 "events { worker_connections 256; }\n"
                 "http {\n  access_log off;\n  client_body_temp_path %s/body;\n"
                 "  proxy_temp_path %s/proxy;\n  fastcgi_temp_path %s/fcgi;\n"
