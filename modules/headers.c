@@ -9,6 +9,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "worker/http.h"
 #include "config/conf.h"
@@ -38,12 +39,19 @@ struct headers_main_conf {
 };
 
 /* What expires sets. */
-enum expires { EXPIRES_OFF, EXPIRES_EPOCH, EXPIRES_MAX, EXPIRES_ACCESS, EXPIRES_MODIFIED };
+enum expires {
+    EXPIRES_OFF,
+    EXPIRES_EPOCH,
+    EXPIRES_MAX,
+    EXPIRES_ACCESS,
+    EXPIRES_MODIFIED,
+    EXPIRES_DAILY /* "@TIME": at the next such time of day */
+};
 
 struct headers_loc_conf {
     struct header_list *list; /* NULL: not set here, inherit */
     int expires;              /* enum expires; PT_CONF_UNSET: not set here */
-    int64_t expires_secs;     /* the offset of ACCESS and MODIFIED, in seconds */
+    int64_t expires_secs;     /* the offset of ACCESS and MODIFIED, DAILY's time of day */
 };
 
 static int set_add_header(struct pt_conf *cf, const struct pt_directive *d, void *conf);
@@ -55,10 +63,11 @@ static const struct pt_directive headers_directives[] = {
      "\"NAME VALUE [always]\": adds a response header (VALUE may use variables) to 2xx/3xx "
      "responses, or to all with always; a level with add_header does not inherit its parent's"},
     {"expires", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, 0, PT_LOC_CONF, set_expires, 0, NULL,
-     "\"[modified] TIME\", \"epoch\", \"max\" or \"off\" (default): Expires and Cache-Control "
-     "on 2xx/3xx answers, as nginx: TIME from now (or from Last-Modified with modified), in "
-     "nginx's units (\"30d\", \"1h 30m\", \"-1\"); max-age=SECONDS when it is ahead, no-cache "
-     "when not; epoch: 1 Jan 1970 and no-cache; max: 31 Dec 2037 and ten years"},
+     "\"[modified] TIME\", \"@TIME\", \"epoch\", \"max\" or \"off\" (default): Expires and "
+     "Cache-Control on 2xx/3xx answers, as nginx: TIME from now (or from Last-Modified with "
+     "modified), in nginx's units (\"30d\", \"1h 30m\", \"-1\"); max-age=SECONDS when it is "
+     "ahead, no-cache when not; @TIME: at the next such time of day, local time (\"@15h30m\", "
+     "at most 24h); epoch: 1 Jan 1970 and no-cache; max: 31 Dec 2037 and ten years"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -180,19 +189,50 @@ static int set_expires(struct pt_conf *cf, const struct pt_directive *d, void *c
         hlc->expires = EXPIRES_MODIFIED;
         v += 9 + strspn(v + 9, " ");
     }
-    if (*v == '@')
-        return pt_conf_error(cf, "\"expires @TIME\" (a time of day) is not supported yet: use "
-                                 "an offset (\"expires 1h\")");
-    if (*v == '+' || *v == '-')
+    if (*v == '@') {
+        if (hlc->expires == EXPIRES_MODIFIED)
+            return pt_conf_error(cf,
+                                 "invalid \"expires\" value \"%s\": a time of day (@TIME) "
+                                 "cannot be used with \"modified\"",
+                                 cf->value);
+        hlc->expires = EXPIRES_DAILY;
+        v++;
+    } else if (*v == '+' || *v == '-') {
         neg = *v++ == '-';
+    }
     if ((hlc->expires_secs = parse_seconds(v)) < 0)
         return pt_conf_error(cf,
                              "invalid \"expires\" value \"%s\": use [modified] TIME (30d, "
-                             "1h 30m, -1), epoch, max or off",
+                             "1h 30m, -1), @TIME (a time of day: @15h30m), epoch, max or off",
+                             cf->value);
+    /* nginx's bound: 24h itself is accepted, and is the next midnight. */
+    if (hlc->expires == EXPIRES_DAILY && hlc->expires_secs > 24 * 3600)
+        return pt_conf_error(cf,
+                             "invalid \"expires\" value \"%s\": a time of day must be at "
+                             "most 24 hours (\"@15h30m\")",
                              cf->value);
     if (neg)
         hlc->expires_secs = -hlc->expires_secs;
     return PT_OK;
+}
+
+/* nginx's ngx_next_time: the first moment after <now> whose local time of day is <secs>
+ * seconds past midnight, today's or else tomorrow's (mktime settles the date and daylight
+ * saving time); -1 when mktime cannot. */
+static time_t next_time_of_day(time_t now, int64_t secs)
+{
+    struct tm tm;
+    time_t next;
+
+    localtime_r(&now, &tm);
+    tm.tm_hour = (int)(secs / 3600);
+    tm.tm_min = (int)(secs % 3600 / 60);
+    tm.tm_sec = (int)(secs % 60);
+    next = mktime(&tm);
+    if (next == -1 || next > now)
+        return next;
+    tm.tm_mday++;
+    return mktime(&tm);
 }
 
 /* nginx's ngx_http_set_expires: Expires and one Cache-Control, replacing the answer's. */
@@ -208,6 +248,8 @@ static int add_expires(struct pt_request *r, const struct headers_loc_conf *hlc)
         exp = "Thu, 01 Jan 1970 00:00:01 GMT", ccv = "no-cache";
     else if (hlc->expires == EXPIRES_MAX)
         exp = "Thu, 31 Dec 2037 23:55:55 GMT", ccv = "max-age=315360000";
+    if (hlc->expires == EXPIRES_DAILY)
+        when = next_time_of_day(now, hlc->expires_secs);
     if (hlc->expires == EXPIRES_MODIFIED && lm) {
         time_t t = pt_http_parse_date(lm->value, now);
         if (t >= 0)
