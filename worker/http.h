@@ -453,10 +453,10 @@ ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len,
  * end it: by pt_http_send_file where the response allows (pieces under 16 KiB whose header
  * still waits are read, to go with it in one write: as many calls, one packet), else read
  * into *<buf> (64 KiB, made in r's pool on first use) and passed through the filters.
- * Returns the bytes that went (> 0), PT_AGAIN as pt_http_send_file, 0 when the file
- * ended sooner (the caller says so and fails), or PT_ERROR. */
-ssize_t pt_http_send_file_part(struct pt_request *r, int fd, int64_t off, int64_t len, int last,
-                               char **buf);
+ * Returns the bytes that went (> 0), PT_AGAIN as pt_http_send_file, or PT_ERROR: the
+ * client is gone, or the file (<name> in the log, as nginx words it) ended sooner. */
+ssize_t pt_http_send_file_part(struct pt_request *r, int fd, const char *name, int64_t off,
+                               int64_t len, int last, char **buf);
 
 /* Makes <handler> the request's write_handler, to run when the client takes more, and
  * starts send_timeout for the wait unless it runs already. */

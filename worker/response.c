@@ -433,23 +433,31 @@ ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len,
     return n;
 }
 
-ssize_t pt_http_send_file_part(struct pt_request *r, int fd, int64_t off, int64_t len, int last,
-                               char **buf)
+ssize_t pt_http_send_file_part(struct pt_request *r, int fd, const char *name, int64_t off,
+                               int64_t len, int last, char **buf)
 {
     struct pt_http_conn *c = r->c;
     ssize_t n = PT_DECLINED;
 
     if (len >= SENDFILE_MIN || c->out == NULL || pt_buf_len(c->out) == 0)
         n = pt_http_send_file(r, fd, off, (size_t)len, last);
+    if (n == 0)
+        pt_http_log(r, PT_LOG_CRIT, "sendfile() reported that \"%s\" was truncated at %lld", name,
+                    (long long)off);
     if (n != PT_DECLINED)
-        return n;
+        return n == 0 ? PT_ERROR : n;
     if (*buf == NULL && (*buf = pt_pnalloc(r->pool, READ_CHUNK)) == NULL)
         return PT_ERROR;
     do
         n = pread(fd, *buf, (size_t)pt_min(len, READ_CHUNK), off);
     while (n < 0 && errno == EINTR);
+    if (n < 0)
+        pt_http_log(r, PT_LOG_CRIT, "pread() \"%s\" failed (%d: %s)", name, errno, strerror(errno));
+    else if (n == 0)
+        pt_http_log(r, PT_LOG_CRIT, "pread() read only 0 of %lld from \"%s\"",
+                    (long long)pt_min(len, READ_CHUNK), name);
     if (n <= 0)
-        return n == 0 ? 0 : PT_ERROR;
+        return PT_ERROR;
     if (pt_http_send_body(r, *buf, (size_t)n, last && n == len) != PT_OK)
         return PT_ERROR;
     return n;

@@ -4,6 +4,7 @@
  * file, read as fast as the client takes it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,7 @@ static int start_background(struct cache_ctx *ctx)
 static int send_file(struct cache_ctx *ctx)
 {
     struct pt_request *r = ctx->r;
+    char path[PATH_MAX];
 
     while (ctx->left) {
         ssize_t got;
@@ -188,17 +190,15 @@ static int send_file(struct cache_ctx *ctx)
             pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
-        got = pt_http_send_file_part(r, ctx->file.fd, ctx->off, (int64_t)ctx->left, 1, &ctx->buf);
+        got = pt_http_send_file_part(
+            r, ctx->file.fd, cache_file_path(&ctx->cache->path, ctx->md5, path, sizeof(path)),
+            ctx->off, (int64_t)ctx->left, 1, &ctx->buf);
         if (got == PT_AGAIN) {
             pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
-        if (got <= 0) {
-            if (!r->c->error)
-                pt_log(PT_LOG_CRIT, "cannot read cache file of \"%.*s\": %s", (int)ctx->key.len,
-                       ctx->key.p, got < 0 ? strerror(errno) : "unexpected end");
+        if (got <= 0)
             return PT_ERROR;
-        }
         ctx->off += got;
         ctx->left -= (uint64_t)got;
     }

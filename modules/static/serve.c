@@ -274,14 +274,11 @@ static int send_pieces(struct pt_request *r, struct file_ctx *f)
                 return PT_ERROR;
             continue;
         }
-        sent = pt_http_send_file_part(r, f->fd, pc->off, pc->len, last, &f->buf);
+        sent = pt_http_send_file_part(r, f->fd, f->path, pc->off, pc->len, last, &f->buf);
         if (sent == PT_AGAIN) {
             pt_http_wait_output(r, send_more);
             return PT_AGAIN;
         }
-        if (sent == 0)
-            pt_http_log(r, PT_LOG_CRIT, "file \"%s\" was truncated at %lld while being sent",
-                        f->path, (long long)pc->off);
         if (sent <= 0)
             return PT_ERROR;
         pc->off += sent;
@@ -396,8 +393,9 @@ static const char *find_token(struct pt_str ae, const char *from, const char *co
     return NULL;
 }
 
-/* nginx's ngx_http_gzip_quantity of the q value at <p>: 0 to 100, 0 for one it cannot read
- * ("2", "1.5", more than three decimals). */
+/* nginx's ngx_http_gzip_quantity of the q value at <p>, above 0 when it takes the coding:
+ * "0" or "1", then up to three decimals, which it adds up ("0.001" is 1, "1.5" is 105 and
+ * refused, as "2" is). */
 static unsigned quantity(const char *p, const char *end)
 {
     unsigned q, n = 0;
@@ -409,11 +407,10 @@ static unsigned quantity(const char *p, const char *end)
         return q;
     if (*p++ != '.')
         return 0;
-    for (unsigned scale = 10; p < end && *p != ',' && *p != ' '; p++, scale /= 10) {
+    for (; p < end && *p != ',' && *p != ' '; p++, n++) {
         if (*p < '0' || *p > '9')
             return 0;
-        q += (unsigned)(*p - '0') * scale;
-        n++;
+        q += (unsigned)(*p - '0');
     }
     return q > 100 || n > 3 ? 0 : q;
 }
@@ -470,10 +467,11 @@ static int accepts_br(struct pt_str ae)
             ;
         if (AT(p) != '0')
             return 1;
-        if (AT(++p) != '.')
+        p++;
+        if (AT(p) != '.')
             return 0; /* ";q=0" */
         for (int i = 0; i < 3; i++) {
-            char digit = AT(++p);
+            char digit = AT(p + 1 + i);
             if (digit < '0' || digit > '9')
                 return 0; /* ";q=0.", ";q=0.0," ... */
             if (digit > '0')
