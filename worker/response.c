@@ -3,8 +3,6 @@
  * its last link (framing and the socket), generated error pages.
  */
 #include <errno.h>
-#include <sys/socket.h>
-#include "worker/transport.h"
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -397,13 +395,12 @@ ssize_t pt_http_send_file(struct pt_request *r, int fd, int64_t off, size_t len,
         yield = 1;
         last = 0;
     }
-    /* EXPERIMENT */
-    if (c->out && pt_buf_len(c->out) && c->s.t == &pt_transport_plain && c->s.writable) {
-        ssize_t w = send(c->s.ev.fd, c->out->pos, pt_buf_len(c->out), MSG_MORE | MSG_NOSIGNAL);
-        if (w > 0)
-            c->out->pos += w;
-    }
-    if ((rc = pt_http_flush(c)) != PT_OK)
+    /* The header (and any body bytes before) go first, held back by the kernel to fill the
+     * file's first packet (MSG_MORE) rather than leave in one of their own. */
+    c->s.more = 1;
+    rc = pt_http_flush(c);
+    c->s.more = 0;
+    if (rc != PT_OK)
         return rc;
     if (!c->s.writable) {
         c->file_wait = 1;

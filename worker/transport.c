@@ -36,8 +36,10 @@ static ssize_t plain_recv(struct pt_stream *s, char *buf, size_t len)
 
 static ssize_t plain_send(struct pt_stream *s, const struct iovec *iov, int n)
 {
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     size_t want = 0;
-    ssize_t w = writev(s->ev.fd, iov, n);
+    ssize_t w =
+        s->more ? sendmsg(s->ev.fd, &msg, MSG_MORE | MSG_NOSIGNAL) : writev(s->ev.fd, iov, n);
 
     if (w < 0) {
         if (errno != EAGAIN && errno != EINTR)

@@ -72,6 +72,9 @@ struct pt_stream {
     unsigned send_wants_read : 1;  /* the last send waited for the socket to be readable */
     unsigned recv_wants_write : 1; /* the last recv waited for it to be writable */
     unsigned failed : 1;           /* the transport met a fatal error: no goodbye is sent */
+    /* More follows the next send at once (a file after its header): the transport may hold
+     * a short write back to join it (MSG_MORE). */
+    unsigned more : 1;
 };
 
 extern const struct pt_transport pt_transport_plain;
