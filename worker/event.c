@@ -45,30 +45,30 @@ void pt_loop_defer_free(void *p)
     pt_loop_defer(free, p);
 }
 
-void pt_event_post(struct pt_event *ev)
+/* Appends <ev> to the list *<head> .. *<tail>, marking it <mark> (1: this round, 2: the
+ * next), unless it is posted already. */
+static void post_to(struct pt_event **head, struct pt_event **tail, struct pt_event *ev,
+                    unsigned mark)
 {
     if (ev->posted)
         return;
-    ev->posted = 1;
+    ev->posted = mark;
     ev->posted_next = NULL;
-    if (posted_tail)
-        posted_tail->posted_next = ev;
+    if (*tail)
+        (*tail)->posted_next = ev;
     else
-        posted_head = ev;
-    posted_tail = ev;
+        *head = ev;
+    *tail = ev;
+}
+
+void pt_event_post(struct pt_event *ev)
+{
+    post_to(&posted_head, &posted_tail, ev, 1);
 }
 
 void pt_event_post_next(struct pt_event *ev)
 {
-    if (ev->posted)
-        return;
-    ev->posted = 2;
-    ev->posted_next = NULL;
-    if (next_tail)
-        next_tail->posted_next = ev;
-    else
-        next_head = ev;
-    next_tail = ev;
+    post_to(&next_head, &next_tail, ev, 2);
 }
 
 static void run_posted(void)
