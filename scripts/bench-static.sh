@@ -1,7 +1,7 @@
 # bench-static.sh: scripts/bench's static-file step, sourced by it (its functions and
 # variables in scope).  portier and nginx serving the same directory with root, one worker
-# each, no access log (test/bench/static-*.conf.in), both with sendfile and open_file_cache
-# (nginx also with tcp_nopush, which portier has no need of).  A 1 KiB and a 1 MiB file, each checked first (200 and the file's bytes), then
+# each, no access log (test/bench/static-*.conf.in), both with sendfile, tcp_nopush and
+# open_file_cache.  A 1 KiB and a 1 MiB file, each checked first (200 and the file's bytes), then
 # req/s, MB/s, p50, p99 and CPU per request of each, the ratio portier / nginx, and syscalls
 # per request of each file.
 
@@ -159,9 +159,7 @@ if ((STATIC_SECONDS > 0)); then
          "${STATIC_SECONDS}s x $ROUNDS rounds per file, one worker each, no access log;"
     echo "   nginx: sendfile on, tcp_nopush on, open_file_cache max=1000 inactive=60s," \
          "open_file_cache_valid 60s"
-    echo "   portier: sendfile on, open_file_cache max=1000 inactive=60s," \
-         "open_file_cache_valid 60s (no tcp_nopush: a small file goes with its header in" \
-         "one writev)"
+    echo "   portier: the same (its tcp_nopush is always on: MSG_MORE, no setsockopt)"
     static_targets=()
     for name in "${static_procs[@]}"; do
         [[ -n ${pid[$name]:-} ]] || continue

@@ -40,6 +40,7 @@ static int set_server_name(struct pt_conf *cf, const struct pt_directive *d, voi
 static int set_header_buffers(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int set_tcp_nopush(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
 static const struct pt_conf_enum server_tokens_values[] = {{"on", PT_SERVER_TOKENS_ON},
                                                            {"off", PT_SERVER_TOKENS_OFF},
@@ -101,6 +102,10 @@ static const struct pt_directive http_directives[] = {
     {"sendfile_max_chunk", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(sendfile_max_chunk), NULL,
      "bytes of a file one connection sends before the worker turns to the others, so that a "
      "fast client of a big file does not hold it (default 2m, as nginx; 0: no limit)"},
+    {"tcp_nopush", HSL, 0, PT_LOC_CONF, set_tcp_nopush, 0, NULL,
+     "accepted (on or off) for nginx's configurations: portier always sends a file's "
+     "response header in the file's first packet (MSG_MORE), which is what nginx's "
+     "tcp_nopush on does with TCP_CORK"},
     {"client_max_body_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_max_body_size), NULL,
      "largest request body; 413 past it; 0 = unlimited (default 1m)"},
     {"client_body_buffer_size", HSL, 0, PT_LOC_CONF, pt_conf_set_size, LOC(client_body_buffer_size),
@@ -361,6 +366,20 @@ static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *
                  "server = [\"NAME:PORT resolve\"] in the upstream, re-resolved every "
                  "resolve_interval (default 30s)",
                  cf->value);
+    return PT_OK;
+}
+
+/* nginx's tcp_nopush corks the socket so that a response header leaves with the file's
+ * first bytes; portier's sendfile path does that at every response (MSG_MORE), so either
+ * value is taken and there is nothing to set. */
+static int set_tcp_nopush(struct pt_conf *cf, const struct pt_directive *d, void *conf)
+{
+    pt_unused(d);
+    pt_unused(conf);
+    if (strcmp(cf->value, "on") != 0 && strcmp(cf->value, "off") != 0 &&
+        strcmp(cf->value, "true") != 0 && strcmp(cf->value, "false") != 0)
+        return pt_conf_error(cf, "invalid value \"%s\" for \"tcp_nopush\": use on or off",
+                             cf->value);
     return PT_OK;
 }
 
