@@ -140,8 +140,10 @@ static int parse_param(struct pt_syslog *s, const char *p, size_t len, char *err
     const char *v = eq ? eq + 1 : "";
     int i;
 
-    if (nlen == 6 && strncmp(p, "server", 6) == 0 && eq)
+    if (nlen == 6 && strncmp(p, "server", 6) == 0 && eq) {
+        snprintf(s->server, sizeof(s->server), "%.*s", (int)vlen, v);
         return parse_server(s, v, vlen, err, errlen);
+    }
     if (nlen == 3 && strncmp(p, "tag", 3) == 0 && eq)
         return parse_tag(s, v, vlen, err, errlen);
     if (len == 10 && strncmp(p, "nohostname", 10) == 0) {

@@ -24,8 +24,9 @@ struct pt_syslog {
     int severity; /* 0 (emerg) .. 7 (debug) */
     char tag[PT_SYSLOG_TAG_MAX + 1];
     unsigned nohostname : 1;
-    int fd;    /* -1 until the first line in this process */
-    pid_t pid; /* the process fd belongs to; another one opens its own */
+    char server[128]; /* as written after server=, for messages */
+    int fd;           /* -1 until the first line in this process */
+    pid_t pid;        /* the process fd belongs to; another one opens its own */
 };
 
 /* Whether <value> names a syslog target ("syslog:..."). */
