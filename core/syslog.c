@@ -97,8 +97,7 @@ static int parse_server(struct pt_syslog *s, const char *v, size_t len, char *er
         *colon = '\0';
         port = colon + 1;
         if (*port == '\0' || *e != '\0' || p < 1 || p > 65535) {
-            snprintf(err, errlen, "invalid port \"%s\" in syslog server \"%.*s\"", port, (int)len,
-                     v == host + 1 ? v - 1 : v);
+            snprintf(err, errlen, "invalid port \"%s\" in syslog server \"%s\"", port, s->server);
             return PT_ERROR;
         }
     }
