@@ -46,6 +46,7 @@ class Listener:
             self.sock.bind((harness.LOCALHOST, 0))
             self.target = "%s:%d" % self.sock.getsockname()
         self.messages = []
+        self.senders = {}  # message -> the address it came from
 
     def wait_for(self, pattern, timeout=5.0):
         """The first message received matching the regex <pattern>."""
@@ -71,7 +72,9 @@ class Listener:
 
     def _receive(self):
         try:
-            self.messages.append(self.sock.recv(65536).decode("utf-8", "replace"))
+            data, sender = self.sock.recvfrom(65536)
+            self.messages.append(data.decode("utf-8", "replace"))
+            self.senders[self.messages[-1]] = sender
         except socket.timeout:
             pass
         return False
@@ -142,6 +145,12 @@ class SyslogTargets(harness.TestCase):
                 re.escape(pri(LOCAL7, ERROR)), STAMP, re.escape(HOST), re.escape(self.dir)))
         started = self.udp.wait_for(r"\[notice\] \d+ master: .*started")
         self.assertTrue(started.startswith(pri(LOCAL7, NOTICE)), started)
+
+    def test_each_process_sends_from_its_own_socket(self):
+        self.assertEqual(self.p.get("/missing/own-socket").status, 404)
+        worker = self.udp.wait_for(r"worker: .*/missing/own-socket")
+        master = self.udp.wait_for(r"master: .*started")
+        self.assertNotEqual(self.udp.senders[worker], self.udp.senders[master])
 
     def test_dead_syslog_servers_do_not_stall_requests(self):
         worker = self.p.worker()
