@@ -16,6 +16,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/syslog.h"
 
 static int set_worker_processes(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf);
@@ -38,7 +39,11 @@ static const struct pt_directive core_directives[] = {
      "pid file (default <prefix>/logs/portier.pid)"},
     {"error_log", PT_CTX_MAIN, 0, PT_MAIN_CONF, set_error_log,
      offsetof(struct pt_core_conf, error_log), NULL,
-     "\"FILE [LEVEL]\": FILE or stderr; LEVEL debug|info|notice|warn|error|crit (default notice)"},
+     "\"FILE [LEVEL] [json]\": FILE, stderr or syslog:server=ADDR[:PORT]|unix:/path"
+     "[,facility=local7][,tag=portier][,nohostname] (nginx's syslog parameters; the severity "
+     "is each line's level); LEVEL debug|info|notice|warn|error|crit (default notice); json "
+     "writes each line as one JSON object (time, level, pid, process, message, and client, "
+     "server, request, host for a request)"},
     {"worker_connections", PT_CTX_MAIN, 0, PT_MAIN_CONF, pt_conf_set_num,
      offsetof(struct pt_core_conf, worker_connections), connections_bounds,
      "most client and upstream connections one worker holds (default 1024)"},
@@ -113,19 +118,47 @@ static int can_open(struct pt_conf *cf, const char *path)
     return PT_OK;
 }
 
+/* The "syslog:..." target of error_log, parsed and resolved now as nginx does; the
+ * default tag is portier's name, and each line's severity is its level's. */
+static int error_log_syslog(struct pt_conf *cf, struct pt_core_conf *cc, const char *target)
+{
+    char err[512];
+
+    cc->error_log = pt_pstrdup(cf->pool, target);
+    cc->error_log_syslog = pt_palloc(cf->pool, sizeof(*cc->error_log_syslog));
+    if (cc->error_log == NULL || cc->error_log_syslog == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (pt_syslog_parse(cc->error_log_syslog, target + 7, "portier", 6, err, sizeof(err)) != PT_OK)
+        return pt_conf_error(cf, "%s", err);
+    return PT_OK;
+}
+
 static int set_error_log(struct pt_conf *cf, const struct pt_directive *d, void *conf)
 {
     struct pt_core_conf *cc = conf;
-    char *w[2];
-    int n = pt_conf_split(cf, cf->value, w, 2);
+    char *w[3];
+    int n = pt_conf_split(cf, cf->value, w, 3);
 
     if (n < 1)
-        return pt_conf_error(cf, "\"error_log\" takes \"FILE [LEVEL]\"");
-    cc->error_log = (char *)(strcmp(w[0], "stderr") == 0 ? "stderr" : pt_conf_path(cf, w[0]));
+        return pt_conf_error(cf, "\"error_log\" takes \"FILE [LEVEL] [json]\"");
     cc->error_log_level = PT_LOG_NOTICE;
-    if (n == 2 && pt_log_level_parse(w[1], &cc->error_log_level) != PT_OK)
-        return pt_conf_error(
-            cf, "unknown log level \"%s\" (debug, info, notice, warn, error, crit)", w[1]);
+    cc->error_log_json = 0;
+    cc->error_log_syslog = NULL;
+    for (int i = 1; i < n; i++) {
+        if (strcmp(w[i], "json") == 0 && !cc->error_log_json)
+            cc->error_log_json = 1;
+        else if (i == 1 && pt_log_level_parse(w[i], &cc->error_log_level) != PT_OK)
+            return pt_conf_error(cf,
+                                 "unknown log level \"%s\" (debug, info, notice, warn, error, "
+                                 "crit)",
+                                 w[i]);
+        else if (i > 1)
+            return pt_conf_error(
+                cf, "unknown error_log parameter \"%s\" (use \"FILE [LEVEL] [json]\")", w[i]);
+    }
+    if (pt_syslog_is_target(w[0]))
+        return error_log_syslog(cf, cc, w[0]);
+    cc->error_log = (char *)(strcmp(w[0], "stderr") == 0 ? "stderr" : pt_conf_path(cf, w[0]));
     return can_open(cf, cc->error_log);
 }
 

@@ -11,6 +11,8 @@
 
 #include "core/module.h"
 
+struct pt_syslog;
+
 struct pt_core_conf {
     int64_t worker_processes; /* "auto" resolves to the number of online CPUs */
     char *user;               /* "user [group]" */
@@ -19,8 +21,10 @@ struct pt_core_conf {
     int user_set; /* user resolved to uid/gid (only meaningful as root) */
     int daemon;
     char *pid;
-    char *error_log; /* path, and the level below */
+    char *error_log; /* path or "syslog:...", and the level below */
     int error_log_level;
+    int error_log_json;                 /* one JSON object a line */
+    struct pt_syslog *error_log_syslog; /* the target when error_log is "syslog:..." */
     int64_t worker_connections;
     int64_t worker_shutdown_timeout; /* ms */
     int64_t worker_rlimit_nofile;

@@ -1,6 +1,8 @@
 /*
- * log.h: the error log.  One file (or stderr) per process, a level threshold, and a
- * reopen for USR1.  Lines read "2026/11/22 18:00:00 [warn] 1234#0: message".
+ * log.h: the error log.  One file, stderr or syslog target per process, a level threshold,
+ * and a reopen for USR1.  Lines read "2026/11/22 18:00:00 [warn] 1234 worker: message", or
+ * are one JSON object each ({"time": ..., "level": ..., "pid": ..., "message": ...}).  To
+ * syslog, each line goes after nginx's syslog header, at the severity of its level.
  */
 #ifndef PT_LOG_H
 #define PT_LOG_H
@@ -19,9 +21,12 @@ enum pt_log_level {
 
 extern int pt_log_level;
 
-/* Opens <path> ("stderr" or a file, appended) at <level> as the error log.  Returns PT_OK,
- * or PT_ERROR with errno set and the previous log kept. */
-int pt_log_open(const char *path, int level);
+struct pt_syslog;
+
+/* Opens <path> ("stderr", a file appended, or "syslog:..." with <sl> its target as the
+ * configuration parsed it; copied) at <level> as the error log, its lines in JSON when
+ * <json>.  Returns PT_OK, or PT_ERROR with errno set and the previous log kept. */
+int pt_log_open(const char *path, const struct pt_syslog *sl, int level, int json);
 
 /* Reopens the current error log file (after logrotate moved it); nothing is done while the
  * file at its path is still the one written to.  The file is opened as files.h's
@@ -45,6 +50,19 @@ int pt_log_level_parse(const char *name, int *level);
 /* Writes one line at <level> if it passes the threshold.  Never fails visibly. */
 void pt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pt_vlog(int level, const char *fmt, va_list ap);
+
+/* What a line about a request adds to its message, as nginx's error lines name it; NULL
+ * members are left out (client and server are always written). */
+struct pt_log_request {
+    const char *client;
+    const char *server;
+    const char *request; /* the request line, escaped */
+    const char *host;    /* the Host header, escaped */
+};
+
+/* Writes <msg> at <level> about the request <rq>: in text, "<msg>, client: C, server: S,
+ * request: "R", host: "H"" as nginx writes it; in JSON, members of their own. */
+void pt_log_request(int level, const struct pt_log_request *rq, const char *msg);
 
 /* Until the error log is opened (pt_log_open), lines go to stderr the way a command's
  * messages do, "portier: [warn] message", as nginx prints them at start and for -t. */

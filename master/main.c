@@ -261,7 +261,8 @@ int main(int argc, char **argv)
         return rc;
     }
     cc = pt_core_conf(cycle);
-    if (pt_log_open(cc->error_log, cc->error_log_level) != PT_OK) {
+    if (pt_log_open(cc->error_log, cc->error_log_syslog, cc->error_log_level, cc->error_log_json) !=
+        PT_OK) {
         fprintf(stderr, "portier: cannot open error log %s: %s\n", cc->error_log, strerror(errno));
         return 1;
     }

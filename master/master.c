@@ -341,7 +341,8 @@ static struct pt_cycle *reload(struct pt_cycle *cycle, const struct pt_master_ar
         return cycle;
     }
     cc = pt_core_conf(fresh);
-    if (pt_log_open(cc->error_log, cc->error_log_level) != PT_OK)
+    if (pt_log_open(cc->error_log, cc->error_log_syslog, cc->error_log_level, cc->error_log_json) !=
+        PT_OK)
         pt_log(PT_LOG_ERR, "cannot open error log %s: %m", cc->error_log);
     pt_cycle = fresh;
     /* New workers first, so that the listeners are never without an accepting process. */

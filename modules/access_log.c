@@ -5,7 +5,8 @@
  * write through the inherited descriptors.  Formats are compiled in postconfig, once every
  * module has registered its variables, so log_format and access_log may come in any order
  * and name variables of any module.  Each line is rendered into a stack buffer and written
- * with one write(), or appended to a per-worker buffer with "buffer=SIZE".
+ * with one write(), or appended to a per-worker buffer with "buffer=SIZE".  A "syslog:..."
+ * target sends each line as one datagram instead (syslog.h), never waiting for it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "worker/http.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/syslog.h"
 #include "core/times.h"
 #include "worker/var.h"
 #include "worker/var_http.h"
@@ -39,7 +41,8 @@ struct log_format {
 };
 
 struct access_log {
-    struct pt_file *file;
+    struct pt_file *file;     /* NULL when the log goes to syslog */
+    struct pt_syslog *syslog; /* its own socket in each worker */
     const char *format_name;
     struct log_format *format; /* resolved in postconfig */
     int64_t buffer_size;       /* 0: one write() per line */
@@ -79,7 +82,9 @@ static const struct pt_directive access_log_directives[] = {
      "\"combined\" is predefined"},
     {"access_log", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, PT_DIR_MULTI, PT_LOC_CONF, set_access_log,
      0, NULL,
-     "\"PATH [FORMAT] [buffer=SIZE] [flush=TIME]\" or \"off\" (default logs/access.log combined)"},
+     "\"PATH [FORMAT] [buffer=SIZE] [flush=TIME]\" or \"off\" (default logs/access.log "
+     "combined); PATH may be syslog:server=ADDR[:PORT]|unix:/path[,facility=local7]"
+     "[,severity=info][,tag=portier][,nohostname], nginx's syslog parameters (not buffered)"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -216,6 +221,19 @@ static int set_log_format(struct pt_conf *cf, const struct pt_directive *d, void
 
 /* --- access_log --- */
 
+/* The "syslog:..." target <path> of <log>, parsed and resolved now as nginx does (its
+ * defaults, but for the tag: portier's name). */
+static int open_syslog(struct pt_conf *cf, struct access_log *log, const char *path)
+{
+    char err[512];
+
+    if ((log->syslog = pt_palloc(cf->pool, sizeof(*log->syslog))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    if (pt_syslog_parse(log->syslog, path + 7, "portier", 6, err, sizeof(err)) != PT_OK)
+        return pt_conf_error(cf, "%s", err);
+    return PT_OK;
+}
+
 /* A log writing to <path> (<what> names it in errors). */
 static struct access_log *new_log(struct pt_conf *cf, const char *path, const char *what)
 {
@@ -226,12 +244,13 @@ static struct access_log *new_log(struct pt_conf *cf, const char *path, const ch
         pt_conf_error(cf, "out of memory");
         return NULL;
     }
-    path = pt_conf_path(cf, path);
-    if (path == NULL) {
+    if (pt_syslog_is_target(path)) {
+        if (open_syslog(cf, log, path) != PT_OK)
+            return NULL;
+    } else if ((path = pt_conf_path(cf, path)) == NULL) {
         pt_conf_error(cf, "out of memory");
         return NULL;
-    }
-    if ((log->file = pt_file_open(cf->cycle, path)) == NULL) {
+    } else if ((log->file = pt_file_open(cf->cycle, path)) == NULL) {
         pt_conf_open_failed(cf, what, path, errno);
         return NULL;
     }
@@ -276,6 +295,9 @@ static int log_options(struct pt_conf *cf, struct access_log *log, char **w, int
     }
     if (log->flush_ms && log->buffer_size == 0)
         log->buffer_size = LOG_DEFAULT_BUFFER;
+    /* A datagram is a line: there is nothing to gather, as nginx says. */
+    if (log->syslog && log->buffer_size)
+        return pt_conf_error(cf, "logs to syslog cannot be buffered");
     return PT_OK;
 }
 
@@ -333,19 +355,32 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
 
 /* --- writing --- */
 
-static void write_out(struct access_log *log, const char *data, size_t len)
+/* Reports that a line of the log named <name> was lost (<why>), at most once a second: a
+ * full disk or a dead syslog server would otherwise log an error per request. */
+static void report_lost(const char *what, const char *name, const char *why)
 {
     static uint64_t last_report;
-    ssize_t n = write(log->file->fd, data, len);
 
-    if (n == (ssize_t)len)
-        return;
-    /* A full disk would otherwise log an error per request. */
     if (pt_now_ms() - last_report >= 1000 || last_report == 0) {
         last_report = pt_now_ms();
-        pt_log(PT_LOG_ERR, "writing access log \"%s\" failed: %s", log->file->path,
-               n < 0 ? strerror(errno) : "short write");
+        pt_log(PT_LOG_ERR, "%s \"%s\" failed: %s", what, name, why);
     }
+}
+
+static void write_out(struct access_log *log, const char *data, size_t len)
+{
+    ssize_t n = write(log->file->fd, data, len);
+
+    if (n != (ssize_t)len)
+        report_lost("writing access log", log->file->path, n < 0 ? strerror(errno) : "short write");
+}
+
+/* Sends <line> (<len> bytes, no newline) to the syslog server of <log>; a line it cannot
+ * take at once is dropped, never waited for. */
+static void send_syslog(struct access_log *log, const char *line, size_t len)
+{
+    if (pt_syslog_send(log->syslog, -1, line, len) != PT_OK)
+        report_lost("sending access log to syslog", log->syslog->server, strerror(errno));
 }
 
 static void log_flush(struct access_log *log)
@@ -387,6 +422,10 @@ static int log_handler(struct pt_request *r)
     for (int i = 0; i < l->n; i++) {
         struct access_log *log = l->logs[i];
         size_t n = pt_template_render(r, log->format->tpl, line, sizeof(line) - 1);
+        if (log->syslog) {
+            send_syslog(log, line, n);
+            continue;
+        }
         line[n++] = '\n';
         log_line(log, line, n);
     }

@@ -115,20 +115,25 @@ static const char *request_line(const struct pt_request *r, char *dst, size_t ca
     return dst;
 }
 
-/* "<msg>, client: ..., server: ..., request: "...", host: "..."" at <level>, nginx's way. */
+/* "<msg>, client: ..., server: ..., request: "...", host: "..."" at <level>, nginx's way
+ * (or as members of a JSON line: log.h). */
 static void log_with_request(struct pt_request *r, int level, const char *msg)
 {
     struct pt_http_srv_conf *sc = r->server ? srv_conf_of(r->server) : NULL;
     const struct pt_http_header *host = NULL;
     char line[640], hbuf[300];
+    struct pt_log_request rq;
 
     request_line(r, line, sizeof(line));
     if (r->phase >= 0)
         host = pt_http_find_header(r->h.headers, r->h.nheaders, "host");
-    pt_log(level, "%s, client: %s, server: %s%s%s%s%s%s%s", msg, r->c->peer_text,
-           sc && sc->server_name ? sc->server_name : "", line[0] ? ", request: \"" : "", line,
-           line[0] ? "\"" : "", host ? ", host: \"" : "",
-           host ? escape(hbuf, sizeof(hbuf), host->value) : "", host ? "\"" : "");
+    rq = (struct pt_log_request){
+        .client = r->c->peer_text,
+        .server = sc && sc->server_name ? sc->server_name : "",
+        .request = line[0] ? line : NULL,
+        .host = host ? escape(hbuf, sizeof(hbuf), host->value) : NULL,
+    };
+    pt_log_request(level, &rq, msg);
 }
 
 void pt_http_log(struct pt_request *r, int level, const char *fmt, ...)
