@@ -249,6 +249,13 @@ struct pt_upstream_tap {
     int (*answer)(struct pt_request *r);
 };
 
+/* What the tries of a proxied request leave for the log: nginx's $upstream_* variables, one
+ * entry per try joined by ", " ("-" for a time not reached), in the request pool. */
+struct pt_upstream_log {
+    struct pt_str addr, status, response_time, connect_time, header_time;
+    struct pt_str bytes_sent, bytes_received;
+};
+
 struct pt_request {
     struct pt_http_conn *c;
     struct pt_pool *pool;
@@ -337,7 +344,11 @@ struct pt_request {
 
     uint64_t start_ms;
     char request_id[33];
-    struct pt_str upstream_addr, upstream_status, upstream_time; /* for the log */
+    struct pt_upstream_log up; /* the $upstream_* lists */
+    int64_t body_framing;      /* chunk-size lines and CRLFs read around the body's bytes */
+    /* Which of stub_status's Reading and Writing counts this request is in. */
+    unsigned stat_reading : 1;
+    unsigned stat_writing : 1;
 };
 
 /* The Location of a redirect portier answers with (return, rewrite, the 301 to a

@@ -688,6 +688,7 @@ static int body_from_buffer(struct pt_request *r, struct pt_str *data, int *last
         if (d.len) {
             /* Skip the framing before the data; keep the data in place for the caller.
              * The decoder consumed exactly up to the end of the data. */
+            r->body_framing += d.p - in->pos;
             in->pos = (char *)d.p;
             r->chunk_ready = d.len;
             *data = d;
@@ -696,6 +697,7 @@ static int body_from_buffer(struct pt_request *r, struct pt_str *data, int *last
         }
         in->pos += used;
         avail -= (size_t)used;
+        r->body_framing += used;
         if (r->chunk.done) {
             *data = (struct pt_str){in->pos, 0};
             *last = 1;

@@ -399,6 +399,13 @@ GETTER(var_connection_requests)
     return number(r, r->c->nrequests, out);
 }
 
+/* nginx's $request_length: the bytes the request took on the wire, its head (request line
+ * and fields) and its body as read so far, chunk framing included. */
+GETTER(var_request_length)
+{
+    return number(r, (int64_t)r->h.head_len + r->body_received + r->body_framing, out);
+}
+
 /* ---- the response ---------------------------------------------------------------------- */
 
 GETTER(var_status)
@@ -428,20 +435,20 @@ GETTER(var_sent_http)
     return PT_DECLINED;
 }
 
-GETTER(var_upstream_addr)
-{
-    return slice_or_none(r->upstream_addr, out);
-}
+/* nginx's $upstream_* lists: "-" in a log when no upstream was asked. */
+#define UPSTREAM_GETTER(name, field)            \
+    GETTER(name)                                \
+    {                                           \
+        return slice_or_none(r->up.field, out); \
+    }
 
-GETTER(var_upstream_status)
-{
-    return slice_or_none(r->upstream_status, out);
-}
-
-GETTER(var_upstream_response_time)
-{
-    return slice_or_none(r->upstream_time, out);
-}
+UPSTREAM_GETTER(var_upstream_addr, addr)
+UPSTREAM_GETTER(var_upstream_status, status)
+UPSTREAM_GETTER(var_upstream_response_time, response_time)
+UPSTREAM_GETTER(var_upstream_connect_time, connect_time)
+UPSTREAM_GETTER(var_upstream_header_time, header_time)
+UPSTREAM_GETTER(var_upstream_bytes_sent, bytes_sent)
+UPSTREAM_GETTER(var_upstream_bytes_received, bytes_received)
 
 /* ---- time -------------------------------------------------------------------------------- */
 
@@ -619,6 +626,11 @@ static const struct {
     {"upstream_addr", 0, var_upstream_addr},
     {"upstream_status", 0, var_upstream_status},
     {"upstream_response_time", 0, var_upstream_response_time},
+    {"upstream_connect_time", 0, var_upstream_connect_time},
+    {"upstream_header_time", 0, var_upstream_header_time},
+    {"upstream_bytes_sent", 0, var_upstream_bytes_sent},
+    {"upstream_bytes_received", 0, var_upstream_bytes_received},
+    {"request_length", 0, var_request_length},
     {"connection_requests", 0, var_connection_requests},
     {"content_length", 0, var_content_length},
     {"content_type", 0, var_content_type},

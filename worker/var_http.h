@@ -13,7 +13,9 @@
  * arg_* http_* cookie_* sent_http_* remote_addr remote_port remote_user scheme
  * request_method request server_protocol server_name server_addr server_port status
  * body_bytes_sent bytes_sent request_time msec time_local time_iso8601 request_id
- * upstream_addr upstream_status upstream_response_time connection_requests
+ * upstream_addr upstream_status upstream_response_time upstream_connect_time
+ * upstream_header_time upstream_bytes_sent upstream_bytes_received connection_requests
+ * request_length
  * content_length content_type.  Idempotent (call it on every configuration load).
  * Returns PT_OK, or PT_ERROR when a name is taken by another getter or out of memory.
  */
