@@ -89,7 +89,14 @@ struct pt_http_loc_conf {
     struct pt_error_page *error_pages; /* error_page, in the order written */
     int nerror_pages;
     int recursive_error_pages; /* flag */
+    /* request_id_header: the field that carries $request_id in (from a set_real_ip_from
+     * peer), up (proxy) and back (every response); len 0: off. */
+    char *request_id_header_conf;
+    struct pt_str request_id_header;
 };
+
+/* True when <r>'s peer is one of set_real_ip_from's trusted proxies. */
+int pt_http_peer_trusted(struct pt_request *r);
 
 /* One error_page line's target: a status it answers, what it does. */
 struct pt_error_page {
@@ -343,7 +350,7 @@ struct pt_request {
     const struct pt_upstream_tap *tap; /* NULL: nothing stands between it and the upstream */
 
     uint64_t start_ms;
-    char request_id[33];
+    const char *request_id;    /* NULL until pt_request_id() makes or takes one */
     struct pt_upstream_log up; /* the $upstream_* lists */
     int64_t body_framing;      /* chunk-size lines and CRLFs read around the body's bytes */
     /* Which of stub_status's Reading and Writing counts this request is in. */
