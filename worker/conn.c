@@ -13,6 +13,7 @@
 #include "config/core_module.h"
 #include "worker/http.h"
 #include "worker/http_req.h"
+#include "worker/http_stats.h"
 #include "worker/listen.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -241,6 +242,7 @@ void pt_http_conn_close(struct pt_http_conn *c)
     pt_buf_put(c->out);
     c->in = c->out = NULL;
     unlink_conn(c);
+    pt_http_stats_add(PT_STAT_ACTIVE, -1);
     pt_loop_defer(conn_release, c);
 }
 
@@ -261,6 +263,7 @@ static void accept_one(struct pt_listen *ls, int fd, const union pt_sockaddr *pe
     char what[96];
     int one = 1;
 
+    pt_http_stats_add(PT_STAT_ACCEPTED, 1);
     snprintf(what, sizeof(what), "a connection on %s", ls->text);
     if (draining || !have_room(what)) {
         close(fd);
@@ -271,6 +274,9 @@ static void accept_one(struct pt_listen *ls, int fd, const union pt_sockaddr *pe
         close(fd);
         return;
     }
+    /* Counted before anything can close it: pt_http_conn_close() takes it off again. */
+    pt_http_stats_add(PT_STAT_HANDLED, 1);
+    pt_http_stats_add(PT_STAT_ACTIVE, 1);
     pt_stream_init(&c->s, fd, conn_event, c);
     c->s.timer.handler = conn_timeout;
     c->s.timer.data = c;

@@ -89,7 +89,14 @@ struct pt_http_loc_conf {
     struct pt_error_page *error_pages; /* error_page, in the order written */
     int nerror_pages;
     int recursive_error_pages; /* flag */
+    /* request_id_header: the field that carries $request_id in (from a set_real_ip_from
+     * peer), up (proxy) and back (every response); len 0: off. */
+    char *request_id_header_conf;
+    struct pt_str request_id_header;
 };
+
+/* True when <r>'s peer is one of set_real_ip_from's trusted proxies. */
+int pt_http_peer_trusted(struct pt_request *r);
 
 /* One error_page line's target: a status it answers, what it does. */
 struct pt_error_page {
@@ -249,6 +256,13 @@ struct pt_upstream_tap {
     int (*answer)(struct pt_request *r);
 };
 
+/* What the tries of a proxied request leave for the log: nginx's $upstream_* variables, one
+ * entry per try joined by ", " ("-" for a time not reached), in the request pool. */
+struct pt_upstream_log {
+    struct pt_str addr, status, response_time, connect_time, header_time;
+    struct pt_str bytes_sent, bytes_received;
+};
+
 struct pt_request {
     struct pt_http_conn *c;
     struct pt_pool *pool;
@@ -336,8 +350,12 @@ struct pt_request {
     const struct pt_upstream_tap *tap; /* NULL: nothing stands between it and the upstream */
 
     uint64_t start_ms;
-    char request_id[33];
-    struct pt_str upstream_addr, upstream_status, upstream_time; /* for the log */
+    const char *request_id;    /* NULL until pt_request_id() makes or takes one */
+    struct pt_upstream_log up; /* the $upstream_* lists */
+    int64_t body_framing;      /* chunk-size lines and CRLFs read around the body's bytes */
+    /* Which of stub_status's Reading and Writing counts this request is in. */
+    unsigned stat_reading : 1;
+    unsigned stat_writing : 1;
 };
 
 /* The Location of a redirect portier answers with (return, rewrite, the 301 to a

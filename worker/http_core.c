@@ -3,6 +3,7 @@
  * server_name, client limits and timeouts.  It builds, per listen address, the table that
  * chooses a server by Host.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ static int set_listen(struct pt_conf *cf, const struct pt_directive *d, void *co
 static int set_server_name(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_header_buffers(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_real_ip_from(struct pt_conf *cf, const struct pt_directive *d, void *conf);
+static int merge_request_id_header(struct pt_conf *cf, struct pt_http_loc_conf *lc);
 static int set_resolver(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int set_tcp_nopush(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 
@@ -119,6 +121,13 @@ static const struct pt_directive http_directives[] = {
      "request ends; the workers' user must be able to write in it (default /tmp)"},
     {"set_real_ip_from", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_real_ip_from, 0, NULL,
      "addresses (CIDR) of trusted proxies whose X-Forwarded-For is kept"},
+    {"request_id_header", HSL, 0, PT_LOC_CONF, pt_conf_set_str, LOC(request_id_header_conf), NULL,
+     "NAME|off: the field $request_id travels in (default X-Request-ID).  A request from a "
+     "set_real_ip_from peer with one such field of 1 to 128 letters, digits or \"-_.:+/=@\" "
+     "keeps that id; any other gets a fresh one.  It goes upstream with proxy_pass (unless "
+     "proxy_set_header names the field; the client's own is replaced) and back in every "
+     "response (replacing the upstream's).  nginx needs proxy_set_header and add_header for "
+     "this; off: $request_id is always generated and sent nowhere, as in nginx"},
     {"error_page", HSL, PT_DIR_MULTI, PT_LOC_CONF, set_error_page, 0, NULL,
      "\"CODE ... [=[RESPONSE]] URI\" (a list): an answer portier makes with one of these "
      "statuses (or an upstream's, with proxy_intercept_errors) becomes the URI's, searched "
@@ -235,7 +244,38 @@ static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
     pt_conf_merge_list(c->error_pages, c->nerror_pages, p->error_pages, p->nerror_pages);
     pt_conf_merge_int(c->recursive_error_pages, p->recursive_error_pages, 0);
     pt_conf_merge_list(c->real_ip_from, c->nreal_ip_from, p->real_ip_from, p->nreal_ip_from);
+    pt_conf_merge_ptr(c->request_id_header_conf, p->request_id_header_conf, (char *)"X-Request-ID");
+    return merge_request_id_header(cf, c);
+}
+
+/* request_id_header's value: "off", or a field name (a token of letters, digits, '-' and
+ * '_', so that it is never a field portier frames or sets itself by accident). */
+static int merge_request_id_header(struct pt_conf *cf, struct pt_http_loc_conf *lc)
+{
+    const char *name = lc->request_id_header_conf;
+
+    if (strcmp(name, "off") == 0) {
+        lc->request_id_header = PT_NULL_STR;
+        return PT_OK;
+    }
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            return pt_conf_error(cf,
+                                 "invalid request_id_header \"%s\" (a field name of letters, "
+                                 "digits, '-' and '_', or off)",
+                                 name);
+    if (*name == '\0')
+        return pt_conf_error(cf, "empty request_id_header (a field name, or off)");
+    lc->request_id_header = pt_str_c(name);
     return PT_OK;
+}
+
+int pt_http_peer_trusted(struct pt_request *r)
+{
+    const struct pt_http_loc_conf *lc = r->loc_conf ? pt_http_loc_conf(r, pt_http_module) : NULL;
+
+    return lc && lc->nreal_ip_from > 0 &&
+           pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from, (struct sockaddr *)&r->c->peer);
 }
 
 /* Appends <item> to a pool-allocated array that grows by doubling. */

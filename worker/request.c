@@ -13,6 +13,7 @@
 
 #include "worker/http.h"
 #include "worker/http_req.h"
+#include "worker/http_stats.h"
 #include "core/log.h"
 #include "core/module.h"
 #include "worker/normalize.h"
@@ -50,6 +51,9 @@ static struct pt_request *request_create(struct pt_http_conn *c)
     r->out_length = -1;
     r->status = 0;
     r->start_ms = pt_now_ms();
+    r->stat_reading = 1;
+    pt_http_stats_add(PT_STAT_REQUESTS, 1);
+    pt_http_stats_add(PT_STAT_READING, 1);
     c->r = r;
     c->req_gen++;
     return r;
@@ -62,6 +66,10 @@ void pt_http_request_free(struct pt_request *r)
         r->cleanup = NULL;
         cleanup(r);
     }
+    if (r->stat_reading)
+        pt_http_stats_add(PT_STAT_READING, -1);
+    if (r->stat_writing)
+        pt_http_stats_add(PT_STAT_WRITING, -1);
     r->c->r = NULL;
     pt_pool_destroy(r->pool);
 }
@@ -426,6 +434,11 @@ static void process_request(struct pt_request *r)
     c->in->pos += r->h.head_len;
     r->body_start = c->in->pos;
     c->nrequests++;
+    /* stub_status: the head is in, the request is being served. */
+    r->stat_reading = 0;
+    r->stat_writing = 1;
+    pt_http_stats_add(PT_STAT_READING, -1);
+    pt_http_stats_add(PT_STAT_WRITING, 1);
     r->keepalive = r->h.keep_alive;
     r->args = r->h.query;
     if (r->h.chunked) {
@@ -693,6 +706,7 @@ static int body_from_buffer(struct pt_request *r, struct pt_str *data, int *last
         if (d.len) {
             /* Skip the framing before the data; keep the data in place for the caller.
              * The decoder consumed exactly up to the end of the data. */
+            r->body_framing += d.p - in->pos;
             in->pos = (char *)d.p;
             r->chunk_ready = d.len;
             *data = d;
@@ -701,6 +715,7 @@ static int body_from_buffer(struct pt_request *r, struct pt_str *data, int *last
         }
         in->pos += used;
         avail -= (size_t)used;
+        r->body_framing += used;
         if (r->chunk.done) {
             *data = (struct pt_str){in->pos, 0};
             *last = 1;

@@ -274,6 +274,19 @@ static int server_tokens(struct pt_request *r)
     return lc ? lc->server_tokens : PT_SERVER_TOKENS_ON;
 }
 
+/* request_id_header: the response carries $request_id, after every filter so that it is
+ * the one field of that name (an upstream's or an add_header's is replaced). */
+static int add_request_id(struct pt_request *r)
+{
+    struct pt_http_loc_conf *lc = pt_http_loc_conf(r, pt_http_module);
+    struct pt_str name = lc ? lc->request_id_header : PT_NULL_STR;
+
+    if (name.len == 0)
+        return PT_OK;
+    pt_header_remove(&r->out, name.p); /* NUL-terminated: the configuration's string */
+    return pt_header_add(r, &r->out, name, pt_str_c(pt_request_id(r)));
+}
+
 int pt_http_send_header(struct pt_request *r)
 {
     struct pt_http_conn *c = r->c;
@@ -293,6 +306,8 @@ int pt_http_send_header(struct pt_request *r)
         if (r->hooks->header_filters[i](r) != PT_OK)
             return PT_ERROR;
     if (r->last_header_filter && r->last_header_filter(r) != PT_OK)
+        return PT_ERROR;
+    if (add_request_id(r) != PT_OK)
         return PT_ERROR;
     decide_framing(r);
     if (c->closing)

@@ -6,6 +6,7 @@
 #include "worker/var_http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -290,7 +291,7 @@ GETTER(var_content_type)
 
 GETTER(var_request_id)
 {
-    *out = (struct pt_str){pt_request_id(r), 32};
+    *out = pt_str_c(pt_request_id(r));
     return PT_OK;
 }
 
@@ -399,6 +400,13 @@ GETTER(var_connection_requests)
     return number(r, r->c->nrequests, out);
 }
 
+/* nginx's $request_length: the bytes the request took on the wire, its head (request line
+ * and fields) and its body as read so far, chunk framing included. */
+GETTER(var_request_length)
+{
+    return number(r, (int64_t)r->h.head_len + r->body_received + r->body_framing, out);
+}
+
 /* ---- the response ---------------------------------------------------------------------- */
 
 GETTER(var_status)
@@ -428,20 +436,20 @@ GETTER(var_sent_http)
     return PT_DECLINED;
 }
 
-GETTER(var_upstream_addr)
-{
-    return slice_or_none(r->upstream_addr, out);
-}
+/* nginx's $upstream_* lists: "-" in a log when no upstream was asked. */
+#define UPSTREAM_GETTER(name, field)            \
+    GETTER(name)                                \
+    {                                           \
+        return slice_or_none(r->up.field, out); \
+    }
 
-GETTER(var_upstream_status)
-{
-    return slice_or_none(r->upstream_status, out);
-}
-
-GETTER(var_upstream_response_time)
-{
-    return slice_or_none(r->upstream_time, out);
-}
+UPSTREAM_GETTER(var_upstream_addr, addr)
+UPSTREAM_GETTER(var_upstream_status, status)
+UPSTREAM_GETTER(var_upstream_response_time, response_time)
+UPSTREAM_GETTER(var_upstream_connect_time, connect_time)
+UPSTREAM_GETTER(var_upstream_header_time, header_time)
+UPSTREAM_GETTER(var_upstream_bytes_sent, bytes_sent)
+UPSTREAM_GETTER(var_upstream_bytes_received, bytes_received)
 
 /* ---- time -------------------------------------------------------------------------------- */
 
@@ -559,23 +567,76 @@ static void rng_seed(void)
         rng_state[i] = splitmix(&x);
 }
 
-const char *pt_request_id(struct pt_request *r)
+void pt_random_hex(char *dst, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    uint64_t v = 0;
 
-    if (r->request_id[0] != '\0')
-        return r->request_id;
     /* Workers are forked from the master: each must draw from its own sequence, or two
      * workers would hand out the same ids. */
     if (rng_pid != getpid())
         rng_seed();
-    for (int half = 0; half < 2; half++) {
-        uint64_t v = rng_next();
-        for (int i = 0; i < 16; i++, v >>= 4)
-            r->request_id[half * 16 + i] = hex[v & 15];
+    for (size_t i = 0; i < n; i++, v >>= 4) {
+        if (i % 16 == 0)
+            v = rng_next();
+        dst[i] = hex[v & 15];
     }
-    r->request_id[32] = '\0';
-    return r->request_id;
+}
+
+/* An incoming id portier keeps: 1 to 128 bytes of letters, digits and "-_.:+/=@" (UUIDs,
+ * hex, base64, Heroku's and AWS's ids), nothing that would need escaping in a log line, a
+ * field or the HTML of an error page. */
+#define REQUEST_ID_MAX 128
+
+static int id_sane(struct pt_str v)
+{
+    if (v.len == 0 || v.len > REQUEST_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < v.len; i++)
+        if (!isalnum((unsigned char)v.p[i]) && strchr("-_.:+/=@", v.p[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+/* The id a trusted proxy sent in the request_id_header field (exactly one such field, its
+ * value sane), else PT_NULL_STR. */
+static struct pt_str incoming_id(struct pt_request *r)
+{
+    const struct pt_http_loc_conf *lc = r->loc_conf ? pt_http_loc_conf(r, pt_http_module) : NULL;
+    struct pt_str name, found = PT_NULL_STR;
+    int count = 0;
+
+    if (lc == NULL || lc->request_id_header.len == 0 || !pt_http_peer_trusted(r))
+        return PT_NULL_STR;
+    name = lc->request_id_header;
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        struct pt_str n = r->h.headers[i].name;
+        if (n.len == name.len && strncasecmp(n.p, name.p, n.len) == 0 && count++ == 0)
+            found = r->h.headers[i].value;
+    }
+    return count == 1 && id_sane(found) ? found : PT_NULL_STR;
+}
+
+const char *pt_request_id(struct pt_request *r)
+{
+    static char spare[33]; /* when the pool fails: the id must not, and lasts the request */
+    struct pt_str in;
+    char *id;
+
+    if (r->request_id)
+        return r->request_id;
+    in = incoming_id(r);
+    if (in.len) {
+        r->request_id = pt_pstrndup(r->pool, in.p, in.len);
+        if (r->request_id)
+            return r->request_id;
+    }
+    id = pt_pnalloc(r->pool, 33);
+    id = id ? id : spare;
+    pt_random_hex(id, 32);
+    id[32] = '\0';
+    r->request_id = id;
+    return id;
 }
 
 /* ---- registration ---------------------------------------------------------------------- */
@@ -619,6 +680,11 @@ static const struct {
     {"upstream_addr", 0, var_upstream_addr},
     {"upstream_status", 0, var_upstream_status},
     {"upstream_response_time", 0, var_upstream_response_time},
+    {"upstream_connect_time", 0, var_upstream_connect_time},
+    {"upstream_header_time", 0, var_upstream_header_time},
+    {"upstream_bytes_sent", 0, var_upstream_bytes_sent},
+    {"upstream_bytes_received", 0, var_upstream_bytes_received},
+    {"request_length", 0, var_request_length},
     {"connection_requests", 0, var_connection_requests},
     {"content_length", 0, var_content_length},
     {"content_type", 0, var_content_type},

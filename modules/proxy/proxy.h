@@ -181,11 +181,15 @@ struct proxy_ctx {
     int status;            /* what the current try counts as for $upstream_status; 0: none yet */
     int err_no;            /* errno of a connect failure, for the log */
     const char *tls_error; /* why the TLS handshake failed, for the log; NULL: it did not */
-    struct pt_str prev_addr, prev_status, prev_time; /* the log lists of the tries before */
+    struct pt_upstream_log prev; /* the log lists of the tries before this one */
     int64_t resp_left;
     struct pt_chunked chunk;
-    uint64_t start_ms;         /* when the first try began (proxy_next_upstream_timeout) */
-    uint64_t try_start_ms;     /* when the current try began ($upstream_response_time) */
+    uint64_t start_ms;     /* when the first try began (proxy_next_upstream_timeout) */
+    uint64_t try_start_ms; /* when the current try began ($upstream_response_time) */
+    /* This try's $upstream_connect_time and $upstream_header_time in ms after it began,
+     * -1 until the connection is made (TLS included) and the response head is in. */
+    int64_t connect_ms, header_ms;
+    uint64_t sent, received;   /* this try's bytes to and from the upstream */
     unsigned req_chunked : 1;  /* the body goes upstream chunked */
     unsigned body_started : 1; /* client body bytes were consumed: replay or no retry */
     unsigned body_done : 1;    /* the whole body, framed, was taken from the client */
@@ -371,8 +375,9 @@ void pt_proxy_release(struct proxy_ctx *ctx, int keep);
 void pt_proxy_cleanup(struct pt_request *r);
 
 /* Records the current try for the log after the tries before it: $upstream_addr,
- * $upstream_status (<status>, or the try's status so far when 0) and
- * $upstream_response_time up to now. */
+ * $upstream_status (<status>, or the try's status so far when 0), the times
+ * ($upstream_response_time up to now, $upstream_connect_time, $upstream_header_time) and
+ * the bytes ($upstream_bytes_sent, $upstream_bytes_received) so far. */
 void pt_proxy_note_upstream(struct proxy_ctx *ctx, int status);
 
 #endif

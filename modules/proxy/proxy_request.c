@@ -5,6 +5,7 @@
 #include "modules/proxy/proxy.h"
 
 #include "worker/listen.h"
+#include "worker/var_http.h"
 
 /* --- building the upstream request --- */
 
@@ -287,8 +288,9 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     /* Sized for the client's head plus what portier adds: one allocation in most cases. */
     struct builder b = {r->pool, pt_palloc(r->pool, r->h.head_len + 512), 0, r->h.head_len + 512,
                         0};
-    int trusted = lc->nreal_ip_from > 0 && pt_cidr_match(lc->real_ip_from, lc->nreal_ip_from,
-                                                         (struct sockaddr *)&r->c->peer);
+    int trusted = pt_http_peer_trusted(r);
+    struct pt_str rid =
+        overridden(plc, lc->request_id_header) ? PT_NULL_STR : lc->request_id_header;
     const struct pt_http_header *conn;
 
     if (tap && tap->head_as_get && r->h.method_id == PT_HTTP_HEAD)
@@ -308,6 +310,7 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str name = r->h.headers[i].name;
         if (skip_request_header(name, conn, trusted) || overridden(plc, name) ||
+            (rid.len && pt_str_ieq(name, rid.p)) ||
             (tap && tap->strip_conditionals && conditional_field(name)))
             continue;
         put_header(&b, name, r->h.headers[i].value);
@@ -317,6 +320,10 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     if (tap && tap->extra.len)
         put_str(&b, tap->extra);
     put_forwarded(&b, r, plc->own_set, trusted);
+    /* request_id_header: $request_id goes up in place of whatever the client sent (a
+     * trusted proxy's sane id is $request_id already). */
+    if (rid.len)
+        put_header(&b, rid, pt_str_c(pt_request_id(r)));
     put_connection(&b, ctx);
     if (r->unexpected_body)
         ctx->no_pool = 1;

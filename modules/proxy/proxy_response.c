@@ -185,6 +185,10 @@ static int parse_head(struct proxy_ctx *ctx)
             return PT_DECLINED;
         if (rc != PT_OK)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+        /* nginx's $upstream_header_time: the final head (or a 101) is in, whether it goes
+         * to the client or sends the request on to another server. */
+        if (ctx->resp.status >= 200 || ctx->resp.status == 101)
+            ctx->header_ms = (int64_t)(pt_now_ms() - ctx->try_start_ms);
         if (ctx->resp.status == 101) {
             if (!r->h.upgrade)
                 return PT_ERROR;

@@ -124,8 +124,8 @@ static int multipart(struct pt_request *r, const struct byte_range *br, int n, i
     char boundary[21], head[512], *p;
     int len;
 
-    /* 80 random bits of the request id: no file holds them by chance. */
-    memcpy(boundary, pt_request_id(r), 20);
+    /* 80 random bits: no file holds them by chance. */
+    pt_random_hex(boundary, 20);
     boundary[20] = '\0';
     if ((f->pieces = pt_palloc(r->pool, (size_t)(2 * n + 1) * sizeof(*f->pieces))) == NULL)
         return PT_ERROR;

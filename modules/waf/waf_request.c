@@ -85,7 +85,7 @@ static void free_transaction(void *t)
 static struct waf_ctx *start(struct pt_request *r, const struct waf_loc_conf *lc)
 {
     struct waf_ctx *ctx = pt_palloc(r->pool, sizeof(*ctx));
-    struct pt_str id = {pt_request_id(r), 32};
+    struct pt_str id = pt_str_c(pt_request_id(r));
     char *idz;
 
     if (ctx == NULL || (lc->id && pt_template_eval(r, lc->id, &id) != PT_OK) ||

@@ -435,8 +435,8 @@ END_TEST
 START_TEST(upstream_variables_have_no_value_when_empty)
 {
     ck_assert_int_eq(var_rc("upstream_addr"), PT_DECLINED);
-    r->upstream_addr = PT_STR("127.0.0.1:3000");
-    r->upstream_status = PT_STR("200");
+    r->up.addr = PT_STR("127.0.0.1:3000");
+    r->up.status = PT_STR("200");
     ck_assert_str_eq(var("upstream_addr"), "127.0.0.1:3000");
     ck_assert_str_eq(var("upstream_status"), "200");
 }
