@@ -105,6 +105,9 @@ class DashboardBrowser(harness.TestCase):
     def open(self, p, servers):
         """Opens portier <p>'s dashboard and waits until it lists <servers>."""
         self.browser.open("http://127.0.0.1:%d/status" % p.port)
+        # Left before <p> stops (cleanups run last first): a page still polling a stopped
+        # portier would log failed loads into the next test.
+        self.addCleanup(self.browser.open, "about:blank")
         self.browser.wait("document.querySelectorAll('tr[data-server]').length >= %d"
                           % len(servers), what="the page to list %s" % ", ".join(servers))
 
