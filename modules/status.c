@@ -6,11 +6,16 @@
  * change is in shared memory, followed at once by every worker and kept across reloads.
  * Who may read or write is the location's allow/deny.
  *
+ * A browser's GET (an Accept naming text/html) gets the live dashboard instead, unless
+ * status_dashboard is off: one page compiled in (modules/status_page.html), which polls the
+ * same URL for the JSON and, with "write", offers each server's controls as the POSTs below.
+ *
  *   GET  /status[?upstream=NAME]
  *   POST /status  upstream=NAME&server=HOST:PORT[&state=up|down|drain|reset][&weight=N]
  *                 (form-encoded body or query string; weight=0 returns to the configured one)
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,7 @@
 #include "core/times.h"
 #include "modules/upstream/upstream.h"
 #include "worker/var.h"
+#include "modules/status_page.h" /* generated from status_page.html (CMakeLists.txt) */
 
 #define FORM_MAX 4096 /* bytes of a POST body */
 
@@ -31,9 +37,11 @@ enum { STATUS_UNSET = -1, STATUS_OFF, STATUS_READ, STATUS_WRITE };
 
 struct status_conf {
     int mode;
+    int dashboard; /* status_dashboard: browsers get the page */
 };
 
-/* A growing JSON text (malloc'd: it is handed to the writer, which copies it). */
+/* A growing text, JSON but for the dashboard's page (malloc'd: it is handed to the writer,
+ * which copies it). */
 struct json {
     char *p;
     size_t len, cap;
@@ -57,6 +65,11 @@ static const struct pt_directive status_directives[] = {
      "true: this location answers with the upstream servers' state as JSON (same in every "
      "worker); \"write\": also takes POSTs upstream=NAME&server=HOST:PORT&state=up|down|drain|"
      "reset&weight=N, kept across reloads; restrict it with allow/deny"},
+    {"status_dashboard", PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC, 0, PT_LOC_CONF, pt_conf_set_flag,
+     offsetof(struct status_conf, dashboard), NULL,
+     "on (default): a GET of a status location whose Accept names text/html (a browser's) "
+     "gets the live dashboard, a page that polls the JSON every second and, with \"write\", "
+     "has each server's controls; off: JSON to every client"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -66,9 +79,19 @@ static void *create_loc_conf(struct pt_conf *cf)
 {
     struct status_conf *sc = pt_palloc(cf->pool, sizeof(*sc));
 
-    if (sc)
+    if (sc) {
         sc->mode = STATUS_UNSET;
+        sc->dashboard = PT_CONF_UNSET;
+    }
     return sc;
+}
+
+static int merge_loc_conf(struct pt_conf *cf, void *parent, void *child)
+{
+    struct status_conf *p = parent, *c = child;
+
+    pt_conf_merge_int(c->dashboard, p->dashboard, 1);
+    return PT_OK;
 }
 
 static int status_handler(struct pt_request *r);
@@ -277,8 +300,9 @@ static void put_document(struct json *j, struct pt_str only)
 
 /* --- answers --- */
 
-/* Sends <j> (or, if building it failed, a 500) with <status> and finishes the request. */
-static int respond(struct pt_request *r, int status, struct json *j)
+/* Sends <j> (or, if building it failed, a 500) as <type> with <status> and finishes the
+ * request. */
+static int respond_as(struct pt_request *r, int status, struct pt_str type, struct json *j)
 {
     int rc;
 
@@ -288,7 +312,7 @@ static int respond(struct pt_request *r, int status, struct json *j)
     }
     r->status = status;
     r->out_length = (int64_t)j->len;
-    rc = pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("application/json")) == PT_OK &&
+    rc = pt_header_add(r, &r->out, PT_STR("Content-Type"), type) == PT_OK &&
                  pt_header_add(r, &r->out, PT_STR("Cache-Control"), PT_STR("no-store")) == PT_OK &&
                  pt_http_send_header(r) == PT_OK && pt_http_send_body(r, j->p, j->len, 1) == PT_OK
              ? PT_OK
@@ -296,6 +320,11 @@ static int respond(struct pt_request *r, int status, struct json *j)
     free(j->p);
     pt_http_finalize(r, rc);
     return PT_DONE;
+}
+
+static int respond(struct pt_request *r, int status, struct json *j)
+{
+    return respond_as(r, status, PT_STR("application/json"), j);
 }
 
 static int respond_error(struct pt_request *r, int status, const char *fmt, ...)
@@ -314,6 +343,82 @@ static int respond_error(struct pt_request *r, int status, const char *fmt, ...)
     put_cstr(&j, msg);
     put(&j, "}\n", 2);
     return respond(r, status, &j);
+}
+
+/* --- the dashboard --- */
+
+/* Whether the parameters <p>..<end> of a media range hold a q of 0, "not acceptable" (RFC
+ * 9110 12.4.2: "0", "0.", "0.0" to "0.000"). */
+static int q_zero(const char *p, const char *end)
+{
+    for (; p < end; p++) {
+        if ((*p != 'q' && *p != 'Q') || (p[-1] != ';' && p[-1] != ' ' && p[-1] != '\t'))
+            continue;
+        if (end - p < 3 || p[1] != '=' || p[2] != '0')
+            continue;
+        for (p += 3; p < end && (*p == '0' || *p == '.'); p++)
+            ;
+        return p == end || *p == ';' || *p == ' ' || *p == '\t';
+    }
+    return 0;
+}
+
+/* Whether <r>'s Accept names text/html (q above 0), as a browser's navigation does.  A
+ * wildcard does not count: scripts (curl, fetch) send one or ask for application/json, and
+ * they keep getting the JSON. */
+static int wants_html(struct pt_request *r)
+{
+    const struct pt_http_header *h = pt_http_find_header(r->h.headers, r->h.nheaders, "Accept");
+    const char *p, *end, *e, *semi;
+
+    if (h == NULL)
+        return 0;
+    for (p = h->value.p, end = p + h->value.len; p < end; p = e + 1) {
+        struct pt_str range;
+        e = memchr(p, ',', (size_t)(end - p));
+        if (e == NULL)
+            e = end;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        semi = memchr(p, ';', (size_t)(e - p));
+        range = (struct pt_str){p, (size_t)((semi ? semi : e) - p)};
+        while (range.len && (range.p[range.len - 1] == ' ' || range.p[range.len - 1] == '\t'))
+            range.len--;
+        if (pt_str_ieq(range, "text/html") && !(semi && q_zero(semi, e)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Sends the dashboard, its meta portier-status-write filled in: the script offers the
+ * controls only where POSTs will be taken. */
+static int respond_dashboard(struct pt_request *r, const struct status_conf *sc)
+{
+    static const char mark[] = "@STATUS_WRITE@";
+    const char *at = strstr(status_page, mark);
+    const char *write = sc->mode == STATUS_WRITE ? "true" : "false";
+    struct json page = {0};
+
+    if (at == NULL) { /* a page edited without its mark: no controls rather than wrong ones */
+        put(&page, status_page, sizeof(status_page) - 1);
+    } else {
+        put(&page, status_page, (size_t)(at - status_page));
+        put(&page, write, strlen(write));
+        put(&page, at + sizeof(mark) - 1, strlen(at + sizeof(mark) - 1));
+    }
+    /* Nothing from outside: the script and styles are inline and only talk to this URL; no
+     * framing, so that no other site can lay its page over the controls. */
+    if (pt_header_add(r, &r->out, PT_STR("Content-Security-Policy"),
+                      PT_STR("default-src 'none'; script-src 'unsafe-inline'; "
+                             "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; "
+                             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")) !=
+            PT_OK ||
+        pt_header_add(r, &r->out, PT_STR("X-Content-Type-Options"), PT_STR("nosniff")) != PT_OK ||
+        pt_header_add(r, &r->out, PT_STR("Referrer-Policy"), PT_STR("no-referrer")) != PT_OK) {
+        free(page.p);
+        return PT_ERROR;
+    }
+    return respond_as(r, 200, PT_STR("text/html; charset=utf-8"), &page);
 }
 
 /* --- control --- */
@@ -523,6 +628,11 @@ static int status_handler(struct pt_request *r)
             return PT_ERROR;
         if (parse_form(args, r->args.len, &c, &err) != PT_OK)
             return respond_error(r, 400, "%s", err);
+        /* The same URL answers the page or the JSON, as the request's Accept asks. */
+        if (sc->dashboard && pt_header_add(r, &r->out, PT_STR("Vary"), PT_STR("Accept")) != PT_OK)
+            return PT_ERROR;
+        if (sc->dashboard && wants_html(r))
+            return respond_dashboard(r, sc);
         put_document(&j, c.upstream);
     }
     return respond(r, 200, &j);
@@ -532,4 +642,5 @@ struct pt_module pt_status_module = {
     .name = "status",
     .directives = status_directives,
     .create_loc_conf = create_loc_conf,
+    .merge_loc_conf = merge_loc_conf,
 };
