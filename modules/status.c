@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -599,6 +600,32 @@ static void body_readable(struct pt_request *r)
         pt_http_finalize(r, rc);
 }
 
+/* Whether a browser sent <r> from another site's page: its Sec-Fetch-Site says so, or its
+ * Origin names another host than Host.  A plain form POST needs no preflight, so without
+ * this a page elsewhere could drain servers through a visitor allowed here. */
+static int cross_site(struct pt_request *r)
+{
+    const struct pt_http_header *site =
+        pt_http_find_header(r->h.headers, r->h.nheaders, "Sec-Fetch-Site");
+    const struct pt_http_header *origin =
+        pt_http_find_header(r->h.headers, r->h.nheaders, "Origin");
+    const char *host;
+
+    if (site && !pt_str_ieq(site->value, "same-origin") && !pt_str_ieq(site->value, "none"))
+        return 1;
+    if (origin == NULL)
+        return 0;
+    /* "scheme://host[:port]": what follows "://" must be the Host field exactly. */
+    for (host = origin->value.p; host + 2 < origin->value.p + origin->value.len; host++)
+        if (host[0] == ':' && host[1] == '/' && host[2] == '/')
+            break;
+    host += 3;
+    if (host > origin->value.p + origin->value.len)
+        return 1;
+    return r->h.host.len != (size_t)(origin->value.p + origin->value.len - host) ||
+           strncasecmp(host, r->h.host.p, r->h.host.len) != 0;
+}
+
 static int status_handler(struct pt_request *r)
 {
     struct status_conf *sc = pt_http_loc_conf(r, pt_status_module);
@@ -609,6 +636,8 @@ static int status_handler(struct pt_request *r)
             return respond_error(r, 403,
                                  "this status location is read-only (status = \"write\" "
                                  "takes changes)");
+        if (cross_site(r))
+            return respond_error(r, 403, "a change from another site's page is refused");
         r->ctx[pt_status_module.index] = pt_palloc(r->pool, sizeof(struct status_ctx));
         if (r->ctx[pt_status_module.index] == NULL)
             return PT_ERROR;

@@ -317,6 +317,26 @@ class HealthChecks(harness.TestCase):
         doc = json.loads(r.body)
         self.assertEqual((doc["state"], doc["weight"]), ("up", 1))
 
+    def test_a_change_posted_from_another_site_s_page_is_refused(self):
+        b1 = self.start_backend("b1")
+        p = self.start_lb([b1, self.start_backend("b2")])
+        body = ("upstream=app&server=%s&state=down" % b1.addr).encode()
+        form = ("Content-Type", "application/x-www-form-urlencoded")
+        here = "http://localhost"  # the Host the test client sends
+        for headers in ([("Sec-Fetch-Site", "cross-site")], [("Sec-Fetch-Site", "same-site")],
+                        [("Origin", "http://evil.example")], [("Origin", here + ":1")]):
+            r = harness.http_request(p.port, "POST", "/status", body=body,
+                                     headers=[form] + headers)
+            self.assertEqual(r.status, 403, headers)
+            self.assertIn("another site", json.loads(r.body)["error"])
+        self.assertEqual(self.servers(p)[b1.addr]["state"], "up")
+        # The dashboard's own POST: same origin.
+        r = harness.http_request(p.port, "POST", "/status", body=body,
+                                 headers=[form, ("Sec-Fetch-Site", "same-origin"),
+                                          ("Origin", here)])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.servers(p)[b1.addr]["state"], "down")
+
     def test_control_errors_are_clear(self):
         b1 = self.start_backend("b1")
         p = self.start_lb([b1, self.start_backend("b2")])
