@@ -1,0 +1,108 @@
+/*
+ * metrics.h: what the two files of the metrics module share: the counters' layout in the
+ * shared-memory zone "metrics" (metrics.c counts into it, exposition.c reads it out).
+ *
+ * Every counter is a 64-bit word that workers add to with a relaxed atomic, so the hot path
+ * takes no lock; a scrape sums nothing, it reads each word once (a reader may see one
+ * request's counters half added, which the next scrape settles).  Histograms keep one word
+ * per bucket, not cumulative, so that an observation is two additions; the exposition makes
+ * them cumulative and derives _count from them, which keeps each scrape's buckets and
+ * _count in agreement.
+ *
+ * An entry is one labelled set of counters: a server, a location's status_zone, or an
+ * upstream server.  Entries are found by kind and name, so a reload or a binary upgrade
+ * that keeps a name keeps its counters.  Only the master adds entries (when the zone is
+ * mapped, before workers fork), so workers never write anything but counters.
+ */
+#ifndef PT_METRICS_H
+#define PT_METRICS_H
+
+#include <stdint.h>
+
+#include "core/module.h"
+
+struct pt_request;
+struct pt_shm_zone;
+
+/* Layout version of the zone: bump it when anything below changes. */
+#define METRICS_LAYOUT 1
+
+#define METRICS_NAME_MAX 64 /* with the NUL; longer names are cut */
+#define METRICS_BUCKETS  13 /* 1 ms ... 10 s, then +Inf */
+#define METRICS_CLASSES  5  /* 1xx ... 5xx */
+
+/* Upper bounds of the finite buckets, in ms. */
+extern const uint32_t metrics_bucket_ms[METRICS_BUCKETS - 1];
+
+struct metrics_hist {
+    uint64_t b[METRICS_BUCKETS]; /* observations per bucket, not cumulative */
+    uint64_t sum_ms;
+};
+
+enum metrics_kind { METRICS_SERVER = 1, METRICS_LOCATION, METRICS_PEER };
+
+/* Upstream failures by kind (metrics_fail_names in exposition.c). */
+enum {
+    METRICS_FAIL_CONNECT,
+    METRICS_FAIL_TIMEOUT,
+    METRICS_FAIL_INVALID_HEADER,
+    METRICS_FAIL_ERROR,
+    METRICS_FAIL_HTTP_5XX,
+    METRICS_NFAILS
+};
+
+struct metrics_zone_counters {
+    uint64_t requests[METRICS_CLASSES];
+    uint64_t bytes_in, bytes_out;
+    struct metrics_hist time;
+};
+
+struct metrics_peer_counters {
+    uint64_t requests, retries;
+    uint64_t responses[METRICS_CLASSES];
+    uint64_t fails[METRICS_NFAILS];
+    struct metrics_hist connect, header, response;
+};
+
+struct metrics_entry {
+    uint32_t kind; /* enum metrics_kind; 0: free */
+    uint32_t spare;
+    char a[METRICS_NAME_MAX]; /* server, location zone, or upstream */
+    char b[METRICS_NAME_MAX]; /* the upstream server; "" otherwise */
+    union {
+        struct metrics_zone_counters zone;
+        struct metrics_peer_counters peer;
+    };
+};
+
+/* The zone's root object. */
+struct metrics_root {
+    uint64_t magic;
+    uint32_t cap, n;  /* entries allocated, in use */
+    uint64_t entries; /* offset of the entry array */
+    uint64_t loads;   /* configurations taken over: reloads and binary upgrades */
+    uint64_t worker_starts;
+};
+
+/* One series of the running configuration: what a scrape reports, in the order found. */
+struct metrics_series {
+    enum metrics_kind kind;
+    const char *a, *b;
+    const void *peer;        /* the struct pt_peer of a METRICS_PEER series */
+    struct metrics_entry *e; /* in the zone; NULL when it was full */
+};
+
+struct metrics_main_conf {
+    int used; /* a metrics location or a status_zone: counting is on */
+    struct metrics_series *series;
+    int nseries, cap;
+    struct pt_shm_zone *zone;
+    struct metrics_root *root; /* in the zone, set when it is mapped */
+};
+
+extern struct pt_module pt_metrics_module;
+
+/* The content handler of a `metrics` location (exposition.c). */
+int metrics_handler(struct pt_request *r);
+
+#endif

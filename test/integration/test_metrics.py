@@ -1,0 +1,198 @@
+"""
+Metrics: counters and histograms in shared memory, read out by a `metrics` location in
+Prometheus's text format (and OpenMetrics when asked).  After requests of known outcomes
+spread over two workers and across a reload, every counter equals what was sent.
+"""
+
+import re
+import shutil
+import subprocess
+
+import harness
+from harness import location, server
+from httpclient import build_request
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse(text):
+    """{(name, frozenset(labels)): value} of every sample of an exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        if m is None:
+            raise AssertionError("not a sample line: %r" % line)
+        labels = frozenset(LABEL.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def value(samples, name, **labels):
+    return samples[(name, frozenset(labels.items()))]
+
+
+class Exchange:
+    """Requests made and the bytes each way, to compare with the counters."""
+
+    def __init__(self):
+        self.by_class = {}
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.n = 0
+
+    def request(self, client, method, path, body=None):
+        raw = build_request(method, path, body=body)
+        client.send(raw)
+        r = client.read_response(method)
+        self.by_class[r.status // 100] = self.by_class.get(r.status // 100, 0) + 1
+        self.bytes_in += len(raw)
+        self.bytes_out += len(r.head) + len(r.body)
+        self.n += 1
+        return r
+
+
+class Metrics(harness.TestCase):
+
+    def start(self, workers=1, extra_http=None):
+        self.dead = harness.free_port()
+        self.port = harness.free_port()
+        self.scrape_port = harness.free_port()
+        http = {
+            "server": [
+                server(self.port, [
+                    location("/ping", ret="200 pong"),
+                    location("/ok", ret="200 hello", status_zone="ok"),
+                    location("/missing", ret="404"),
+                    location("/dead", proxy_pass="http://127.0.0.1:%d" % self.dead,
+                             status_zone="dead"),
+                ], names=["app.test"]),
+                server(self.scrape_port, [location("/metrics", metrics=True)],
+                       names=["scrape.test"]),
+            ],
+        }
+        http.update(extra_http or {})
+        return self.start_portier(http, main={"worker_processes": workers}, workers=workers)
+
+    def scrape(self, p, accept=None):
+        headers = {"Accept": accept} if accept else {}
+        r = harness.http_request(self.scrape_port, "GET", "/metrics", headers=headers)
+        self.assertEqual(r.status, 200)
+        return r
+
+    def samples(self, p):
+        return parse(self.scrape(p).body.decode())
+
+    def outcomes(self, ex, client, k):
+        """<k> rounds of a 200 with a body sent, a 200, a 404 and a 502 on <client>."""
+        for i in range(k):
+            self.assertEqual(ex.request(client, "POST", "/ok", body=b"x" * (100 + i)).status, 200)
+            self.assertEqual(ex.request(client, "GET", "/ok?i=%d" % i).status, 200)
+            self.assertEqual(ex.request(client, "GET", "/missing").status, 404)
+            self.assertEqual(ex.request(client, "GET", "/dead").status, 502)
+
+    def assert_histogram(self, s, name, count, **labels):
+        buckets = sorted(((float(dict(l)["le"]), v) for (n, l), v in s.items()
+                          if n == name + "_bucket" and dict(l).items() - {("le", dict(l)["le"])}
+                          == labels.items()), key=lambda b: b[0])
+        self.assertEqual(len(buckets), 13)
+        self.assertEqual([b[0] for b in buckets],
+                         [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                          float("inf")])
+        counts = [b[1] for b in buckets]
+        self.assertEqual(counts, sorted(counts), "buckets are cumulative")
+        self.assertEqual(counts[-1], count)
+        self.assertEqual(value(s, name + "_count", **labels), count)
+        total = value(s, name + "_sum", **labels)
+        self.assertGreaterEqual(total, 0)
+        self.assertLess(total, count * 10.0)
+
+    def test_counters_equal_requests_sent_over_two_workers_and_a_reload(self):
+        p = self.start(workers=2)
+        ping = Exchange()  # what clients_on_workers sends, measured on a client of our own
+        with p.client() as c:
+            ping.request(c, "GET", "/ping")
+        ex = Exchange()
+        groups = p.clients_on_workers(2)
+        try:
+            for clients in groups:
+                for c in clients:
+                    self.outcomes(ex, c, 3)
+        finally:
+            for c in [c for cs in groups for c in cs]:
+                c.close()
+        p.reload()
+        for _ in range(2):
+            with p.client() as c:
+                self.outcomes(ex, c, 2)
+
+        s = self.samples(p)
+        pings = 1 + sum(len(g) for g in groups)
+        srv = {"server": "app.test"}
+        self.assertEqual(value(s, "portier_server_requests_total", code="2xx", **srv),
+                         ex.by_class[2] + pings)
+        self.assertEqual(value(s, "portier_server_requests_total", code="4xx", **srv),
+                         ex.by_class[4])
+        self.assertEqual(value(s, "portier_server_requests_total", code="5xx", **srv),
+                         ex.by_class[5])
+        for code in ("1xx", "3xx"):
+            self.assertEqual(value(s, "portier_server_requests_total", code=code, **srv), 0)
+        self.assertEqual(value(s, "portier_server_received_bytes_total", **srv),
+                         ex.bytes_in + pings * ping.bytes_in)
+        self.assertEqual(value(s, "portier_server_sent_bytes_total", **srv),
+                         ex.bytes_out + pings * ping.bytes_out)
+        self.assert_histogram(s, "portier_server_request_duration_seconds", ex.n + pings, **srv)
+
+        self.assertEqual(value(s, "portier_location_requests_total", location="ok", code="2xx"),
+                         ex.by_class[2])
+        self.assertEqual(value(s, "portier_location_requests_total", location="dead",
+                               code="5xx"), ex.by_class[5])
+        self.assert_histogram(s, "portier_location_request_duration_seconds", ex.by_class[2],
+                              location="ok")
+        self.assertEqual(value(s, "portier_config_loads_total"), 1)
+        self.assertEqual(value(s, "portier_worker_starts_total"), 4)
+
+    def test_promtool_check_metrics_passes(self):
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.fail("promtool is not installed: it comes with Debian's prometheus package "
+                      "(scripts/deps installs it)")
+        p = self.start()
+        with p.client() as c:
+            self.outcomes(Exchange(), c, 1)
+        text = self.scrape(p).body
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                           timeout=30)
+        self.assertEqual((r.returncode, r.stdout + r.stderr), (0, b""), text.decode())
+
+    def test_text_format_0_0_4_by_default(self):
+        p = self.start()
+        r = self.scrape(p)
+        self.assertEqual(r.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
+        text = r.body.decode()
+        self.assertIn("# TYPE portier_server_requests_total counter\n", text)
+        self.assertIn("# TYPE portier_server_request_duration_seconds histogram\n", text)
+        self.assertNotIn("# EOF", text)
+
+    def test_openmetrics_when_accept_asks_for_it(self):
+        p = self.start()
+        r = self.scrape(p, accept="application/openmetrics-text;version=1.0.0,text/plain;"
+                                  "version=0.0.4;q=0.5,*/*;q=0.1")
+        self.assertEqual(r.header("Content-Type"),
+                         "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        text = r.body.decode()
+        self.assertTrue(text.endswith("\n# EOF\n"), text[-200:])
+        self.assertIn("# TYPE portier_server_requests counter\n", text)
+        self.assertIn('le="1.0"', text)
+
+    def test_metrics_location_answers_only_get_and_head(self):
+        p = self.start()
+        r = harness.http_request(self.scrape_port, "POST", "/metrics", body=b"")
+        self.assertEqual(r.status, 405)
+        self.assertEqual(r.header("Allow"), "GET, HEAD")
+
+
+if __name__ == "__main__":
+    harness.main()
