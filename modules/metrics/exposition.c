@@ -18,7 +18,9 @@
 #include "worker/http.h"
 #include "core/pool.h"
 #include "core/shm.h"
+#include "core/times.h"
 #include "modules/metrics/metrics.h"
+#include "modules/upstream/upstream.h"
 
 #define CT_PROMETHEUS  "text/plain; version=0.0.4; charset=utf-8"
 #define CT_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -158,7 +160,21 @@ static void histogram(struct out *o, const char *name, const struct metrics_seri
 }
 
 /* What a family shows of one series. */
-enum what { REQUESTS, BYTES_IN, BYTES_OUT, DURATION };
+enum what {
+    REQUESTS,
+    BYTES_IN,
+    BYTES_OUT,
+    DURATION,
+    TRIES,
+    RETRIES,
+    RESPONSES,
+    FAILURES,
+    ACTIVE,
+    STATE,
+    CONNECT_TIME,
+    HEADER_TIME,
+    RESPONSE_TIME
+};
 
 struct family {
     const char *name, *type, *help;
@@ -173,7 +189,7 @@ static void zone_sample(struct out *o, const struct family *f, const struct metr
     case REQUESTS: classes(o, f->name, s, z->requests); break;
     case BYTES_IN: sample(o, f->name, s, NULL, NULL, load(&z->bytes_in)); break;
     case BYTES_OUT: sample(o, f->name, s, NULL, NULL, load(&z->bytes_out)); break;
-    case DURATION: histogram(o, f->name, s, &z->time); break;
+    default: /* DURATION */ histogram(o, f->name, s, &z->time); break;
     }
 }
 
@@ -212,6 +228,77 @@ static void zones(struct out *o, const struct metrics_main_conf *mc, enum metric
         for (int i = 0; i < mc->nseries; i++)
             if (mc->series[i].kind == kind && mc->series[i].e)
                 zone_sample(o, &fs[f], &mc->series[i]);
+    }
+}
+
+static void peer_sample(struct out *o, const struct family *f, const struct metrics_series *s,
+                        uint64_t now)
+{
+    static const char *const fails[METRICS_NFAILS] = {"connect", "timeout", "invalid_header",
+                                                      "error", "http_5xx"};
+    static const char *const states[] = {"up", "down", "draining", "checking"};
+    const struct metrics_peer_counters *c = &s->e->peer;
+    struct pt_peer_view v;
+
+    switch (f->what) {
+    case TRIES: sample(o, f->name, s, NULL, NULL, load(&c->requests)); break;
+    case RETRIES: sample(o, f->name, s, NULL, NULL, load(&c->retries)); break;
+    case RESPONSES: classes(o, f->name, s, c->responses); break;
+    case FAILURES:
+        for (int i = 0; i < METRICS_NFAILS; i++)
+            sample(o, f->name, s, "kind", fails[i], load(&c->fails[i]));
+        break;
+    case ACTIVE:
+        pt_peer_view(s->peer, now, &v);
+        sample(o, f->name, s, NULL, NULL, (uint64_t)pt_max(v.active, 0));
+        break;
+    case STATE:
+        pt_peer_view(s->peer, now, &v);
+        for (size_t i = 0; i < pt_nelems(states); i++)
+            sample(o, f->name, s, "state", states[i], strcmp(v.state, states[i]) == 0);
+        break;
+    case CONNECT_TIME: histogram(o, f->name, s, &c->connect); break;
+    case HEADER_TIME: histogram(o, f->name, s, &c->header); break;
+    default: histogram(o, f->name, s, &c->response); break;
+    }
+}
+
+/* The families of upstream servers, each with every server of every group. */
+static void peers(struct out *o, const struct metrics_main_conf *mc)
+{
+    static const struct family fs[] = {
+        {"portier_upstream_requests_total", "counter",
+         "Tries of requests on an upstream server (a retry on another server counts there).",
+         TRIES},
+        {"portier_upstream_retries_total", "counter",
+         "Tries on an upstream server that retried a request another try had failed.", RETRIES},
+        {"portier_upstream_responses_total", "counter",
+         "Response heads an upstream server sent, by status class.", RESPONSES},
+        {"portier_upstream_failures_total", "counter",
+         "Failed tries on an upstream server by kind, and its answers of 5xx.", FAILURES},
+        {"portier_upstream_active_connections", "gauge",
+         "Requests in progress on an upstream server, all workers together.", ACTIVE},
+        {"portier_upstream_peer_state", "gauge",
+         "1 for the state an upstream server is in (up, down, draining, checking).", STATE},
+        {"portier_upstream_connect_duration_seconds", "histogram",
+         "Time to connect to an upstream server (TLS handshake included).", CONNECT_TIME},
+        {"portier_upstream_header_duration_seconds", "histogram",
+         "Time from a try's start to the upstream server's response head.", HEADER_TIME},
+        {"portier_upstream_response_duration_seconds", "histogram",
+         "Time from a try's start to the upstream server's last response byte.", RESPONSE_TIME},
+    };
+    uint64_t now = pt_now_ms();
+    int any = 0;
+
+    for (int i = 0; i < mc->nseries; i++)
+        any |= mc->series[i].kind == METRICS_PEER && mc->series[i].e;
+    if (!any)
+        return;
+    for (size_t f = 0; f < pt_nelems(fs); f++) {
+        family(o, fs[f].name, fs[f].type, fs[f].help);
+        for (int i = 0; i < mc->nseries; i++)
+            if (mc->series[i].kind == METRICS_PEER && mc->series[i].e)
+                peer_sample(o, &fs[f], &mc->series[i], now);
     }
 }
 
@@ -278,6 +365,7 @@ int metrics_handler(struct pt_request *r)
         return 500;
     zones(&o, mc, METRICS_SERVER);
     zones(&o, mc, METRICS_LOCATION);
+    peers(&o, mc);
     process(&o, mc);
     if (o.om)
         puts_(&o, "# EOF\n");

@@ -210,6 +210,8 @@ static int add_location(struct pt_conf *cf, void **loc_conf)
 static int add_series(struct pt_conf *cf)
 {
     struct pt_http_main_conf *hmc = cf->cycle->main_conf[pt_http_module.index];
+    struct pt_upstream **ups;
+    int n;
 
     for (int i = 0; hmc && i < hmc->nservers; i++) {
         struct pt_http_server *s = hmc->servers[i];
@@ -220,6 +222,12 @@ static int add_series(struct pt_conf *cf)
     }
     if (hmc && pt_http_foreach_loc(cf, add_location) != PT_OK)
         return PT_ERROR;
+    ups = pt_upstream_groups(cf->cycle, &n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < ups[i]->npeers; j++)
+            if (series_index(cf, METRICS_PEER, ups[i]->name, ups[i]->peers[j].name,
+                             &ups[i]->peers[j]) < 0)
+                return PT_ERROR;
     return PT_OK;
 }
 
@@ -290,6 +298,8 @@ static int zone_init(struct pt_shm_zone *z, int reused)
         struct metrics_series *s = &mc->series[i];
         s->e = entry_of(z, rt, s);
         full |= s->e == NULL;
+        if (s->kind == METRICS_PEER)
+            ((struct pt_peer *)s->peer)->metrics = s->e;
     }
     if (full)
         pt_log(PT_LOG_WARN,
@@ -365,6 +375,33 @@ static int log_handler(struct pt_request *r)
     return PT_OK;
 }
 
+/* A step of a try on an upstream server (pt_upstream_observe). */
+static void observe_try(struct pt_peer *peer, enum pt_upstream_step step, int value, uint64_t ms)
+{
+    struct metrics_peer_counters *c = &((struct metrics_entry *)peer->metrics)->peer;
+
+    switch (step) {
+    case PT_UPSTREAM_TRY:
+        add(&c->requests, 1);
+        if (value)
+            add(&c->retries, 1);
+        break;
+    case PT_UPSTREAM_CONNECTED: metrics_observe(&c->connect, ms); break;
+    case PT_UPSTREAM_HEADER:
+        if (value / 100 >= 1 && value / 100 <= METRICS_CLASSES)
+            add(&c->responses[value / 100 - 1], 1);
+        if (value >= 500)
+            add(&c->fails[METRICS_FAIL_HTTP_5XX], 1);
+        metrics_observe(&c->header, ms);
+        break;
+    case PT_UPSTREAM_DONE: metrics_observe(&c->response, ms); break;
+    case PT_UPSTREAM_FAILED:
+        if (value >= 0 && value < METRICS_FAIL_HTTP_5XX)
+            add(&c->fails[value], 1);
+        break;
+    }
+}
+
 /* --- the module --- */
 
 static int postconfig(struct pt_conf *cf)
@@ -391,6 +428,7 @@ static int init_worker(struct pt_cycle *cycle)
 
     if (mc->root)
         __atomic_fetch_add(&mc->root->worker_starts, 1, __ATOMIC_RELAXED);
+    pt_upstream_observe = mc->root ? observe_try : NULL;
     return PT_OK;
 }
 

@@ -41,15 +41,9 @@ struct metrics_hist {
 
 enum metrics_kind { METRICS_SERVER = 1, METRICS_LOCATION, METRICS_PEER };
 
-/* Upstream failures by kind (metrics_fail_names in exposition.c). */
-enum {
-    METRICS_FAIL_CONNECT,
-    METRICS_FAIL_TIMEOUT,
-    METRICS_FAIL_INVALID_HEADER,
-    METRICS_FAIL_ERROR,
-    METRICS_FAIL_HTTP_5XX,
-    METRICS_NFAILS
-};
+/* Upstream failures by kind: the proxy's (enum pt_upstream_failure), then answers of 5xx. */
+#define METRICS_FAIL_HTTP_5XX 4
+#define METRICS_NFAILS        5
 
 struct metrics_zone_counters {
     uint64_t requests[METRICS_CLASSES];

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import harness
-from harness import location, server
+from harness import location, server, upstream
 from httpclient import build_request
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -56,25 +56,25 @@ class Exchange:
 
 class Metrics(harness.TestCase):
 
-    def start(self, workers=1, extra_http=None):
+    def start(self, workers=1, locations=(), http=None):
+        """Portier with a server app.test of the locations used here and <locations>, and a
+        server scrape.test on another port answering /metrics."""
         self.dead = harness.free_port()
         self.port = harness.free_port()
         self.scrape_port = harness.free_port()
-        http = {
-            "server": [
-                server(self.port, [
-                    location("/ping", ret="200 pong"),
-                    location("/ok", ret="200 hello", status_zone="ok"),
-                    location("/missing", ret="404"),
-                    location("/dead", proxy_pass="http://127.0.0.1:%d" % self.dead,
-                             status_zone="dead"),
-                ], names=["app.test"]),
-                server(self.scrape_port, [location("/metrics", metrics=True)],
-                       names=["scrape.test"]),
-            ],
-        }
-        http.update(extra_http or {})
-        return self.start_portier(http, main={"worker_processes": workers}, workers=workers)
+        h = dict(http or {})
+        h["server"] = [
+            server(self.port, [
+                location("/ping", ret="200 pong"),
+                location("/ok", ret="200 hello", status_zone="ok"),
+                location("/missing", ret="404"),
+                location("/dead", proxy_pass="http://127.0.0.1:%d" % self.dead,
+                         status_zone="dead"),
+            ] + list(locations), names=["app.test"]),
+            server(self.scrape_port, [location("/metrics", metrics=True)],
+                   names=["scrape.test"]),
+        ]
+        return self.start_portier(h, main={"worker_processes": workers}, workers=workers)
 
     def scrape(self, p, accept=None):
         headers = {"Accept": accept} if accept else {}
@@ -84,6 +84,15 @@ class Metrics(harness.TestCase):
 
     def samples(self, p):
         return parse(self.scrape(p).body.decode())
+
+    def samples_when(self, p, name, at_least, **labels):
+        """The samples once <name>{<labels>} reached <at_least>: a worker counts a request
+        once its answer went out, so the last one may still be on its way when the client
+        has it."""
+        def probe():
+            s = self.samples(p)
+            return s if value(s, name, **labels) >= at_least else None
+        return harness.wait_until(probe, 5.0, 0.05, "%s to reach %d" % (name, at_least))
 
     def outcomes(self, ex, client, k):
         """<k> rounds of a 200 with a body sent, a 200, a 404 and a 502 on <client>."""
@@ -128,9 +137,10 @@ class Metrics(harness.TestCase):
             with p.client() as c:
                 self.outcomes(ex, c, 2)
 
-        s = self.samples(p)
         pings = 1 + sum(len(g) for g in groups)
         srv = {"server": "app.test"}
+        s = self.samples_when(p, "portier_server_request_duration_seconds_count", ex.n + pings,
+                              **srv)
         self.assertEqual(value(s, "portier_server_requests_total", code="2xx", **srv),
                          ex.by_class[2] + pings)
         self.assertEqual(value(s, "portier_server_requests_total", code="4xx", **srv),
@@ -153,6 +163,40 @@ class Metrics(harness.TestCase):
                               location="ok")
         self.assertEqual(value(s, "portier_config_loads_total"), 1)
         self.assertEqual(value(s, "portier_worker_starts_total"), 4)
+
+    def test_upstream_servers_count_tries_failures_and_retries(self):
+        alive = self.start_backend("alive")
+        dead = harness.free_port()
+        p = self.start(workers=2, locations=[location("/", proxy_pass="http://app")], http={
+            "upstream": {"app": upstream(alive.addr, "127.0.0.1:%d" % dead, keepalive=4)}})
+        n = 10
+        for i in range(n):
+            self.assertEqual(p.get("/?i=%d" % i).status, 200)
+        for i in range(3):
+            self.assertEqual(p.get("/dead").status, 502)
+
+        a = {"upstream": "app", "peer": alive.addr}
+        s = self.samples_when(p, "portier_server_request_duration_seconds_count", n + 3,
+                              server="app.test")
+        d = {"upstream": "app", "peer": "127.0.0.1:%d" % dead}
+        self.assertEqual(value(s, "portier_upstream_requests_total", **a), n)
+        self.assertEqual(value(s, "portier_upstream_responses_total", code="2xx", **a), n)
+        tried_dead = value(s, "portier_upstream_requests_total", **d)
+        self.assertGreaterEqual(tried_dead, 1)
+        self.assertEqual(value(s, "portier_upstream_failures_total", kind="connect", **d),
+                         tried_dead)
+        self.assertEqual(value(s, "portier_upstream_retries_total", **a), tried_dead)
+        self.assertEqual(value(s, "portier_upstream_responses_total", code="2xx", **d), 0)
+        for h in ("connect", "header", "response"):
+            self.assert_histogram(s, "portier_upstream_%s_duration_seconds" % h, n, **a)
+        self.assertEqual(value(s, "portier_upstream_peer_state", state="up", **a), 1)
+        self.assertEqual(value(s, "portier_upstream_active_connections", **a), 0)
+
+        implicit = {"upstream": "127.0.0.1:%d" % self.dead, "peer": "127.0.0.1:%d" % self.dead}
+        self.assertEqual(value(s, "portier_upstream_requests_total", **implicit), 3)
+        self.assertEqual(value(s, "portier_upstream_failures_total", kind="connect", **implicit),
+                         3)
+        self.assertEqual(value(s, "portier_upstream_retries_total", **implicit), 0)
 
     def test_promtool_check_metrics_passes(self):
         promtool = shutil.which("promtool")
