@@ -302,6 +302,46 @@ static void peers(struct out *o, const struct metrics_main_conf *mc)
     }
 }
 
+/* A family of one counter per value of the label <label>. */
+static void labelled(struct out *o, const char *name, const char *help, const char *label,
+                     const char *const *values, const uint64_t *c, size_t n, size_t stride)
+{
+    family(o, name, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        putf(o, "%s{", name);
+        put_label(o, label, values[i]);
+        putf(o, "} %llu\n", (unsigned long long)load(&c[i * stride]));
+    }
+}
+
+/* TLS handshakes, compression and the cache, all servers together. */
+static void globals(struct out *o, const struct metrics_main_conf *mc)
+{
+    static const char *const results[] = {"full", "resumed"};
+    static const char *const reasons[] = {"closed",      "protocol",     "cipher",
+                                          "certificate", "http_request", "other"};
+    static const char *const codings[METRICS_CODINGS] = {"br", "zstd", "gzip"};
+    const struct metrics_root *rt = mc->root;
+
+    labelled(o, "portier_tls_handshakes_total", "TLS handshakes with clients that succeeded.",
+             "result", results, rt->tls, 2, 1);
+    labelled(o, "portier_tls_handshake_failures_total",
+             "TLS handshakes with clients that failed, by reason.", "reason", reasons, rt->tls + 2,
+             pt_nelems(reasons), 1);
+    labelled(o, "portier_compressed_responses_total", "Responses compressed, by coding.", "coding",
+             codings, &rt->compressed[0][0], METRICS_CODINGS, 3);
+    labelled(o, "portier_compression_input_bytes_total",
+             "Body bytes that went into a compressor, by coding.", "coding", codings,
+             &rt->compressed[0][1], METRICS_CODINGS, 3);
+    labelled(o, "portier_compression_output_bytes_total",
+             "Body bytes that came out of a compressor, by coding.", "coding", codings,
+             &rt->compressed[0][2], METRICS_CODINGS, 3);
+    if (mc->cache_status)
+        labelled(o, "portier_cache_requests_total",
+                 "Requests that used a cache, by $upstream_cache_status.", "cache_status",
+                 metrics_cache_names, rt->cache, METRICS_CACHE, 1);
+}
+
 static void process(struct out *o, const struct metrics_main_conf *mc)
 {
     family(o, "portier_config_loads_total", "counter",
@@ -366,6 +406,7 @@ int metrics_handler(struct pt_request *r)
     zones(&o, mc, METRICS_SERVER);
     zones(&o, mc, METRICS_LOCATION);
     peers(&o, mc);
+    globals(&o, mc);
     process(&o, mc);
     if (o.om)
         puts_(&o, "# EOF\n");

@@ -18,12 +18,16 @@
 #include "core/times.h"
 #include "modules/metrics/metrics.h"
 #include "modules/upstream/upstream.h"
+#include "worker/var.h"
 
 #define ROOT_MAGIC  0x706f72746d657431ull /* "portmet1" */
 #define MIN_ENTRIES 256
 
 const uint32_t metrics_bucket_ms[METRICS_BUCKETS - 1] = {1,   5,   10,   25,   50,   100,
                                                          250, 500, 1000, 2500, 5000, 10000};
+
+const char *const metrics_cache_names[METRICS_CACHE] = {
+    "MISS", "BYPASS", "EXPIRED", "STALE", "UPDATING", "REVALIDATED", "HIT"};
 
 /* status_zone at server level, and the server's series. */
 struct metrics_srv_conf {
@@ -355,6 +359,20 @@ static struct metrics_entry *series_entry(struct metrics_main_conf *mc, int i)
     return i >= 0 && i < mc->nseries ? mc->series[i].e : NULL;
 }
 
+/* What the cache made of <r>, if it used one. */
+static void count_cache(struct metrics_main_conf *mc, struct pt_request *r)
+{
+    struct pt_str v;
+
+    if (mc->root == NULL || pt_template_eval(r, mc->cache_status, &v) != PT_OK || v.len == 0)
+        return;
+    for (int i = 0; i < METRICS_CACHE; i++)
+        if (pt_str_eq(v, metrics_cache_names[i])) {
+            add(&mc->root->cache[i], 1);
+            return;
+        }
+}
+
 static int log_handler(struct pt_request *r)
 {
     struct metrics_main_conf *mc = r->main_conf[pt_metrics_module.index];
@@ -372,6 +390,8 @@ static int log_handler(struct pt_request *r)
         count_request(s, r, status / 100, ms);
     if (l)
         count_request(l, r, status / 100, ms);
+    if (mc->cache_status)
+        count_cache(mc, r);
     return PT_OK;
 }
 
@@ -402,6 +422,24 @@ static void observe_try(struct pt_peer *peer, enum pt_upstream_step step, int va
     }
 }
 
+/* The workers' root, for the observers (which are told no configuration). */
+static struct metrics_root *worker_root;
+
+static void observe_tls(enum pt_tls_outcome outcome)
+{
+    if ((unsigned)outcome < METRICS_TLS)
+        add(&worker_root->tls[outcome], 1);
+}
+
+static void observe_compressed(int coding, uint64_t in, uint64_t out)
+{
+    if (coding < 0 || coding >= METRICS_CODINGS)
+        return;
+    add(&worker_root->compressed[coding][0], 1);
+    add(&worker_root->compressed[coding][1], in);
+    add(&worker_root->compressed[coding][2], out);
+}
+
 /* --- the module --- */
 
 static int postconfig(struct pt_conf *cf)
@@ -417,6 +455,11 @@ static int postconfig(struct pt_conf *cf)
         METRICS_LAYOUT, zone_init, mc);
     if (mc->zone == NULL)
         return pt_conf_error(cf, "cannot declare the metrics zone");
+#if PORTIER_WITH_CACHE
+    mc->cache_status = pt_template_compile(cf, "$upstream_cache_status", PT_ESCAPE_NONE);
+    if (mc->cache_status == NULL)
+        return PT_ERROR;
+#endif
     if (pt_phase_add(cf->cycle, PT_PHASE_LOG, log_handler) != PT_OK)
         return pt_conf_error(cf, "too many LOG phase handlers");
     return PT_OK;
@@ -429,6 +472,9 @@ static int init_worker(struct pt_cycle *cycle)
     if (mc->root)
         __atomic_fetch_add(&mc->root->worker_starts, 1, __ATOMIC_RELAXED);
     pt_upstream_observe = mc->root ? observe_try : NULL;
+    worker_root = mc->root;
+    pt_http_observers.tls_handshake = mc->root ? observe_tls : NULL;
+    pt_http_observers.compressed = mc->root ? observe_compressed : NULL;
     return PT_OK;
 }
 

@@ -23,13 +23,17 @@
 
 struct pt_request;
 struct pt_shm_zone;
+struct pt_template;
 
 /* Layout version of the zone: bump it when anything below changes. */
-#define METRICS_LAYOUT 1
+#define METRICS_LAYOUT 2
 
 #define METRICS_NAME_MAX 64 /* with the NUL; longer names are cut */
 #define METRICS_BUCKETS  13 /* 1 ms ... 10 s, then +Inf */
 #define METRICS_CLASSES  5  /* 1xx ... 5xx */
+#define METRICS_CODINGS  3  /* gzip.h's enum pt_coding: br, zstd, gzip */
+#define METRICS_CACHE    7  /* $upstream_cache_status: MISS ... HIT (metrics_cache_names) */
+#define METRICS_TLS      8  /* http.h's enum pt_tls_outcome */
 
 /* Upper bounds of the finite buckets, in ms. */
 extern const uint32_t metrics_bucket_ms[METRICS_BUCKETS - 1];
@@ -76,7 +80,13 @@ struct metrics_root {
     uint64_t entries; /* offset of the entry array */
     uint64_t loads;   /* configurations taken over: reloads and binary upgrades */
     uint64_t worker_starts;
+    uint64_t tls[METRICS_TLS];
+    uint64_t compressed[METRICS_CODINGS][3]; /* responses, bytes in, bytes out */
+    uint64_t cache[METRICS_CACHE];
 };
+
+/* The values of $upstream_cache_status, in the order of metrics_root's cache counters. */
+extern const char *const metrics_cache_names[METRICS_CACHE];
 
 /* One series of the running configuration: what a scrape reports, in the order found. */
 struct metrics_series {
@@ -91,7 +101,8 @@ struct metrics_main_conf {
     struct metrics_series *series;
     int nseries, cap;
     struct pt_shm_zone *zone;
-    struct metrics_root *root; /* in the zone, set when it is mapped */
+    struct metrics_root *root;        /* in the zone, set when it is mapped */
+    struct pt_template *cache_status; /* $upstream_cache_status; NULL without the cache */
 };
 
 extern struct pt_module pt_metrics_module;

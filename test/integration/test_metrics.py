@@ -4,9 +4,14 @@ Prometheus's text format (and OpenMetrics when asked).  After requests of known 
 spread over two workers and across a reload, every counter equals what was sent.
 """
 
+import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
+import tempfile
+import zlib
 
 import harness
 from harness import location, server, upstream
@@ -56,9 +61,9 @@ class Exchange:
 
 class Metrics(harness.TestCase):
 
-    def start(self, workers=1, locations=(), http=None):
-        """Portier with a server app.test of the locations used here and <locations>, and a
-        server scrape.test on another port answering /metrics."""
+    def start(self, workers=1, locations=(), http=None, servers=()):
+        """Portier with a server app.test of the locations used here and <locations>, a
+        server scrape.test on another port answering /metrics, and <servers>."""
         self.dead = harness.free_port()
         self.port = harness.free_port()
         self.scrape_port = harness.free_port()
@@ -73,7 +78,7 @@ class Metrics(harness.TestCase):
             ] + list(locations), names=["app.test"]),
             server(self.scrape_port, [location("/metrics", metrics=True)],
                    names=["scrape.test"]),
-        ]
+        ] + list(servers)
         return self.start_portier(h, main={"worker_processes": workers}, workers=workers)
 
     def scrape(self, p, accept=None):
@@ -197,6 +202,72 @@ class Metrics(harness.TestCase):
         self.assertEqual(value(s, "portier_upstream_failures_total", kind="connect", **implicit),
                          3)
         self.assertEqual(value(s, "portier_upstream_retries_total", **implicit), 0)
+
+    def test_compression_counts_bytes_before_and_after(self):
+        b = self.start_backend("b1")
+        p = self.start(locations=[location("/gz/", proxy_pass="http://%s/" % b.addr, gzip=True,
+                                           brotli=False, zstd=False)])
+        out = 0
+        for i in range(3):
+            r = p.get("/gz/bytes?n=5000&type=text/plain&i=%d" % i,
+                      headers={"Accept-Encoding": "gzip"})
+            self.assertEqual(r.header("Content-Encoding"), "gzip")
+            self.assertEqual(len(zlib.decompress(r.body, 31)), 5000)
+            out += len(r.body)
+        s = self.samples_when(p, "portier_compressed_responses_total", 3, coding="gzip")
+        self.assertEqual(value(s, "portier_compression_input_bytes_total", coding="gzip"), 15000)
+        self.assertEqual(value(s, "portier_compression_output_bytes_total", coding="gzip"), out)
+        self.assertEqual(value(s, "portier_compressed_responses_total", coding="br"), 0)
+
+    def test_cache_requests_counted_by_cache_status(self):
+        b = self.start_backend("b1")
+        d = tempfile.mkdtemp(prefix="pt-it-cache-")
+        os.chmod(d, 0o777)
+        self.addCleanup(shutil.rmtree, d, True)
+        p = self.start(
+            locations=[location("/c/", proxy_pass="http://%s/" % b.addr, proxy_cache="c",
+                                proxy_cache_valid="200 10m")],
+            http={"proxy_cache_path": ["%s levels=1:2 keys_zone=c:1m" % d]})
+        for _ in range(3):
+            self.assertEqual(p.get("/c/bytes?n=100").status, 200)
+        s = self.samples_when(p, "portier_cache_requests_total", 2, cache_status="HIT")
+        self.assertEqual(value(s, "portier_cache_requests_total", cache_status="MISS"), 1)
+        self.assertEqual(value(s, "portier_cache_requests_total", cache_status="HIT"), 2)
+
+    def test_tls_handshakes_full_resumed_and_failed(self):
+        d = tempfile.mkdtemp(prefix="pt-it-certs-")
+        os.chmod(d, 0o755)
+        self.addCleanup(shutil.rmtree, d, True)
+        crt, key = os.path.join(d, "a.crt"), os.path.join(d, "a.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "2", "-subj", "/CN=a.test"], check=True, capture_output=True)
+        tls_port = harness.free_port()
+        p = self.start(servers=[
+            {"listen": ["127.0.0.1:%d ssl" % tls_port], "server_name": ["a.test"],
+             "ssl_certificate": crt, "ssl_certificate_key": key,
+             "location": [location("/", ret="200 tls")]}])
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        session = None
+        for resume in (False, False, True):
+            raw = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+            with ctx.wrap_socket(raw, server_hostname="a.test",
+                                 session=session if resume else None) as t:
+                t.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                while t.recv(65536):
+                    pass
+                self.assertEqual(t.session_reused, resume)
+                session = t.session
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as plain:
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            self.assertIn(b"plain HTTP request was sent to HTTPS port", plain.recv(65536))
+        s = self.samples_when(p, "portier_tls_handshake_failures_total", 1,
+                              reason="http_request")
+        self.assertEqual(value(s, "portier_tls_handshakes_total", result="full"), 2)
+        self.assertEqual(value(s, "portier_tls_handshakes_total", result="resumed"), 1)
 
     def test_promtool_check_metrics_passes(self):
         promtool = shutil.which("promtool")
