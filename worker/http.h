@@ -148,6 +148,9 @@ struct pt_http_observers {
     /* A response compressed with <coding> (gzip.h's enum pt_coding) is over: <in> bytes of
      * body went in, <out> came out. */
     void (*compressed)(int coding, uint64_t in, uint64_t out);
+    /* The waf refused a request on a rule of the group <group> (its rules file's name
+     * without directory nor ".conf": "REQUEST-942-APPLICATION-ATTACK-SQLI"; "" if unknown). */
+    void (*waf_blocked)(const char *group);
 };
 
 extern struct pt_http_observers pt_http_observers;

@@ -302,6 +302,37 @@ static void peers(struct out *o, const struct metrics_main_conf *mc)
     }
 }
 
+#if PORTIER_WITH_WAF
+/* Requests the waf refused, by rule group: slots of one name added up. */
+static void waf(struct out *o, const struct metrics_root *rt)
+{
+    const struct metrics_waf_group *g = rt->waf;
+
+    family(o, "portier_waf_blocked_requests_total", "counter",
+           "Requests the waf refused, by the rules file of the rule that refused them.");
+    for (int i = 0; i < METRICS_WAF - 1; i++) {
+        uint64_t n = 0;
+        int seen = 0;
+        if (__atomic_load_n(&g[i].state, __ATOMIC_ACQUIRE) != 2)
+            continue;
+        for (int k = 0; k < i && !seen; k++)
+            seen = __atomic_load_n(&g[k].state, __ATOMIC_ACQUIRE) == 2 &&
+                   strcmp(g[k].name, g[i].name) == 0;
+        if (seen)
+            continue;
+        for (int k = i; k < METRICS_WAF - 1; k++)
+            if (__atomic_load_n(&g[k].state, __ATOMIC_ACQUIRE) == 2 &&
+                strcmp(g[k].name, g[i].name) == 0)
+                n += load(&g[k].n);
+        puts_(o, "portier_waf_blocked_requests_total{");
+        put_label(o, "group", g[i].name);
+        putf(o, "} %llu\n", (unsigned long long)n);
+    }
+    putf(o, "portier_waf_blocked_requests_total{group=\"other\"} %llu\n",
+         (unsigned long long)load(&g[METRICS_WAF - 1].n));
+}
+#endif
+
 /* A family of one counter per value of the label <label>. */
 static void labelled(struct out *o, const char *name, const char *help, const char *label,
                      const char *const *values, const uint64_t *c, size_t n, size_t stride)
@@ -340,6 +371,9 @@ static void globals(struct out *o, const struct metrics_main_conf *mc)
         labelled(o, "portier_cache_requests_total",
                  "Requests that used a cache, by $upstream_cache_status.", "cache_status",
                  metrics_cache_names, rt->cache, METRICS_CACHE, 1);
+#if PORTIER_WITH_WAF
+    waf(o, rt);
+#endif
 }
 
 static void process(struct out *o, const struct metrics_main_conf *mc)

@@ -440,6 +440,33 @@ static void observe_compressed(int coding, uint64_t in, uint64_t out)
     add(&worker_root->compressed[coding][2], out);
 }
 
+static void observe_waf(const char *group)
+{
+    struct metrics_waf_group *g = worker_root->waf;
+    uint32_t free_state = 0;
+
+    if (group[0] == '\0')
+        group = "unknown";
+    for (int i = 0; i < METRICS_WAF; i++) {
+        uint32_t st = __atomic_load_n(&g[i].state, __ATOMIC_ACQUIRE);
+        if (st == 2 && strncmp(g[i].name, group, sizeof(g[i].name) - 1) == 0) {
+            add(&g[i].n, 1);
+            return;
+        }
+        if (st == 0 && i < METRICS_WAF - 1 &&
+            __atomic_compare_exchange_n(&g[i].state, &free_state, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
+            snprintf(g[i].name, sizeof(g[i].name), "%s", group);
+            add(&g[i].n, 1);
+            __atomic_store_n(&g[i].state, 2, __ATOMIC_RELEASE);
+            return;
+        }
+        free_state = 0;
+    }
+    /* Full: the last slot is "other". */
+    add(&g[METRICS_WAF - 1].n, 1);
+}
+
 /* --- the module --- */
 
 static int postconfig(struct pt_conf *cf)
@@ -475,6 +502,7 @@ static int init_worker(struct pt_cycle *cycle)
     worker_root = mc->root;
     pt_http_observers.tls_handshake = mc->root ? observe_tls : NULL;
     pt_http_observers.compressed = mc->root ? observe_compressed : NULL;
+    pt_http_observers.waf_blocked = mc->root ? observe_waf : NULL;
     return PT_OK;
 }
 

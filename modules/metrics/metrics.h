@@ -26,7 +26,7 @@ struct pt_shm_zone;
 struct pt_template;
 
 /* Layout version of the zone: bump it when anything below changes. */
-#define METRICS_LAYOUT 2
+#define METRICS_LAYOUT 3
 
 #define METRICS_NAME_MAX 64 /* with the NUL; longer names are cut */
 #define METRICS_BUCKETS  13 /* 1 ms ... 10 s, then +Inf */
@@ -34,6 +34,7 @@ struct pt_template;
 #define METRICS_CODINGS  3  /* gzip.h's enum pt_coding: br, zstd, gzip */
 #define METRICS_CACHE    7  /* $upstream_cache_status: MISS ... HIT (metrics_cache_names) */
 #define METRICS_TLS      8  /* http.h's enum pt_tls_outcome */
+#define METRICS_WAF      16 /* rule groups counted apart; the others count as "other" */
 
 /* Upper bounds of the finite buckets, in ms. */
 extern const uint32_t metrics_bucket_ms[METRICS_BUCKETS - 1];
@@ -73,6 +74,16 @@ struct metrics_entry {
     };
 };
 
+/* Requests the waf refused on the rules of one group.  A worker claims a free slot for a
+ * group it meets first (state 0 to 1 by compare-and-swap), writes the name, then publishes
+ * it (state 2); two workers meeting a new group at once may claim a slot each, which the
+ * exposition adds up. */
+struct metrics_waf_group {
+    uint32_t state; /* 0 free, 1 being named, 2 named */
+    char name[52];
+    uint64_t n;
+};
+
 /* The zone's root object. */
 struct metrics_root {
     uint64_t magic;
@@ -83,6 +94,7 @@ struct metrics_root {
     uint64_t tls[METRICS_TLS];
     uint64_t compressed[METRICS_CODINGS][3]; /* responses, bytes in, bytes out */
     uint64_t cache[METRICS_CACHE];
+    struct metrics_waf_group waf[METRICS_WAF];
 };
 
 /* The values of $upstream_cache_status, in the order of metrics_root's cache counters. */

@@ -234,6 +234,25 @@ class Metrics(harness.TestCase):
         self.assertEqual(value(s, "portier_cache_requests_total", cache_status="MISS"), 1)
         self.assertEqual(value(s, "portier_cache_requests_total", cache_status="HIT"), 2)
 
+    def test_waf_refusals_counted_by_rule_group(self):
+        if "waf" not in harness.Portier(start=False).run("-V").stdout.decode().split():
+            self.skipTest("the waf module is not built (PORTIER_WITH_WAF=OFF)")
+        d = tempfile.mkdtemp(prefix="pt-it-waf-")
+        os.chmod(d, 0o755)
+        self.addCleanup(shutil.rmtree, d, True)
+        rules = os.path.join(d, "blocklist.conf")
+        with open(rules, "w") as f:
+            f.write('SecRuleEngine On\n'
+                    'SecRule ARGS:q "@contains attack" "id:1001,phase:1,deny,status:403,log"\n')
+        b = self.start_backend("b1")
+        p = self.start(locations=[location("/waf/", proxy_pass="http://%s/" % b.addr,
+                                           modsecurity=True, modsecurity_rules_file=rules)])
+        self.assertEqual(p.get("/waf/?q=hello").status, 200)
+        for _ in range(2):
+            self.assertEqual(p.get("/waf/?q=an+attack").status, 403)
+        s = self.samples_when(p, "portier_waf_blocked_requests_total", 2, group="blocklist")
+        self.assertEqual(value(s, "portier_waf_blocked_requests_total", group="other"), 0)
+
     def test_tls_handshakes_full_resumed_and_failed(self):
         d = tempfile.mkdtemp(prefix="pt-it-certs-")
         os.chmod(d, 0o755)
