@@ -170,6 +170,7 @@ enum what {
     RESPONSES,
     FAILURES,
     ACTIVE,
+    IDLE,
     STATE,
     CONNECT_TIME,
     HEADER_TIME,
@@ -248,6 +249,10 @@ static void peer_sample(struct out *o, const struct family *f, const struct metr
         for (int i = 0; i < METRICS_NFAILS; i++)
             sample(o, f->name, s, "kind", fails[i], load(&c->fails[i]));
         break;
+    case IDLE:
+        sample(o, f->name, s, NULL, NULL,
+               (uint64_t)pt_max(__atomic_load_n(&c->idle, __ATOMIC_RELAXED), 0));
+        break;
     case ACTIVE:
         pt_peer_view(s->peer, now, &v);
         sample(o, f->name, s, NULL, NULL, (uint64_t)pt_max(v.active, 0));
@@ -278,6 +283,8 @@ static void peers(struct out *o, const struct metrics_main_conf *mc)
          "Failed tries on an upstream server by kind, and its answers of 5xx.", FAILURES},
         {"portier_upstream_active_connections", "gauge",
          "Requests in progress on an upstream server, all workers together.", ACTIVE},
+        {"portier_upstream_idle_connections", "gauge",
+         "Kept-alive connections to an upstream server waiting in the workers' pools.", IDLE},
         {"portier_upstream_peer_state", "gauge",
          "1 for the state an upstream server is in (up, down, draining, checking).", STATE},
         {"portier_upstream_connect_duration_seconds", "histogram",

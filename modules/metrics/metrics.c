@@ -415,6 +415,7 @@ static void observe_try(struct pt_peer *peer, enum pt_upstream_step step, int va
         metrics_observe(&c->header, ms);
         break;
     case PT_UPSTREAM_DONE: metrics_observe(&c->response, ms); break;
+    case PT_UPSTREAM_IDLE: __atomic_fetch_add(&c->idle, value, __ATOMIC_RELAXED); break;
     case PT_UPSTREAM_FAILED:
         if (value >= 0 && value < METRICS_FAIL_HTTP_5XX)
             add(&c->fails[value], 1);

@@ -26,7 +26,7 @@ struct pt_shm_zone;
 struct pt_template;
 
 /* Layout version of the zone: bump it when anything below changes. */
-#define METRICS_LAYOUT 3
+#define METRICS_LAYOUT 4
 
 #define METRICS_NAME_MAX 64 /* with the NUL; longer names are cut */
 #define METRICS_BUCKETS  13 /* 1 ms ... 10 s, then +Inf */
@@ -61,6 +61,7 @@ struct metrics_peer_counters {
     uint64_t responses[METRICS_CLASSES];
     uint64_t fails[METRICS_NFAILS];
     struct metrics_hist connect, header, response;
+    int64_t idle; /* kept-alive connections in the workers' pools (gauge) */
 };
 
 struct metrics_entry {

@@ -143,6 +143,7 @@ enum pt_upstream_step {
     PT_UPSTREAM_HEADER,    /* the response head came; <value> is its status */
     PT_UPSTREAM_DONE,      /* the whole response came */
     PT_UPSTREAM_FAILED,    /* the try failed; <value> is a PT_UPSTREAM_FAIL_* */
+    PT_UPSTREAM_IDLE,      /* a connection joined (<value> 1) or left (-1) a keepalive pool */
 };
 
 enum pt_upstream_failure {

@@ -196,6 +196,9 @@ class Metrics(harness.TestCase):
             self.assert_histogram(s, "portier_upstream_%s_duration_seconds" % h, n, **a)
         self.assertEqual(value(s, "portier_upstream_peer_state", state="up", **a), 1)
         self.assertEqual(value(s, "portier_upstream_active_connections", **a), 0)
+        # Sequential requests: one kept-alive connection in the pool of each worker used.
+        self.assertIn(value(s, "portier_upstream_idle_connections", **a), (1, 2))
+        self.assertEqual(value(s, "portier_upstream_idle_connections", **d), 0)
 
         implicit = {"upstream": "127.0.0.1:%d" % self.dead, "peer": "127.0.0.1:%d" % self.dead}
         self.assertEqual(value(s, "portier_upstream_requests_total", **implicit), 3)
