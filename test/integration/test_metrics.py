@@ -16,6 +16,7 @@ import zlib
 import harness
 from harness import location, server, upstream
 from httpclient import build_request
+from test_upgrade import UpgradeCase
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -329,6 +330,25 @@ class Metrics(harness.TestCase):
         r = harness.http_request(self.scrape_port, "POST", "/metrics", body=b"")
         self.assertEqual(r.status, 405)
         self.assertEqual(r.header("Allow"), "GET, HEAD")
+
+
+class MetricsUpgrade(UpgradeCase):
+
+    def test_counters_live_on_through_a_binary_upgrade(self):
+        port = harness.free_port()
+        p = self.portier(self.http(port, extra=[location("/metrics", metrics=True)]))
+        for _ in range(5):
+            self.get_ok(p)
+        self.upgrade(p, p.pid)
+        for _ in range(3):
+            self.get_ok(p)
+        text = harness.http_request(port, "GET", "/metrics").body.decode()
+        s = parse(text)
+        self.assertEqual(value(s, "portier_server_requests_total", server="127.0.0.1:%d" % port,
+                               code="2xx"), 8, text)
+        self.assertEqual(value(s, "portier_upstream_requests_total", upstream="app",
+                               peer=self.b1.addr), 8)
+        self.assertEqual(value(s, "portier_config_loads_total"), 1)
 
 
 if __name__ == "__main__":
