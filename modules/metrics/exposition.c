@@ -5,9 +5,10 @@
  *
  * Names follow Prometheus's conventions: the portier_ prefix, base units (_seconds,
  * _bytes), _total on counters, and the labels server, location, upstream, peer, code (the
- * status class, "2xx") and kind.  Both formats are the same text but for three points:
+ * status class, "2xx") and kind.  Both formats are the same text but for four points:
  * OpenMetrics names a counter's family without its _total in HELP and TYPE, writes a
- * histogram's bounds as floats ("1.0"), and ends with "# EOF".
+ * histogram's bounds as floats ("1.0"), has an info type for portier_build_info, and ends
+ * with "# EOF".
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -392,7 +393,12 @@ static void process(struct out *o, const struct metrics_main_conf *mc)
            "Worker processes started (at start, reload and after one died).");
     putf(o, "portier_worker_starts_total %llu\n",
          (unsigned long long)load(&mc->root->worker_starts));
-    family(o, "portier_build_info", "gauge", "The version of portier answering, always 1.");
+    /* OpenMetrics has a type for it, named without its _info; Prometheus's text a gauge. */
+    if (o->om)
+        puts_(o, "# HELP portier_build The version of portier answering.\n"
+                 "# TYPE portier_build info\n");
+    else
+        family(o, "portier_build_info", "gauge", "The version of portier answering, always 1.");
     puts_(o, "portier_build_info{version=\"" PORTIER_VERSION "\"} 1\n");
 }
 

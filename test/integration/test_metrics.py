@@ -324,6 +324,7 @@ class Metrics(harness.TestCase):
         self.assertTrue(text.endswith("\n# EOF\n"), text[-200:])
         self.assertIn("# TYPE portier_server_requests counter\n", text)
         self.assertIn('le="1.0"', text)
+        self.assertIn("# TYPE portier_build info\nportier_build_info{", text)
 
     def test_metrics_location_answers_only_get_and_head(self):
         p = self.start()
