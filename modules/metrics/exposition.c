@@ -19,6 +19,7 @@
 #include "worker/http.h"
 #include "core/pool.h"
 #include "core/shm.h"
+#include "core/text.h"
 #include "core/times.h"
 #include "modules/metrics/metrics.h"
 #include "modules/upstream/upstream.h"
@@ -26,11 +27,9 @@
 #define CT_PROMETHEUS  "text/plain; version=0.0.4; charset=utf-8"
 #define CT_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-/* The exposition being written (malloc'd: the writer copies it). */
+/* The exposition being written. */
 struct out {
-    char *p;
-    size_t len, cap;
-    int failed;
+    struct pt_text t;
     int om; /* OpenMetrics */
 };
 
@@ -43,40 +42,23 @@ static const char *const le_text[2][METRICS_BUCKETS] = {
 
 static void put(struct out *o, const char *s, size_t n)
 {
-    if (o->failed)
-        return;
-    if (o->len + n > o->cap) {
-        size_t cap = pt_max(o->cap * 2, o->len + n + 4096);
-        char *p = realloc(o->p, cap);
-        if (p == NULL) {
-            o->failed = 1;
-            return;
-        }
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
+    pt_text_put(&o->t, s, n);
 }
 
 static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void putf(struct out *o, const char *fmt, ...)
 {
-    char buf[512];
     va_list ap;
-    int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    pt_text_vprintf(&o->t, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        put(o, buf, pt_min((size_t)n, sizeof(buf) - 1));
 }
 
 static void puts_(struct out *o, const char *s)
 {
-    put(o, s, strlen(s));
+    pt_text_puts(&o->t, s);
 }
 
 /* A label: name="value", the value escaped as both formats ask (\\, \", \n). */
@@ -421,18 +403,19 @@ static int respond(struct pt_request *r, int status, const char *type, struct ou
 {
     int rc;
 
-    if (o->failed) {
-        free(o->p);
+    if (o->t.failed) {
+        pt_text_free(&o->t);
         return PT_ERROR;
     }
     r->status = status;
-    r->out_length = (int64_t)o->len;
+    r->out_length = (int64_t)o->t.len;
     rc = pt_header_add(r, &r->out, PT_STR("Content-Type"), pt_str_c(type)) == PT_OK &&
                  pt_header_add(r, &r->out, PT_STR("Cache-Control"), PT_STR("no-store")) == PT_OK &&
-                 pt_http_send_header(r) == PT_OK && pt_http_send_body(r, o->p, o->len, 1) == PT_OK
+                 pt_http_send_header(r) == PT_OK &&
+                 pt_http_send_body(r, o->t.p, o->t.len, 1) == PT_OK
              ? PT_OK
              : PT_ERROR;
-    free(o->p);
+    pt_text_free(&o->t);
     pt_http_finalize(r, rc);
     return PT_DONE;
 }
