@@ -134,6 +134,34 @@ extern struct pt_module pt_http_module;
 
 struct pt_http_conn;
 
+/* How a TLS handshake with a client ended (struct pt_http_observers). */
+enum pt_tls_outcome {
+    PT_TLS_FULL,
+    PT_TLS_RESUMED,          /* a session from the cache or a ticket */
+    PT_TLS_FAIL_CLOSED,      /* the client went away mid-handshake */
+    PT_TLS_FAIL_PROTOCOL,    /* no protocol version in common, or not TLS */
+    PT_TLS_FAIL_CIPHER,      /* no cipher in common */
+    PT_TLS_FAIL_CERTIFICATE, /* the client refused the certificate */
+    PT_TLS_FAIL_HTTP,        /* plain HTTP on a TLS port */
+    PT_TLS_FAIL_OTHER,
+    PT_TLS_NOUTCOMES
+};
+
+/* What modules tell the metrics module.  Each pointer is set by it in the workers of a
+ * configuration that counts, NULL otherwise; they live in the core (http_core.c) so that a
+ * module calls them whether the metrics module is built or not. */
+struct pt_http_observers {
+    void (*tls_handshake)(enum pt_tls_outcome outcome);
+    /* A response compressed with <coding> (gzip.h's enum pt_coding) is over: <in> bytes of
+     * body went in, <out> came out. */
+    void (*compressed)(int coding, uint64_t in, uint64_t out);
+    /* The waf refused a request on a rule of the group <group> (its rules file's name
+     * without directory nor ".conf": "REQUEST-942-APPLICATION-ATTACK-SQLI"; "" if unknown). */
+    void (*waf_blocked)(const char *group);
+};
+
+extern struct pt_http_observers pt_http_observers;
+
 /* The Server value for what is said on connection <c> before any request is read (a
  * plain HTTP request on a TLS port): its address's default server's server_tokens. */
 const char *pt_http_conn_server_string(const struct pt_http_conn *c);

@@ -17,6 +17,8 @@
 #include "worker/router.h"
 #include "worker/var_http.h"
 
+struct pt_http_observers pt_http_observers;
+
 /* The listen options of one server, kept until the server block is fully read. */
 struct listen_opt {
     struct pt_listen addr;

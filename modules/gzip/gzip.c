@@ -48,6 +48,8 @@ struct gzip_ctx {
     int self;       /* this filter's place in the chain, for passing output on */
     unsigned flush; /* text/event-stream: every piece leaves at once */
     struct pt_request *r;
+    enum pt_coding coding;
+    uint64_t in, out; /* body bytes through the encoder, for the metrics */
 };
 
 static const char *const default_types[] = {
@@ -437,6 +439,7 @@ static int header_filter(struct pt_request *r)
         if (ctx->enc == NULL)
             return PT_ERROR;
         ctx->r = r;
+        ctx->coding = coding;
         /* An event stream, or an unbuffered response (proxy_buffering off): each piece is
          * flushed out of the compressor as it comes. */
         ctx->flush = r->stream_out || pt_str_ieq(media_type(r), "text/event-stream");
@@ -461,6 +464,7 @@ static int emit(void *arg, const char *out, size_t n)
 {
     struct gzip_ctx *ctx = arg;
 
+    ctx->out += n;
     return pt_body_filter_next(ctx->r, ctx->self, out, n, 0);
 }
 
@@ -474,6 +478,7 @@ static int body_filter(struct pt_request *r, int self, const char *data, size_t 
     if (len == 0 && !last)
         return PT_OK;
     ctx->self = self;
+    ctx->in += len;
     mode = last ? PT_ENC_END : ctx->flush ? PT_ENC_FLUSH : PT_ENC_MORE;
     if (pt_encoder_write(ctx->enc, data, len, mode, emit, ctx) != PT_OK)
         return PT_ERROR;
@@ -481,6 +486,8 @@ static int body_filter(struct pt_request *r, int self, const char *data, size_t 
         return PT_OK;
     pt_encoder_done(ctx->enc);
     ctx->enc = NULL;
+    if (pt_http_observers.compressed)
+        pt_http_observers.compressed(ctx->coding, ctx->in, ctx->out);
     return pt_body_filter_next(r, self, NULL, 0, 1);
 }
 

@@ -361,6 +361,20 @@ static const unsigned err_ft[] = {
     [ERR_TOO_BIG] = PROXY_FT_INVALID_HEADER,
 };
 
+/* What a failure is to the metrics. */
+static const int err_failure[] = {
+    [ERR_CONNECT] = PT_UPSTREAM_FAIL_CONNECT,
+    [ERR_CONNECT_TIMEOUT] = PT_UPSTREAM_FAIL_TIMEOUT,
+    [ERR_HANDSHAKE] = PT_UPSTREAM_FAIL_CONNECT,
+    [ERR_HANDSHAKE_TIMEOUT] = PT_UPSTREAM_FAIL_TIMEOUT,
+    [ERR_WRITE] = PT_UPSTREAM_FAIL_ERROR,
+    [ERR_SEND_TIMEOUT] = PT_UPSTREAM_FAIL_TIMEOUT,
+    [ERR_READ] = PT_UPSTREAM_FAIL_ERROR,
+    [ERR_READ_TIMEOUT] = PT_UPSTREAM_FAIL_TIMEOUT,
+    [ERR_INVALID] = PT_UPSTREAM_FAIL_INVALID_HEADER,
+    [ERR_TOO_BIG] = PT_UPSTREAM_FAIL_INVALID_HEADER,
+};
+
 /* The statuses that count as a failure of the server when they are listed (as in nginx,
  * 403 and 404 only send the request on). */
 #define FT_STATUS_COUNTED                                                            \
@@ -602,6 +616,7 @@ static void reset_try(struct proxy_ctx *ctx)
     ctx->body_sent = ctx->sent_any = ctx->req_sent = ctx->got_bytes = 0;
     ctx->resp_head = ctx->resp_until_close = ctx->resp_chunked = ctx->resp_done = 0;
     ctx->resp_left = 0;
+    ctx->connect_noted = 0;
     memset(&ctx->resp, 0, sizeof(ctx->resp));
     memset(&ctx->chunk, 0, sizeof(ctx->chunk));
 }
@@ -622,6 +637,7 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
         ctx->stale_retried = 0;
         ctx->try_start_ms = pt_now_ms();
         ctx->sent = ctx->received = 0;
+        pt_upstream_note(peer, PT_UPSTREAM_TRY, ctx->tries > 1, 0);
     }
     /* A stale pooled connection's retry measures from the try's start, as its time does. */
     ctx->connect_ms = ctx->header_ms = -1;
@@ -731,6 +747,8 @@ void pt_proxy_failed(struct proxy_ctx *ctx, enum proxy_err err)
     }
     /* error, timeout and invalid_header are failures of the server whatever is listed. */
     pt_peer_failed(ctx->t->upstream, ctx->peer);
+    pt_upstream_note(ctx->peer, PT_UPSTREAM_FAILED, err_failure[err],
+                     pt_now_ms() - ctx->try_start_ms);
     pt_proxy_note_upstream(ctx, status);
     next = next_peer(ctx, err_ft[err]);
     if (next == NULL) {
@@ -870,6 +888,10 @@ static void upstream_event(struct pt_upstream_conn *uc, unsigned events)
 
     if (establish(ctx, events) != PT_OK)
         return;
+    if (!ctx->connect_noted) {
+        ctx->connect_noted = 1;
+        pt_upstream_note(ctx->peer, PT_UPSTREAM_CONNECTED, 0, pt_now_ms() - ctx->try_start_ms);
+    }
     if (ctx->r->tunnel && ctx->resp_head) {
         if (uc->s.writable && pt_proxy_tunnel_client(ctx) == PT_DONE)
             return;

@@ -204,6 +204,7 @@ struct proxy_ctx {
     unsigned resp_chunked : 1;
     unsigned resp_done : 1;
     unsigned stale_retried : 1;
+    unsigned connect_noted : 1; /* the metrics were told this try connected */
     /* The connection is not pooled after this exchange: the request asked the upstream to
      * close, or carried an unexpected body (r->unexpected_body). */
     unsigned no_pool : 1;

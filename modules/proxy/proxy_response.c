@@ -107,6 +107,7 @@ static int tap_answers(struct proxy_ctx *ctx)
                pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
+    pt_upstream_note(ctx->peer, PT_UPSTREAM_DONE, 0, pt_now_ms() - ctx->try_start_ms);
     pt_proxy_note_upstream(ctx, 0);
     pt_proxy_release(ctx, keep);
     pt_proxy_tap_answer(ctx);
@@ -121,6 +122,7 @@ static int intercept(struct proxy_ctx *ctx)
     int status = ctx->resp.status;
 
     pt_peer_succeeded(ctx->peer);
+    pt_upstream_note(ctx->peer, PT_UPSTREAM_DONE, 0, pt_now_ms() - ctx->try_start_ms);
     pt_proxy_note_upstream(ctx, 0);
     pt_proxy_release(ctx, 0);
     r->cleanup = NULL;
@@ -187,8 +189,11 @@ static int parse_head(struct proxy_ctx *ctx)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
         /* nginx's $upstream_header_time: the final head (or a 101) is in, whether it goes
          * to the client or sends the request on to another server. */
-        if (ctx->resp.status >= 200 || ctx->resp.status == 101)
+        if (ctx->resp.status >= 200 || ctx->resp.status == 101) {
             ctx->header_ms = (int64_t)(pt_now_ms() - ctx->try_start_ms);
+            pt_upstream_note(ctx->peer, PT_UPSTREAM_HEADER, ctx->resp.status,
+                             (uint64_t)ctx->header_ms);
+        }
         if (ctx->resp.status == 101) {
             if (!r->h.upgrade)
                 return PT_ERROR;
@@ -212,6 +217,7 @@ static void response_complete(struct proxy_ctx *ctx)
                pt_buf_len(ctx->in) == 0;
 
     pt_peer_succeeded(ctx->peer);
+    pt_upstream_note(ctx->peer, PT_UPSTREAM_DONE, 0, pt_now_ms() - ctx->try_start_ms);
     pt_proxy_note_upstream(ctx, 0);
     pt_proxy_release(ctx, keep);
     r->cleanup = NULL;

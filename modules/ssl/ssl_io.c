@@ -50,19 +50,44 @@ static void plain_http_refused(struct pt_http_conn *c)
     pt_unused(n); /* best effort: the connection closes either way */
 }
 
+/* What the metrics call a handshake that failed with OpenSSL's <reason> (0: none queued,
+ * the client went away). */
+static enum pt_tls_outcome failure_of(int reason)
+{
+    switch (reason) {
+    case 0: return PT_TLS_FAIL_CLOSED;
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST: return PT_TLS_FAIL_HTTP;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: return PT_TLS_FAIL_PROTOCOL;
+    case SSL_R_NO_SHARED_CIPHER: return PT_TLS_FAIL_CIPHER;
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA: return PT_TLS_FAIL_CERTIFICATE;
+    default: return PT_TLS_FAIL_OTHER;
+    }
+}
+
 /* The TLS transport's handshake; when it fails, answers a plain HTTP request and says why
  * in the log, leaving OpenSSL's error queue empty. */
 static int tls_handshake(struct pt_stream *s)
 {
     struct pt_http_conn *c = SSL_get_app_data(s->tls);
-    int rc = pt_transport_tls.handshake(s), err;
+    int rc = pt_transport_tls.handshake(s), err, reason;
 
+    if (rc == PT_OK && pt_http_observers.tls_handshake)
+        pt_http_observers.tls_handshake(SSL_session_reused(s->tls) ? PT_TLS_RESUMED : PT_TLS_FULL);
     if (rc != PT_ERROR)
         return rc;
     /* The failed call left the SSL, errno and the error queue as they were: asked again,
      * SSL_get_error says what it said to the transport. */
     err = SSL_get_error(s->tls, -1);
-    if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTP_REQUEST)
+    reason = ERR_GET_REASON(ERR_peek_last_error());
+    if (pt_http_observers.tls_handshake)
+        pt_http_observers.tls_handshake(failure_of(reason));
+    if (reason == SSL_R_HTTP_REQUEST)
         plain_http_refused(c);
     handshake_failed(c, err);
     return PT_ERROR;

@@ -39,6 +39,7 @@ static void unlink_idle(struct pt_upstream_conn *uc)
     if (*pp) {
         *pp = uc->next;
         uc->ups->nidle--;
+        pt_upstream_note(uc->peer, PT_UPSTREAM_IDLE, -1, 0);
     }
     uc->next = NULL;
 }
@@ -202,5 +203,6 @@ void pt_upstream_release(struct pt_upstream_conn *uc, int keep)
     uc->next = u->idle;
     u->idle = uc;
     u->nidle++;
+    pt_upstream_note(uc->peer, PT_UPSTREAM_IDLE, 1, 0);
     pt_timer_add(&uc->s.timer, (uint64_t)u->keepalive_timeout);
 }

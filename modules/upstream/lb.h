@@ -85,6 +85,7 @@ struct pt_peer {
     unsigned checked : 1;          /* the group has health_check: shared->health counts */
     unsigned mandatory : 1;        /* health_check mandatory: no requests before a first pass */
     struct pt_peer_shared *shared; /* NULL only in a group of one peer (nothing to decide) */
+    void *metrics; /* the metrics module's counters of this server (in its zone); NULL: none */
 };
 
 enum pt_lb_method {

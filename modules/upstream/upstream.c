@@ -84,6 +84,9 @@ static struct ups_main_conf *main_conf(struct pt_conf *cf)
     return cf->cycle->main_conf[pt_upstream_module.index];
 }
 
+void (*pt_upstream_observe)(struct pt_peer *peer, enum pt_upstream_step step, int value,
+                            uint64_t ms);
+
 struct pt_upstream **pt_upstream_groups(struct pt_cycle *cycle, int *n)
 {
     struct ups_main_conf *mc = cycle->main_conf[pt_upstream_module.index];

@@ -135,6 +135,36 @@ void pt_peer_control(struct pt_peer *peer, int admin, int weight);
 void pt_peer_failed(struct pt_upstream *u, struct pt_peer *peer);
 void pt_peer_succeeded(struct pt_peer *peer);
 
+/* What the proxy tells of each try of a request on an upstream server, for the metrics
+ * module to count.  <ms> is the time since the try began. */
+enum pt_upstream_step {
+    PT_UPSTREAM_TRY,       /* a try begins; <value> is 1 when it is not the request's first */
+    PT_UPSTREAM_CONNECTED, /* the connection can carry the request (TLS handshake included) */
+    PT_UPSTREAM_HEADER,    /* the response head came; <value> is its status */
+    PT_UPSTREAM_DONE,      /* the whole response came */
+    PT_UPSTREAM_FAILED,    /* the try failed; <value> is a PT_UPSTREAM_FAIL_* */
+    PT_UPSTREAM_IDLE,      /* a connection joined (<value> 1) or left (-1) a keepalive pool */
+};
+
+enum pt_upstream_failure {
+    PT_UPSTREAM_FAIL_CONNECT, /* refused, unreachable, TLS handshake failed */
+    PT_UPSTREAM_FAIL_TIMEOUT, /* connect, send or read timed out */
+    PT_UPSTREAM_FAIL_INVALID_HEADER,
+    PT_UPSTREAM_FAIL_ERROR, /* sending or reading failed, or closed too early */
+};
+
+/* Set by the metrics module in workers whose configuration counts; NULL: nobody listens. */
+extern void (*pt_upstream_observe)(struct pt_peer *peer, enum pt_upstream_step step, int value,
+                                   uint64_t ms);
+
+/* Tells the observer, if any, <step> of a try on <peer> (cheap when nobody listens). */
+static inline void pt_upstream_note(struct pt_peer *peer, enum pt_upstream_step step, int value,
+                                    uint64_t ms)
+{
+    if (pt_upstream_observe && peer->metrics)
+        pt_upstream_observe(peer, step, value, ms);
+}
+
 /* Copies into <ss>/<len> the address to connect to for <peer>: the one the helper last
  * published for a `resolve` server, else the configured one.  Returns the published
  * address's version (0 for a configured address). */

@@ -44,6 +44,25 @@ static struct waf_ctx *ctx_of(struct pt_request *r)
     return r->waf_ctx;
 }
 
+/* The group of the rule behind the intervention message <log>, for the metrics: the name of
+ * its file ([file "/path/REQUEST-942-APPLICATION-ATTACK-SQLI.conf"]) without directory nor
+ * ".conf", into <group> (<size> bytes); "" when the message names none. */
+static void rule_group(const char *log, char *group, size_t size)
+{
+    const char *f = log ? strstr(log, "[file \"") : NULL, *end, *base;
+    size_t n;
+
+    group[0] = '\0';
+    if (f == NULL || (end = strchr(f + 7, '"')) == NULL)
+        return;
+    for (base = end; base > f + 7 && base[-1] != '/';)
+        base--;
+    n = (size_t)(end - base);
+    if (n > 5 && memcmp(end - 5, ".conf", 5) == 0)
+        n -= 5;
+    snprintf(group, size, "%.*s", (int)pt_min(n, size - 1), base);
+}
+
 /*
  * Asks the transaction of <r> whether the rules intervene.  Returns 0 when they do not,
  * else the status to answer with (a redirect's Location added to the response), after
@@ -52,12 +71,14 @@ static struct waf_ctx *ctx_of(struct pt_request *r)
 static int intervention(struct pt_request *r, struct waf_ctx *ctx)
 {
     ModSecurityIntervention it = {200, 0, NULL, NULL, 0};
+    char group[64];
     int status;
 
     if (msc_intervention(ctx->t, &it) == 0)
         return 0;
     pt_http_log(r, PT_LOG_ERR, "%s",
                 it.log ? it.log : "ModSecurity: intervention without a message");
+    rule_group(it.log, group, sizeof(group));
     free(it.log);
     status = it.status;
     if (it.url) {
@@ -71,6 +92,8 @@ static int intervention(struct pt_request *r, struct waf_ctx *ctx)
         return 0; /* a message, no refusal */
     }
     ctx->blocked = 1;
+    if (pt_http_observers.waf_blocked)
+        pt_http_observers.waf_blocked(group);
     r->page_request_id = 1;
     msc_update_status_code(ctx->t, status);
     return status;
