@@ -23,6 +23,7 @@
 #include "core/times.h"
 #include "modules/metrics/metrics.h"
 #include "modules/upstream/upstream.h"
+#include "worker/http_stats.h"
 
 #define CT_PROMETHEUS  "text/plain; version=0.0.4; charset=utf-8"
 #define CT_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -366,8 +367,41 @@ static void globals(struct out *o, const struct metrics_main_conf *mc)
 #endif
 }
 
+/* The client connection counters stub_status shows (its zone counts them; without the
+ * stub_status module nothing does, and they are left out). */
+static void connections(struct out *o)
+{
+#if PORTIER_WITH_STUB_STATUS
+    struct pt_http_stats st;
+    int64_t waiting;
+
+    pt_http_stats_read(&st);
+    waiting = st.active - st.reading - st.writing;
+    family(o, "portier_connections_accepted_total", "counter",
+           "Client connections accepted, all workers.");
+    putf(o, "portier_connections_accepted_total %llu\n", (unsigned long long)st.accepted);
+    family(o, "portier_connections_handled_total", "counter",
+           "Client connections served (not closed at once for want of room).");
+    putf(o, "portier_connections_handled_total %llu\n", (unsigned long long)st.handled);
+    family(o, "portier_http_requests_total", "counter", "Client requests begun, all workers.");
+    putf(o, "portier_http_requests_total %llu\n", (unsigned long long)st.requests);
+    family(o, "portier_connections", "gauge",
+           "Client connections open, by state (active is all of them: reading a head, "
+           "writing an answer, or waiting idle).");
+    putf(o,
+         "portier_connections{state=\"active\"} %lld\nportier_connections{state=\"reading\"} "
+         "%lld\nportier_connections{state=\"writing\"} %lld\n"
+         "portier_connections{state=\"waiting\"} %lld\n",
+         (long long)st.active, (long long)st.reading, (long long)st.writing,
+         (long long)(waiting > 0 ? waiting : 0));
+#else
+    (void)o;
+#endif
+}
+
 static void process(struct out *o, const struct metrics_main_conf *mc)
 {
+    connections(o);
     family(o, "portier_config_loads_total", "counter",
            "Configurations loaded over the running one (reloads and binary upgrades).");
     putf(o, "portier_config_loads_total %llu\n", (unsigned long long)load(&mc->root->loads));

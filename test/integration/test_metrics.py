@@ -170,6 +170,23 @@ class Metrics(harness.TestCase):
         self.assertEqual(value(s, "portier_config_loads_total"), 1)
         self.assertEqual(value(s, "portier_worker_starts_total"), 4)
 
+    def test_connections_are_counted_as_stub_status_counts_them(self):
+        p = self.start(workers=2)
+        groups = p.clients_on_workers(2)  # 4 connections held open, one request each
+        try:
+            s = self.samples(p)
+            # The scrape's own connection is open too, writing its answer.
+            self.assertEqual(value(s, "portier_connections", state="active"), 5)
+            self.assertEqual(value(s, "portier_connections", state="writing"), 1)
+            self.assertEqual(value(s, "portier_connections", state="waiting"), 4)
+            self.assertEqual(value(s, "portier_connections", state="reading"), 0)
+            self.assertEqual(value(s, "portier_connections_accepted_total"), 5)
+            self.assertEqual(value(s, "portier_connections_handled_total"), 5)
+            self.assertEqual(value(s, "portier_http_requests_total"), 5)
+        finally:
+            for c in [c for cs in groups for c in cs]:
+                c.close()
+
     def test_upstream_servers_count_tries_failures_and_retries(self):
         alive = self.start_backend("alive")
         dead = harness.free_port()
