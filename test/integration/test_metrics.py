@@ -138,7 +138,11 @@ class Metrics(harness.TestCase):
         finally:
             for c in [c for cs in groups for c in cs]:
                 c.close()
+        old = set(p.worker_pids())
         p.reload()
+        # A connection the old generation takes before its QUIT is closed after one answer.
+        harness.wait_until(lambda: not old & set(p.worker_pids()), 10.0, 0.02,
+                           "the old workers to exit")
         for _ in range(2):
             with p.client() as c:
                 self.outcomes(ex, c, 2)
