@@ -235,9 +235,12 @@ static void respawn_missing(struct pt_cycle *cycle)
         else if (workers[i].slot >= 0 && workers[i].slot < MAX_WORKERS)
             used[workers[i].slot] = 1;
     }
+    /* The forked child sees the flag; the master's own copy is cleared again. */
+    pt_worker_respawned = 1;
     for (int s = 0; s < (int)cc->worker_processes && s < MAX_WORKERS; s++)
         if (!used[s])
             spawn(cycle, s);
+    pt_worker_respawned = 0;
     if (cycle->need_helper && !helper)
         spawn(cycle, HELPER_SLOT);
 }

@@ -26,6 +26,8 @@
 #include "worker/listen.h"
 #include "worker/process.h"
 
+int pt_worker_respawned;
+
 static int listen_all(struct pt_cycle *cycle)
 {
     for (struct pt_listen *ls = cycle->listens; ls; ls = ls->next) {

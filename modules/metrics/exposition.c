@@ -409,6 +409,10 @@ static void process(struct out *o, const struct metrics_main_conf *mc)
            "Worker processes started (at start, reload and after one died).");
     putf(o, "portier_worker_starts_total %llu\n",
          (unsigned long long)load(&mc->root->worker_starts));
+    family(o, "portier_worker_restarts_total", "counter",
+           "Worker processes started in the place of one that died.");
+    putf(o, "portier_worker_restarts_total %llu\n",
+         (unsigned long long)load(&mc->root->worker_restarts));
     /* OpenMetrics has a type for it, named without its _info; Prometheus's text a gauge. */
     if (o->om)
         puts_(o, "# HELP portier_build The version of portier answering.\n"

@@ -19,8 +19,9 @@
 #include "modules/metrics/metrics.h"
 #include "modules/upstream/upstream.h"
 #include "worker/var.h"
+#include "worker/worker.h"
 
-#define ROOT_MAGIC  0x706f72746d657431ull /* "portmet1" */
+#define ROOT_MAGIC  0x706f72746d657432ull /* "portmet2" */
 #define MIN_ENTRIES 256
 
 const uint32_t metrics_bucket_ms[METRICS_BUCKETS - 1] = {1,   5,   10,   25,   50,   100,
@@ -499,6 +500,8 @@ static int init_worker(struct pt_cycle *cycle)
 
     if (mc->root)
         __atomic_fetch_add(&mc->root->worker_starts, 1, __ATOMIC_RELAXED);
+    if (mc->root && pt_worker_respawned)
+        __atomic_fetch_add(&mc->root->worker_restarts, 1, __ATOMIC_RELAXED);
     pt_upstream_observe = mc->root ? observe_try : NULL;
     worker_root = mc->root;
     pt_http_observers.tls_handshake = mc->root ? observe_tls : NULL;

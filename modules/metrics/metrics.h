@@ -92,6 +92,7 @@ struct metrics_root {
     uint64_t entries; /* offset of the entry array */
     uint64_t loads;   /* configurations taken over: reloads and binary upgrades */
     uint64_t worker_starts;
+    uint64_t worker_restarts; /* ... of them in the place of one that died */
     uint64_t tls[METRICS_TLS];
     uint64_t compressed[METRICS_CODINGS][3]; /* responses, bytes in, bytes out */
     uint64_t cache[METRICS_CACHE];

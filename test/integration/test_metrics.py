@@ -7,6 +7,7 @@ spread over two workers and across a reload, every counter equals what was sent.
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -173,6 +174,16 @@ class Metrics(harness.TestCase):
                               location="ok")
         self.assertEqual(value(s, "portier_config_loads_total"), 1)
         self.assertEqual(value(s, "portier_worker_starts_total"), 4)
+
+    def test_a_worker_that_died_and_was_replaced_counts_as_a_restart(self):
+        p = self.start(workers=2)
+        victim = p.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        p.wait_workers(2, exclude=[victim])
+        s = harness.wait_until(
+            lambda: (lambda s: s if value(s, "portier_worker_starts_total") == 3 else None)(
+                self.samples(p)), 5.0, 0.05, "the new worker to count its start")
+        self.assertEqual(value(s, "portier_worker_restarts_total"), 1)
 
     def test_connections_are_counted_as_stub_status_counts_them(self):
         p = self.start(workers=2)
