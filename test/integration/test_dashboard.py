@@ -349,10 +349,35 @@ class DashboardBrowser(harness.TestCase):
         for addr in (b1.addr, b2.addr):
             peer = {s["server"]: s for s in doc["upstreams"]["app"]["servers"]}[addr]
             cell = self.browser.js(
-                "return document.querySelector('tr[data-server=\"%s\"] [data-field=resp_p50]')"
+                "return document.querySelector('tr[data-server=\"%s\"] [data-field=latency]')"
                 ".textContent;" % addr)
-            self.assertEqual(cell, ms(peer["response_ms"]["p50"]))
+            self.assertEqual(cell, "%s / %s" % (ms(peer["response_ms"]["p50"])[:-3],
+                                                ms(peer["response_ms"]["p99"])))
+        self.assertLessEqual(self.browser.js("return document.documentElement.scrollWidth;"),
+                             self.browser.js("return window.innerWidth;"),
+                             "the page scrolls sideways")
         self.keep_screenshot("zones")
+        self.assertNoConsoleErrors()
+
+    def test_a_narrow_window_stacks_each_server_and_location_as_a_card(self):
+        p, status, _, _ = start_counted(self)
+        send_known(p)
+        counted(status, 9)
+        self.browser.resize(390, 844)
+        self.browser.open("http://127.0.0.1:%d/status" % status)
+        self.addCleanup(self.browser.open, "about:blank")
+        self.browser.wait("document.querySelector('tr[data-zone=\"api\"]') !== null",
+                          what="the page to list the location api")
+        layout = self.browser.js("""
+            const row = document.querySelector('table[data-kind=locations] tr[data-zone]');
+            return {scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+                    row: getComputedStyle(row).display,
+                    label: getComputedStyle(row.querySelector('[data-field=p99]'), '::before')
+                        .content};""")
+        self.assertLessEqual(layout["scroll"], layout["width"], "the page scrolls sideways")
+        self.assertEqual(layout["row"], "block")
+        self.assertEqual(layout["label"], '"p99"')
+        self.keep_screenshot("zones-narrow")
         self.assertNoConsoleErrors()
 
     def test_without_counting_the_page_has_no_servers_or_latency_columns(self):
@@ -362,7 +387,7 @@ class DashboardBrowser(harness.TestCase):
         shown = self.browser.js(
             "return {servers: !document.getElementById('zones-servers').hidden,"
             " locations: !document.getElementById('zones-locations').hidden,"
-            " latency: document.querySelectorAll('[data-field=resp_p50]').length};")
+            " latency: document.querySelectorAll('[data-field=latency]').length};")
         self.assertEqual(shown, {"servers": False, "locations": False, "latency": 0})
         self.assertNoConsoleErrors()
 
