@@ -10,13 +10,15 @@ to install.
 """
 
 import json
-from decimal import ROUND_HALF_UP, Decimal
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import unittest
+from decimal import ROUND_HALF_UP, Decimal
 
 import harness
 import webdriver
@@ -44,6 +46,20 @@ def start_lb(test, status="write", **directives):
 def get(p, accept=None):
     return harness.http_request(p.port, "GET", "/status",
                                 headers=[("Accept", accept)] if accept else [])
+
+
+def built_with(module):
+    """Whether this build of portier has <module> (its -V lists the modules)."""
+    if not os.access(harness.PORTIER_BIN, os.X_OK):
+        return False  # harness.main() says what is missing
+    out = subprocess.run([harness.PORTIER_BIN, "-V"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True).stdout
+    return any(module in line.split() for line in out.splitlines()
+               if line.startswith("modules:"))
+
+
+needs_metrics = unittest.skipUnless(built_with("metrics"),
+                                    "portier built without the metrics module")
 
 
 def ms(v):
@@ -137,6 +153,7 @@ class DashboardHTTP(harness.TestCase):
         self.assertIsNone(r.header("Vary"))
 
 
+@needs_metrics
 class StatusCounts(harness.TestCase):
     """With the metrics module counting, the status document has the servers' and
     status_zone locations' counts and latencies, and each upstream server's latencies."""
@@ -326,6 +343,7 @@ class DashboardBrowser(harness.TestCase):
             "'table[data-kind=%s] tr[data-zone=\"%s\"] [data-field]'))"
             " c[td.dataset.field] = td.textContent; return c;" % (kind, name))
 
+    @needs_metrics
     def test_servers_and_locations_tables_show_the_counts_and_latencies(self):
         p, status, b1, b2 = start_counted(self)
         send_known(p)
@@ -359,6 +377,7 @@ class DashboardBrowser(harness.TestCase):
         self.keep_screenshot("zones")
         self.assertNoConsoleErrors()
 
+    @needs_metrics
     def test_a_narrow_window_stacks_each_server_and_location_as_a_card(self):
         p, status, _, _ = start_counted(self)
         send_known(p)
