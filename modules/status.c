@@ -249,7 +249,8 @@ static void put_server(struct json *j, const struct pt_peer *p, uint64_t now)
     put_health(j, &v);
     /* Other modules' figures of the server (the metrics module's latencies, say). */
     for (int i = 0; i < hk->npeer_reports; i++)
-        hk->peer_reports[i](p, put_any, j);
+        if (hk->peer_reports[i](p, put_any, j) != PT_OK)
+            j->failed = 1;
     put(j, "}", 1);
 }
 

@@ -49,9 +49,10 @@ struct pt_peer;
 
 /* A module's members of an upstream server's object in the status document: writes
  * ",\"name\":value" pairs for <peer> through <put>(<w>, bytes, length), or nothing.  Lets
- * a module add to the rows the status module builds without either knowing the other. */
-typedef void (*pt_peer_report)(const struct pt_peer *peer,
-                               void (*put)(void *w, const char *s, size_t n), void *w);
+ * a module add to the rows the status module builds without either knowing the other.
+ * PT_OK or PT_ERROR. */
+typedef int (*pt_peer_report)(const struct pt_peer *peer,
+                              void (*put)(void *w, const char *s, size_t n), void *w);
 
 #define PT_MAX_PHASE_HANDLERS 16
 #define PT_MAX_FILTERS        16

@@ -14,42 +14,55 @@
 
 #include "worker/http.h"
 #include "worker/http_phase.h"
+#include "core/text.h"
 #include "modules/metrics/metrics.h"
 #include "modules/upstream/upstream.h"
 #include "worker/var.h"
 
-typedef void (*put_fn)(void *w, const char *s, size_t n);
+/* The status module's writer, and whether memory ran out on the way (the document is then
+ * answered with a 500 rather than cut short). */
+struct out {
+    void (*put)(void *w, const char *s, size_t n);
+    void *w;
+    int failed;
+};
 
 static uint64_t load(const uint64_t *c)
 {
     return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
 
-static void putf(put_fn put, void *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void putf(put_fn put, void *w, const char *fmt, ...)
+static void put(struct out *o, const char *s, size_t n)
 {
-    char buf[256];
+    o->put(o->w, s, n);
+}
+
+static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void putf(struct out *o, const char *fmt, ...)
+{
+    struct pt_text t = {0};
     va_list ap;
-    int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    pt_text_vprintf(&t, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        put(w, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+    o->failed |= t.failed;
+    if (!t.failed)
+        put(o, t.p, t.len);
+    pt_text_free(&t);
 }
 
 /* A JSON string of the NUL-terminated <s>. */
-static void put_str(put_fn put, void *w, const char *s)
+static void put_str(struct out *o, const char *s)
 {
-    put(w, "\"", 1);
+    put(o, "\"", 1);
     for (; *s; s++) {
         char seq[8];
         size_t k = pt_escape_byte(PT_ESCAPE_JSON, (unsigned char)*s, seq);
-        put(w, k ? seq : s, k ? k : 1);
+        put(o, k ? seq : s, k ? k : 1);
     }
-    put(w, "\"", 1);
+    put(o, "\"", 1);
 }
 
 /* The <q> quantile of the observations of <h> (<cum>: its cumulative bucket counts), in ms,
@@ -72,7 +85,7 @@ static double quantile(const uint64_t cum[METRICS_BUCKETS], double q)
 }
 
 /* {"count":N,"mean":ms,"p50":ms,"p99":ms} of <h>; the estimates null when it is empty. */
-static void put_latency(put_fn put, void *w, const struct metrics_hist *h)
+static void put_latency(struct out *o, const struct metrics_hist *h)
 {
     static const char none[] = "{\"count\":0,\"mean\":null,\"p50\":null,\"p99\":null}";
     uint64_t cum[METRICS_BUCKETS], n = 0;
@@ -80,76 +93,83 @@ static void put_latency(put_fn put, void *w, const struct metrics_hist *h)
     for (int i = 0; i < METRICS_BUCKETS; i++)
         cum[i] = n += load(&h->b[i]);
     if (n == 0) {
-        put(w, none, sizeof(none) - 1);
+        put(o, none, sizeof(none) - 1);
         return;
     }
-    putf(put, w, "{\"count\":%llu,\"mean\":%.3f,\"p50\":%.3f,\"p99\":%.3f}", (unsigned long long)n,
+    putf(o, "{\"count\":%llu,\"mean\":%.3f,\"p50\":%.3f,\"p99\":%.3f}", (unsigned long long)n,
          (double)load(&h->sum_ms) / (double)n, quantile(cum, 0.5), quantile(cum, 0.99));
 }
 
-static void put_zone(put_fn put, void *w, const struct metrics_zone_counters *z)
+static void put_zone(struct out *o, const struct metrics_zone_counters *z)
 {
     uint64_t c[METRICS_CLASSES], total = 0;
 
     for (int i = 0; i < METRICS_CLASSES; i++)
         total += c[i] = load(&z->requests[i]);
-    putf(put, w,
+    putf(o,
          "{\"requests\":%llu,\"responses\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,"
          "\"5xx\":%llu},",
          (unsigned long long)total, (unsigned long long)c[0], (unsigned long long)c[1],
          (unsigned long long)c[2], (unsigned long long)c[3], (unsigned long long)c[4]);
-    putf(put, w, "\"bytes_in\":%llu,\"bytes_out\":%llu,\"request_ms\":",
+    putf(o, "\"bytes_in\":%llu,\"bytes_out\":%llu,\"request_ms\":",
          (unsigned long long)load(&z->bytes_in), (unsigned long long)load(&z->bytes_out));
-    put_latency(put, w, &z->time);
-    put(w, "}", 1);
+    put_latency(o, &z->time);
+    put(o, "}", 1);
 }
 
 /* {"name": {...}, ...} of the series of <kind> in <cycle>'s configuration. */
-static int put_zones(struct pt_cycle *cycle, enum metrics_kind kind, put_fn put, void *w)
+static int put_zones(struct pt_cycle *cycle, enum metrics_kind kind,
+                     void (*write)(void *w, const char *s, size_t n), void *w)
 {
     const struct metrics_main_conf *mc = cycle->main_conf[pt_metrics_module.index];
+    struct out out = {write, w, 0}, *o = &out;
     int first = 1;
 
-    put(w, "{", 1);
+    put(o, "{", 1);
     for (int i = 0; i < mc->nseries; i++) {
         const struct metrics_series *s = &mc->series[i];
         if (s->kind != kind || s->e == NULL)
             continue;
         if (!first)
-            put(w, ",", 1);
+            put(o, ",", 1);
         first = 0;
-        put_str(put, w, s->a);
-        put(w, ":", 1);
-        put_zone(put, w, &s->e->zone);
+        put_str(o, s->a);
+        put(o, ":", 1);
+        put_zone(o, &s->e->zone);
     }
-    put(w, "}", 1);
-    return PT_OK;
+    put(o, "}", 1);
+    return o->failed ? PT_ERROR : PT_OK;
 }
 
-static int report_servers(struct pt_cycle *cycle, put_fn put, void *w)
+static int report_servers(struct pt_cycle *cycle, void (*write)(void *w, const char *s, size_t n),
+                          void *w)
 {
-    return put_zones(cycle, METRICS_SERVER, put, w);
+    return put_zones(cycle, METRICS_SERVER, write, w);
 }
 
-static int report_locations(struct pt_cycle *cycle, put_fn put, void *w)
+static int report_locations(struct pt_cycle *cycle, void (*write)(void *w, const char *s, size_t n),
+                            void *w)
 {
-    return put_zones(cycle, METRICS_LOCATION, put, w);
+    return put_zones(cycle, METRICS_LOCATION, write, w);
 }
 
 /* The members "connect_ms", "header_ms" and "response_ms" of an upstream server's object:
  * from the try's start to connected, to the response head, to the whole response. */
-static void report_peer(const struct pt_peer *peer, put_fn put, void *w)
+static int report_peer(const struct pt_peer *peer, void (*write)(void *w, const char *s, size_t n),
+                       void *w)
 {
     const struct metrics_entry *e = peer->metrics;
+    struct out out = {write, w, 0}, *o = &out;
 
     if (e == NULL)
-        return;
-    put(w, ",\"connect_ms\":", 14);
-    put_latency(put, w, &e->peer.connect);
-    put(w, ",\"header_ms\":", 13);
-    put_latency(put, w, &e->peer.header);
-    put(w, ",\"response_ms\":", 15);
-    put_latency(put, w, &e->peer.response);
+        return PT_OK;
+    put(o, ",\"connect_ms\":", 14);
+    put_latency(o, &e->peer.connect);
+    put(o, ",\"header_ms\":", 13);
+    put_latency(o, &e->peer.header);
+    put(o, ",\"response_ms\":", 15);
+    put_latency(o, &e->peer.response);
+    return o->failed ? PT_ERROR : PT_OK;
 }
 
 int metrics_report_add(struct pt_cycle *cycle)
