@@ -220,8 +220,14 @@ static void put_health(struct json *j, const struct pt_peer_view *v)
     put(j, "}", 1);
 }
 
+static void put_any(void *w, const char *s, size_t n)
+{
+    put(w, s, n);
+}
+
 static void put_server(struct json *j, const struct pt_peer *p, uint64_t now)
 {
+    const struct pt_http_hooks *hk = pt_http_hooks_of(pt_cycle);
     struct pt_peer_view v;
 
     pt_peer_view(p, now, &v);
@@ -241,6 +247,10 @@ static void put_server(struct json *j, const struct pt_peer *p, uint64_t now)
          (unsigned long long)v.requests, (unsigned long long)v.fails,
          (unsigned long long)v.unavailable_ms);
     put_health(j, &v);
+    /* Other modules' figures of the server (the metrics module's latencies, say). */
+    for (int i = 0; i < hk->npeer_reports; i++)
+        if (hk->peer_reports[i](p, put_any, j) != PT_OK)
+            j->failed = 1;
     put(j, "}", 1);
 }
 
@@ -254,11 +264,6 @@ static void put_upstream(struct json *j, const struct pt_upstream *u, uint64_t n
         put_server(j, &u->peers[i], now);
     }
     put(j, "]}", 2);
-}
-
-static void put_any(void *w, const char *s, size_t n)
-{
-    put(w, s, n);
 }
 
 /* The other modules' sections (the caches, say), each under its name. */

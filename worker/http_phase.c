@@ -52,6 +52,16 @@ int pt_report_add(struct pt_cycle *c, const char *name, pt_report fn)
     return PT_OK;
 }
 
+int pt_peer_report_add(struct pt_cycle *c, pt_peer_report fn)
+{
+    struct pt_http_hooks *hk = hooks_of(c);
+
+    if (hk->npeer_reports == PT_MAX_REPORTS)
+        return PT_ERROR;
+    hk->peer_reports[hk->npeer_reports++] = fn;
+    return PT_OK;
+}
+
 const struct pt_http_hooks *pt_http_hooks_of(struct pt_cycle *c)
 {
     return hooks_of(c);

@@ -45,6 +45,15 @@ typedef int (*pt_body_filter)(struct pt_request *r, int self, const char *data, 
 typedef int (*pt_report)(struct pt_cycle *cycle, void (*put)(void *w, const char *s, size_t n),
                          void *w);
 
+struct pt_peer;
+
+/* A module's members of an upstream server's object in the status document: writes
+ * ",\"name\":value" pairs for <peer> through <put>(<w>, bytes, length), or nothing.  Lets
+ * a module add to the rows the status module builds without either knowing the other.
+ * PT_OK or PT_ERROR. */
+typedef int (*pt_peer_report)(const struct pt_peer *peer,
+                              void (*put)(void *w, const char *s, size_t n), void *w);
+
 #define PT_MAX_PHASE_HANDLERS 16
 #define PT_MAX_FILTERS        16
 #define PT_MAX_REPORTS        8
@@ -61,6 +70,8 @@ struct pt_http_hooks {
     const char *report_names[PT_MAX_REPORTS];
     pt_report reports[PT_MAX_REPORTS];
     int nreports;
+    pt_peer_report peer_reports[PT_MAX_REPORTS];
+    int npeer_reports;
 };
 
 /* Registers <h> to run in phase <ph> of <c>, after those registered before.  PT_OK or
@@ -75,6 +86,10 @@ int pt_body_filter_add(struct pt_cycle *c, pt_body_filter f);
 /* Adds the status section <name> (a JSON key; static storage) written by <fn> to <c>.
  * PT_OK or PT_ERROR when PT_MAX_REPORTS are registered already. */
 int pt_report_add(struct pt_cycle *c, const char *name, pt_report fn);
+
+/* Adds <fn>'s members to every upstream server's object in <c>'s status document.  PT_OK or
+ * PT_ERROR when PT_MAX_REPORTS are registered already. */
+int pt_peer_report_add(struct pt_cycle *c, pt_peer_report fn);
 
 /* The phase handlers, filters and status sections of <c>. */
 const struct pt_http_hooks *pt_http_hooks_of(struct pt_cycle *c);

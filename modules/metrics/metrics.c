@@ -491,6 +491,8 @@ static int postconfig(struct pt_conf *cf)
 #endif
     if (pt_phase_add(cf->cycle, PT_PHASE_LOG, log_handler) != PT_OK)
         return pt_conf_error(cf, "too many LOG phase handlers");
+    if (metrics_report_add(cf->cycle) != PT_OK)
+        return pt_conf_error(cf, "too many sections of the status document");
     return PT_OK;
 }
 

@@ -124,4 +124,8 @@ extern struct pt_module pt_metrics_module;
 /* The content handler of a `metrics` location (exposition.c). */
 int metrics_handler(struct pt_request *r);
 
+/* Adds the counters' sections to <cycle>'s status document (report.c).  PT_OK or PT_ERROR
+ * when the status sections are full. */
+int metrics_report_add(struct pt_cycle *cycle);
+
 #endif
