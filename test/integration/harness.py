@@ -14,6 +14,7 @@ The tests use everything through this module: it re-exports the client
 (procs.py).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -366,6 +367,22 @@ class Portier:
                 return pid
         return self.worker()
 
+    @contextlib.contextmanager
+    def only_worker(self, pid):
+        """Within: every worker but <pid> stopped (SIGSTOP, and waited for: out of
+        epoll_wait), so that the connections made go to <pid>."""
+        others = [w for w in self.worker_pids() if w != pid]
+        try:
+            for o in others:
+                os.kill(o, signal.SIGSTOP)
+            for o in others:
+                wait_until(lambda: proc_status(o)["State"].startswith("T"), 10.0, 0.005,
+                           "worker %d to stop" % o)
+            yield
+        finally:
+            for o in others:
+                os.kill(o, signal.SIGCONT)
+
     def clients_on_workers(self, per_worker, path="/ping"):
         """With two workers: <per_worker> connections held by each, each answered once on
         <path> (a location portier answers itself, so that the upstream sees nothing).
@@ -377,26 +394,21 @@ class Portier:
         if len(pids) != 2:
             raise AssertionError("expected two workers, have %r" % pids)
         out = []
-        for mine, other in ((pids[0], pids[1]), (pids[1], pids[0])):
+        for mine in pids:
             clients = []
-            os.kill(other, signal.SIGSTOP)
             try:
-                # Stopped, not merely signalled: out of epoll_wait.
-                wait_until(lambda: proc_status(other)["State"].startswith("T"), 10.0, 0.005,
-                           "worker %d to stop" % other)
-                for _ in range(per_worker):
-                    c = self.client()
-                    clients.append(c)
-                    r = c.request("GET", path)
-                    if r.status != 200 or self.worker_for(c) != mine:
-                        raise AssertionError("%s answered %d by %d, not by %d" %
-                                             (path, r.status, self.worker_for(c), mine))
+                with self.only_worker(mine):
+                    for _ in range(per_worker):
+                        c = self.client()
+                        clients.append(c)
+                        r = c.request("GET", path)
+                        if r.status != 200 or self.worker_for(c) != mine:
+                            raise AssertionError("%s answered %d by %d, not by %d" %
+                                                 (path, r.status, self.worker_for(c), mine))
             except BaseException:
                 for c in clients + [c for cs in out for c in cs]:
                     c.close()
                 raise
-            finally:
-                os.kill(other, signal.SIGCONT)
             out.append(clients)
         return out
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 
 import harness
@@ -61,41 +60,20 @@ class HealthChecks(harness.TestCase):
             lambda: self.servers(p)[addr]["state"] == state and self.servers(p)[addr],
             timeout, 0.02, "%s to be %s" % (addr, state))
 
-    def views_of_every_worker(self, p, n, seconds=20.0):
-        """{worker pid: {server: (state, weight)}} from status answers of all <n>
-        workers.  Concurrent clients keep workers busy, and each keeps the connections
-        it opened: a worker busy with events does not wait in epoll, so new connections
-        reach the others too (an idle worker would take them all)."""
-        seen, lock = {}, threading.Lock()
-        deadline = time.monotonic() + seconds
-
-        def ask():
-            held = []
-            try:
-                while time.monotonic() < deadline:
-                    with lock:
-                        if len(seen) == n:
-                            return
-                    c = p.client()
-                    held.append(c)
+    def views_of_every_worker(self, p, n):
+        """{worker pid: {server: (state, weight)}} from a status answer of each of the <n>
+        workers.  Which worker accepts a connection is the kernel's choice (on a busy
+        machine one may take them all), so every other worker is stopped (SIGSTOP: out of
+        epoll_wait) while one worker's connection is made."""
+        pids = p.worker_pids()
+        self.assertEqual(len(pids), n)
+        seen = {}
+        for pid in pids:
+            with p.only_worker(pid):
+                with p.client() as c:
                     doc = json.loads(c.request("GET", "/status").body)
-                    with lock:
-                        seen[doc["pid"]] = {s["server"]: (s["state"], s["weight"])
-                                            for s in doc["upstreams"]["app"]["servers"]}
-                    for old in held[:-1]:  # keep the workers that hold them busy
-                        old.request("GET", "/status")
-                    for old in held[:-8]:
-                        old.close()
-                    del held[:-8]
-            finally:
-                for c in held:
-                    c.close()
-
-        threads = [threading.Thread(target=ask) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            seen[doc["pid"]] = {s["server"]: (s["state"], s["weight"])
+                                for s in doc["upstreams"]["app"]["servers"]}
         return seen
 
     def helper_pids(self, p):
