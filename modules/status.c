@@ -27,6 +27,7 @@
 #include "worker/http_phase.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/text.h"
 #include "core/times.h"
 #include "modules/upstream/upstream.h"
 #include "worker/var.h"
@@ -43,12 +44,6 @@ struct status_conf {
 
 /* A growing text, JSON but for the dashboard's page (malloc'd: it is handed to the writer,
  * which copies it). */
-struct json {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
 /* One POST's parameters. */
 struct control {
     struct pt_str upstream, server, state, weight;
@@ -124,73 +119,40 @@ static int set_status(struct pt_conf *cf, const struct pt_directive *d, void *co
 
 /* --- JSON --- */
 
-static void put(struct json *j, const char *s, size_t n)
-{
-    if (j->failed)
-        return;
-    if (j->len + n > j->cap) {
-        size_t cap = pt_max(j->cap * 2, j->len + n + 1024);
-        char *p = realloc(j->p, cap);
-        if (p == NULL) {
-            j->failed = 1;
-            return;
-        }
-        j->p = p;
-        j->cap = cap;
-    }
-    memcpy(j->p + j->len, s, n);
-    j->len += n;
-}
-
-static void putf(struct json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void putf(struct json *j, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        put(j, buf, pt_min((size_t)n, sizeof(buf) - 1));
-}
-
 /* A JSON string. */
-static void put_str(struct json *j, const char *s, size_t n)
+static void put_str(struct pt_text *j, const char *s, size_t n)
 {
-    put(j, "\"", 1);
+    pt_text_put(j, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         char seq[8];
         size_t k = pt_escape_byte(PT_ESCAPE_JSON, (unsigned char)s[i], seq);
         if (k)
-            put(j, seq, k);
+            pt_text_put(j, seq, k);
         else
-            put(j, s + i, 1);
+            pt_text_put(j, s + i, 1);
     }
-    put(j, "\"", 1);
+    pt_text_put(j, "\"", 1);
 }
 
-static void put_cstr(struct json *j, const char *s)
+static void put_cstr(struct pt_text *j, const char *s)
 {
     put_str(j, s, strlen(s));
 }
 
 /* An ISO 8601 UTC time from milliseconds since the epoch, or null. */
-static void put_time(struct json *j, int64_t ms)
+static void put_time(struct pt_text *j, int64_t ms)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     char buf[40];
 
     if (ms <= 0) {
-        put(j, "null", 4);
+        pt_text_put(j, "null", 4);
         return;
     }
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    putf(j, "\"%s.%03dZ\"", buf, (int)(ms % 1000));
+    pt_text_printf(j, "\"%s.%03dZ\"", buf, (int)(ms % 1000));
 }
 
 static const char *method_name(enum pt_lb_method m)
@@ -200,120 +162,122 @@ static const char *method_name(enum pt_lb_method m)
     return names[m];
 }
 
-static void put_health(struct json *j, const struct pt_peer_view *v)
+static void put_health(struct pt_text *j, const struct pt_peer_view *v)
 {
     if (!v->checked) {
-        put(j, "null", 4);
+        pt_text_put(j, "null", 4);
         return;
     }
-    putf(j,
-         "{\"status\":\"%s\",\"checks\":%llu,\"checks_failed\":%llu,\"passes_in_a_row\":%u,"
-         "\"fails_in_a_row\":%u,\"last_result\":",
-         v->health, (unsigned long long)v->checks, (unsigned long long)v->checks_failed,
-         v->passes_in_a_row, v->fails_in_a_row);
+    pt_text_printf(
+        j,
+        "{\"status\":\"%s\",\"checks\":%llu,\"checks_failed\":%llu,\"passes_in_a_row\":%u,"
+        "\"fails_in_a_row\":%u,\"last_result\":",
+        v->health, (unsigned long long)v->checks, (unsigned long long)v->checks_failed,
+        v->passes_in_a_row, v->fails_in_a_row);
     if (v->last_check_ms)
         put_cstr(j, v->last_check);
     else
-        put(j, "null", 4);
-    put(j, ",\"last_time\":", 13);
+        pt_text_put(j, "null", 4);
+    pt_text_put(j, ",\"last_time\":", 13);
     put_time(j, v->last_check_ms);
-    put(j, "}", 1);
+    pt_text_put(j, "}", 1);
 }
 
 static void put_any(void *w, const char *s, size_t n)
 {
-    put(w, s, n);
+    pt_text_put(w, s, n);
 }
 
-static void put_server(struct json *j, const struct pt_peer *p, uint64_t now)
+static void put_server(struct pt_text *j, const struct pt_peer *p, uint64_t now)
 {
     const struct pt_http_hooks *hk = pt_http_hooks_of(pt_cycle);
     struct pt_peer_view v;
 
     pt_peer_view(p, now, &v);
-    put(j, "{\"server\":", 10);
+    pt_text_put(j, "{\"server\":", 10);
     put_cstr(j, v.name);
-    put(j, ",\"address\":", 11);
+    pt_text_put(j, ",\"address\":", 11);
     put_cstr(j, v.address);
-    putf(j, ",\"state\":\"%s\",\"down_reason\":", v.state);
+    pt_text_printf(j, ",\"state\":\"%s\",\"down_reason\":", v.state);
     if (v.down_reason[0])
         put_cstr(j, v.down_reason);
     else
-        put(j, "null", 4);
-    putf(j,
-         ",\"weight\":%d,\"configured_weight\":%d,\"backup\":%s,\"max_conns\":%d,\"active\":%d,"
-         "\"requests\":%llu,\"fails\":%llu,\"unavailable_ms\":%llu,\"health_check\":",
-         v.weight, v.configured_weight, v.backup ? "true" : "false", v.max_conns, v.active,
-         (unsigned long long)v.requests, (unsigned long long)v.fails,
-         (unsigned long long)v.unavailable_ms);
+        pt_text_put(j, "null", 4);
+    pt_text_printf(
+        j,
+        ",\"weight\":%d,\"configured_weight\":%d,\"backup\":%s,\"max_conns\":%d,\"active\":%d,"
+        "\"requests\":%llu,\"fails\":%llu,\"unavailable_ms\":%llu,\"health_check\":",
+        v.weight, v.configured_weight, v.backup ? "true" : "false", v.max_conns, v.active,
+        (unsigned long long)v.requests, (unsigned long long)v.fails,
+        (unsigned long long)v.unavailable_ms);
     put_health(j, &v);
     /* Other modules' figures of the server (the metrics module's latencies, say). */
     for (int i = 0; i < hk->npeer_reports; i++)
         if (hk->peer_reports[i](p, put_any, j) != PT_OK)
             j->failed = 1;
-    put(j, "}", 1);
+    pt_text_put(j, "}", 1);
 }
 
-static void put_upstream(struct json *j, const struct pt_upstream *u, uint64_t now)
+static void put_upstream(struct pt_text *j, const struct pt_upstream *u, uint64_t now)
 {
     put_cstr(j, u->name);
-    putf(j, ":{\"method\":\"%s\",\"servers\":[", method_name(u->lb.method));
+    pt_text_printf(j, ":{\"method\":\"%s\",\"servers\":[", method_name(u->lb.method));
     for (int i = 0; i < u->npeers; i++) {
         if (i)
-            put(j, ",", 1);
+            pt_text_put(j, ",", 1);
         put_server(j, &u->peers[i], now);
     }
-    put(j, "]}", 2);
+    pt_text_put(j, "]}", 2);
 }
 
 /* The other modules' sections (the caches, say), each under its name. */
-static void put_reports(struct json *j)
+static void put_reports(struct pt_text *j)
 {
     const struct pt_http_hooks *hk = pt_http_hooks_of(pt_cycle);
 
     for (int i = 0; i < hk->nreports; i++) {
-        put(j, ",", 1);
+        pt_text_put(j, ",", 1);
         put_cstr(j, hk->report_names[i]);
-        put(j, ":", 1);
+        pt_text_put(j, ":", 1);
         if (hk->reports[i](pt_cycle, put_any, j) != PT_OK)
             j->failed = 1;
     }
 }
 
 /* The whole document, or one group's when <only> is not empty. */
-static void put_document(struct json *j, struct pt_str only)
+static void put_document(struct pt_text *j, struct pt_str only)
 {
     int n, first = 1;
     struct pt_upstream **ups = pt_upstream_groups(pt_cycle, &n);
     uint64_t now = pt_now_ms();
-    putf(j, "{\"version\":\"%s\",\"pid\":%d,\"generation\":%u,\"time\":", PORTIER_VERSION,
-         (int)getpid(), pt_cycle->generation);
+    pt_text_printf(j, "{\"version\":\"%s\",\"pid\":%d,\"generation\":%u,\"time\":", PORTIER_VERSION,
+                   (int)getpid(), pt_cycle->generation);
     put_time(j, pt_time_wall_ms());
-    put(j, ",\"upstreams\":{", 14);
+    pt_text_put(j, ",\"upstreams\":{", 14);
     for (int i = 0; i < n; i++) {
         /* An implicit group (proxy_pass to an address) has nothing to control. */
         if (ups[i]->implicit || (only.len && !pt_str_eq(only, ups[i]->name)))
             continue;
         if (!first)
-            put(j, ",", 1);
+            pt_text_put(j, ",", 1);
         first = 0;
         put_upstream(j, ups[i], now);
     }
-    put(j, "}", 1);
+    pt_text_put(j, "}", 1);
     put_reports(j);
-    put(j, "}\n", 2);
+    pt_text_put(j, "}\n", 2);
 }
 
 /* --- answers --- */
 
 /* Sends <j> (or, if building it failed, a 500) as <type> with <status> and finishes the
  * request. */
-static int respond_as(struct pt_request *r, int status, struct pt_str type, struct json *j)
+static int respond_as(struct pt_request *r, int status, struct pt_str type, struct pt_text *j)
 {
     int rc;
 
     if (j->failed) {
-        free(j->p);
+        pt_text_free(j);
         return 500;
     }
     r->status = status;
@@ -323,12 +287,12 @@ static int respond_as(struct pt_request *r, int status, struct pt_str type, stru
                  pt_http_send_header(r) == PT_OK && pt_http_send_body(r, j->p, j->len, 1) == PT_OK
              ? PT_OK
              : PT_ERROR;
-    free(j->p);
+    pt_text_free(j);
     pt_http_finalize(r, rc);
     return PT_DONE;
 }
 
-static int respond(struct pt_request *r, int status, struct json *j)
+static int respond(struct pt_request *r, int status, struct pt_text *j)
 {
     return respond_as(r, status, PT_STR("application/json"), j);
 }
@@ -338,16 +302,16 @@ static int respond_error(struct pt_request *r, int status, const char *fmt, ...)
 
 static int respond_error(struct pt_request *r, int status, const char *fmt, ...)
 {
-    struct json j = {0};
+    struct pt_text j = {0};
     char msg[300];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    put(&j, "{\"error\":", 9);
+    pt_text_put(&j, "{\"error\":", 9);
     put_cstr(&j, msg);
-    put(&j, "}\n", 2);
+    pt_text_put(&j, "}\n", 2);
     return respond(r, status, &j);
 }
 
@@ -403,14 +367,14 @@ static int respond_dashboard(struct pt_request *r, const struct status_conf *sc)
     static const char mark[] = "@STATUS_WRITE@";
     const char *at = strstr(status_page, mark);
     const char *write = sc->mode == STATUS_WRITE ? "true" : "false";
-    struct json page = {0};
+    struct pt_text page = {0};
 
     if (at == NULL) { /* a page edited without its mark: no controls rather than wrong ones */
-        put(&page, status_page, sizeof(status_page) - 1);
+        pt_text_put(&page, status_page, sizeof(status_page) - 1);
     } else {
-        put(&page, status_page, (size_t)(at - status_page));
-        put(&page, write, strlen(write));
-        put(&page, at + sizeof(mark) - 1, strlen(at + sizeof(mark) - 1));
+        pt_text_put(&page, status_page, (size_t)(at - status_page));
+        pt_text_put(&page, write, strlen(write));
+        pt_text_put(&page, at + sizeof(mark) - 1, strlen(at + sizeof(mark) - 1));
     }
     /* Nothing from outside: the script and styles are inline and only talk to this URL; no
      * framing, so that no other site can lay its page over the controls. */
@@ -518,7 +482,7 @@ static int apply(struct pt_request *r, struct control *c)
     struct pt_peer *p = u ? find_server(u, c->server) : NULL;
     int admin = -1;
     int64_t weight = -1;
-    struct json j = {0};
+    struct pt_text j = {0};
 
     if (u == NULL)
         return respond_error(r, 404, "no upstream \"%.*s\"", (int)c->upstream.len, c->upstream.p);
@@ -549,7 +513,7 @@ static int apply(struct pt_request *r, struct control *c)
            c->weight.p ? " weight " : "", (int)c->weight.len, c->weight.p ? c->weight.p : "",
            r->c->peer_text);
     put_server(&j, p, pt_now_ms());
-    put(&j, "\n", 1);
+    pt_text_put(&j, "\n", 1);
     return respond(r, 200, &j);
 }
 
@@ -634,7 +598,7 @@ static int cross_site(struct pt_request *r)
 static int status_handler(struct pt_request *r)
 {
     struct status_conf *sc = pt_http_loc_conf(r, pt_status_module);
-    struct json j = {0};
+    struct pt_text j = {0};
 
     if (r->h.method_id == PT_HTTP_POST) {
         if (sc->mode != STATUS_WRITE)
