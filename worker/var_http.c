@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/random.h>
@@ -522,7 +523,9 @@ GETTER(var_time_iso8601)
 
 /* xoshiro256** (Blackman and Vigna): fast, 256 bits of state, fine for unique ids. */
 static uint64_t rng_state[4];
-static pid_t rng_pid;
+/* Seeded in this process: a fork clears it (rng_forked), so that each worker draws its own
+ * sequence without a getpid() system call per draw. */
+static int rng_ready;
 
 static uint64_t rotl(uint64_t x, int k)
 {
@@ -552,16 +555,25 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+static void rng_forked(void)
+{
+    rng_ready = 0;
+}
+
 static void rng_seed(void)
 {
+    static int atfork;
+    pid_t pid = getpid();
     uint64_t x;
 
-    rng_pid = getpid();
+    if (!atfork)
+        atfork = pthread_atfork(NULL, NULL, rng_forked) == 0;
+    rng_ready = 1;
     if (getrandom(rng_state, sizeof(rng_state), GRND_NONBLOCK) == (ssize_t)sizeof(rng_state) &&
         (rng_state[0] | rng_state[1] | rng_state[2] | rng_state[3]))
         return;
     /* Without getrandom: the clocks (ms), the pid and where the stack lies (ASLR). */
-    x = (uint64_t)pt_time_wall_ms() ^ (pt_now_ms() << 24) ^ ((uint64_t)rng_pid << 40) ^
+    x = (uint64_t)pt_time_wall_ms() ^ (pt_now_ms() << 24) ^ ((uint64_t)pid << 40) ^
         (uint64_t)(uintptr_t)&x;
     for (int i = 0; i < 4; i++)
         rng_state[i] = splitmix(&x);
@@ -574,7 +586,7 @@ void pt_random_hex(char *dst, size_t n)
 
     /* Workers are forked from the master: each must draw from its own sequence, or two
      * workers would hand out the same ids. */
-    if (rng_pid != getpid())
+    if (!rng_ready)
         rng_seed();
     for (size_t i = 0; i < n; i++, v >>= 4) {
         if (i % 16 == 0)
