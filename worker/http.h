@@ -284,11 +284,19 @@ struct pt_upstream_tap {
     int (*answer)(struct pt_request *r);
 };
 
-/* What the tries of a proxied request leave for the log: nginx's $upstream_* variables, one
- * entry per try joined by ", " ("-" for a time not reached), in the request pool. */
+/* What one try of a proxied request leaves for the log. */
+struct pt_upstream_try {
+    const char *addr;                           /* the server's name */
+    int status;                                 /* 0: none came */
+    int64_t response_ms, connect_ms, header_ms; /* -1: not reached */
+    uint64_t sent, received;                    /* bytes */
+};
+
+/* The tries of a request, for nginx's $upstream_* variables, which format them only when
+ * asked (one entry per try joined by ", "); the array is in the request pool. */
 struct pt_upstream_log {
-    struct pt_str addr, status, response_time, connect_time, header_time;
-    struct pt_str bytes_sent, bytes_received;
+    struct pt_upstream_try *tries;
+    int n, cap;
 };
 
 struct pt_request {

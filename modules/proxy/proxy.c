@@ -451,72 +451,31 @@ void pt_proxy_cleanup(struct pt_request *r)
     ctx->replay_len = ctx->replay_cap = 0;
 }
 
-/* <prev>, then ", " and the <n> bytes at <s> when <prev> is not empty, in <r>'s pool: one
- * more entry of nginx's comma-separated $upstream_* lists. */
-static struct pt_str after(struct pt_request *r, struct pt_str prev, const char *s, size_t n)
-{
-    size_t len = prev.len ? prev.len + 2 + n : n;
-    char *p = pt_palloc(r->pool, len + 1);
-
-    if (p == NULL)
-        return PT_NULL_STR;
-    if (prev.len) {
-        memcpy(p, prev.p, prev.len);
-        memcpy(p + prev.len, ", ", 2);
-    }
-    memcpy(p + len - n, s, n);
-    return (struct pt_str){p, len};
-}
-
-/* <ms> as nginx logs a time, "S.mmm" ("-" when negative: not reached), into <t> (room for
- * 24 bytes); returns the length.  By hand: snprintf here was a percent of a proxied
- * request's CPU. */
-static size_t format_ms(char *t, int64_t ms)
-{
-    size_t n;
-    unsigned frac;
-
-    if (ms < 0) {
-        t[0] = '-';
-        return 1;
-    }
-    frac = (unsigned)(ms % 1000);
-    n = pt_format_uint(t, (uint64_t)ms / 1000, 10);
-    t[n++] = '.';
-    t[n++] = (char)('0' + frac / 100);
-    t[n++] = (char)('0' + frac / 10 % 10);
-    t[n++] = (char)('0' + frac % 10);
-    return n;
-}
-
 void pt_proxy_note_upstream(struct proxy_ctx *ctx, int status)
 {
-    struct pt_request *r = ctx->r;
-    struct pt_upstream_log *up = &r->up, *prev = &ctx->prev;
-    char t[24];
-    size_t n;
+    struct pt_upstream_log *up = &ctx->r->up;
+    struct pt_upstream_try *t;
 
     if (ctx->peer == NULL)
         return;
     if (status)
         ctx->status = status;
-    n = format_ms(t, (int64_t)(pt_now_ms() - ctx->try_start_ms));
-    up->response_time = after(r, prev->response_time, t, n);
-    n = format_ms(t, ctx->connect_ms);
-    up->connect_time = after(r, prev->connect_time, t, n);
-    n = format_ms(t, ctx->header_ms);
-    up->header_time = after(r, prev->header_time, t, n);
-    n = pt_format_uint(t, ctx->sent, 10);
-    up->bytes_sent = after(r, prev->bytes_sent, t, n);
-    n = pt_format_uint(t, ctx->received, 10);
-    up->bytes_received = after(r, prev->bytes_received, t, n);
-    up->addr = after(r, prev->addr, ctx->peer->name, strlen(ctx->peer->name));
-    if (ctx->status) {
-        n = pt_format_uint(t, (uint64_t)ctx->status, 10); /* statuses have three digits */
-        up->status = after(r, prev->status, t, n);
-    } else if (prev->status.len) {
-        up->status = after(r, prev->status, "-", 1);
+    if (ctx->log_index >= up->cap) {
+        int cap = up->cap ? 2 * up->cap : 2;
+        struct pt_upstream_try *a = pt_palloc(ctx->r->pool, (size_t)cap * sizeof(*a));
+        if (a == NULL)
+            return;
+        if (up->n)
+            memcpy(a, up->tries, (size_t)up->n * sizeof(*a));
+        up->tries = a;
+        up->cap = cap;
     }
+    t = &up->tries[ctx->log_index];
+    *t = (struct pt_upstream_try){
+        ctx->peer->name, ctx->status,    (int64_t)(pt_now_ms() - ctx->try_start_ms),
+        ctx->connect_ms, ctx->header_ms, ctx->sent,
+        ctx->received};
+    up->n = ctx->log_index + 1;
 }
 
 /* One error line per failed try: what went wrong, with which server, for which request. */
@@ -676,7 +635,7 @@ static void start_try(struct proxy_ctx *ctx, struct pt_peer *peer, int again)
 /* The failed try's entries join the log lists, and <peer> gets the next try. */
 static void go_next(struct proxy_ctx *ctx, struct pt_peer *peer)
 {
-    ctx->prev = ctx->r->up;
+    ctx->log_index = ctx->r->up.n;
     start_try(ctx, peer, 0);
 }
 

@@ -181,7 +181,7 @@ struct proxy_ctx {
     int status;            /* what the current try counts as for $upstream_status; 0: none yet */
     int err_no;            /* errno of a connect failure, for the log */
     const char *tls_error; /* why the TLS handshake failed, for the log; NULL: it did not */
-    struct pt_upstream_log prev; /* the log lists of the tries before this one */
+    int log_index;         /* this try's entry in r->up */
     int64_t resp_left;
     struct pt_chunked chunk;
     uint64_t start_ms;     /* when the first try began (proxy_next_upstream_timeout) */

@@ -434,11 +434,30 @@ END_TEST
 
 START_TEST(upstream_variables_have_no_value_when_empty)
 {
+    struct pt_upstream_try one = {"127.0.0.1:3000", 200, 12, 1, 5, 80, 120};
+
     ck_assert_int_eq(var_rc("upstream_addr"), PT_DECLINED);
-    r->up.addr = PT_STR("127.0.0.1:3000");
-    r->up.status = PT_STR("200");
+    r->up = (struct pt_upstream_log){&one, 1, 1};
     ck_assert_str_eq(var("upstream_addr"), "127.0.0.1:3000");
     ck_assert_str_eq(var("upstream_status"), "200");
+}
+END_TEST
+
+START_TEST(upstream_variables_list_every_try_as_nginx)
+{
+    struct pt_upstream_try tries[2] = {{"10.0.0.1:80", 502, 3, -1, -1, 0, 0},
+                                       {"10.0.0.2:80", 200, 1234, 2, 1001, 77, 4096}};
+
+    r->up = (struct pt_upstream_log){tries, 2, 2};
+    ck_assert_str_eq(var("upstream_addr"), "10.0.0.1:80, 10.0.0.2:80");
+    ck_assert_str_eq(var("upstream_status"), "502, 200");
+    ck_assert_str_eq(var("upstream_response_time"), "0.003, 1.234");
+    ck_assert_str_eq(var("upstream_connect_time"), "-, 0.002");
+    ck_assert_str_eq(var("upstream_header_time"), "-, 1.001");
+    ck_assert_str_eq(var("upstream_bytes_sent"), "0, 77");
+    ck_assert_str_eq(var("upstream_bytes_received"), "0, 4096");
+    tries[0].status = tries[1].status = 0;
+    ck_assert_int_eq(var_rc("upstream_status"), PT_DECLINED);
 }
 END_TEST
 
@@ -563,6 +582,7 @@ Suite *pt_test_suite(void)
     tcase_add_test(h, status_is_three_digits);
     tcase_add_test(h, byte_counts);
     tcase_add_test(h, upstream_variables_have_no_value_when_empty);
+    tcase_add_test(h, upstream_variables_list_every_try_as_nginx);
     tcase_add_test(h, sent_http_reads_response_headers);
     tcase_add_test(h, request_time_has_millisecond_resolution);
     tcase_add_test(h, time_local_has_nginx_format);
