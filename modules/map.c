@@ -13,19 +13,24 @@
  * the first for mail.*), each edge a slot keyed by its parent node and the label, searched
  * as nginx searches its wildcard hashes.  A map's regexes are also joined into one
  * alternation asked first, so that a value none matches costs one pass, not one per regex;
- * which one matches, and its captures, still come from each in order.
+ * which one matches, and its captures, still come from each in order.  Each worker also
+ * remembers what the regexes made of the values it saw lately (map_regex_cache): a browser
+ * sends the same User-Agent with every request, and asking again costs a hash and a
+ * compare, not a pass of every regex (HAProxy keeps such a cache, tune.pattern.cache-size).
  *
  * Every map variable has one getter, map_get: the variable's name, which the registry
  * passes as the getter's argument, finds the map in the request's configuration.
  */
 #include <pcre2.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/words.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/regex.h"
 #include "worker/http.h"
 #include "worker/var.h"
 
@@ -53,6 +58,7 @@ struct map_regex {
     const char *src; /* the pattern, without "~" or "~*" */
     int caseless;
     pcre2_code *code;
+    struct pt_regex_hint hint;
     pcre2_match_data *md; /* shared by the worker's requests: captures are copied at once */
     struct map_value *value;
 };
@@ -97,6 +103,8 @@ struct map {
      * when there are fewer than two or they cannot be joined (see join_regexes). */
     pcre2_code *any;
     pcre2_match_data *any_md;
+    struct memo_slot *memo; /* map_regex_cache slots (a power of 2), or NULL */
+    size_t memo_mask;
     struct map_value *dflt;
     struct map_value **values; /* every value, for compiling them */
     int nvalues, valcap;
@@ -107,6 +115,26 @@ struct map_main_conf {
     struct map **maps; /* sorted by name after postconfig: a request's cache follows it */
     int n, cap;
     int64_t hash_max_size, hash_bucket_size; /* accepted, unused */
+    int64_t regex_cache;                     /* values remembered per map and worker */
+};
+
+/* The longest value whose regex outcome is remembered, and the most captures kept; a
+ * longer value, or a regex with more groups, is matched every time. */
+#define MEMO_KEY_MAX 320
+#define MEMO_PAIRS   10
+#define MEMO_UNSET   UINT16_MAX
+
+/* What a map's regexes made of one value: the first that matched (-1: none) and its
+ * captures as offsets in the value.  Written by one worker for itself (after the fork,
+ * the slots are the worker's own copy); a slot is overwritten by the next value that
+ * hashes to it. */
+struct memo_slot {
+    uint64_t hash;
+    uint16_t len; /* of key; 0: empty (an empty value asks no regex) */
+    int16_t rx;
+    uint16_t npairs;
+    uint16_t ov[2 * MEMO_PAIRS];
+    char key[MEMO_KEY_MAX];
 };
 
 /* A request's value of one map variable. */
@@ -124,6 +152,8 @@ struct captures {
 
 static int map_block(struct pt_conf *cf, const struct pt_directive *d, void *conf);
 static int map_get(struct pt_request *r, struct pt_str name, struct pt_str *out);
+
+static const int64_t regex_cache_bounds[2] = {0, 65536};
 
 static const struct pt_directive map_directives[] = {
     {"map", PT_CTX_HTTP, PT_DIR_BLOCK, PT_MAIN_CONF, map_block, 0, NULL,
@@ -144,6 +174,14 @@ static const struct pt_directive map_directives[] = {
     {"map_hash_bucket_size", PT_CTX_HTTP, 0, PT_MAIN_CONF, pt_conf_set_size,
      offsetof(struct map_main_conf, hash_bucket_size), NULL,
      "accepted for nginx configurations and unused, as map_hash_max_size"},
+    {"map_regex_cache", PT_CTX_HTTP, 0, PT_MAIN_CONF, pt_conf_set_num,
+     offsetof(struct map_main_conf, regex_cache), regex_cache_bounds,
+     "portier's own, like HAProxy's tune.pattern.cache-size: for each map with regexes, "
+     "each worker remembers, for up to N values it saw lately, which regex matched and its "
+     "captures, so that a value seen again (a browser's User-Agent on its next request) is "
+     "not matched again; values over 320 bytes are always matched; about 370 bytes a value; "
+     "0 turns it off, at most 65536 (default 256).  The map gives the same values either "
+     "way"},
     {NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -154,7 +192,7 @@ static void *create_main_conf(struct pt_conf *cf)
     struct map_main_conf *mc = pt_palloc(cf->pool, sizeof(*mc));
 
     if (mc)
-        mc->hash_max_size = mc->hash_bucket_size = PT_CONF_UNSET;
+        mc->hash_max_size = mc->hash_bucket_size = mc->regex_cache = PT_CONF_UNSET;
     return mc;
 }
 
@@ -382,6 +420,7 @@ static int add_regex(struct pt_conf *cf, struct map *m, const char *pat, struct 
         pt_pool_cleanup(cf->pool, free_md, rx->md) != PT_OK)
         return pt_conf_error(cf, "out of memory");
     (void)pcre2_jit_compile(rx->code, PCRE2_JIT_COMPLETE);
+    pt_regex_hint(&rx->hint, pat, strlen(pat), caseless);
     rx->src = pat;
     rx->caseless = caseless;
     rx->value = v;
@@ -682,10 +721,27 @@ static int map_name_order(const void *a, const void *b)
     return strcmp((*(struct map *const *)a)->name, (*(struct map *const *)b)->name);
 }
 
+/* Gives <m> its map_regex_cache slots: <size> rounded up to a power of 2. */
+static int memo_create(struct pt_conf *cf, struct map *m, int64_t size)
+{
+    size_t n = 1;
+
+    if (m->nrx == 0 || size == 0)
+        return PT_OK;
+    while ((int64_t)n < size)
+        n <<= 1;
+    if ((m->memo = pt_palloc(cf->pool, n * sizeof(*m->memo))) == NULL)
+        return pt_conf_error(cf, "out of memory");
+    m->memo_mask = n - 1;
+    return PT_OK;
+}
+
 static int postconfig(struct pt_conf *cf)
 {
     struct map_main_conf *mc = pt_cycle_main_conf(cf->cycle, pt_map_module);
 
+    if (mc->regex_cache == PT_CONF_UNSET)
+        mc->regex_cache = 256;
     for (int i = 0; i < mc->n; i++) {
         struct map *m = mc->maps[i];
         cf->setting = m->source_setting;
@@ -695,6 +751,8 @@ static int postconfig(struct pt_conf *cf)
             if (value_compile(cf, m, m->values[j]) != PT_OK)
                 return PT_ERROR;
         join_regexes(cf, m);
+        if (memo_create(cf, m, mc->regex_cache) != PT_OK)
+            return PT_ERROR;
     }
     cf->setting = NULL;
     if (mc->n)
@@ -752,33 +810,114 @@ static struct map_value *wc_tail(const struct map *m, const struct wc_node *p, c
     return c->value;
 }
 
-/* The first regex of <m> matching <src>: its value, with its captures copied into <caps>
- * (the match data is shared).  NULL when none matches, or on a matching error (logged), as
- * nginx then takes the default. */
-static const struct map_value *regex_find(struct pt_request *r, const struct map *m,
-                                          struct pt_str src, struct captures *caps)
+/* The index of the first regex of <m> matching <src>, its captures in the regex's match
+ * data; -1 when none matches, -2 on a matching error (logged), as nginx then takes the
+ * default. */
+static int regex_index(const struct map *m, struct pt_str src)
 {
-    if (m->any && pcre2_match(m->any, (PCRE2_SPTR)src.p, src.len, 0, 0, m->any_md, NULL) ==
-                      PCRE2_ERROR_NOMATCH)
-        return NULL;
+    if (m->any && pt_regex_exec(m->any, src.p, src.len, m->any_md) == PCRE2_ERROR_NOMATCH)
+        return -1;
     for (int i = 0; i < m->nrx; i++) {
         const struct map_regex *rx = m->rx[i];
-        int rc = pcre2_match(rx->code, (PCRE2_SPTR)src.p, src.len, 0, 0, rx->md, NULL);
-        PCRE2_SIZE *ov;
+        int rc = pt_regex_may_match(&rx->hint, src.p, src.len)
+                     ? pt_regex_exec(rx->code, src.p, src.len, rx->md)
+                     : PCRE2_ERROR_NOMATCH;
         if (rc == PCRE2_ERROR_NOMATCH)
             continue;
         if (rc <= 0) {
             pt_log(PT_LOG_ERR, "map of \"$%s\": pcre2_match() failed: %d on \"%.*s\"", m->name, rc,
                    (int)pt_min(src.len, 256), src.p);
-            return NULL;
+            return -2;
         }
-        if ((ov = pt_pnalloc(r->pool, 2 * (size_t)rc * sizeof(*ov))) == NULL)
-            return NULL;
-        memcpy(ov, pcre2_get_ovector_pointer(rx->md), 2 * (size_t)rc * sizeof(*ov));
-        *caps = (struct captures){src.p, ov, rc};
-        return rx->value;
+        return i;
     }
-    return NULL;
+    return -1;
+}
+
+static uint64_t memo_hash(const char *s, size_t len)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
+
+    for (; len >= 8; s += 8, len -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s, len);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+    return h ^ (h >> 29);
+}
+
+/* Remembers in <slot> that regex <i> of <m> (-1: none) is what <src> matched. */
+static void memo_put(const struct map *m, struct memo_slot *slot, uint64_t hash, struct pt_str src,
+                     int i)
+{
+    const PCRE2_SIZE *ov = NULL;
+    uint32_t pairs = 0;
+
+    if (i >= 0) {
+        pairs = pcre2_get_ovector_count(m->rx[i]->md);
+        ov = pcre2_get_ovector_pointer(m->rx[i]->md);
+        if (pairs > MEMO_PAIRS)
+            return;
+    }
+    slot->len = 0; /* empty while being written */
+    for (uint32_t k = 0; k < 2 * pairs; k++)
+        slot->ov[k] = ov[k] == PCRE2_UNSET ? MEMO_UNSET : (uint16_t)ov[k];
+    memcpy(slot->key, src.p, src.len);
+    slot->hash = hash;
+    slot->rx = (int16_t)i;
+    slot->npairs = (uint16_t)pairs;
+    slot->len = (uint16_t)src.len;
+}
+
+/* The captures that <slot> remembers, on <src>, in <r>'s pool: NULL when out of memory. */
+static const PCRE2_SIZE *memo_captures(struct pt_request *r, const struct memo_slot *slot)
+{
+    PCRE2_SIZE *ov = pt_pnalloc(r->pool, 2 * (size_t)slot->npairs * sizeof(*ov) + 1);
+
+    for (uint32_t k = 0; ov && k < 2 * (uint32_t)slot->npairs; k++)
+        ov[k] = slot->ov[k] == MEMO_UNSET ? PCRE2_UNSET : slot->ov[k];
+    return ov;
+}
+
+/* The first regex of <m> matching <src>: its value, with its captures copied into <caps>
+ * (the match data is shared).  NULL when none matches or on a matching error.  A value
+ * seen lately is answered from the worker's memo of it. */
+static const struct map_value *regex_find(struct pt_request *r, const struct map *m,
+                                          struct pt_str src, struct captures *caps)
+{
+    struct memo_slot *slot = NULL;
+    uint64_t hash = 0;
+    PCRE2_SIZE *ov;
+    int i, rc;
+
+    if (m->memo && src.len <= MEMO_KEY_MAX) {
+        hash = memo_hash(src.p, src.len);
+        slot = &m->memo[hash & m->memo_mask];
+        if (slot->len == src.len && slot->hash == hash && memcmp(slot->key, src.p, src.len) == 0) {
+            if (slot->rx < 0)
+                return NULL;
+            if ((caps->ov = memo_captures(r, slot)) == NULL)
+                return NULL;
+            caps->subject = src.p;
+            caps->n = slot->npairs;
+            return m->rx[slot->rx]->value;
+        }
+    }
+    if ((i = regex_index(m, src)) == -2)
+        return NULL;
+    if (slot)
+        memo_put(m, slot, hash, src, i);
+    if (i < 0)
+        return NULL;
+    rc = (int)pcre2_get_ovector_count(m->rx[i]->md);
+    if ((ov = pt_pnalloc(r->pool, 2 * (size_t)rc * sizeof(*ov))) == NULL)
+        return NULL;
+    memcpy(ov, pcre2_get_ovector_pointer(m->rx[i]->md), 2 * (size_t)rc * sizeof(*ov));
+    *caps = (struct captures){src.p, ov, rc};
+    return m->rx[i]->value;
 }
 
 /* The value <m> gives <src>, in nginx's order (ngx_http_map_find); NULL for the default. */

@@ -27,6 +27,7 @@
 #include "config/words.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/regex.h"
 #include "worker/http.h"
 #include "worker/http_phase.h"
 #include "worker/var.h"
@@ -50,9 +51,8 @@ struct op {
     const char *text_src;
     struct pt_template *text; /* body or URL; NULL: a generated page */
     /* rewrite */
-    pcre2_code *re;
-    const char *lit; /* what every URI the regex matches starts with (literal_prefix) */
-    size_t litlen;
+    pcre2_code *re;            /* also an if's ~ condition's */
+    struct pt_regex_hint hint; /* what a subject it matches starts or ends with */
     const char *repl_src;
     struct pt_template *repl;
     enum flag flag;
@@ -191,8 +191,9 @@ static void free_regex(void *code)
     pcre2_code_free(code);
 }
 
-/* Compiles <src> (with "(?i)" for ~*), reporting errors with the offset in the pattern. */
-static pcre2_code *compile_regex(struct pt_conf *cf, const char *src, int caseless)
+/* Compiles <src> (caseless for ~*) for <op>, and its hint; reports errors with the offset
+ * in the pattern. */
+static pcre2_code *compile_regex(struct pt_conf *cf, struct op *op, const char *src, int caseless)
 {
     PCRE2_UCHAR msg[256];
     PCRE2_SIZE off;
@@ -212,68 +213,8 @@ static pcre2_code *compile_regex(struct pt_conf *cf, const char *src, int casele
         return NULL;
     }
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    pt_regex_hint(&op->hint, src, strlen(src), caseless);
     return re;
-}
-
-/* True when the regex <src> has a '|' outside any group: its '^' binds the first branch
- * only. */
-static int top_level_alternation(const char *src)
-{
-    int depth = 0, in_class = 0;
-
-    for (const char *p = src; *p; p++) {
-        if (*p == '\\') {
-            if (*++p == '\0')
-                break;
-        } else if (in_class) {
-            in_class = *p != ']';
-        } else if (*p == '[') {
-            in_class = 1;
-            p += p[1] == '^';
-            p += p[1] == ']'; /* a ']' first in a class is literal */
-        } else if (*p == '(') {
-            depth++;
-        } else if (*p == ')') {
-            depth--;
-        } else if (*p == '|' && depth == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/*
- * The text that every subject the case-sensitive regex <src> matches starts with, when it
- * is anchored ("/rules/old/" for "^/rules/old/(.*)$"), copied into the pool: a URI without
- * it is told by one memcmp instead of a call into PCRE2, which a location's rewrites that
- * mostly do not match make often.  Conservative: it ends at the first character that is
- * not plainly literal, and a character a quantifier follows is left out.  Sets *<len>.
- */
-static const char *literal_prefix(struct pt_conf *cf, const char *src, size_t *len)
-{
-    char *out = pt_palloc(cf->pool, strlen(src) + 1);
-    const char *p = src + 1;
-    size_t n = 0;
-
-    *len = 0;
-    if (out == NULL || src[0] != '^' || top_level_alternation(src))
-        return NULL;
-    while (*p) {
-        char c = *p;
-        if (c == '\\' && ispunct((unsigned char)p[1]))
-            c = p[1], p += 2; /* \. \/ \- ... stand for themselves; \d \Q ... do not */
-        else if (c == '\\' || strchr("^$.[]|()?*+{}", c))
-            break;
-        else
-            p++;
-        if (*p == '?' || *p == '*' || *p == '{')
-            break; /* optional or counted: not in every match */
-        out[n++] = c;
-        if (*p == '+')
-            break;
-    }
-    *len = n;
-    return out;
 }
 
 /* "return CODE [TEXT]" / "return URL". */
@@ -317,9 +258,8 @@ static int parse_rewrite(struct pt_conf *cf, struct op *op, const char *v)
                              "invalid \"rewrite\" \"%s\": use \"REGEX REPLACEMENT [last|"
                              "break|redirect|permanent]\"",
                              v);
-    if ((op->re = compile_regex(cf, w[0], 0)) == NULL)
+    if ((op->re = compile_regex(cf, op, w[0], 0)) == NULL)
         return PT_ERROR;
-    op->lit = literal_prefix(cf, w[0], &op->litlen);
     op->repl_src = w[1];
     op->flag = FLAG_NONE;
     for (int i = 1; n == 3 && i < (int)pt_nelems(flags); i++)
@@ -451,7 +391,7 @@ static int parse_cond(struct pt_conf *cf, struct op *op, const char *src)
         op->negate = ops[i].negate;
         op->left_src = w[unary ? 1 : 0];
         op->right_src = unary || ops[i].kind == C_MATCH ? NULL : w[2];
-        if (op->cond == C_MATCH && (op->re = compile_regex(cf, w[2], ops[i].caseless)) == NULL)
+        if (op->cond == C_MATCH && (op->re = compile_regex(cf, op, w[2], ops[i].caseless)) == NULL)
             return PT_ERROR;
         return PT_OK;
     }
@@ -734,11 +674,13 @@ static pcre2_match_data *match_data(void)
     return md;
 }
 
-/* Matches <re> against <subject>; on a match keeps its captures as $0..$9.  1, 0 or -1. */
-static int match(struct rewrite_ctx *ctx, pcre2_code *re, struct pt_str subject)
+/* Matches <op>'s regex against <subject>; on a match keeps its captures as $0..$9.  1, 0
+ * or -1.  Callers ask the regex's hint first: most rewrites of a location do not match a
+ * given URI, and its literal start or end tells most of them without running it. */
+static int match(struct rewrite_ctx *ctx, const struct op *op, struct pt_str subject)
 {
     pcre2_match_data *md = match_data();
-    int rc = md ? pcre2_match(re, (PCRE2_SPTR)subject.p, subject.len, 0, 0, md, NULL) : -1;
+    int rc = md ? pt_regex_exec(op->re, subject.p, subject.len, md) : -1;
     PCRE2_SIZE *ov;
 
     if (rc == PCRE2_ERROR_NOMATCH)
@@ -768,7 +710,7 @@ static int cond_true(struct pt_request *r, struct rewrite_ctx *ctx, const struct
         t = left.len == right.len && (left.len == 0 || memcmp(left.p, right.p, left.len) == 0);
         break;
     case C_MATCH:
-        t = match(ctx, op->re, left);
+        t = pt_regex_may_match(&op->hint, left.p, left.len) ? match(ctx, op, left) : 0;
         if (t < 0)
             return -1;
         break;
@@ -924,9 +866,9 @@ static int run(struct pt_request *r, struct rewrite_ctx *ctx, const struct scrip
                 return rc;
             break;
         case OP_REWRITE:
-            if (op->litlen && (r->uri.len < op->litlen || memcmp(r->uri.p, op->lit, op->litlen)))
+            if (!pt_regex_may_match(&op->hint, r->uri.p, r->uri.len))
                 break;
-            rc = match(ctx, op->re, r->uri);
+            rc = match(ctx, op, r->uri);
             if (rc < 0)
                 return PT_ERROR;
             if (rc == 0)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/regex.h"
 #include "worker/normalize.h"
 #include "worker/router.h"
 
@@ -139,6 +140,7 @@ struct regex {
     char *src;
     int caseless;
     void *value;
+    struct pt_regex_hint hint; /* "\\.php$": a path not ending so is told without PCRE2 */
 };
 
 struct rxlist {
@@ -184,7 +186,7 @@ static pcre2_code *rx_compile(const char *src, size_t len, int caseless, char *e
 static int rx_add(struct rxlist *rl, const char *src, size_t len, int caseless, uint32_t ncaps,
                   void *value, char *err, size_t errlen)
 {
-    struct regex r = {NULL, NULL, caseless, value};
+    struct regex r = {NULL, NULL, caseless, value, {0}};
 
     if (len == 0) {
         set_err(err, errlen, "empty regex");
@@ -195,6 +197,7 @@ static int rx_add(struct rxlist *rl, const char *src, size_t len, int caseless, 
     r.code = rx_compile(src, len, caseless, err, errlen);
     if (r.code == NULL)
         return PT_ERROR;
+    pt_regex_hint(&r.hint, src, len, caseless);
     if (rl->md == NULL)
         rl->md = pcre2_match_data_create(ncaps, NULL);
     if (rl->n == rl->cap) {
@@ -224,7 +227,9 @@ static const struct regex *rx_first_match(const struct rxlist *rl, const char *s
 {
     *rc = PCRE2_ERROR_NOMATCH;
     for (size_t i = 0; i < rl->n; i++) {
-        *rc = pcre2_match(rl->v[i].code, (PCRE2_SPTR)subj, len, 0, 0, rl->md, NULL);
+        if (!pt_regex_may_match(&rl->v[i].hint, subj, len))
+            continue;
+        *rc = pt_regex_exec(rl->v[i].code, subj, len, rl->md);
         if (*rc >= 0)
             return &rl->v[i];
         if (*rc != PCRE2_ERROR_NOMATCH)

@@ -446,8 +446,9 @@ int pt_template_eval(struct pt_request *r, const struct pt_template *t, struct p
         *out = part_value(r, t, &t->parts[0], &escape);
         return PT_OK;
     }
-    /* Each getter runs once: values are kept, measured, then copied. */
-    vals = pt_palloc(r->pool, (size_t)t->nparts * (sizeof(*vals) + 1));
+    /* Each getter runs once: values are kept, measured, then copied (every byte of both
+     * allocations written, none zeroed first). */
+    vals = pt_pnalloc(r->pool, (size_t)t->nparts * (sizeof(*vals) + 1));
     if (vals == NULL)
         return PT_ERROR;
     flags = (char *)(vals + t->nparts);
@@ -457,7 +458,7 @@ int pt_template_eval(struct pt_request *r, const struct pt_template *t, struct p
         flags[i] = (char)escape;
         len += put_escaped(escape ? t->esc : PT_ESCAPE_NONE, vals[i], NULL, SIZE_MAX);
     }
-    buf = pt_palloc(r->pool, len + 1);
+    buf = pt_pnalloc(r->pool, len + 1);
     if (buf == NULL)
         return PT_ERROR;
     for (int i = 0; i < t->nparts; i++)

@@ -14,6 +14,7 @@
 #include "worker/http.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/regex.h"
 
 /* gzip_proxied: what makes a response to a proxied request (one with Via) compressible. */
 #define PROXIED_OFF      0
@@ -244,8 +245,7 @@ static int set_disable(struct pt_conf *cf, const struct pt_directive *d, void *c
 static int disabled_for(const struct gzip_loc_conf *lc, struct pt_str ua)
 {
     for (int i = 0; ua.p && i < lc->ndisable; i++)
-        if (pcre2_match(lc->disable[i]->code, (PCRE2_SPTR)ua.p, ua.len, 0, 0, lc->disable[i]->md,
-                        NULL) >= 0)
+        if (pt_regex_exec(lc->disable[i]->code, ua.p, ua.len, lc->disable[i]->md) >= 0)
             return 1;
     return 0;
 }

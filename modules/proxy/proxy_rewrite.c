@@ -18,6 +18,7 @@
 #include "modules/proxy/proxy.h"
 
 #include "config/words.h"
+#include "core/regex.h"
 
 enum rule_kind {
     RULE_PREFIX, /* the value starts with the pattern: that prefix is replaced */
@@ -508,7 +509,7 @@ static int apply(struct pt_request *r, struct proxy_rewrite *rule, struct pt_str
     int rc;
 
     if (rule->kind == RULE_REGEX) {
-        rc = pcre2_match(rule->re, (PCRE2_SPTR)rest.p, rest.len, 0, 0, rule->md, NULL);
+        rc = pt_regex_exec(rule->re, rest.p, rest.len, rule->md);
         if (rc < 0) /* no match, or one that failed to run: nginx declines either way */
             return PT_DECLINED;
         if (eval_subst(r, &rule->replacement, rest, pcre2_get_ovector_pointer(rule->md), rc,

@@ -20,6 +20,7 @@
 #include "core/cycle.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/regex.h"
 #include "core/times.h"
 #include "modules/upstream/upstream.h"
 #include "worker/event.h"
@@ -318,7 +319,7 @@ static int check_head(void *data, const struct pt_http_response *resp)
 static int body_matches(struct check *c, const struct pt_http_client_result *r)
 {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(c->hc->body, NULL);
-    int m = md ? pcre2_match(c->hc->body, (PCRE2_SPTR)r->body, r->body_len, 0, 0, md, NULL) : -1;
+    int m = md ? pt_regex_exec(c->hc->body, r->body, r->body_len, md) : -1;
 
     pcre2_match_data_free(md);
     return m >= 0;

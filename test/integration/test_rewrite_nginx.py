@@ -81,6 +81,22 @@ CASES = [
          {"if": "$w = 'two words'",
           "then": ['rewrite "^/quoted/(\\d{2})$" "/flag/target/q$1" last']},
          "return 404"]})),
+    # Rules that portier rules out by their literal start, the byte after it, or their end
+    # (core/regex.h) before running them: the same outcome as nginx's, which runs each.
+    ("location /hint/ { rewrite ^/hint/(en|de|fr)/(.*)$ /flag/target/$2?lang=$1 last; "
+     "rewrite \\.php$ /flag/target/php last; rewrite /index\\.html$ /flag/target/idx last; "
+     "rewrite ^/hint/ab+c /flag/target/abc last; rewrite (?i)\\.JPG$ /flag/target/jpg last; "
+     "if ($uri ~* ^/HINT/IF/) { return 204; } return 404; }",
+     ("/hint/", {"rewrite_script": [
+         "rewrite ^/hint/(en|de|fr)/(.*)$ /flag/target/$2?lang=$1 last",
+         "rewrite \\.php$ /flag/target/php last",
+         "rewrite /index\\.html$ /flag/target/idx last",
+         "rewrite ^/hint/ab+c /flag/target/abc last",
+         "rewrite (?i)\\.JPG$ /flag/target/jpg last",
+         {"if": "$uri ~* ^/HINT/IF/", "then": ["return 204"]},
+         "return 404"]})),
+    ("location ~ \\.cgi$ { rewrite ^ /flag/target/cgi last; }",
+     ("~ \\.cgi$", {"rewrite": ["^ /flag/target/cgi last"]})),
 ]
 
 # /brk/ has a proxy_pass in portier; nginx's needs it too.
@@ -98,6 +114,9 @@ REQUESTS = [
     "/loop/z", "/re/one/two", "/old/p?k=v", "/bu/x?q=1", "/lu/y?q=2", "/bu/sp%20ace",
     "/sa/a%41b?q=1", "/sa/", "/sa-empty/z?q=1", "/sa-then/w?q=7",
     "/quoted/42", "/quoted/4",
+    "/hint/en/x", "/hint/de/", "/hint/es/x", "/hint/e", "/hint/x.php", "/hint/x.PHP",
+    "/hint/x.php/y", "/hint/index.html", "/hint/abbbc", "/hint/ac", "/hint/P.jpg",
+    "/hint/if/x", "/hint/If/", "/hint/x.cgi", "/hint/x.cgi/", "/hint/x.CGI",
 ]
 
 

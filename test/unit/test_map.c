@@ -422,12 +422,103 @@ START_TEST(unknown_setting_names_the_entries_form)
 }
 END_TEST
 
+/* ---- the worker's memory of regex outcomes (map_regex_cache) ------------------------- */
+
+/* The map these tests share: captures, a caseless regex, a default; <cache> the setting. */
+static void load_cached_map(const char *cache)
+{
+    char http[1024];
+
+    snprintf(http, sizeof(http),
+             "%s\n"
+             "map = ( { source = \"$test_key\"; variable = \"$v\";\n"
+             "          entries = ( \"default none\", \"~^(?<w>[a-z]+)-(\\\\d+)$ $w:$2\",\n"
+             "                      \"~*bot bot\", \"~(x)?y$ [$1]\" ); } );",
+             cache);
+    load_http(http);
+}
+
+/* The values of a run of keys, each asked three times in a row and again after others. */
+static void assert_cached_values(void)
+{
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 3; i++) {
+            ck_assert_str_eq(value("v", "abc-12"), "abc:12");
+            ck_assert_str_eq(value("v", "x-9"), "x:9");
+            ck_assert_str_eq(value("v", "GoogleBOT/2.1"), "bot");
+            ck_assert_str_eq(value("v", "ABC-12"), "none");
+            ck_assert_str_eq(value("v", "y"), "[]"); /* a group that took no part */
+            ck_assert_str_eq(value("v", "xy"), "[x]");
+        }
+        ck_assert_str_eq(value("v", "abc-12"), "abc:12");
+    }
+}
+
+START_TEST(remembered_outcomes_give_the_same_values_and_captures)
+{
+    load_cached_map("");
+    assert_cached_values();
+}
+END_TEST
+
+START_TEST(values_sharing_the_one_slot_of_a_cache_of_one_replace_each_other)
+{
+    load_cached_map("map_regex_cache = 1;");
+    assert_cached_values();
+}
+END_TEST
+
+START_TEST(cache_turned_off_gives_the_same_values)
+{
+    load_cached_map("map_regex_cache = 0;");
+    assert_cached_values();
+}
+END_TEST
+
+START_TEST(value_too_long_to_remember_is_matched_each_time)
+{
+    static char key[1000];
+
+    memset(key, 'a', 400);
+    strcpy(key + 400, "-77");
+    load_cached_map("");
+    for (int i = 0; i < 3; i++) {
+        const char *got = value("v", key);
+        ck_assert_uint_eq(strlen(got), 403);
+        ck_assert_str_eq(got + 400, ":77");
+    }
+    /* Same start, other end: not taken for the one before. */
+    strcpy(key + 400, "-78");
+    ck_assert_str_eq(value("v", key) + 400, ":78");
+}
+END_TEST
+
+START_TEST(values_that_differ_only_past_a_word_are_told_apart)
+{
+    load_cached_map("");
+    /* Same length, same first eight bytes and same hash slot or not: the key is compared. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_str_eq(value("v", "abcdefgh-1"), "abcdefgh:1");
+        ck_assert_str_eq(value("v", "abcdefgh-2"), "abcdefgh:2");
+        ck_assert_str_eq(value("v", "abcdefgh-x"), "none");
+    }
+}
+END_TEST
+
+START_TEST(cache_size_out_of_range_is_refused)
+{
+    assert_error("map_regex_cache = 70000;", 2, "map_regex_cache");
+    assert_error("map_regex_cache = -1;", 2, "map_regex_cache");
+}
+END_TEST
+
 Suite *pt_test_suite(void)
 {
     Suite *s = suite_create("map");
     TCase *o = tcase_create("order");
     TCase *v = tcase_create("values");
     TCase *h = tcase_create("hostnames");
+    TCase *m = tcase_create("regex cache");
     TCase *e = tcase_create("errors");
 
     tcase_add_checked_fixture(o, setup, teardown);
@@ -459,6 +550,15 @@ Suite *pt_test_suite(void)
     tcase_add_test(h, trailing_dot_of_a_host_name_is_dropped);
     tcase_add_test(h, masks_are_plain_keys_without_hostnames);
     suite_add_tcase(s, h);
+
+    tcase_add_checked_fixture(m, setup, teardown);
+    tcase_add_test(m, remembered_outcomes_give_the_same_values_and_captures);
+    tcase_add_test(m, values_sharing_the_one_slot_of_a_cache_of_one_replace_each_other);
+    tcase_add_test(m, cache_turned_off_gives_the_same_values);
+    tcase_add_test(m, value_too_long_to_remember_is_matched_each_time);
+    tcase_add_test(m, values_that_differ_only_past_a_word_are_told_apart);
+    tcase_add_test(m, cache_size_out_of_range_is_refused);
+    suite_add_tcase(s, m);
 
     tcase_add_checked_fixture(e, setup, teardown);
     tcase_add_test(e, bad_regex_is_reported_with_pcre2s_reason_and_offset);
