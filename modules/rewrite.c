@@ -108,7 +108,8 @@ static const int k_return = OP_RETURN, k_rewrite = OP_REWRITE, k_set = OP_SET, k
 static const struct pt_directive rewrite_directives[] = {
     {"return", SL, 0, PT_LOC_CONF, set_op, 0, &k_return,
      "\"CODE [TEXT]\", \"CODE URL\" (301, 302, 303, 307, 308) or \"URL\": answer at once; a "
-     "redirect to a path goes out absolute (absolute_redirect)"},
+     "redirect to a path goes out absolute (absolute_redirect); TEXT's Content-Type is the "
+     "URI's by its extension in types, else default_type, as nginx's"},
     {"rewrite", SL, PT_DIR_MULTI, PT_LOC_CONF, set_op, 0, &k_rewrite,
      "\"REGEX REPLACEMENT [last|break|redirect|permanent]\" (a list, run in order): a URI the "
      "regex matches becomes the replacement ($1..$9, variables); a replacement starting with "
@@ -732,7 +733,7 @@ static int cond_true(struct pt_request *r, struct rewrite_ctx *ctx, const struct
 
 static int do_return(struct pt_request *r, const struct op *op)
 {
-    struct pt_str text;
+    struct pt_str text, type;
 
     if (op->text == NULL)
         return op->status;
@@ -748,7 +749,9 @@ static int do_return(struct pt_request *r, const struct op *op)
     }
     r->status = op->status;
     r->out_length = (int64_t)text.len;
-    if (pt_header_add(r, &r->out, PT_STR("Content-Type"), PT_STR("text/plain")) != PT_OK ||
+    /* nginx types the text as a file of the URI's name: default_type for most. */
+    type = pt_http_text_type(r);
+    if ((type.len && pt_header_add(r, &r->out, PT_STR("Content-Type"), type) != PT_OK) ||
         pt_http_send_header(r) != PT_OK || pt_http_send_body(r, text.p, text.len, 1) != PT_OK)
         return PT_ERROR;
     /* The answer is complete: no later phase (and no proxy_pass) may see this request. */

@@ -403,6 +403,15 @@ struct pt_request {
  * memory. */
 struct pt_str pt_http_redirect_location(struct pt_request *r, struct pt_str loc);
 
+/* Set by the static module: the MIME type of <r>'s URI by its extension in the location's
+ * `types`, else its `default_type` (nginx's ngx_http_set_content_type), in static storage
+ * or the configuration's.  NULL without that module. */
+extern struct pt_str (*pt_http_uri_type)(struct pt_request *r);
+
+/* The Content-Type of an answer portier makes up from text (return 200 "text"): what
+ * pt_http_uri_type says, text/plain without the static module. */
+struct pt_str pt_http_text_type(struct pt_request *r);
+
 /* Appends a response header to <r>; <name>/<value> must outlive the request (pool or
  * static).  Returns PT_OK or PT_ERROR. */
 int pt_header_add(struct pt_request *r, struct pt_headers *hs, struct pt_str name,

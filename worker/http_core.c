@@ -593,6 +593,13 @@ static int server_block(struct pt_conf *cf, const struct pt_directive *d, void *
     return pt_conf_each_group(cf, cf->setting, read_server);
 }
 
+struct pt_str (*pt_http_uri_type)(struct pt_request *r);
+
+struct pt_str pt_http_text_type(struct pt_request *r)
+{
+    return pt_http_uri_type ? pt_http_uri_type(r) : PT_STR("text/plain");
+}
+
 struct pt_str pt_http_redirect_location(struct pt_request *r, struct pt_str loc)
 {
     struct pt_http_loc_conf *lc = r->loc_conf[pt_http_module.index];

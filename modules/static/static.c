@@ -515,8 +515,15 @@ static int var_request_filename(struct pt_request *r, struct pt_str arg, struct 
     return lc && pt_static_map_uri(r, lc, r->uri, out) == PT_OK ? PT_OK : PT_DECLINED;
 }
 
+/* pt_http_uri_type for the worker: the type of the request's URI in its location. */
+static struct pt_str uri_type(struct pt_request *r)
+{
+    return pt_static_type(r, pt_http_loc_conf(r, pt_static_module), r->uri);
+}
+
 static int postconfig(struct pt_conf *cf)
 {
+    pt_http_uri_type = uri_type;
     if (pt_var_register("document_root", 0, var_document_root) != PT_OK ||
         pt_var_register("realpath_root", 0, var_realpath_root) != PT_OK ||
         pt_var_register("request_filename", 0, var_request_filename) != PT_OK)

@@ -4,7 +4,7 @@ portier, each request's status, Location and the target that reached the upstrea
 Covers rewrite's flags (none, last, break, redirect, permanent), captures, the query rule
 (appended unless the replacement ends in '?'), absolute replacements, server-level rules
 before the location search, set and if (=, !=, ~, ~*, !~, captures inside), break, return,
-and the 10-change loop limit.
+and the 10-change loop limit; return's Content-Type.
 """
 
 import harness
@@ -186,6 +186,45 @@ class RewriteSideBySide(harness.TestCase):
 
     def test_loop_ends_in_500(self):
         self.assertEqual(self.outcome(self.pport, "/loop/z")[0], 500)
+
+
+class ReturnTypeSideBySide(harness.TestCase):
+    """return's text is typed as nginx types it: the URI's extension in the location's
+    types, else default_type (none when that is empty)."""
+
+    LOCS = [
+        ("/ct/", {"default_type": "application/json", "ret": "200 {}"},
+         'default_type application/json; return 200 "{}";'),
+        ("/cth/", {"types": ["text/html html"], "default_type": "application/octet-stream",
+                   "ret": "200 <p>"},
+         'types { text/html html; } default_type application/octet-stream; return 200 "<p>";'),
+        ("/cte/", {"default_type": "", "ret": "200 x"}, 'default_type ""; return 200 "x";'),
+        ("/ctp/", {"ret": "200 x"}, 'return 200 "x";'),
+    ]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nport = harness.free_port()
+        locs = "\n".join("    location %s { %s }" % (path, n) for path, _, n in cls.LOCS)
+        cls.nginx = nginx.Nginx(cls.nport, "  server {\n    listen 127.0.0.1:%d;\n%s\n  }"
+                                % (cls.nport, locs))
+        cls.addClassCleanup(cls.nginx.stop)
+        cls.pport = harness.free_port()
+        cls.p = cls.class_portier({"server": [server(cls.pport, [
+            location(path, **dict(settings)) for path, settings, _ in cls.LOCS])]})
+
+    def answer(self, port, target):
+        with harness.Client(port) as c:
+            r = c.request("GET", target, host="localhost")
+        return r.status, r.header("Content-Type"), r.body
+
+    def test_content_type_is_nginx_s(self):
+        for target in ("/ct/a", "/cth/a.html", "/cth/a.TXT", "/cth/a", "/cte/a", "/ctp/a",
+                       "/ctp/a.html"):
+            with self.subTest(target=target):
+                self.assertEqual(self.answer(self.pport, target),
+                                 self.answer(self.nport, target))
+        self.assertEqual(self.answer(self.pport, "/ct/a")[1], "application/json")
 
 
 class RewriteConfigErrors(harness.TestCase):
