@@ -30,8 +30,8 @@ from httpclient import (Client, PatternChecker, ProtocolError, Response,  # noqa
                         build_request, chunked, headers_named, http_request, parse_echo,
                         pattern_bytes)
 from procs import (LOCALHOST, all_pids, binary_is_sanitized, children, established_to,  # noqa: F401
-                   file_size, free_port, is_listening, pid_alive, proc_status, proc_title,
-                   proc_uids, read_file, rss_kib, socket_inodes, spawn, tail, tcp_sockets,
+                   dead_port, file_size, free_port, is_listening, pid_alive, proc_status,
+                   proc_title, proc_uids, read_file, rss_kib, socket_inodes, spawn, tail, tcp_sockets,
                    terminate, wait_for_line, wait_until)
 from recorder import RecordedRequest, RecordingBackend  # noqa: F401
 

@@ -230,6 +230,20 @@ def free_port():
     return port
 
 
+_dead_sockets = []
+
+
+def dead_port():
+    """A TCP port on 127.0.0.1 that refuses connections for as long as this process runs:
+    bound and never listened on, so that no other test's server can take it while a test
+    counts on nothing being there (free_port's port is free only until someone binds it),
+    and no outgoing connection gets it as its own port and connects to itself."""
+    s = socket.socket()
+    s.bind((LOCALHOST, 0))
+    _dead_sockets.append(s)
+    return s.getsockname()[1]
+
+
 def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
     """Polls <pred> until it returns a true value (returned) or raises after <timeout>."""
     deadline = time.monotonic() + timeout

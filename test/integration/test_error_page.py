@@ -109,7 +109,7 @@ class ErrorPageSideBySide(harness.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        dead = "127.0.0.1:%d" % harness.free_port()  # nothing listens: 502
+        dead = "127.0.0.1:%d" % harness.dead_port()  # refuses: 502
         cls.origin = NotFoundOrigin()
         cls.addClassCleanup(cls.origin.stop)
         cls.nport = harness.free_port()

@@ -47,7 +47,7 @@ class Retries(harness.TestCase):
         return b
 
     def dead_addr(self):
-        return "%s:%d" % (LOCALHOST, harness.free_port())  # nothing listens there
+        return "%s:%d" % (LOCALHOST, harness.dead_port())
 
     def start_group(self, addrs, keepalive=None, **directives):
         """A portier proxying / to a group of <addrs> (max_fails=0: the tests see every

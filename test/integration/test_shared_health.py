@@ -49,7 +49,7 @@ class SharedHealth(harness.TestCase):
 
     def test_dead_server_marked_down_once_for_all_workers_and_kept_across_reload(self):
         alive = self.start_backend("alive")
-        dead = harness.free_port()  # nothing listens here
+        dead = harness.dead_port()
         port = harness.free_port()
         p = self.start_portier({
             "upstream": {"app": upstream(alive.addr, "127.0.0.1:%d max_fails=1 fail_timeout=60s" % dead,

@@ -301,7 +301,7 @@ class SharedMemoryUpgrade(UpgradeCase):
 
     def test_upstream_health_crosses_the_upgrade(self):
         alive = self.start_backend("alive")
-        dead = harness.free_port()  # nothing listens here
+        dead = harness.dead_port()
         port = harness.free_port()
         p = self.portier({
             "upstream": {"app": upstream(alive.addr, "127.0.0.1:%d max_fails=1 fail_timeout=60s" % dead,

@@ -13,7 +13,7 @@ class UpstreamErrors(harness.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.b1 = cls.class_backend("b1")
-        cls.dead_port = harness.free_port()  # nothing listens here
+        cls.dead_port = harness.dead_port()
         cls.port = harness.free_port()
         # One upstream group per test, so that one test's failures (and the
         # peer state they leave) cannot change another's outcome.
