@@ -21,21 +21,16 @@ static struct pt_regex_hint hint_of(const char *src, int caseless)
     return h;
 }
 
-#define ck_assert_head(src, want)                                                              \
-    do {                                                                                       \
-        struct pt_regex_hint h_ = hint_of(src, 0);                                             \
-        ck_assert_msg(h_.head_len == strlen(want) && memcmp(h_.head, want, h_.head_len) == 0,  \
-                      "head of %s: \"%.*s\", expected \"%s\"", src, (int)h_.head_len, h_.head, \
-                      want);                                                                   \
+/* The hint of <src> has <want> as its <part> (head or tail). */
+#define ck_assert_hint(src, part, want)                                                            \
+    do {                                                                                           \
+        struct pt_regex_hint h_ = hint_of(src, 0);                                                 \
+        ck_assert_msg(h_.part##_len == strlen(want) && memcmp(h_.part, want, h_.part##_len) == 0,  \
+                      #part " of %s: \"%.*s\", expected \"%s\"", src, (int)h_.part##_len, h_.part, \
+                      want);                                                                       \
     } while (0)
-
-#define ck_assert_tail(src, want)                                                              \
-    do {                                                                                       \
-        struct pt_regex_hint h_ = hint_of(src, 0);                                             \
-        ck_assert_msg(h_.tail_len == strlen(want) && memcmp(h_.tail, want, h_.tail_len) == 0,  \
-                      "tail of %s: \"%.*s\", expected \"%s\"", src, (int)h_.tail_len, h_.tail, \
-                      want);                                                                   \
-    } while (0)
+#define ck_assert_head(src, want) ck_assert_hint(src, head, want)
+#define ck_assert_tail(src, want) ck_assert_hint(src, tail, want)
 
 START_TEST(anchored_regex_has_its_literal_start_as_head)
 {
