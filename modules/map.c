@@ -872,7 +872,8 @@ static void memo_put(const struct map *m, struct memo_slot *slot, uint64_t hash,
     slot->len = (uint16_t)src.len;
 }
 
-/* The captures that <slot> remembers, on <src>, in <r>'s pool: NULL when out of memory. */
+/* The captures that <slot> remembers, as offsets in its value, in <r>'s pool: NULL when out
+ * of memory. */
 static const PCRE2_SIZE *memo_captures(struct pt_request *r, const struct memo_slot *slot)
 {
     PCRE2_SIZE *ov = pt_pnalloc(r->pool, 2 * (size_t)slot->npairs * sizeof(*ov) + 1);
