@@ -1,8 +1,9 @@
 /*
  * autoindex.c: nginx's autoindex.  A URI ending in '/' whose directory has no index file is
  * answered, with autoindex on, by a listing of the directory in nginx's bytes: HTML (its
- * layout: names over 50 bytes cut with "..>", sizes exact or rounded to K, M or G, times in
- * GMT or local time), JSON, JSONP (the callback argument names the function) or XML.
+ * layout: names over 50 bytes cut with "..>", or 50 characters when the answer's charset is
+ * utf-8, sizes exact or rounded to K, M or G, times in GMT or local time), JSON, JSONP (the
+ * callback argument names the function) or XML.
  *
  * As nginx: names starting with '.' are left out; directories come first, then the rest,
  * each sorted by strcmp() of the names; an entry's type, size and time are stat()'s (a
@@ -11,12 +12,14 @@
  * the close for HTTP/1.0).  The page is built whole in the request pool, as nginx builds it,
  * and goes out in pieces while the client takes them.  Unlike nginx, which sends the header
  * before it reads the directory, the directory is read first: a read that fails is a 500
- * rather than an answer cut short.
+ * rather than an answer cut short; the page is made after the header, whose charset says
+ * how to measure names.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,7 @@ struct listing {
     struct pt_str uri;      /* the URI, decoded, for the HTML title */
     struct pt_str callback; /* jsonp's function */
     long offset;            /* seconds added to HTML times: the local zone's, or 0 (GMT) */
+    int utf8;               /* the answer's charset is utf-8: names measured in characters */
     struct entry *e;
     size_t n, cap;
     struct pt_str page;
@@ -184,31 +188,93 @@ static void put_size(struct out *o, const struct entry *e, int exact)
     putf(o, " %6lld", (long long)len);
 }
 
+/* nginx's ngx_utf8_decode: the code point of the sequence at *<p> (<n> bytes left, at least
+ * one), *<p> moved past what it read; above 0x10ffff for what nginx does not take as UTF-8
+ * (a lead byte below 0xc2, a sequence cut short or holding a byte below 0x80, an overlong
+ * form).  Like nginx, it does not check that the other bytes are 10xxxxxx. */
+static uint32_t utf8_decode(const unsigned char **p, size_t n)
+{
+    uint32_t u = **p, valid;
+    size_t len;
+
+    if (u >= 0xf0)
+        u &= 0x07, valid = 0xffff, len = 3;
+    else if (u >= 0xe0)
+        u &= 0x0f, valid = 0x7ff, len = 2;
+    else if (u >= 0xc2)
+        u &= 0x1f, valid = 0x7f, len = 1;
+    else {
+        (*p)++;
+        return 0xffffffff;
+    }
+    if (n - 1 < len)
+        return 0xfffffffe;
+    (*p)++;
+    for (; len; len--) {
+        uint32_t c = *(*p)++;
+        if (c < 0x80)
+            return 0xffffffff;
+        u = (u << 6) | (c & 0x3f);
+    }
+    return u > valid ? u : 0xffffffff;
+}
+
+/* The width of <name> as nginx's listing counts it under charset utf-8 (ngx_utf8_length):
+ * its characters, or its bytes when it is not UTF-8. */
+static size_t utf8_width(struct pt_str name)
+{
+    const unsigned char *p = (const unsigned char *)name.p, *end = p + name.len;
+    size_t n = 0;
+
+    for (; p < end; n++) {
+        if (*p < 0x80)
+            p++;
+        else if (utf8_decode(&p, (size_t)(end - p)) > 0x10ffff)
+            return name.len;
+    }
+    return n;
+}
+
+/* The bytes of the first <chars> characters of the UTF-8 <name>. */
+static size_t utf8_bytes(struct pt_str name, size_t chars)
+{
+    const unsigned char *p = (const unsigned char *)name.p, *end = p + name.len;
+
+    for (; chars && p < end; chars--) {
+        if (*p < 0x80)
+            p++;
+        else
+            (void)utf8_decode(&p, (size_t)(end - p));
+    }
+    return (size_t)(p - (const unsigned char *)name.p);
+}
+
 /* One line of the HTML listing: the link, the name in 50 columns, the time, the size. */
 static void html_entry(struct out *o, const struct listing *l, const struct entry *e)
 {
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     static const char spaces[NAME_LEN + 1] = "                                                  ";
-    size_t len = e->name.len;
+    /* Columns are bytes, or characters under charset utf-8 (nginx's r->headers_out.charset). */
+    size_t width = l->utf8 ? utf8_width(e->name) : e->name.len;
+    size_t shown = width > NAME_LEN ? NAME_LEN - 3 : width;
     time_t t = e->mtime + l->offset;
     struct tm tm;
 
     put_lit(o, "<a href=\"");
     put_uri_component(o, e->name);
     put_str(o, e->dir ? PT_STR("/\">") : PT_STR("\">"));
-    /* Bytes, not characters: nginx counts characters only with "charset utf-8", which
-     * portier does not have. */
-    put_html(o, (struct pt_str){e->name.p, len > NAME_LEN ? NAME_LEN - 3 : len});
-    if (len > NAME_LEN) {
+    put_html(o,
+             (struct pt_str){e->name.p, width == e->name.len ? shown : utf8_bytes(e->name, shown)});
+    if (width > NAME_LEN) {
         put_lit(o, "..&gt;</a>");
     } else {
-        if (e->dir && len < NAME_LEN) {
+        if (e->dir && width < NAME_LEN) {
             put_lit(o, "/");
-            len++;
+            width++;
         }
         put_lit(o, "</a>");
-        put(o, spaces, NAME_LEN - len);
+        put(o, spaces, NAME_LEN - width);
     }
     if (gmtime_r(&t, &tm) == NULL)
         memset(&tm, 0, sizeof(tm));
@@ -463,6 +529,21 @@ static void send_more(struct pt_request *r)
         pt_http_finalize(r, rc);
 }
 
+/* Whether the Content-Type that the header filters left names the charset utf-8 (in any
+ * case), as nginx's r->headers_out.charset then does. */
+static int charset_is_utf8(struct pt_request *r)
+{
+    struct pt_header *h = pt_header_find(&r->out, "Content-Type");
+    const char *v;
+
+    if (h == NULL)
+        return 0;
+    for (v = h->value.p + h->value.len; v > h->value.p && v[-1] != '='; v--)
+        ;
+    return v - h->value.p >= 8 && strncasecmp(v - 8, "charset=", 8) == 0 &&
+           pt_str_ieq((struct pt_str){v, (size_t)(h->value.p + h->value.len - v)}, "utf-8");
+}
+
 /* The listing's Content-Type, as nginx sets it. */
 static struct pt_str content_type(int format)
 {
@@ -517,8 +598,6 @@ int pt_static_autoindex(struct pt_request *r, const struct static_loc_conf *lc, 
     closedir(d);
     if (rc != PT_OK)
         return rc;
-    if (!head && make_page(r, l) != PT_OK)
-        return PT_ERROR;
     r->status = 200;
     r->out_length = -1;
     if (pt_header_add(r, &r->out, PT_STR("Content-Type"), content_type(l->format)) != PT_OK ||
@@ -526,6 +605,11 @@ int pt_static_autoindex(struct pt_request *r, const struct static_loc_conf *lc, 
         return PT_ERROR;
     if (head)
         return pt_http_send_body(r, NULL, 0, 1);
+    /* The page is made after the header filters, as nginx makes it after sending the header:
+     * the charset they gave the answer sets how names are measured. */
+    l->utf8 = charset_is_utf8(r);
+    if (make_page(r, l) != PT_OK)
+        return PT_ERROR;
     r->ctx[pt_static_module.index] = l;
     return send_page(r, l);
 }

@@ -8,7 +8,9 @@ The listed directory holds files whose sizes cross nginx's rounding steps (9999 
 in bytes, 10000 is "10K", half a unit rounds up; sparse files for M and G), directories, names
 starting with '.', names that need escaping in the link and in the text (a space, '<', '&',
 '"', '%', '#', '?', '+', a backslash, control bytes, UTF-8), names around the 50-byte column
-(49, 50, 51 bytes, a long one with an escape, one cut inside a UTF-8 character), symlinks (to
+(49, 50, 51 bytes, a long one with an escape, one cut inside a UTF-8 character) and around 50
+characters (listed again under charset utf-8, where nginx counts characters, with bytes it
+does not take as UTF-8), symlinks (to
 a file, to a directory, dangling, into a directory the workers may not enter), and a FIFO.
 It is listed as HTML, with exact_size off, with localtime on, as JSON, JSONP and XML; with
 HEAD; with autoindex off (403); without its slash (301); with an index file (which wins); in
@@ -69,15 +71,29 @@ FILES = {
     "long name with <html> & \"quotes\" past the fifty-byte column.txt": 14,
     LONG_UTF8: 15,
     ".hidden": 16,
+    # Around the column in characters, for charset utf-8: 49, 50, 51 two-byte characters,
+    # 52 three-byte ones; bytes nginx does not take as UTF-8 (a lone 0xff, an overlong '/')
+    # and one it does (a lead byte followed by 0xff).
+    "\u00e9" * 49: 17,
+    "\u00e9" * 50: 18,
+    "\u00e9" * 51: 19,
+    "\u65e5\u672c" * 26: 20,
+    "bad-\udcff-utf8.txt": 21,
+    "overlong-\udcc0\udcaf.txt": 22,
+    "odd-\udcc3\udcff-cont.txt": 23,
 }
 DIRS = ["sub", "another dir", "zeta", "d" * 49, "e" * 50, "odd <&> dir", ".hiddendir",
-        "withindex", "locked"]
+        "withindex", "locked", "\u00fc" * 49, "\u00fc" * 50]
 MTIME = {name: T0 + 3600 * 7 * i + 59 * i for i, name in enumerate(sorted(FILES) + DIRS)}
 
 LOCATIONS = [
     location("/list/", autoindex="on"),
     location("/approx/", alias="{TREE}/www/list/", autoindex="on", autoindex_exact_size="off"),
     location("/local/", alias="{TREE}/www/list/", autoindex="on", autoindex_localtime="on"),
+    # charset utf-8: names measured in characters, as nginx measures them then.
+    location("/utf8/", alias="{TREE}/www/list/", autoindex="on", charset="utf-8"),
+    location("/utf8up/", alias="{TREE}/www/list/", autoindex="on", charset="UTF-8"),
+    location("/latin/", alias="{TREE}/www/list/", autoindex="on", charset="koi8-r"),
     location("/json/", alias="{TREE}/www/list/", autoindex="on", autoindex_format="json"),
     location("/jsonp/", alias="{TREE}/www/list/", autoindex="on", autoindex_format="jsonp"),
     location("/xml/", alias="{TREE}/www/list/", autoindex="on", autoindex_format="xml"),
@@ -267,6 +283,24 @@ class AutoindexSideBySide(harness.TestCase):
         self.assertIn(b">" + b"f" * 50 + b"</a> ", body)
         self.assertIn(b">" + b"e" * 50 + b"</a> ", body)  # no room for the directory's '/'
         self.assertIn(b">" + b"d" * 49 + b"/</a> ", body)
+
+    def test_under_charset_utf_8_names_are_measured_in_characters(self):
+        got = self.assertLikeNginx("GET", "/utf8/", 200)
+        self.assertEqual(got["Content-Type"], "text/html; charset=utf-8")
+        body = got["body"]
+        e = "\u00e9".encode()
+        self.assertIn(b">" + e * 49 + b"</a>  ", body)  # 49 columns and a space
+        self.assertIn(b">" + e * 50 + b"</a> ", body)
+        self.assertIn(b">" + e * 47 + b"..&gt;</a> ", body)
+        self.assertIn(b">" + "\u00fc".encode() * 49 + b"/</a> ", body)
+        self.assertIn(b">" + "\u65e5\u672c".encode() * 23 + "\u65e5".encode() + b"..&gt;</a>",
+                      body)
+        # Not UTF-8 as nginx reads it: measured in bytes.
+        self.assertIn(b">bad-\xff-utf8.txt</a>" + b" " * (50 - 15), body)
+        # The same name under another charset, or none, is measured in bytes.
+        self.assertIn(b">" + e * 23 + b"\xc3..&gt;</a> ", self.nginx_body("/list/"))
+        self.assertLikeNginx("GET", "/utf8up/", 200)
+        self.assertLikeNginx("GET", "/latin/", 200)
 
     def test_exact_sizes_are_bytes(self):
         body = self.assertLikeNginx("GET", "/list/", 200)["body"]
