@@ -576,7 +576,7 @@ static void reset_try(struct proxy_ctx *ctx)
     ctx->resp_head = ctx->resp_until_close = ctx->resp_chunked = ctx->resp_done = 0;
     ctx->resp_left = 0;
     ctx->connect_noted = 0;
-    memset(&ctx->resp, 0, sizeof(ctx->resp));
+    pt_proxy_resp_clear(ctx);
     memset(&ctx->chunk, 0, sizeof(ctx->chunk));
 }
 

@@ -212,6 +212,13 @@ struct proxy_ctx {
 
 extern struct pt_module pt_proxy_module;
 
+/* Makes <ctx>'s response ready for the next head: zeroed but its header slots, which the
+ * parser fills before anything reads them (only the fields it counted are read). */
+static inline void pt_proxy_resp_clear(struct proxy_ctx *ctx)
+{
+    pt_zero_except(&ctx->resp, sizeof(ctx->resp), ctx->resp.headers, sizeof(ctx->resp.headers));
+}
+
 /* proxy_request.c: builds the request head for <ctx> into the request pool (PT_OK or
  * PT_ERROR), and sends what can be sent of head and body (PT_OK: sent or waiting for a
  * socket; PT_DONE: the request ended or went on to another try).  A new try sends the head

@@ -205,7 +205,7 @@ static int parse_head(struct proxy_ctx *ctx)
             return pt_proxy_retry_status(ctx) == PT_DONE ? PT_DONE : pass_head(ctx);
         /* An interim response (100 Continue, 103): portier answered Expect itself. */
         ctx->in->pos += ctx->resp.head_len;
-        memset(&ctx->resp, 0, sizeof(ctx->resp));
+        pt_proxy_resp_clear(ctx);
     }
 }
 

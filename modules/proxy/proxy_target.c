@@ -256,9 +256,11 @@ struct proxy_ctx *pt_proxy_ctx(struct pt_request *r)
 
     if (ctx)
         return ctx;
-    ctx = pt_palloc(r->pool, sizeof(*ctx));
+    ctx = pt_pnalloc(r->pool, sizeof(*ctx));
     if (ctx == NULL)
         return NULL;
+    /* The response's header slots are the parser's to fill (pt_proxy_resp_clear). */
+    pt_zero_except(ctx, sizeof(*ctx), ctx->resp.headers, sizeof(ctx->resp.headers));
     ctx->r = r;
     r->ctx[pt_proxy_module.index] = ctx;
     return ctx;
