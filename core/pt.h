@@ -59,6 +59,13 @@ static inline int pt_str_ieq(struct pt_str s, const char *lit)
     return s.len == n && strncasecmp(s.p, lit, n) == 0;
 }
 
+/* Case-insensitive equality of slices <a> and <b>: for tables of names kept as slices, whose
+ * lengths are known, so that most compares end at the lengths. */
+static inline int pt_str_ieq_str(struct pt_str a, struct pt_str b)
+{
+    return a.len == b.len && strncasecmp(a.p, b.p, a.len) == 0;
+}
+
 /* Exact equality of slice <s> and NUL-terminated <lit>. */
 static inline int pt_str_eq(struct pt_str s, const char *lit)
 {

@@ -656,17 +656,23 @@ static void rng_seed(void)
 void pt_random_hex(char *dst, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    static char pairs[256][2]; /* a byte's two digits: half the steps of a digit at a time */
     uint64_t v = 0;
 
     /* Workers are forked from the master: each must draw from its own sequence, or two
      * workers would hand out the same ids. */
     if (!rng_ready)
         rng_seed();
-    for (size_t i = 0; i < n; i++, v >>= 4) {
+    if (pairs[0][0] == '\0')
+        for (int b = 0; b < 256; b++)
+            pairs[b][0] = hex[b >> 4], pairs[b][1] = hex[b & 15];
+    for (size_t i = 0; i + 1 < n; i += 2, v >>= 8) {
         if (i % 16 == 0)
             v = rng_next();
-        dst[i] = hex[v & 15];
+        memcpy(dst + i, pairs[v & 0xff], 2);
     }
+    if (n % 2)
+        dst[n - 1] = hex[rng_next() & 15];
 }
 
 /* An incoming id portier keeps: 1 to 128 bytes of letters, digits and "-_.:+/=@" (UUIDs,

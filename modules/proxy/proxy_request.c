@@ -65,24 +65,34 @@ static void put_header(struct builder *b, struct pt_str name, struct pt_str valu
     put_lit(b, "\r\n");
 }
 
-/* The fields portier sets itself, each with its PROXY_OWN_* bit. */
+/* The fields portier sets itself, each with its PROXY_OWN_* bit.  Names are slices: every
+ * client field is compared with each of these tables, mostly ending at the length. */
 static const struct own_field {
-    const char *name; /* lower-case */
+    struct pt_str name; /* lower-case */
     unsigned bit;
 } own_fields[] = {
-    {"host", PROXY_OWN_HOST},
-    {"connection", PROXY_OWN_CONNECTION},
-    {"upgrade", PROXY_OWN_UPGRADE},
-    {"x-forwarded-for", PROXY_OWN_XFF},
-    {"x-forwarded-proto", PROXY_OWN_XFP},
-    {"x-forwarded-host", PROXY_OWN_XFH},
+    {PT_STR("host"), PROXY_OWN_HOST},
+    {PT_STR("connection"), PROXY_OWN_CONNECTION},
+    {PT_STR("upgrade"), PROXY_OWN_UPGRADE},
+    {PT_STR("x-forwarded-for"), PROXY_OWN_XFF},
+    {PT_STR("x-forwarded-proto"), PROXY_OWN_XFP},
+    {PT_STR("x-forwarded-host"), PROXY_OWN_XFH},
 };
 
 unsigned pt_proxy_own_field(struct pt_str name)
 {
     for (size_t i = 0; i < pt_nelems(own_fields); i++)
-        if (pt_str_ieq(name, own_fields[i].name))
+        if (pt_str_ieq_str(name, own_fields[i].name))
             return own_fields[i].bit;
+    return 0;
+}
+
+/* Whether <name> is one of the <n> names <names>, in any case. */
+static int one_of(struct pt_str name, const struct pt_str *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pt_str_ieq_str(name, names[i]))
+            return 1;
     return 0;
 }
 
@@ -91,13 +101,13 @@ unsigned pt_proxy_own_field(struct pt_str name)
  * and the fields portier sets itself, except a trusted peer's X-Forwarded-Proto/-Host. */
 static int skip_request_header(struct pt_str name, const struct pt_http_header *conn, int trusted)
 {
-    static const char *const hop[] = {"keep-alive",        "proxy-connection", "te",     "trailer",
-                                      "transfer-encoding", "content-length",   "expect", NULL};
+    static const struct pt_str hop[] = {
+        PT_STR("keep-alive"),        PT_STR("proxy-connection"), PT_STR("te"),    PT_STR("trailer"),
+        PT_STR("transfer-encoding"), PT_STR("content-length"),   PT_STR("expect")};
     unsigned own = pt_proxy_own_field(name);
 
-    for (int i = 0; hop[i]; i++)
-        if (pt_str_ieq(name, hop[i]))
-            return 1;
+    if (one_of(name, hop, pt_nelems(hop)))
+        return 1;
     if (own && !(trusted && (own & (PROXY_OWN_XFP | PROXY_OWN_XFH))))
         return 1;
     return conn && pt_proxy_named_in(conn->value, name);
@@ -107,14 +117,14 @@ static int skip_request_header(struct pt_str name, const struct pt_http_header *
  * revalidation's), as nginx's proxy_cache does, so the upstream answers the whole entry. */
 static int conditional_field(struct pt_str name)
 {
-    static const char *const names[] = {
-        "if-modified-since", "if-unmodified-since", "if-none-match", "if-match", "range",
-        "if-range"};
+    static const struct pt_str names[] = {PT_STR("if-modified-since"),
+                                          PT_STR("if-unmodified-since"),
+                                          PT_STR("if-none-match"),
+                                          PT_STR("if-match"),
+                                          PT_STR("range"),
+                                          PT_STR("if-range")};
 
-    for (size_t i = 0; i < pt_nelems(names); i++)
-        if (pt_str_ieq(name, names[i]))
-            return 1;
-    return 0;
+    return one_of(name, names, pt_nelems(names));
 }
 
 /* True when proxy_set_header names the field <name>. */
@@ -310,7 +320,7 @@ int pt_proxy_build_head(struct proxy_ctx *ctx)
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str name = r->h.headers[i].name;
         if (skip_request_header(name, conn, trusted) || overridden(plc, name) ||
-            (rid.len && pt_str_ieq(name, rid.p)) ||
+            (rid.len && pt_str_ieq_str(name, rid)) ||
             (tap && tap->strip_conditionals && conditional_field(name)))
             continue;
         put_header(&b, name, r->h.headers[i].value);

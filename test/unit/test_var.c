@@ -526,6 +526,31 @@ START_TEST(request_id_is_32_hex_and_differs_between_requests)
 }
 END_TEST
 
+/* Random hex of any length is all hex digits, every digit in use, and no two draws alike. */
+START_TEST(random_hex_fills_every_length_with_all_digits)
+{
+    int seen[16] = {0}, kinds = 0;
+    char a[40], b[40];
+
+    for (size_t n = 1; n < sizeof(a); n++) {
+        memset(a, '#', sizeof(a));
+        pt_random_hex(a, n);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_msg(isxdigit((unsigned char)a[i]) && !isupper((unsigned char)a[i]),
+                          "byte %zu of %zu: %c", i, n, a[i]);
+            seen[a[i] <= '9' ? a[i] - '0' : a[i] - 'a' + 10] = 1;
+        }
+        ck_assert_int_eq(a[n], '#'); /* nothing past n */
+    }
+    for (int i = 0; i < 16; i++)
+        kinds += seen[i];
+    ck_assert_int_eq(kinds, 16);
+    pt_random_hex(a, 32);
+    pt_random_hex(b, 32);
+    ck_assert_int_ne(memcmp(a, b, 32), 0);
+}
+END_TEST
+
 START_TEST(unknown_variable_lookup_is_an_error)
 {
     ck_assert_int_eq(var_rc("nope"), PT_ERROR);
@@ -588,6 +613,7 @@ Suite *pt_test_suite(void)
     tcase_add_test(h, time_local_has_nginx_format);
     tcase_add_test(h, time_iso8601_has_an_offset);
     tcase_add_test(h, request_id_is_32_hex_and_differs_between_requests);
+    tcase_add_test(h, random_hex_fills_every_length_with_all_digits);
     tcase_add_test(h, unknown_variable_lookup_is_an_error);
     suite_add_tcase(s, h);
     return s;
