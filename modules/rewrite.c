@@ -16,7 +16,6 @@
  * location's).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include <ctype.h>
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>

@@ -703,7 +703,7 @@ static struct pt_str incoming_id(struct pt_request *r)
     name = lc->request_id_header;
     for (size_t i = 0; i < r->h.nheaders; i++) {
         struct pt_str n = r->h.headers[i].name;
-        if (n.len == name.len && strncasecmp(n.p, name.p, n.len) == 0 && count++ == 0)
+        if (pt_str_ieq_str(n, name) && count++ == 0)
             found = r->h.headers[i].value;
     }
     return count == 1 && id_sane(found) ? found : PT_NULL_STR;

@@ -131,8 +131,7 @@ static int conditional_field(struct pt_str name)
 static int overridden(struct proxy_loc_conf *plc, struct pt_str name)
 {
     for (int i = 0; i < plc->nset; i++)
-        if (plc->set[i].name.len == name.len &&
-            strncasecmp(plc->set[i].name.p, name.p, name.len) == 0)
+        if (pt_str_ieq_str(plc->set[i].name, name))
             return 1;
     return 0;
 }
